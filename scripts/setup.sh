@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything Keyguard needs on a fresh machine, idempotently: uv, the locked Python environment,
+# the pinned opa binary (project-local), and PostgreSQL's server binaries for the production-store tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OPA_VERSION="1.22.2"
+# sha256 of the official linux/amd64 static release, used only where Go is absent.
+OPA_SHA256_LINUX_AMD64="${OPA_SHA256_LINUX_AMD64:-}"
+TOOLS="$PWD/.tools/bin"
+mkdir -p "$TOOLS"
+export PATH="$TOOLS:$HOME/.local/bin:$PATH"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+if ! command -v uv >/dev/null 2>&1; then
+  say "installing uv from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check uv 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --user uv
+fi
+
+say "syncing the locked Python environment"
+uv sync --frozen --quiet
+
+opa_ok() { [ -x "$TOOLS/opa" ] && "$TOOLS/opa" version 2>/dev/null | grep -q "^Version: $OPA_VERSION$"; }
+if ! opa_ok; then
+  if command -v go >/dev/null 2>&1; then
+    say "building opa $OPA_VERSION from the Go module proxy (about a minute)"
+    GOBIN="$TOOLS" GOFLAGS=-mod=mod go install "github.com/open-policy-agent/opa@v$OPA_VERSION"
+  elif [ -n "$OPA_SHA256_LINUX_AMD64" ]; then
+    say "downloading the opa $OPA_VERSION release binary"
+    curl -fsSL -o "$TOOLS/opa.tmp" \
+      "https://openpolicyagent.org/downloads/v$OPA_VERSION/opa_linux_amd64_static"
+    echo "$OPA_SHA256_LINUX_AMD64  $TOOLS/opa.tmp" | sha256sum -c -
+    chmod +x "$TOOLS/opa.tmp" && mv "$TOOLS/opa.tmp" "$TOOLS/opa"
+  else
+    echo "setup: need Go (to build opa $OPA_VERSION) or OPA_SHA256_LINUX_AMD64 for the release binary" >&2
+    exit 1
+  fi
+fi
+opa_ok || { echo "setup: opa at $TOOLS/opa is not version $OPA_VERSION" >&2; exit 1; }
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+if [ "${KEYGUARD_SKIP_POSTGRES:-0}" != "1" ] && [ -z "$(pg_bin)" ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing PostgreSQL server from Debian's packages"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    say "PostgreSQL server binaries not found and cannot install them (not root): the PostgreSQL tests will fail"
+  fi
+fi
+say "ready: opa $OPA_VERSION at $TOOLS/opa"

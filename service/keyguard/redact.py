@@ -1,0 +1,76 @@
+"""Redaction applied before anything is logged, raised to a user, stored or alerted."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+SENSITIVE_NAME = re.compile(r"(secret|key|pass|token|credential|signature|sign|auth)", re.IGNORECASE)
+# Names that contain "key" but are identifiers, not secrets.
+SAFE_NAMES = frozenset({"key_id", "keys", "api_key_id", "kms_key_id", "kms_key", "key_purpose", "rule_key"})
+_QUERY_SIGNATURE = re.compile(r"(?i)(signature|sign|apikey|api_key|secret|token|passphrase)=([^&\s\"']+)")
+_HEADER_SECRET = re.compile(
+    r"(?i)(x-mbx-apikey|ok-access-key|ok-access-sign|ok-access-passphrase|x-bapi-api-key|x-bapi-sign|authorization)"
+    r"(['\"]?\s*[:=]\s*['\"]?)([^'\",\s}]+)"
+)
+REDACTED = "***"
+
+_registered_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so any later text containing it is scrubbed (min 6 chars to avoid noise)."""
+    if value and len(value) >= 6:
+        _registered_secrets.add(value)
+
+
+def redact_text(text: str, extra: Iterable[str] = ()) -> str:
+    out = _QUERY_SIGNATURE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    out = _HEADER_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
+    for secret in sorted({*_registered_secrets, *extra}, key=len, reverse=True):
+        if secret and len(secret) >= 6:
+            out = out.replace(secret, REDACTED)
+    return out
+
+
+def is_sensitive_name(name: str) -> bool:
+    return name.lower() not in SAFE_NAMES and bool(SENSITIVE_NAME.search(name))
+
+
+def redact_value(value: Any) -> Any:
+    """Deep-copy a JSON-like value with sensitive fields masked and registered secrets scrubbed."""
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and is_sensitive_name(k) and v not in (None, "", [], {})
+                and not isinstance(v, bool) else redact_value(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs every record's rendered message, so secrets never reach a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed format string must not drop the record
+            message = str(record.msg)
+        record.msg = redact_text(message)
+        record.args = None
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    target = logger or logging.getLogger()
+    if not any(isinstance(f, RedactingFilter) for f in target.filters):
+        target.addFilter(RedactingFilter())
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
