@@ -35,3 +35,10 @@ def opa_binary() -> str:
 
 def policy_dir() -> Path:
     return Path(os.environ.get("KEYGUARD_POLICY_DIR", POLICY_DIR))
+
+# Directories under policies/ that are not policy data (JSON Schemas, the CrossGuard pack).
+OPA_IGNORE = ("schemas", "pulumi")
+
+
+def opa_ignore_args() -> list[str]:
+    return [arg for name in OPA_IGNORE for arg in ("--ignore", name)]
