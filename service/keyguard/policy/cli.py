@@ -1,0 +1,112 @@
+"""`keyguard policy`: check documents against the rule set, list the rules, test the policies."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keyguard.errors import PolicyError
+from keyguard.policy.catalogue import load_rules
+from keyguard.policy.documents import load_document
+from keyguard.policy.engine import PolicyEngine
+from keyguard.policy.models import Severity
+from keyguard.policy.report import failing, findings_json, print_findings
+from keyguard.tools import opa_binary, opa_ignore_args, policy_dir
+
+app = typer.Typer(help="Check documents against the Rego rule set, list the rules, test the policies.",
+                  no_args_is_help=True)
+out = Console()
+
+PolicyDirOption = Annotated[Path | None, typer.Option("--policy-dir", help="Rego policy directory.")]
+OpaUrlOption = Annotated[
+    str | None, typer.Option("--opa-url", envvar="KEYGUARD_OPA_URL", help="External OPA (default: managed).")
+]
+
+
+@app.command()
+def check(
+    files: Annotated[list[Path], typer.Argument(help="JSON or YAML input documents (each with a `kind`).")],
+    fail_on: Annotated[Severity, typer.Option(help="Exit 1 when a finding is at or above this.")] = Severity.high,
+    as_json: Annotated[bool, typer.Option("--json", help="Print findings as JSON.")] = False,
+    policy_root: PolicyDirOption = None,
+    opa_url: OpaUrlOption = None,
+) -> None:
+    """Evaluate input documents; exit 1 when any finding is at or above --fail-on."""
+    documents = [(str(path), load_document(path)) for path in files]  # parse all before starting OPA
+    root = policy_root or policy_dir()
+    if opa_url:
+        engine = PolicyEngine.external(opa_url, policy_root=root)
+        results = [f for name, doc in documents for f in engine.evaluate(doc, source=name)]
+    else:
+        with PolicyEngine.managed(policy_root=root) as engine:
+            results = [f for name, doc in documents for f in engine.evaluate(doc, source=name)]
+    if as_json:
+        out.print_json(findings_json(results))
+    else:
+        print_findings(results, out, title=", ".join(name for name, _ in documents))
+    blocking = failing(results, fail_on)
+    if blocking:
+        if not as_json:
+            out.print(f"[bold red]{len(blocking)} finding(s) at or above {fail_on}[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def rules(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalogue as JSON.")] = False,
+    policy_root: PolicyDirOption = None,
+) -> None:
+    """List every rule with its id, severity, title and remediation (from the rules' METADATA)."""
+    catalogue = load_rules(policy_root or policy_dir())
+    if as_json:
+        out.print_json(json.dumps([r.model_dump(mode="json") for r in catalogue]))
+        return
+    table = Table(title=f"Keyguard rules ({len(catalogue)})")
+    for col in ("id", "severity", "title", "remediation"):
+        table.add_column(col)
+    for r in catalogue:
+        table.add_row(r.id, r.severity, r.title, r.remediation)
+    out.print(table)
+
+
+def _run(step: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    out.print(f"[bold]{step}[/]: {' '.join(args[1:])}")
+    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
+@app.command("test")
+def test_policies(
+    min_coverage: Annotated[float, typer.Option(help="Minimum `opa test` coverage, percent.")] = 90.0,
+    policy_root: PolicyDirOption = None,
+) -> None:
+    """The policy gate CI runs: `opa fmt` clean, `opa check --strict`, `opa test` with coverage."""
+    root = str(policy_root or policy_dir())
+    opa = opa_binary()
+    fmt = _run("format", [opa, "fmt", "--list", "--fail", root])
+    unformatted = [line for line in fmt.stdout.splitlines() if line.strip()]
+    if fmt.returncode != 0 or unformatted:
+        raise PolicyError("not `opa fmt` clean (run `opa fmt -w policies`): " + ", ".join(unformatted))
+    strict = _run("strict check", [opa, "check", "--strict", *opa_ignore_args(), root])
+    if strict.returncode != 0:
+        raise PolicyError(f"`opa check --strict` failed:\n{strict.stdout}{strict.stderr}")
+    tests = _run("tests", [opa, "test", *opa_ignore_args(), root])
+    if tests.returncode != 0:
+        fails = [ln for ln in tests.stdout.splitlines() if re.search(r"FAIL|ERROR|error", ln)]
+        detail = "\n".join(fails[:50]) or tests.stdout[-3000:] + tests.stderr[-3000:]
+        raise PolicyError(f"`opa test` failed:\n{detail}")
+    summary = next((ln for ln in tests.stdout.splitlines() if ln.startswith("PASS:")), "PASS")
+    cov = _run("coverage", [opa, "test", *opa_ignore_args(), root, "--coverage", "--format", "json"])
+    try:
+        coverage = float(json.loads(cov.stdout).get("coverage", 0.0))
+    except (json.JSONDecodeError, AttributeError):
+        raise PolicyError(f"`opa test --coverage` gave no report:\n{cov.stderr[-2000:]}") from None
+    out.print(f"{summary}; coverage {coverage:.1f}% (minimum {min_coverage:.0f}%)")
+    if coverage < min_coverage:
+        raise PolicyError(f"policy test coverage {coverage:.1f}% is below the required {min_coverage:.0f}%")

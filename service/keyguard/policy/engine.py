@@ -1,0 +1,278 @@
+"""The OPA engine: a managed `opa run --server` on loopback (or an external OPA), loaded and queried through
+opa-python-client. A broken bundle is rejected with file and line and the last good bundle stays loaded."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from opa_client import OpaClient
+from opa_client.errors import RegoParseError
+
+from keyguard.errors import PolicyError, ToolError
+from keyguard.policy.documents import validate_document
+from keyguard.policy.models import Finding, sort_findings
+from keyguard.tools import OPA_IGNORE, opa_binary, opa_ignore_args, policy_dir
+
+log = logging.getLogger(__name__)
+
+FINDINGS_PACKAGE = "keyguard/main"
+FINDINGS_RULE = "findings"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Policy modules (id -> source) and data documents (path -> value) read from a policy directory."""
+
+    root: Path
+    modules: dict[str, str] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _ignored(rel: Path) -> bool:
+    return any(part in OPA_IGNORE or part.startswith(".") for part in rel.parts[:-1])
+
+
+def read_bundle(root: Path) -> Bundle:
+    """Read every non-test .rego module and every data .json file; JSON errors name file and line."""
+    if not root.is_dir():
+        raise PolicyError(f"policy directory {root} does not exist")
+    modules: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or _ignored(rel):
+            continue
+        if path.suffix == ".rego" and not path.name.endswith("_test.rego"):
+            modules[rel.as_posix()] = path.read_text(encoding="utf-8")
+        elif path.suffix == ".json":
+            try:
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise PolicyError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON data: {exc.msg}") from None
+            if not isinstance(value, dict):
+                raise PolicyError(f"{path}: policy data must be a JSON object")
+            data["/".join(rel.parts[:-1])] = value
+    if not modules:
+        raise PolicyError(f"policy directory {root} holds no .rego modules")
+    return Bundle(root=root, modules=modules, data=data)
+
+
+def check_bundle(root: Path, opa: str | None = None) -> None:
+    """`opa check` the directory; on failure raise PolicyError listing each error as file:line: message."""
+    proc = subprocess.run(
+        [opa or opa_binary(), "check", "--format", "json", *opa_ignore_args(), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if proc.returncode == 0:
+        return
+    raise PolicyError("policy bundle rejected:\n" + format_opa_errors(proc.stdout or proc.stderr))
+
+
+def format_opa_errors(raw: str | dict[str, Any]) -> str:
+    try:
+        doc = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        return raw.strip() if isinstance(raw, str) else str(raw)
+    lines = []
+    for err in doc.get("errors", []) or [doc]:
+        loc = err.get("location") or {}
+        where = f"{loc.get('file', '?')}:{loc.get('row', '?')}" if loc else "?"
+        lines.append(f"  {where}: {err.get('code', 'error')}: {err.get('message', '')}")
+    return "\n".join(lines)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # The OPA sidecar must not outlive its owner, even if the owner is killed.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class ManagedOpa:
+    """An `opa run --server` child process bound to 127.0.0.1 on an ephemeral port."""
+
+    def __init__(self, opa: str | None = None) -> None:
+        self.opa = opa or opa_binary()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self, timeout: float = 20.0) -> str:
+        last_error = ""
+        for _ in range(3):  # the ephemeral port may be taken between probe and bind
+            self.port = _free_port()
+            self.process = subprocess.Popen(
+                [self.opa, "run", "--server", "--addr", f"127.0.0.1:{self.port}", "--log-level", "error",
+                 "--skip-version-check"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed to tie the child to this process
+            )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    last_error = (self.process.stderr.read() if self.process.stderr else b"").decode()[-500:]
+                    break
+                try:
+                    if requests.get(f"{self.url}/health", timeout=0.5).status_code == 200:
+                        return self.url
+                except requests.RequestException:
+                    pass
+                time.sleep(0.05)
+            else:
+                self.stop()
+                raise ToolError(f"opa did not become healthy on {self.url} within {timeout:.0f}s")
+        raise ToolError(f"opa failed to start: {last_error.strip() or 'no output'}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+class PolicyEngine:
+    """Evaluates input documents against the Rego rule set; returns Findings."""
+
+    def __init__(self, url: str, policy_root: Path | None = None, sidecar: ManagedOpa | None = None,
+                 load: bool = True) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise PolicyError(f"OPA URL {url!r} is not an http(s) URL like http://127.0.0.1:8181")
+        self.url = url.rstrip("/")
+        self.policy_root = policy_root or policy_dir()
+        self._sidecar = sidecar
+        self._client = OpaClient(
+            host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80),
+            ssl=parsed.scheme == "https", timeout=30, retries=0,
+        )
+        self._lock = threading.Lock()
+        self.bundle: Bundle | None = None
+        if load:
+            self.reload()
+
+    # construction -------------------------------------------------------------------------------
+    @classmethod
+    @contextlib.contextmanager
+    def managed(cls, policy_root: Path | None = None, opa: str | None = None) -> Iterator[PolicyEngine]:
+        """Start a private OPA on loopback, load the policies, and stop OPA when the block exits."""
+        sidecar = ManagedOpa(opa)
+        url = sidecar.start()
+        engine: PolicyEngine | None = None
+        try:
+            engine = cls(url, policy_root=policy_root, sidecar=sidecar)
+            yield engine
+        finally:
+            if engine is not None:
+                engine.close()
+            sidecar.stop()
+
+    @classmethod
+    def external(cls, url: str, policy_root: Path | None = None, load: bool = False) -> PolicyEngine:
+        """Use an OPA someone else runs (a sidecar on the host). By default its loaded policies are used."""
+        return cls(url, policy_root=policy_root, load=load)
+
+    def close(self) -> None:
+        self._client.close_connection()
+
+    # loading ------------------------------------------------------------------------------------
+    def reload(self) -> Bundle:
+        """Validate the policy directory, then replace what OPA holds; on any error keep the last good bundle."""
+        new = read_bundle(self.policy_root)
+        check_bundle(self.policy_root, self._sidecar.opa if self._sidecar else None)
+        with self._lock:
+            old = self.bundle
+            try:
+                self._upload(new, previous=old)
+            except PolicyError:
+                if old is not None:
+                    self._upload(old, previous=new)
+                raise
+            self.bundle = new
+        log.info("policy bundle loaded: %d modules, %d data documents", len(new.modules), len(new.data))
+        return new
+
+    def _upload(self, bundle: Bundle, previous: Bundle | None) -> None:
+        for path, value in bundle.data.items():
+            self._put_data(path, value)
+        for module_id, source in bundle.modules.items():
+            try:
+                self._client.update_policy_from_string(source, module_id, rego_compat=False)
+            except RegoParseError as exc:
+                detail = format_opa_errors({"errors": exc.errors or [], "message": str(exc)})
+                raise PolicyError(f"policy module {module_id} rejected by OPA:\n{detail}") from None
+            except requests.RequestException as exc:
+                raise PolicyError(f"OPA at {self.url} unreachable while loading {module_id}: {exc}") from None
+        if previous is not None:
+            for module_id in set(previous.modules) - set(bundle.modules):
+                with contextlib.suppress(Exception):
+                    self._client.delete_policy(module_id)
+
+    def _put_data(self, path: str, value: dict[str, Any]) -> None:
+        items = value.items() if path == "" else [(path, value)]
+        for key, doc in items:
+            try:
+                response = requests.put(f"{self.url}/v1/data/{key}", json=doc, timeout=30)
+            except requests.RequestException as exc:
+                raise PolicyError(f"OPA at {self.url} unreachable while loading data {key}: {exc}") from None
+            if response.status_code != 204:
+                raise PolicyError(f"OPA rejected data document {key}: {response.text[:300]}")
+
+    # evaluation ---------------------------------------------------------------------------------
+    def evaluate(self, document: dict[str, Any], source: str = "input") -> list[Finding]:
+        """Validate `document` against its kind's schema, evaluate it, and return sorted Findings."""
+        validate_document(document, source)
+        try:
+            response = self._client.query_rule(document, FINDINGS_PACKAGE, FINDINGS_RULE)
+        except requests.HTTPError as exc:
+            body = exc.response.text[:500] if exc.response is not None else ""
+            raise PolicyError(f"OPA failed to evaluate {source}: {body or exc}") from None
+        except requests.RequestException as exc:
+            raise PolicyError(f"OPA at {self.url} unreachable while evaluating {source}: {exc}") from None
+        if "result" not in response:
+            # opa-python-client returns {} for an undefined rule; undefined is never compliant.
+            raise PolicyError(
+                f"policy result for {source} is undefined (data.keyguard.main.findings): the rule set is "
+                "incomplete or not loaded; refusing to treat that as a pass"
+            )
+        results = response["result"]
+        if not isinstance(results, list):
+            raise PolicyError(f"policy result for {source} is not a list of findings: {type(results).__name__}")
+        findings = []
+        for item in results:
+            try:
+                findings.append(Finding.model_validate(item))
+            except ValueError as exc:
+                raise PolicyError(f"a rule returned a malformed result {item!r}: {exc}") from None
+        return sort_findings(findings)

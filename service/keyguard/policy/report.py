@@ -1,0 +1,45 @@
+"""Rendering findings for people (rich table) and machines (JSON), and the CI exit-code rule."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from keyguard.policy.models import Finding, Severity
+from keyguard.redact import redact_value
+
+SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+
+
+def findings_json(findings: Sequence[Finding]) -> str:
+    return json.dumps(
+        [redact_value(f.model_dump(mode="json")) for f in findings], indent=2, sort_keys=True
+    )
+
+
+def print_findings(findings: Sequence[Finding], console: Console, title: str = "Findings") -> None:
+    if not findings:
+        console.print("[green]no findings[/]: every rule holds")
+        return
+    table = Table(title=f"{title} ({len(findings)})", show_lines=False)
+    table.add_column("severity")
+    table.add_column("rule")
+    table.add_column("resource")
+    table.add_column("message")
+    table.add_column("remediation")
+    for f in findings:
+        table.add_row(
+            f"[{SEVERITY_STYLE.get(f.severity, '')}]{f.severity}[/]",
+            f.id,
+            f.resource,
+            redact_value(f.message),
+            f.remediation,
+        )
+    console.print(table)
+
+
+def failing(findings: Sequence[Finding], fail_on: Severity) -> list[Finding]:
+    return [f for f in findings if f.at_or_above(fail_on)]
