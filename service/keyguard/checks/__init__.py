@@ -1,0 +1,1 @@
+"""Collectors, drift (fingerprints and transitions) and the scheduler that runs them."""
