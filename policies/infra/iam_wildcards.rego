@@ -1,0 +1,66 @@
+package keyguard.infra.iam_wildcards
+
+import rego.v1
+
+import data.keyguard.infra.lib
+
+# METADATA
+# title: IAM policies name exact actions and exact resources
+# description: >-
+#   A wildcard action or resource on the host role turns a compromise of the bot into a compromise of
+#   the account; least privilege must be visible in the policy document itself.
+# custom:
+#   id: KG-INF-108
+#   severity: critical
+#   remediation: Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.
+deny contains result if {
+	some p in lib.identity_policies
+	some statement in lib.allow_statements(p.policy)
+	some problem in wildcard_problems(statement)
+	result := finding(p.resource, sprintf("%s allows %s", [lib.resource_id(p.resource), problem]), statement)
+}
+
+# METADATA
+# title: IAM policies name exact actions and exact resources
+# custom:
+#   id: KG-INF-108
+#   severity: critical
+#   remediation: Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.
+deny contains result if {
+	some p in lib.identity_policies
+	not lib.document(p.policy)
+	result := finding(
+		p.resource,
+		sprintf("%s has a policy document that cannot be read, so its privileges are unknown", [lib.resource_id(p.resource)]),
+		{"policy": p.policy},
+	)
+}
+
+wildcard_problems(statement) := (({problem |
+	some action in lib.actions(statement)
+	wildcard_action(action)
+	problem := sprintf("action %q", [action])
+} | {problem |
+	some resource in lib.resources(statement)
+	resource == "*"
+	problem := "resource \"*\""
+}) | {problem |
+	object.get(statement, "NotAction", null) != null
+	problem := "NotAction (every action but a few)"
+}) | {problem |
+	object.get(statement, "NotResource", null) != null
+	problem := "NotResource (every resource but a few)"
+}
+
+wildcard_action("*")
+
+wildcard_action(action) if endswith(action, ":*")
+
+finding(resource, message, evidence) := {
+	"id": "KG-INF-108",
+	"severity": "critical",
+	"resource": lib.resource_id(resource),
+	"message": message,
+	"remediation": "Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.",
+	"evidence": evidence,
+}

@@ -1,0 +1,26 @@
+package keyguard.infra.kms_rotation
+
+import rego.v1
+
+import data.keyguard.infra.lib
+
+# METADATA
+# title: Customer-managed KMS keys rotate automatically
+# description: Rotation bounds how much ciphertext one key version protects; AWS-managed keys rotate on their own.
+# custom:
+#   id: KG-INF-107
+#   severity: medium
+#   remediation: Set enableKeyRotation to true on the KMS key.
+deny contains result if {
+	some key in lib.of_type("aws:kms/key:Key")
+	lib.prop(key, "keyManager") != "AWS"
+	not lib.prop(key, "enableKeyRotation") == true
+	result := {
+		"id": "KG-INF-107",
+		"severity": "medium",
+		"resource": lib.resource_id(key),
+		"message": sprintf("KMS key %s does not rotate automatically", [key.name]),
+		"remediation": "Set enableKeyRotation to true on the KMS key.",
+		"evidence": {"enableKeyRotation": lib.prop(key, "enableKeyRotation")},
+	}
+}

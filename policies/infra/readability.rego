@@ -1,0 +1,27 @@
+package keyguard.infra.readability
+
+import rego.v1
+
+import data.keyguard.infra.lib
+
+# METADATA
+# title: Every declared resource can be read live
+# description: >-
+#   The drift collector marks a resource it could not read (deleted, access denied, throttled) with an
+#   error; unknown is never safe, so an unreadable resource is a finding rather than a silent pass.
+# custom:
+#   id: KG-INF-112
+#   severity: high
+#   remediation: Check that the resource still exists and that the collector's role may describe it, then re-run the check.
+deny contains result if {
+	some r in input.resources
+	is_string(object.get(r, "error", null))
+	result := {
+		"id": "KG-INF-112",
+		"severity": "high",
+		"resource": lib.resource_id(r),
+		"message": sprintf("%s could not be read: %s", [lib.resource_id(r), r.error]),
+		"remediation": "Check that the resource still exists and that the collector's role may describe it, then re-run the check.",
+		"evidence": {"error": r.error},
+	}
+}

@@ -1,0 +1,73 @@
+package keyguard.infra.ssh
+
+import rego.v1
+
+import data.keyguard.infra.lib
+
+# METADATA
+# title: SSH is reachable only from one /32 admin address
+# description: >-
+#   Any ingress reaching the SSH port (a range containing it, or all protocols) must come from exactly one
+#   IPv4 /32 admin address; wider ranges, IPv6 ranges and peer security groups widen who can try to log in.
+# custom:
+#   id: KG-INF-103
+#   severity: high
+#   remediation: Restrict SSH ingress to the single admin address (x.x.x.x/32), or drop it and use SSM Session Manager.
+deny contains result if {
+	some rule in ssh_rules
+	some source in array.concat(rule.cidrs, rule.peer_groups)
+	not admin_address(source)
+	result := finding(
+		rule.resource, sprintf(
+			"%s lets %s reach SSH port %d; only one /32 admin address may",
+			[lib.resource_id(rule.resource), source, data.infra.ssh_port],
+		),
+		{"source": source},
+	)
+}
+
+# METADATA
+# title: SSH is reachable only from one /32 admin address
+# custom:
+#   id: KG-INF-103
+#   severity: high
+#   remediation: Restrict SSH ingress to the single admin address (x.x.x.x/32), or drop it and use SSM Session Manager.
+deny contains result if {
+	some group in {rule.group | some rule in ssh_rules}
+	sources := {source |
+		some rule in ssh_rules
+		rule.group == group
+		some source in array.concat(rule.cidrs, rule.peer_groups)
+	}
+	count(sources) > data.infra.max_ssh_admin_sources
+	some rule in ssh_rules
+	rule.group == group
+	result := finding(
+		rule.resource, sprintf(
+			"security group %v lets %d sources reach SSH port %d; at most %d admin address may",
+			[group, count(sources), data.infra.ssh_port, data.infra.max_ssh_admin_sources],
+		),
+		{"sources": sort(sources)},
+	)
+}
+
+ssh_rules contains rule if {
+	some rule in lib.ingress
+	lib.reaches_port(rule, data.infra.ssh_port)
+}
+
+admin_address(cidr) if {
+	net.cidr_is_valid(cidr)
+	parts := split(cidr, "/")
+	count(split(parts[0], ".")) == 4
+	to_number(parts[1]) == data.infra.ssh_admin_prefix_length
+}
+
+finding(resource, message, evidence) := {
+	"id": "KG-INF-103",
+	"severity": "high",
+	"resource": lib.resource_id(resource),
+	"message": message,
+	"remediation": "Restrict SSH ingress to the single admin address (x.x.x.x/32), or drop it and use SSM Session Manager.",
+	"evidence": evidence,
+}

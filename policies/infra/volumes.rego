@@ -1,0 +1,28 @@
+package keyguard.infra.volumes
+
+import rego.v1
+
+import data.keyguard.infra.lib
+
+# METADATA
+# title: Instance root volumes are encrypted
+# description: >-
+#   Keys fetched from the vault end up in memory, swap and logs on the root volume; an unencrypted volume
+#   or snapshot leaks them to anyone who can read the snapshot.
+# custom:
+#   id: KG-INF-105
+#   severity: high
+#   remediation: Set rootBlockDevice.encrypted to true (with the vault's KMS key or the EBS default key) and replace the instance.
+deny contains result if {
+	some host in lib.of_type("aws:ec2/instance:Instance")
+	root := object.get(host.properties, "rootBlockDevice", {})
+	not object.get(root, "encrypted", false) == true
+	result := {
+		"id": "KG-INF-105",
+		"severity": "high",
+		"resource": lib.resource_id(host),
+		"message": sprintf("instance %s has an unencrypted root volume", [host.name]),
+		"remediation": "Set rootBlockDevice.encrypted to true (with the vault's KMS key or the EBS default key) and replace the instance.",
+		"evidence": {"rootBlockDevice": root},
+	}
+}
