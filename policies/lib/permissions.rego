@@ -1,0 +1,24 @@
+package keyguard.lib
+
+import rego.v1
+
+# METADATA
+# title: The key holds a permission class (read, trade, transfer, withdraw)
+# description: >-
+#   True when the normalised permission is true, or when any raw exchange flag that maps to the
+#   class (data.lib.raw_permission_flags) is set; a raw flag outranks a normalised false.
+can(key, class) if key.permissions[class] == true
+
+can(key, class) if {
+	some flag, value in object.get(key, "raw_flags", {})
+	value == true
+	class in object.get(data.lib.raw_permission_flags, [lower(object.get(key, "exchange", "")), flag], [])
+}
+
+# METADATA
+# title: The raw exchange flags that grant a permission class and are set on the key
+raw_flags_granting(key, class) := {flag |
+	some flag, value in object.get(key, "raw_flags", {})
+	value == true
+	class in object.get(data.lib.raw_permission_flags, [lower(object.get(key, "exchange", "")), flag], [])
+}
