@@ -1,0 +1,87 @@
+"""Settings: one pydantic model loaded from `keyguard.yaml`, overridable by `KEYGUARD_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from keyguard.alerts.notifier import AlertRoute
+from keyguard.errors import ConfigError
+from keyguard.policy.documents import load_document
+
+
+class ServiceSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+    api_token_env: str = Field(default="KEYGUARD_API_TOKEN", description="env var holding the API bearer token")
+
+
+class StoreSettings(BaseModel):
+    url: str = "sqlite:///.keyguard/keyguard.db"
+
+
+class OpaSettings(BaseModel):
+    url: str | None = Field(default=None, description="external OPA; None starts a managed opa on loopback")
+    policy_dir: Path | None = None
+
+
+class AlertSettings(BaseModel):
+    routes: list[AlertRoute] = Field(default_factory=list)
+    console: bool = Field(default=True, description="also print each alert to the service log")
+
+
+class ChecksSettings(BaseModel):
+    interval_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class KeyguardSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEYGUARD_", env_nested_delimiter="__", extra="forbid")
+
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    opa: OpaSettings = Field(default_factory=OpaSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    checks: ChecksSettings = Field(default_factory=ChecksSettings)
+    inventory: Path | None = Field(default=None, description="keys inventory file (see examples/keyguard.yaml)")
+    worker_config: Path | None = Field(default=None, description="execution worker config to check")
+    infra: dict[str, Any] = Field(default_factory=dict, description="stack outputs and AWS endpoint for drift")
+
+    @field_validator("inventory", "worker_config")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file, so one file serves every host.
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> KeyguardSettings:
+    """Read keyguard.yaml (if given) then apply KEYGUARD_* variables; errors name the file and field."""
+    data: dict[str, Any] = load_document(path) if path else {}
+    if path:  # file references in keyguard.yaml are relative to the file itself
+        for name in ("inventory", "worker_config"):
+            if isinstance(data.get(name), str) and not Path(data[name]).is_absolute():
+                data[name] = str(path.parent / data[name])
+    data.update(overrides)
+    try:
+        return KeyguardSettings(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        source = str(path) if path else "settings"
+        raise ConfigError(f"{source}: field {field}: {first['msg']}") from None
