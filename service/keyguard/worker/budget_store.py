@@ -1,0 +1,144 @@
+"""Where the shared rate-limit budget lives: one store per host (or per egress IP) for every process.
+
+`FileBudgetStore` (the embedded default) keeps the state in a small file guarded by an exclusive `flock`;
+`SqliteBudgetStore` does the same in a SQLite file with `BEGIN IMMEDIATE`. Both are safe across processes;
+bench/limiter.py measures both and the file store is the faster (see docs/benchmarks.md).
+A Redis backend for several hosts behind one IP fills the same `BudgetStore.update` contract.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from keyguard.errors import ConfigError
+from keyguard.worker.limiter import BudgetState, BudgetStore
+
+T = TypeVar("T")
+
+
+class InMemoryBudgetStore:
+    """One process only (threads share it); for tests of the arithmetic and single-process tools."""
+
+    def __init__(self) -> None:
+        self._state = BudgetState()
+        self._lock = threading.Lock()
+
+    def update(self, fn: Callable[[BudgetState], T]) -> T:
+        with self._lock:
+            return fn(self._state)
+
+    def close(self) -> None:
+        pass
+
+
+class FileBudgetStore:
+    """The state as compact JSON in one file; `flock(LOCK_EX)` serialises read-modify-write across processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"limiter budget file {self.path}: cannot create its directory ({exc})") from exc
+        self._thread_lock = threading.Lock()
+        self._fd = -1
+        self._pid = -1
+
+    def _descriptor(self) -> int:
+        # flock belongs to the open file description, which a forked child shares: reopen after fork.
+        if self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def update(self, fn: Callable[[BudgetState], T]) -> T:
+        with self._thread_lock:
+            fd = self._descriptor()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                raw = os.pread(fd, 1 << 20, 0)
+                state = BudgetState.from_json(json.loads(raw)) if raw else BudgetState()
+                result = fn(state)
+                out = json.dumps(state.to_json(), separators=(",", ":")).encode()
+                if out != raw:
+                    os.pwrite(fd, out, 0)
+                    if len(out) < len(raw):
+                        os.ftruncate(fd, len(out))
+                return result
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0 and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self._pid = -1, -1
+
+
+class SqliteBudgetStore:
+    """The state as rows in a SQLite file; `BEGIN IMMEDIATE` takes the write lock before reading."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread_lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid() or self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # The budget is advisory state that header correction rebuilds; durability is not needed.
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("CREATE TABLE IF NOT EXISTS budget (key TEXT PRIMARY KEY, a REAL NOT NULL, b REAL NOT NULL)")
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def update(self, fn: Callable[[BudgetState], T]) -> T:
+        with self._thread_lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                state = BudgetState()
+                for key, a, b in conn.execute("SELECT key, a, b FROM budget"):
+                    if key.startswith("ban:"):
+                        state.banned_until[key[4:]] = a
+                    else:
+                        state.pools[key] = [a, b]
+                before = state.to_json()
+                before = {"p": {k: list(v) for k, v in before["p"].items()}, "b": dict(before["b"])}
+                result = fn(state)
+                for key, (a, b) in state.pools.items():
+                    if before["p"].get(key) != [a, b]:
+                        conn.execute("INSERT OR REPLACE INTO budget VALUES (?, ?, ?)", (key, a, b))
+                for ip, until in state.banned_until.items():
+                    if before["b"].get(ip) != until:
+                        conn.execute("INSERT OR REPLACE INTO budget VALUES (?, ?, 0)", (f"ban:{ip}", until))
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn, self._pid = None, -1
+
+
+def open_budget_store(backend: str, path: str | Path) -> BudgetStore:
+    """The store named in config: `file` (default, fastest measured), `sqlite`, or `memory` (one process)."""
+    if backend == "file":
+        return FileBudgetStore(path)
+    if backend == "sqlite":
+        return SqliteBudgetStore(path)
+    if backend == "memory":
+        return InMemoryBudgetStore()
+    raise ConfigError(f"limiter.backend: unknown budget store {backend!r}; use one of file, sqlite, memory")

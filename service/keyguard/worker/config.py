@@ -1,0 +1,122 @@
+"""The worker's settings, loaded from a YAML file (`keyguard worker run --config FILE`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from keyguard.errors import ConfigError
+from keyguard.worker.risk import RiskLimits, Stage
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExchangeSettings(_Strict):
+    # None = start an in-process sandbox exchange and create a key on it (the demo).
+    base_url: str | None = None
+    api_key_env: str = "KEYGUARD_WORKER_API_KEY"
+    api_secret_env: str = "KEYGUARD_WORKER_API_SECRET"
+    source_address: str | None = None
+    recv_window_ms: int = Field(5000, ge=1, le=60000)
+    timeout_s: float = Field(5.0, gt=0)
+
+    def credentials(self) -> tuple[str, str]:
+        key, secret = os.environ.get(self.api_key_env), os.environ.get(self.api_secret_env)
+        if not key or not secret:
+            raise ConfigError(f"exchange: set the environment variables {self.api_key_env} and {self.api_secret_env}"
+                              " to the worker's API key and secret (they are never read from the config file)")
+        return key, secret
+
+
+class LimiterSettings(_Strict):
+    backend: Literal["file", "sqlite", "memory"] = "file"
+    headroom: float = Field(0.9, gt=0, le=1)
+    egress_ip: str = "127.0.0.1"
+    account: str = "default"
+    deadline_s: float = Field(10.0, gt=0)
+
+
+class RiskSettings(_Strict):
+    max_order_notional: float | None = 1500.0
+    max_order_share_of_portfolio: float | None = 0.02
+    max_orders_per_minute: int | None = 30
+    max_position: dict[str, float] = Field(default_factory=lambda: {"BTC": 0.5})
+    daily_loss_limit: float | None = 2000.0
+    target_allocation: float | None = 100000.0
+    portfolio_value: float = 100000.0
+    min_fill_ratio: float = Field(0.1, ge=0, le=1)
+
+
+class StrategySettings(_Strict):
+    symbol: str = "BTCUSDT"
+    base_asset: str = "BTC"
+    quote_per_order: float = Field(50.0, gt=0)
+    interval_s: float = Field(1.0, gt=0)
+    orders: int | None = Field(10, ge=0)  # None = run until stopped
+
+
+class DataRetrySettings(_Strict):
+    attempts: int = Field(4, ge=3, le=5)
+    base_s: float = 0.1
+    cap_s: float = 2.0
+
+
+class WorkerConfig(_Strict):
+    worker: str = "worker-1"
+    stage: Stage = Stage.SANDBOX
+    paper: bool = False
+    state_dir: Path = Path(".keyguard/worker")
+    journal_url: str | None = None  # None = SQLite file in state_dir
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    limiter: LimiterSettings = Field(default_factory=LimiterSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
+    data_retry: DataRetrySettings = Field(default_factory=DataRetrySettings)
+
+    def risk_limits(self) -> RiskLimits:
+        r = self.risk
+        return RiskLimits(
+            max_order_notional=r.max_order_notional, max_order_share_of_portfolio=r.max_order_share_of_portfolio,
+            max_orders_per_minute=r.max_orders_per_minute, max_position=dict(r.max_position),
+            daily_loss_limit=r.daily_loss_limit, stage=self.stage, target_allocation=r.target_allocation,
+        )
+
+    @property
+    def paper_mode(self) -> bool:
+        """The paper stage always trades on paper, whatever `paper` says."""
+        return self.paper or self.stage is Stage.PAPER
+
+    def journal(self) -> str:
+        return self.journal_url or f"sqlite:///{self.state_dir / 'journal.db'}"
+
+
+def load_worker_config(path: str | Path) -> WorkerConfig:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: worker config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping of worker settings at the top level")
+    try:
+        config = WorkerConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{p}: {problems}") from None
+    if config.stage is Stage.SANDBOX and config.exchange.base_url is not None:
+        host = config.exchange.base_url.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        if not (host.startswith("127.") or host == "localhost"):
+            raise ConfigError(f"{p}: stage is sandbox but exchange.base_url {config.exchange.base_url} is not a"
+                              " loopback sandbox; use the sandbox URL or move the worker to a later stage")
+    if not config.state_dir.is_absolute():
+        config.state_dir = (p.parent / config.state_dir).resolve()
+    return config

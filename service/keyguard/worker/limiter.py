@@ -1,0 +1,350 @@
+"""Weight-aware rate limiter: linked pools, one budget per egress IP shared by every process on the host.
+
+The arithmetic (`BudgetState`, `try_charge`, `correct_from_headers`) is pure and takes `now`; the stores
+that make one budget visible to several processes are at the edge (see `budget_store.py`).
+
+Binance counts REQUEST_WEIGHT and RAW_REQUESTS per IP and ORDERS per account in fixed windows aligned to
+the clock (the weight resets at each minute boundary), so pools here are fixed windows too: a request fits
+if every pool it charges stays under `headroom * limit` in the current window.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from keyguard.errors import ExchangeError
+from keyguard.worker.costs import (
+    ORDERS,
+    RAW_REQUESTS,
+    REQUEST_WEIGHT,
+    SAPI_WEIGHT,
+    EndpointCost,
+    endpoint_cost,
+)
+
+T = TypeVar("T")
+
+# Refusal codes a caller can act on (and that tests and logs can match).
+RATE_DEADLINE = "RATE_DEADLINE"  # waiting for budget would pass the caller's deadline
+RATE_BANNED = "RATE_BANNED"  # the IP is under a 429/418 back-off that outlasts the deadline
+RATE_COST_EXCEEDS_BUDGET = "RATE_COST_EXCEEDS_BUDGET"  # one call costs more than a whole window allows
+
+# Binance's minimum automatic ban is 2 minutes; used when a 418 comes without Retry-After.
+DEFAULT_BAN_S = 120.0
+
+
+class RateLimitRefused(ExchangeError):
+    """The limiter refused a request instead of queueing it without bound."""
+
+    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One rate-limit pool: `scope` is "ip" (REQUEST_WEIGHT, RAW_REQUESTS) or "account" (ORDERS)."""
+
+    kind: str
+    interval_s: float
+    limit: int
+    scope: str = "ip"
+
+
+BINANCE_SPOT_POOLS: tuple[PoolSpec, ...] = (
+    PoolSpec(REQUEST_WEIGHT, 60, 6000, "ip"),
+    PoolSpec(RAW_REQUESTS, 300, 61000, "ip"),
+    PoolSpec(ORDERS, 10, 100, "account"),
+    PoolSpec(ORDERS, 86400, 200000, "account"),
+    PoolSpec(SAPI_WEIGHT, 60, 12000, "ip"),
+)
+
+_INTERVAL_S = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400, "S": 1, "M": 60, "H": 3600, "D": 86400}
+
+
+def pools_from_exchange_info(rate_limits: Iterable[Mapping[str, Any]]) -> tuple[PoolSpec, ...]:
+    """Build pools from exchangeInfo `rateLimits`, so shortened sandbox windows are honoured as served."""
+    specs = []
+    for entry in rate_limits:
+        kind = str(entry["rateLimitType"])
+        interval = _INTERVAL_S[str(entry["interval"]).upper()] * int(entry.get("intervalNum", 1))
+        scope = "account" if kind == ORDERS else "ip"
+        specs.append(PoolSpec(kind, float(interval), int(entry["limit"]), scope))
+    specs.append(PoolSpec(SAPI_WEIGHT, 60, 12000, "ip"))
+    return tuple(specs)
+
+
+def window_start(now: float, interval_s: float) -> float:
+    return math.floor(now / interval_s) * interval_s
+
+
+def interval_label(interval_s: float) -> str:
+    """Binance's header suffix for an interval: 60 -> '1M', 10 -> '10S', 86400 -> '1D'."""
+    seconds = int(interval_s)
+    for unit, size in (("D", 86400), ("H", 3600), ("M", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}S"
+
+
+@dataclass
+class BudgetState:
+    """Everything shared across processes: per-pool (window start, used) and per-IP back-off deadlines."""
+
+    pools: dict[str, list[float]] = field(default_factory=dict)
+    banned_until: dict[str, float] = field(default_factory=dict)
+
+    def used(self, key: str, interval_s: float, now: float) -> float:
+        entry = self.pools.get(key)
+        if entry is None or entry[0] != window_start(now, interval_s):
+            return 0.0
+        return entry[1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"p": self.pools, "b": self.banned_until}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BudgetState:
+        return cls(pools={k: list(v) for k, v in data.get("p", {}).items()},
+                   banned_until=dict(data.get("b", {})))
+
+
+@dataclass(frozen=True)
+class Charge:
+    key: str
+    spec: PoolSpec
+    amount: float
+
+
+@dataclass(frozen=True)
+class ChargeDecision:
+    """`wait_s == 0` means charged; otherwise nothing was charged and `reason` names the blocking pool."""
+
+    wait_s: float
+    reason: str = ""
+    banned: bool = False
+    impossible: bool = False
+
+    @property
+    def granted(self) -> bool:
+        return self.wait_s == 0 and not self.impossible
+
+
+def budget_cap(spec: PoolSpec, headroom: float) -> float:
+    return math.floor(spec.limit * headroom)
+
+
+def try_charge(state: BudgetState, charges: Sequence[Charge], ip: str, now: float, headroom: float) -> ChargeDecision:
+    """Charge every pool at once if all fit under the headroom; otherwise charge none and say how long to wait."""
+    until = state.banned_until.get(ip, 0.0)
+    if until > now:
+        return ChargeDecision(until - now, f"IP {ip} backing off after 429/418", banned=True)
+    wait = 0.0
+    reason = ""
+    for charge in charges:
+        cap = budget_cap(charge.spec, headroom)
+        if charge.amount > cap:
+            return ChargeDecision(math.inf, f"{charge.key} costs {charge.amount} > budget {cap}", impossible=True)
+        if state.used(charge.key, charge.spec.interval_s, now) + charge.amount > cap:
+            until_roll = window_start(now, charge.spec.interval_s) + charge.spec.interval_s - now
+            if until_roll > wait:
+                wait, reason = until_roll, f"{charge.key} at {cap} of {charge.spec.limit}"
+    if wait > 0:
+        return ChargeDecision(wait, reason)
+    for charge in charges:
+        start = window_start(now, charge.spec.interval_s)
+        entry = state.pools.get(charge.key)
+        if entry is None or entry[0] != start:
+            state.pools[charge.key] = [start, charge.amount]
+        else:
+            entry[1] += charge.amount
+    return ChargeDecision(0.0)
+
+
+def correct_usage(state: BudgetState, key: str, interval_s: float, reported: float, sent_at: float, now: float) -> None:
+    """Raise our count to what the exchange reports (it also sees callers we do not), never lower it.
+
+    A header belongs to the window in which the request was counted; once that window has rolled it says
+    nothing about the current one, so a late response is ignored.
+    """
+    start = window_start(now, interval_s)
+    if window_start(sent_at, interval_s) != start:
+        return
+    entry = state.pools.get(key)
+    if entry is None or entry[0] != start:
+        state.pools[key] = [start, float(reported)]
+    elif reported > entry[1]:
+        entry[1] = float(reported)
+
+
+def record_backoff(state: BudgetState, ip: str, until: float) -> None:
+    if until > state.banned_until.get(ip, 0.0):
+        state.banned_until[ip] = until
+
+
+_USAGE_HEADER = re.compile(r"^x-(mbx-used-weight|mbx-order-count|sapi-used-ip-weight)-(\d+)([smhd])$", re.I)
+_HEADER_KIND = {"mbx-used-weight": REQUEST_WEIGHT, "mbx-order-count": ORDERS, "sapi-used-ip-weight": SAPI_WEIGHT}
+
+
+def parse_usage_headers(headers: Mapping[str, str]) -> list[tuple[str, float, float]]:
+    """(pool kind, interval seconds, reported usage) for every usage header in a response."""
+    out = []
+    for name, value in headers.items():
+        match = _USAGE_HEADER.match(name)
+        if not match:
+            continue
+        try:
+            reported = float(value)
+        except ValueError:
+            continue
+        kind = _HEADER_KIND[match.group(1).lower()]
+        out.append((kind, float(int(match.group(2)) * _INTERVAL_S[match.group(3).upper()]), reported))
+    return out
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None
+    return None
+
+
+class BudgetStore(Protocol):
+    """Atomic read-modify-write of the shared BudgetState. A Redis backend fills this with WATCH/MULTI."""
+
+    def update(self, fn: Callable[[BudgetState], T]) -> T: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Permit:
+    """Proof a request was charged; `sent_at` places its response headers in the right window."""
+
+    method: str
+    path: str
+    sent_at: float
+    weight: int
+
+
+class SharedRateLimiter:
+    """Charges linked pools from a shared budget; refuses with a code rather than waiting past a deadline."""
+
+    def __init__(
+        self,
+        store: BudgetStore,
+        *,
+        egress_ip: str = "127.0.0.1",
+        account: str = "default",
+        pools: Sequence[PoolSpec] = BINANCE_SPOT_POOLS,
+        headroom: float = 0.9,
+        costs: Mapping[tuple[str, str], EndpointCost] | None = None,
+        default_deadline_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 0 < headroom <= 1:
+            raise ValueError(f"headroom must be in (0, 1], got {headroom}")
+        self.store = store
+        self.egress_ip = egress_ip
+        self.account = account
+        self.pools = tuple(pools)
+        self.headroom = headroom
+        self.costs = costs
+        self.default_deadline_s = default_deadline_s
+        self.clock = clock
+        self.sleep = sleep
+
+    def pool_key(self, spec: PoolSpec) -> str:
+        owner = f"ip:{self.egress_ip}" if spec.scope == "ip" else f"acct:{self.account}"
+        return f"{owner}:{spec.kind}:{interval_label(spec.interval_s)}"
+
+    def charges_for(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> list[Charge]:
+        cost = endpoint_cost(method, path, self.costs)
+        weight = cost.weight_for(params or {})
+        charges = []
+        for spec in self.pools:
+            if spec.kind == cost.weight_pool:
+                amount: float = weight
+            elif spec.kind == RAW_REQUESTS:
+                amount = 1
+            elif spec.kind == ORDERS and cost.counts_as_order:
+                amount = 1
+            else:
+                continue
+            charges.append(Charge(self.pool_key(spec), spec, amount))
+        return charges
+
+    def acquire(
+        self, method: str, path: str, params: Mapping[str, Any] | None = None, *, deadline_s: float | None = None
+    ) -> Permit:
+        """Block until the call fits the shared budget, or raise RateLimitRefused if it cannot by the deadline."""
+        charges = self.charges_for(method, path, params)
+        weight = int(sum(c.amount for c in charges if c.spec.kind in (REQUEST_WEIGHT, SAPI_WEIGHT)))
+        deadline = self.clock() + (self.default_deadline_s if deadline_s is None else deadline_s)
+        while True:
+            now = self.clock()
+            decision = self.store.update(
+                lambda state, now=now: try_charge(state, charges, self.egress_ip, now, self.headroom)
+            )
+            if decision.granted:
+                return Permit(method.upper(), path, now, weight)
+            if decision.impossible:
+                raise RateLimitRefused(RATE_COST_EXCEEDS_BUDGET, f"{method} {path}: {decision.reason}")
+            if now + decision.wait_s > deadline:
+                code = RATE_BANNED if decision.banned else RATE_DEADLINE
+                raise RateLimitRefused(
+                    code, f"{method} {path} would wait {decision.wait_s:.3f}s ({decision.reason})", decision.wait_s
+                )
+            # Nothing frees budget inside a fixed window, so sleep to the roll (plus a hair past the boundary).
+            self.sleep(decision.wait_s + 0.001)
+
+    def observe(self, permit: Permit | None, status: int, headers: Mapping[str, str]) -> None:
+        """Correct the shared view from the response's usage headers; on 429/418 stop the whole IP."""
+        now = self.clock()
+        sent_at = permit.sent_at if permit is not None else now
+        reports = parse_usage_headers(headers)
+        by_kind = {(s.kind, s.interval_s): s for s in self.pools}
+        backoff = None
+        if status in (418, 429):
+            delay = retry_after_s(headers)
+            if delay is None:
+                weight_pool = next((s for s in self.pools if s.kind == REQUEST_WEIGHT), None)
+                delay = DEFAULT_BAN_S if status == 418 else (
+                    window_start(now, weight_pool.interval_s) + weight_pool.interval_s - now if weight_pool else 1.0
+                )
+            backoff = now + delay
+        if not reports and backoff is None:
+            return
+
+        def apply(state: BudgetState) -> None:
+            for kind, interval_s, reported in reports:
+                spec = by_kind.get((kind, interval_s))
+                if spec is not None:
+                    correct_usage(state, self.pool_key(spec), interval_s, reported, sent_at, now)
+            if backoff is not None:
+                record_backoff(state, self.egress_ip, backoff)
+
+        self.store.update(apply)
+
+    def usage(self) -> dict[str, dict[str, float]]:
+        """Current used/limit per pool, for the live state and the dashboard."""
+        now = self.clock()
+        state = self.store.update(lambda s: BudgetState.from_json(s.to_json()))
+        return {
+            self.pool_key(spec): {"used": state.used(self.pool_key(spec), spec.interval_s, now), "limit": spec.limit,
+                                  "interval_s": spec.interval_s}
+            for spec in self.pools
+        }
+
+    def banned_until(self) -> float:
+        return self.store.update(lambda s: s.banned_until.get(self.egress_ip, 0.0))

@@ -1,0 +1,283 @@
+"""Idempotent order placement: a client order id minted once and journaled before the request leaves.
+
+A timeout, 5xx, reset or garbled body means the outcome is unknown. The order is then looked up by its
+client id with bounded retries; only the exchange's definitive "Order does not exist" (-2013), seen after
+the original request's recvWindow has passed (so it can no longer be accepted late), lets the worker send
+again, under a new id linked to the old one in the journal. A network error during the look-up proves
+nothing: the order stays UNKNOWN and is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from keyguard.errors import ExchangeError
+from keyguard.worker.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejected, OutcomeUnknown
+from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus
+from keyguard.worker.limiter import RateLimitRefused
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_BINANCE_STATUS = {
+    "NEW": OrderStatus.NEW,
+    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
+    "FILLED": OrderStatus.FILLED,
+    "CANCELED": OrderStatus.CANCELED,
+    "PENDING_CANCEL": OrderStatus.NEW,
+    "REJECTED": OrderStatus.REJECTED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
+}
+
+
+class OrderVenue(Protocol):
+    """What the executor needs from an exchange: the sandbox/Binance client, or the paper venue."""
+
+    recv_window_ms: int
+
+    def new_order(self, params: Mapping[str, Any], deadline_s: float | None = None) -> dict[str, Any]: ...
+
+    def get_order(self, symbol: str, client_order_id: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """What the strategy wants. `reference_price` prices a MARKET order for the risk checks."""
+
+    symbol: str
+    base_asset: str
+    side: str  # BUY | SELL
+    quantity: float
+    order_type: str = "MARKET"
+    price: float | None = None
+    reference_price: float | None = None
+    time_in_force: str = "GTC"
+    intent_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def params(self, client_order_id: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"symbol": self.symbol, "side": self.side, "type": self.order_type,
+                                  "quantity": f"{self.quantity:.8f}".rstrip("0").rstrip("."),
+                                  "newClientOrderId": client_order_id, "newOrderRespType": "FULL"}
+        if self.order_type == "LIMIT":
+            params["price"] = f"{self.price:.8f}".rstrip("0").rstrip(".")
+            params["timeInForce"] = self.time_in_force
+        return params
+
+
+@dataclass
+class OrderResult:
+    intent_id: str
+    client_order_id: str
+    status: OrderStatus
+    quantity: float
+    executed_qty: float = 0.0
+    quote_qty: float = 0.0
+    attempts: int = 1
+    refusal_code: str | None = None
+    detail: str = ""
+
+    @property
+    def fill_ratio(self) -> float:
+        return self.executed_qty / self.quantity if self.quantity else 0.0
+
+    @property
+    def avg_price(self) -> float | None:
+        return self.quote_qty / self.executed_qty if self.executed_qty else None
+
+    def actionable(self, min_fill_ratio: float) -> bool:
+        """Whether the strategy may act on this execution (e.g. hedge it): complete, or filled past the threshold."""
+        if self.status in (OrderStatus.FILLED, OrderStatus.PAPER_FILLED):
+            return True
+        return self.executed_qty > 0 and self.fill_ratio >= min_fill_ratio
+
+
+def mint_client_order_id(intent_id: str, attempt: int) -> str:
+    """Binance allows [A-Za-z0-9-_]{1,36}; the attempt number makes a resend's id distinct and traceable."""
+    return f"kg-{intent_id[:24]}-{attempt}"
+
+
+def backoff_delays(attempts: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> Iterator[float]:
+    """Exponential backoff with full jitter: the n-th delay is uniform in [0, min(cap, base * 2**n)]."""
+    rand = rng or random.Random()
+    for n in range(attempts):
+        yield rand.uniform(0.0, min(cap_s, base_s * (2**n)))
+
+
+def retry_data_request(
+    fn: Callable[[], T], *, attempts: int = 4, base_s: float = 0.1, cap_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+) -> T:
+    """Retry a read-only request (never an order) on unknown outcomes and rate limits, 3 to 5 attempts."""
+    if not 3 <= attempts <= 5:
+        raise ValueError("data_retry.attempts must be between 3 and 5")
+    last: Exception | None = None
+    for delay in [0.0, *backoff_delays(attempts - 1, base_s, cap_s, rng)]:
+        if delay:
+            sleep(delay)
+        try:
+            return fn()
+        except (OutcomeUnknown, RateLimitRefused) as exc:
+            last = exc
+        except ExchangeRejected as exc:
+            if exc.status not in (418, 429):
+                raise
+            last = exc
+    assert last is not None
+    raise last
+
+
+def apply_report(row: JournalOrder, report: Mapping[str, Any]) -> None:
+    """Fold an exchange order report (new-order response or look-up) into the journal row."""
+    status = _BINANCE_STATUS.get(str(report.get("status", "")), OrderStatus.UNKNOWN)
+    row.status = status
+    if report.get("orderId") is not None:
+        row.exchange_order_id = str(report["orderId"])
+    executed = float(report.get("executedQty", 0) or 0)
+    # Reports can arrive out of order; executed quantity only grows.
+    if executed >= row.executed_qty:
+        row.executed_qty = executed
+        quote = report.get("cummulativeQuoteQty")
+        if quote is not None:
+            row.quote_qty = float(quote)
+
+
+@dataclass(frozen=True)
+class LookupOutcome:
+    found: bool
+    definitely_absent: bool
+    detail: str
+
+
+class OrderExecutor:
+    """Sends intents through a venue with the journal as the source of truth for what was attempted."""
+
+    def __init__(
+        self,
+        venue: OrderVenue,
+        journal: OrderJournal,
+        *,
+        worker: str = "worker",
+        lookup_attempts: int = 5,
+        lookup_base_s: float = 0.05,
+        lookup_cap_s: float = 1.0,
+        max_resends: int = 2,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.venue = venue
+        self.journal = journal
+        self.worker = worker
+        self.lookup_attempts = lookup_attempts
+        self.lookup_base_s = lookup_base_s
+        self.lookup_cap_s = lookup_cap_s
+        self.max_resends = max_resends
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+
+    def _row(self, intent: OrderIntent, attempt: int, replaces: str | None) -> JournalOrder:
+        return JournalOrder(
+            client_order_id=mint_client_order_id(intent.intent_id, attempt), intent_id=intent.intent_id,
+            attempt=attempt, replaces=replaces, worker=self.worker, symbol=intent.symbol, side=intent.side,
+            order_type=intent.order_type, quantity=intent.quantity, price=intent.price,
+        )
+
+    def _result(self, row: JournalOrder, detail: str = "", refusal_code: str | None = None) -> OrderResult:
+        return OrderResult(row.intent_id, row.client_order_id, OrderStatus(row.status), row.quantity,
+                           row.executed_qty, row.quote_qty, row.attempt, refusal_code, detail)
+
+    def place(self, intent: OrderIntent, deadline_s: float | None = None) -> OrderResult:
+        row = self._row(intent, 1, None)
+        while True:
+            row.status = OrderStatus.SENT
+            row.sent_at = datetime.fromtimestamp(self.clock(), UTC)
+            # Journaled before the request leaves: a crash from here on is resolved by reconciliation.
+            row = self.journal.record(row)
+            sent_at = self.clock()
+            try:
+                report = self.venue.new_order(intent.params(row.client_order_id), deadline_s=deadline_s)
+            except RateLimitRefused as exc:
+                row.status, row.last_error = OrderStatus.REJECTED, exc.code
+                return self._result(self.journal.record(row), str(exc), exc.code)
+            except ExchangeRejected as exc:
+                if exc.code == -2010 and "duplicate" in exc.exchange_message.lower():
+                    # Our own id is already live at the exchange: find it rather than call it rejected.
+                    outcome = self.resolve(row, sent_at)
+                    return self._result(row, outcome.detail)
+                row.status, row.last_error = OrderStatus.REJECTED, str(exc)
+                return self._result(self.journal.record(row), str(exc), f"EXCHANGE_{exc.code}")
+            except OutcomeUnknown as exc:
+                row.status, row.last_error = OrderStatus.UNKNOWN, str(exc)
+                row = self.journal.record(row)
+                outcome = self.resolve(row, sent_at)
+                if outcome.found or not outcome.definitely_absent:
+                    return self._result(row, outcome.detail)
+                if row.attempt > self.max_resends:
+                    return self._result(row, f"not found after {row.attempt} attempts; giving up")
+                successor = self._row(intent, row.attempt + 1, row.client_order_id)
+                row.status, row.replaced_by = OrderStatus.NOT_FOUND, successor.client_order_id
+                self.journal.record(row)
+                log.warning("order %s definitively absent; resending as %s", row.client_order_id,
+                            successor.client_order_id)
+                row = successor
+                continue
+            apply_report(row, report)
+            return self._result(self.journal.record(row))
+
+    def resolve(self, row: JournalOrder, sent_at: float | None = None) -> LookupOutcome:
+        """Settle an unknown outcome by client id. Only -2013 after the recvWindow counts as absent."""
+        if sent_at is None:
+            sent_at = row.sent_at.timestamp() if row.sent_at else self.clock()
+        # After this instant the exchange refuses the original request as too old, so absence is final.
+        final_after = sent_at + self.venue.recv_window_ms / 1000.0 + 0.05
+        errors = []
+        delays = [0.0, *backoff_delays(self.lookup_attempts - 1, self.lookup_base_s, self.lookup_cap_s, self.rng)]
+        for delay in delays:
+            if delay:
+                self.sleep(delay)
+            try:
+                report = self.venue.get_order(row.symbol, row.client_order_id)
+            except ExchangeRejected as exc:
+                if exc.code == ORDER_DOES_NOT_EXIST:
+                    now = self.clock()
+                    if now >= final_after:
+                        row.last_error = "exchange: order does not exist (-2013)"
+                        self.journal.record(row)
+                        return LookupOutcome(False, True, row.last_error)
+                    self.sleep(final_after - now)
+                    try:
+                        report = self.venue.get_order(row.symbol, row.client_order_id)
+                    except ExchangeRejected as again:
+                        if again.code == ORDER_DOES_NOT_EXIST:
+                            row.last_error = "exchange: order does not exist (-2013) after recvWindow"
+                            self.journal.record(row)
+                            return LookupOutcome(False, True, row.last_error)
+                        errors.append(str(again))
+                        continue
+                    except ExchangeError as again:
+                        errors.append(str(again))
+                        continue
+                else:
+                    errors.append(str(exc))
+                    continue
+            except ExchangeError as exc:  # network error, 5xx, limiter refusal: proves nothing
+                errors.append(str(exc))
+                continue
+            apply_report(row, report)
+            row.last_error = None
+            self.journal.record(row)
+            return LookupOutcome(True, False, f"found by client id: {row.status}")
+        row.status = OrderStatus.UNKNOWN
+        row.last_error = f"look-up unresolved after {len(delays)} attempts: {errors[-1] if errors else ''}"[:500]
+        self.journal.record(row)
+        log.error("order %s outcome UNKNOWN: %s", row.client_order_id, row.last_error)
+        return LookupOutcome(False, False, row.last_error)

@@ -1,0 +1,68 @@
+"""Paper venue: orders are filled by simulation at the exchange's live prices; nothing is sent to trade.
+
+It needs only a read-only key (prices come from public endpoints), so the paper stage cannot move money
+even if the worker is misconfigured.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from keyguard.worker.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejected
+
+
+class PaperVenue:
+    def __init__(
+        self, price_of: Callable[[str], float], *, recv_window_ms: int = 5000, fee_rate: float = 0.001
+    ) -> None:
+        self.price_of = price_of
+        self.recv_window_ms = recv_window_ms
+        self.fee_rate = fee_rate
+        self._orders: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def new_order(self, params: Mapping[str, Any], deadline_s: float | None = None) -> dict[str, Any]:
+        symbol = str(params["symbol"])
+        cid = str(params["newClientOrderId"])
+        qty = float(params["quantity"])
+        last = self.price_of(symbol)
+        side = str(params["side"])
+        limit = float(params["price"]) if params.get("price") is not None else None
+        crosses = limit is None or (side == "BUY" and limit >= last) or (side == "SELL" and limit <= last)
+        with self._lock:
+            if cid in self._orders and self._orders[cid]["status"] in ("NEW", "PARTIALLY_FILLED"):
+                raise ExchangeRejected(400, -2010, "Duplicate order sent.")
+            report = {
+                "symbol": symbol, "orderId": next(self._ids), "clientOrderId": cid, "side": side,
+                "type": params.get("type", "MARKET"), "origQty": f"{qty:.8f}",
+                "executedQty": f"{qty:.8f}" if crosses else "0",
+                "cummulativeQuoteQty": f"{qty * last:.8f}" if crosses else "0",
+                "status": "FILLED" if crosses else "NEW", "paper": True,
+            }
+            self._orders[cid] = report
+            return dict(report)
+
+    def get_order(self, symbol: str, client_order_id: str) -> dict[str, Any]:
+        with self._lock:
+            report = self._orders.get(client_order_id)
+        if report is None:
+            raise ExchangeRejected(400, ORDER_DOES_NOT_EXIST, "Order does not exist.")
+        return dict(report)
+
+    def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(o) for o in self._orders.values()
+                    if o["status"] == "NEW" and (symbol is None or o["symbol"] == symbol)]
+
+    def cancel_open_orders(self, symbol: str) -> list[dict[str, Any]]:
+        with self._lock:
+            canceled = []
+            for o in self._orders.values():
+                if o["status"] == "NEW" and o["symbol"] == symbol:
+                    o["status"] = "CANCELED"
+                    canceled.append(dict(o))
+            return canceled

@@ -1,0 +1,243 @@
+"""The execution worker: pre-trade checks, idempotent placement, kill switch, reconciliation, live state.
+
+Wiring only: the decisions are made by risk.check_order (pure), OrderExecutor (idempotency rules) and
+SharedRateLimiter (budget arithmetic); this class keeps their inputs current and records the outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyguard.errors import ExchangeError
+from keyguard.worker.binance_client import BinanceSpotClient
+from keyguard.worker.budget_store import open_budget_store
+from keyguard.worker.config import WorkerConfig
+from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, journal_engine
+from keyguard.worker.killswitch import KillSwitch
+from keyguard.worker.limiter import (
+    BINANCE_SPOT_POOLS,
+    PoolSpec,
+    SharedRateLimiter,
+    pools_from_exchange_info,
+)
+from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult, retry_data_request
+from keyguard.worker.paper import PaperVenue
+from keyguard.worker.reconcile import Reconciler, ReconciliationReport
+from keyguard.worker.risk import OrderCheck, RiskLimits, RiskSnapshot, TradingState, check_order
+from keyguard.worker.state import LiveState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerCounters:
+    sent: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    unknown: int = 0
+    resent: int = 0
+
+
+class ExecutionWorker:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        client: BinanceSpotClient,
+        *,
+        journal: OrderJournal | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.clock = clock
+        self.limits: RiskLimits = config.risk_limits()
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = journal or OrderJournal(journal_engine(config.journal()))
+        self.kill_switch = KillSwitch(config.state_dir / "killswitch.json")
+        self.snapshot = RiskSnapshot(kill_switch_engaged=self.kill_switch.engaged,
+                                     portfolio_value=config.risk.portfolio_value)
+        self.venue: Any = (PaperVenue(lambda s: retry_data_request(lambda: client.ticker_price(s)),
+                                      recv_window_ms=client.recv_window_ms)
+                           if config.paper_mode else client)
+        self.executor = OrderExecutor(self.venue, self.journal, worker=config.worker, clock=clock)
+        self.symbols = {config.strategy.symbol: config.strategy.base_asset}
+        self.reconciler = Reconciler(self.venue if config.paper_mode else client, self.journal, self.executor,
+                                     symbols=self.symbols, worker=config.worker)
+        self.counters = WorkerCounters()
+        self.largest_notional_today = 0.0
+        self.cash_flow = 0.0  # quote received minus quote paid, for daily PnL
+        self.last_price: dict[str, float] = {}
+        self.heartbeat_at: float | None = None
+        self._lock = threading.Lock()
+
+    # -- kill switch ----------------------------------------------------------------------------------
+    def refresh_kill_switch(self) -> bool:
+        was = self.snapshot.kill_switch_engaged
+        engaged = self.kill_switch.refresh()
+        self.snapshot.kill_switch_engaged = engaged
+        if engaged and not was:
+            # Another process engaged it: we still owe the cancel of our open orders.
+            self.cancel_open_orders()
+        return engaged
+
+    def engage_kill_switch(self, reason: str, by: str = "worker") -> None:
+        self.kill_switch.engage(reason, by)
+        self.snapshot.kill_switch_engaged = True
+        self.cancel_open_orders()
+
+    def cancel_open_orders(self) -> list[str]:
+        canceled = []
+        for symbol in self.symbols:
+            try:
+                result = self.venue.cancel_open_orders(symbol)
+            except ExchangeError as exc:
+                if getattr(exc, "code", None) == -2011:  # nothing open to cancel
+                    continue
+                log.error("kill switch: cancelling open orders on %s failed: %s", symbol, exc)
+                continue
+            for report in result if isinstance(result, list) else []:
+                cid = str(report.get("origClientOrderId") or report.get("clientOrderId"))
+                row = self.journal.get(cid)
+                if row is not None:
+                    row.status = OrderStatus.CANCELED
+                    self.journal.record(row)
+                canceled.append(cid)
+        log.warning("kill switch: cancelled %d open orders", len(canceled))
+        return canceled
+
+    # -- orders ---------------------------------------------------------------------------------------
+    def set_trading_state(self, state: TradingState) -> None:
+        self.snapshot.trading_state = state
+
+    def price(self, symbol: str) -> float:
+        price = retry_data_request(lambda: self.client.ticker_price(symbol), attempts=self.config.data_retry.attempts,
+                                   base_s=self.config.data_retry.base_s, cap_s=self.config.data_retry.cap_s)
+        self.last_price[symbol] = price
+        return price
+
+    def submit(self, intent: OrderIntent) -> OrderResult:
+        """Check, then place. A refusal never reaches the exchange and is counted under its code."""
+        now = self.clock()
+        self.refresh_kill_switch()
+        price = (intent.price or intent.reference_price or self.last_price.get(intent.symbol)
+                 or self.price(intent.symbol))
+        check = OrderCheck(intent.symbol, intent.base_asset, intent.side, intent.quantity, price)
+        with self._lock:
+            refusal = check_order(check, self.limits, self.snapshot, now)
+            if refusal is not None:
+                self.counters.refused[refusal.code] = self.counters.refused.get(refusal.code, 0) + 1
+                log.info("order refused %s: %s", refusal.code, refusal.message)
+                return OrderResult(intent.intent_id, "", OrderStatus.REJECTED, intent.quantity,
+                                   refusal_code=refusal.code, detail=refusal.message, attempts=0)
+            self.snapshot.record_order(now)
+        result = self.executor.place(intent, deadline_s=self.config.limiter.deadline_s)
+        with self._lock:
+            self.counters.sent += 1
+            self.counters.resent += max(0, result.attempts - 1)
+            if result.status is OrderStatus.UNKNOWN:
+                self.counters.unknown += 1
+            self._apply_fill(intent, result, price)
+        return result
+
+    def _apply_fill(self, intent: OrderIntent, result: OrderResult, price: float) -> None:
+        if result.executed_qty <= 0:
+            return
+        sign = 1.0 if intent.side == "BUY" else -1.0
+        asset = intent.base_asset
+        self.snapshot.positions[asset] = self.snapshot.positions.get(asset, 0.0) + sign * result.executed_qty
+        quote = result.quote_qty or result.executed_qty * price
+        self.cash_flow -= sign * quote
+        self.largest_notional_today = max(self.largest_notional_today, quote)
+        self.mark_to_market()
+
+    def mark_to_market(self) -> float:
+        """Daily PnL = cash flow + positions at last price (the worker's own positions only)."""
+        value = self.cash_flow
+        for symbol, asset in self.symbols.items():
+            value += self.snapshot.positions.get(asset, 0.0) * self.last_price.get(symbol, 0.0)
+        self.snapshot.daily_pnl = value
+        return value
+
+    def record_daily_pnl(self, pnl: float) -> None:
+        """Set today's PnL from an outside source (e.g. the account's realised PnL at start-up)."""
+        self.cash_flow += pnl - self.snapshot.daily_pnl
+        self.snapshot.daily_pnl = pnl
+
+    # -- start-up, reconciliation, live state ---------------------------------------------------------
+    def start(self) -> ReconciliationReport:
+        """Time sync, pools from the exchange's own rateLimits, journal positions, first reconciliation."""
+        retry_data_request(self.client.sync_time)
+        if self.client.limiter is not None:
+            info = retry_data_request(self.client.exchange_info)
+            if info.get("rateLimits"):
+                self.client.limiter.pools = pools_from_exchange_info(info["rateLimits"])
+        self.refresh_kill_switch()
+        report = self.reconcile()
+        self.snapshot.positions = self._positions_from_journal()
+        self.heartbeat_at = self.clock()
+        return report
+
+    def _positions_from_journal(self) -> dict[str, float]:
+        positions: dict[str, float] = {}
+        rows: list[JournalOrder] = self.journal.orders(symbol=None)
+        for row in rows:
+            if row.executed_qty and row.symbol in self.symbols:
+                asset = self.symbols[row.symbol]
+                positions[asset] = positions.get(asset, 0.0) + (1 if row.side == "BUY" else -1) * row.executed_qty
+        return positions
+
+    def reconcile(self) -> ReconciliationReport:
+        return self.reconciler.run()
+
+    def heartbeat(self) -> None:
+        self.heartbeat_at = self.clock()
+
+    def live_state(self) -> LiveState:
+        now = self.clock()
+        used, limit = 0.0, 6000
+        pools: tuple[PoolSpec, ...] = BINANCE_SPOT_POOLS
+        if self.client.limiter is not None:
+            pools = self.client.limiter.pools
+            for key, usage in self.client.limiter.usage().items():
+                if ":REQUEST_WEIGHT:" in key:
+                    used, limit = usage["used"], int(usage["limit"])
+        weight_limit = next((p.limit for p in pools if p.kind == "REQUEST_WEIGHT"), 6000)
+        orders_short = min((p for p in pools if p.kind == "ORDERS"), key=lambda p: p.interval_s, default=None)
+        orders_long = max((p for p in pools if p.kind == "ORDERS"), key=lambda p: p.interval_s, default=None)
+        return LiveState(
+            worker=self.config.worker, now=now, limits=self.limits,
+            portfolio_value=self.snapshot.portfolio_value,
+            exchange_limits={"request_weight_per_minute": weight_limit,
+                             "orders_per_10s": orders_short.limit if orders_short else 100,
+                             "orders_per_day": orders_long.limit if orders_long else 200000},
+            rate_limit_budget_fraction=self.client.limiter.headroom if self.client.limiter else 1.0,
+            min_fill_ratio=self.config.risk.min_fill_ratio, data_retry_attempts=self.config.data_retry.attempts,
+            kill_switch_engaged=self.snapshot.kill_switch_engaged, kill_switch_last_tested_at=None,
+            trading_state=self.snapshot.trading_state,
+            orders_last_minute=self.snapshot.orders_in_last_minute(now),
+            largest_order_notional_today=self.largest_notional_today,
+            positions=dict(self.snapshot.positions), daily_pnl=self.snapshot.daily_pnl,
+            used_weight_1m=used, weight_limit_1m=limit, heartbeat_at=self.heartbeat_at,
+            stage_history=[{"stage": self.limits.stage.value,
+                            "entered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}],
+            counters={"sent": self.counters.sent, "unknown": self.counters.unknown, "resent": self.counters.resent,
+                      **{f"refused_{k}": v for k, v in self.counters.refused.items()}},
+        )
+
+
+def build_worker(config: WorkerConfig, api_key: str, api_secret: str, base_url: str,
+                 clock: Callable[[], float] = time.time) -> ExecutionWorker:
+    """Client + shared limiter + worker from settings (the limiter's budget file lives in state_dir)."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    store = open_budget_store(config.limiter.backend, config.state_dir / f"budget-{config.limiter.egress_ip}")
+    limiter = SharedRateLimiter(store, egress_ip=config.limiter.egress_ip, account=config.limiter.account,
+                                headroom=config.limiter.headroom, default_deadline_s=config.limiter.deadline_s,
+                                clock=clock)
+    client = BinanceSpotClient(base_url, api_key, api_secret, limiter, timeout_s=config.exchange.timeout_s,
+                               recv_window_ms=config.exchange.recv_window_ms,
+                               source_address=config.exchange.source_address, clock=clock)
+    return ExecutionWorker(config, client, clock=clock)
