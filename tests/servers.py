@@ -36,7 +36,7 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(sock, "postgres")
-        os.chmod(root, 0o755)
+        os.chmod(root, 0o755)  # noqa: S103 - the postgres user must traverse it
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     subprocess.run([*as_user, f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "keyguard", "--no-sync",

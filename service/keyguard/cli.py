@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -47,6 +49,21 @@ except ModuleNotFoundError as exc:
         raise
 
 err = Console(stderr=True)
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="keyguard.yaml")] = None,
+) -> None:
+    """Run the compliance service: scheduled checks, drift alerts and the HTTP API, until interrupted."""
+    from keyguard.config import load_settings
+    from keyguard.runtime import api_token_from, build_collectors, run_service, wait_for_shutdown
+
+    settings = load_settings(config)
+    collectors = build_collectors(settings)
+    with run_service(settings, collectors, api_token_from(settings, generate=False)) as running:
+        err.print(f"keyguard serving on {running.url} ({len(collectors)} checks every {settings.checks.interval_s:g}s)")
+        wait_for_shutdown()
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ class KeyguardSettings(BaseSettings):
     inventory: Path | None = Field(default=None, description="keys inventory file (see examples/keyguard.yaml)")
     worker_config: Path | None = Field(default=None, description="execution worker config to check")
     infra: dict[str, Any] = Field(default_factory=dict, description="stack outputs and AWS endpoint for drift")
+    documents: list[Path] = Field(default_factory=list, description="declared input documents checked each cycle")
 
     @field_validator("inventory", "worker_config")
     @classmethod
@@ -77,6 +78,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> KeyguardSetting
         for name in ("inventory", "worker_config"):
             if isinstance(data.get(name), str) and not Path(data[name]).is_absolute():
                 data[name] = str(path.parent / data[name])
+        data["documents"] = [str(path.parent / d) if isinstance(d, str) and not Path(d).is_absolute() else d
+                             for d in data.get("documents", [])]
     data.update(overrides)
     try:
         return KeyguardSettings(**data)

@@ -102,7 +102,8 @@ def test_thresholds_come_from_policy_data(bundle_dir: Path) -> None:
 
 
 def test_broken_rego_is_rejected_at_load_with_file_and_line(bundle_dir: Path) -> None:
-    (bundle_dir / "vendors" / "broken.rego").write_text("package keyguard.vendors.broken\n\nimport rego.v1\n\ndeny contains x if {\n")
+    broken = "package keyguard.vendors.broken\n\nimport rego.v1\n\ndeny contains x if {\n"
+    (bundle_dir / "vendors" / "broken.rego").write_text(broken)
     with pytest.raises(PolicyError) as err, PolicyEngine.managed(policy_root=bundle_dir):
         pass
     assert "broken.rego:" in str(err.value)
@@ -111,7 +112,8 @@ def test_broken_rego_is_rejected_at_load_with_file_and_line(bundle_dir: Path) ->
 
 def test_reload_keeps_last_good_bundle_when_new_one_is_broken(bundle_dir: Path) -> None:
     with PolicyEngine.managed(policy_root=bundle_dir) as engine:
-        (bundle_dir / "vendors" / "withdraw.rego").write_text(RULE.replace("deny contains result if {", "deny contains"))
+        broken = RULE.replace("deny contains result if {", "deny contains")
+        (bundle_dir / "vendors" / "withdraw.rego").write_text(broken)
         with pytest.raises(PolicyError, match=r"withdraw\.rego:\d+"):
             engine.reload()
         findings = engine.evaluate(vendors(("risky", True)))

@@ -16,7 +16,7 @@ from keyguard.store.models import AlertRecord, FindingRecord
 
 @dataclass(frozen=True)
 class Transition:
-    kind: str  # new | resolved | regressed
+    kind: str  # new | resolved | regressed | waiver_expired
     record: FindingRecord
 
 
@@ -31,23 +31,28 @@ def apply_findings(session: Session, scope: str, findings: list[Finding], now: d
         seen.add(finding.fingerprint)
         record = stored.get(finding.fingerprint)
         evidence = redact_value(finding.evidence)
+        status = str(finding.status)
         if record is None:
             record = FindingRecord(
                 scope=scope, fingerprint=finding.fingerprint, rule_id=finding.id, severity=finding.severity,
-                resource=finding.resource, message=redact_text(finding.message),
+                resource=finding.resource, message=redact_text(finding.message), status=status,
                 remediation=finding.remediation, evidence=evidence, first_seen=now, last_seen=now,
             )
             session.add(record)
-            transitions.append(Transition("new", record))
+            if status == "open":
+                transitions.append(Transition("new", record))
             continue
         record.severity, record.message, record.evidence = finding.severity, redact_text(finding.message), evidence
         record.remediation, record.last_seen = finding.remediation, now
-        if record.status == "resolved":
-            record.status, record.resolved_at = "open", None
+        previous, record.status = record.status, status
+        if status == "open" and previous == "resolved":
+            record.resolved_at = None
             transitions.append(Transition("regressed", record))
+        elif status == "open" and previous == "waived":
+            transitions.append(Transition("waiver_expired", record))
         session.add(record)
     for fingerprint, record in stored.items():
-        if fingerprint not in seen and record.status == "open":
+        if fingerprint not in seen and record.status in ("open", "waived"):
             record.status, record.resolved_at = "resolved", now
             session.add(record)
             transitions.append(Transition("resolved", record))
@@ -58,7 +63,7 @@ def apply_findings(session: Session, scope: str, findings: list[Finding], now: d
 
 def alert_for(t: Transition, now: datetime) -> AlertRecord:
     r = t.record
-    verb = {"new": "NEW", "resolved": "RESOLVED", "regressed": "REGRESSED"}[t.kind]
+    verb = {"new": "NEW", "resolved": "RESOLVED", "regressed": "REGRESSED", "waiver_expired": "WAIVER EXPIRED"}[t.kind]
     title = f"[keyguard] {verb} {r.severity.upper()} {r.rule_id} on {r.resource}"
     if t.kind == "resolved":
         body = f"{r.rule_id} no longer fires for {r.resource} (open since {r.first_seen:%Y-%m-%d %H:%M} UTC)."

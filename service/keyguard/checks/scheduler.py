@@ -93,7 +93,8 @@ class CheckService:
             if result.ok:
                 result.transitions = [t.kind for t in apply_findings(session, collector.scope, result.findings, now)]
             result.transitions += [t.kind for t in apply_findings(session, f"{collector.scope}:health", health, now)]
-            run.finished_at, run.ok, run.findings, run.error = self.clock(), result.ok, len(result.findings), result.error
+            run.finished_at, run.ok, run.error = self.clock(), result.ok, result.error
+            run.findings = len(result.findings)
             session.add(run)
         if not result.ok:
             log.warning("check %s failed; keeping its last good findings: %s", collector.scope, result.error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,11 +19,13 @@ from keyguard.policy.documents import load_document
 from keyguard.policy.engine import PolicyEngine
 from keyguard.policy.models import Severity
 from keyguard.policy.report import failing, findings_json, print_findings
+from keyguard.policy.waivers import apply_waivers, load_waivers
 from keyguard.tools import opa_binary, opa_ignore_args, policy_dir
 
 app = typer.Typer(help="Check documents against the Rego rule set, list the rules, test the policies.",
                   no_args_is_help=True)
 out = Console()
+err = Console(stderr=True)
 
 PolicyDirOption = Annotated[Path | None, typer.Option("--policy-dir", help="Rego policy directory.")]
 OpaUrlOption = Annotated[
@@ -35,11 +38,13 @@ def check(
     files: Annotated[list[Path], typer.Argument(help="JSON or YAML input documents (each with a `kind`).")],
     fail_on: Annotated[Severity, typer.Option(help="Exit 1 when a finding is at or above this.")] = Severity.high,
     as_json: Annotated[bool, typer.Option("--json", help="Print findings as JSON.")] = False,
+    waivers_file: Annotated[Path | None, typer.Option("--waivers", help="YAML/JSON with a `waivers` list.")] = None,
     policy_root: PolicyDirOption = None,
     opa_url: OpaUrlOption = None,
 ) -> None:
-    """Evaluate input documents; exit 1 when any finding is at or above --fail-on."""
+    """Evaluate input documents; exit 1 when any open finding is at or above --fail-on."""
     documents = [(str(path), load_document(path)) for path in files]  # parse all before starting OPA
+    waivers, notes = load_waivers(waivers_file) if waivers_file else ([], [])
     root = policy_root or policy_dir()
     if opa_url:
         engine = PolicyEngine.external(opa_url, policy_root=root)
@@ -47,6 +52,9 @@ def check(
     else:
         with PolicyEngine.managed(policy_root=root) as engine:
             results = [f for name, doc in documents for f in engine.evaluate(doc, source=name)]
+    results, expired = apply_waivers(results, waivers, datetime.now(UTC))
+    for note in [*notes, *expired]:
+        err.print(f"[yellow]waiver:[/] {note.message}")
     if as_json:
         out.print_json(findings_json(results))
     else:

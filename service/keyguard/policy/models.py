@@ -50,8 +50,8 @@ class Finding(BaseModel):
         if not self.fingerprint:
             self.fingerprint = fingerprint(self.id, self.resource)
 
-    def at_or_above(self, threshold: Severity) -> bool:
-        return self.severity.rank >= threshold.rank
+    def at_or_above(self, threshold: Severity | str) -> bool:
+        return self.severity.rank >= Severity(threshold).rank
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:

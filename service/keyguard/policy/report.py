@@ -31,8 +31,9 @@ def print_findings(findings: Sequence[Finding], console: Console, title: str = "
     table.add_column("message")
     table.add_column("remediation")
     for f in findings:
+        waived = " (waived)" if f.status == "waived" else ""
         table.add_row(
-            f"[{SEVERITY_STYLE.get(f.severity, '')}]{f.severity}[/]",
+            f"[{SEVERITY_STYLE.get(f.severity, '')}]{f.severity}[/]{waived}",
             f.id,
             f.resource,
             redact_value(f.message),
@@ -42,4 +43,5 @@ def print_findings(findings: Sequence[Finding], console: Console, title: str = "
 
 
 def failing(findings: Sequence[Finding], fail_on: Severity) -> list[Finding]:
-    return [f for f in findings if f.at_or_above(fail_on)]
+    """Open findings at or above the threshold; a waived finding does not fail the gate."""
+    return [f for f in findings if f.at_or_above(fail_on) and f.status == "open"]

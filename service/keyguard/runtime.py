@@ -1,0 +1,109 @@
+"""Assembling a running Keyguard: policy engine, store, notifier, collectors, scheduler and HTTP API."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy.engine import Engine
+
+from keyguard.alerts.notifier import Notifier
+from keyguard.api.app import create_app
+from keyguard.checks.scheduler import CheckService, Collector
+from keyguard.config import KeyguardSettings
+from keyguard.errors import ConfigError, ToolError
+from keyguard.policy.documents import load_document
+from keyguard.policy.engine import PolicyEngine
+from keyguard.store.db import create_store_engine, init_store
+
+log = logging.getLogger(__name__)
+
+
+def document_collector(path: Path) -> Collector:
+    """A declared document (vendors list, worker config as a policy input) re-read every cycle."""
+    return Collector(scope=f"file:{path.name}", collect=lambda: load_document(path))
+
+
+@dataclass
+class RunningService:
+    service: CheckService
+    url: str
+    api_token: str
+    store: Engine
+
+
+def api_token_from(settings: KeyguardSettings, generate: bool) -> str:
+    token = os.environ.get(settings.service.api_token_env, "")
+    if token:
+        if len(token) < 16:
+            raise ConfigError(f"{settings.service.api_token_env} must hold at least 16 characters")
+        return token
+    if generate:
+        return secrets.token_urlsafe(24)
+    raise ConfigError(f"set {settings.service.api_token_env} to the API bearer token (at least 16 characters)")
+
+
+@contextlib.contextmanager
+def _engine_for(settings: KeyguardSettings) -> Iterator[PolicyEngine]:
+    if settings.opa.url:
+        yield PolicyEngine.external(settings.opa.url, policy_root=settings.opa.policy_dir, load=True)
+    else:
+        with PolicyEngine.managed(policy_root=settings.opa.policy_dir) as engine:
+            yield engine
+
+
+@contextlib.contextmanager
+def run_service(settings: KeyguardSettings, collectors: list[Collector], api_token: str,
+                run_first_check: bool = True) -> Iterator[RunningService]:
+    """Start everything; the block runs while the service serves; everything stops when it exits."""
+    store = create_store_engine(settings.store.url)
+    init_store(store)
+    notifier = Notifier(settings.alerts.routes)
+    with _engine_for(settings) as engine:
+        service = CheckService(engine, store, collectors, notifier)
+        if run_first_check:
+            service.run_once()
+        service.start(settings.checks.interval_s)
+        app = create_app(service, api_token)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.service.host, port=settings.service.port,
+                                               log_level="warning", access_log=False, lifespan="off"))
+        thread = threading.Thread(target=server.run, name="keyguard-api", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                service.stop()
+                raise ToolError(f"the API could not listen on {settings.service.host}:{settings.service.port}")
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        try:
+            yield RunningService(service, f"http://{settings.service.host}:{port}", api_token, store)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            service.stop()
+            store.dispose()
+
+
+def build_collectors(settings: KeyguardSettings) -> list[Collector]:
+    """Every check the settings ask for; each collector builds one policy input document."""
+    collectors = [document_collector(path) for path in settings.documents]
+    return collectors
+
+
+def wait_for_shutdown() -> None:
+    """Block until SIGINT or SIGTERM."""
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
