@@ -2,7 +2,7 @@ package keyguard.infra.eip
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: Every execution host has an associated Elastic IP
@@ -14,16 +14,16 @@ import data.keyguard.infra.lib
 #   severity: high
 #   remediation: Associate an aws.ec2.Eip with the instance (Eip.instance or EipAssociation) and bind keys to that address.
 deny contains result if {
-	some host in lib.of_type("aws:ec2/instance:Instance")
+	some host in common.of_type("aws:ec2/instance:Instance")
 	associated := {host.id |
-		some e in lib.of_type("aws:ec2/eip:Eip")
-		host.id in lib.eip_instances(e)
+		some e in common.of_type("aws:ec2/eip:Eip")
+		host.id in common.eip_instances(e)
 	}
 	count(associated) == 0
 	result := {
 		"id": "KG-INF-101",
 		"severity": "high",
-		"resource": lib.resource_id(host),
+		"resource": common.resource_id(host),
 		"message": sprintf("execution host %s has no associated Elastic IP, so its egress address is not static", [host.name]),
 		"remediation": "Associate an aws.ec2.Eip with the instance (Eip.instance or EipAssociation) and bind keys to that address.",
 		"evidence": {"instance_id": host.id},

@@ -2,7 +2,7 @@ package keyguard.infra.iam_wildcards
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: IAM policies name exact actions and exact resources
@@ -14,10 +14,10 @@ import data.keyguard.infra.lib
 #   severity: critical
 #   remediation: Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.
 deny contains result if {
-	some p in lib.identity_policies
-	some statement in lib.allow_statements(p.policy)
+	some p in common.identity_policies
+	some statement in common.allow_statements(p.policy)
 	some problem in wildcard_problems(statement)
-	result := finding(p.resource, sprintf("%s allows %s", [lib.resource_id(p.resource), problem]), statement)
+	result := finding(p.resource, sprintf("%s allows %s", [common.resource_id(p.resource), problem]), statement)
 }
 
 # METADATA
@@ -27,21 +27,21 @@ deny contains result if {
 #   severity: critical
 #   remediation: Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.
 deny contains result if {
-	some p in lib.identity_policies
-	not lib.document(p.policy)
+	some p in common.identity_policies
+	not common.document(p.policy)
 	result := finding(
 		p.resource,
-		sprintf("%s has a policy document that cannot be read, so its privileges are unknown", [lib.resource_id(p.resource)]),
+		sprintf("%s has a policy document that cannot be read, so its privileges are unknown", [common.resource_id(p.resource)]),
 		{"policy": p.policy},
 	)
 }
 
 wildcard_problems(statement) := (({problem |
-	some action in lib.actions(statement)
+	some action in common.actions(statement)
 	wildcard_action(action)
 	problem := sprintf("action %q", [action])
 } | {problem |
-	some resource in lib.resources(statement)
+	some resource in common.resources(statement)
 	resource == "*"
 	problem := "resource \"*\""
 }) | {problem |
@@ -59,7 +59,7 @@ wildcard_action(action) if endswith(action, ":*")
 finding(resource, message, evidence) := {
 	"id": "KG-INF-108",
 	"severity": "critical",
-	"resource": lib.resource_id(resource),
+	"resource": common.resource_id(resource),
 	"message": message,
 	"remediation": "Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.",
 	"evidence": evidence,

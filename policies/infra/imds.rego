@@ -2,7 +2,7 @@ package keyguard.infra.imds
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: Instances require IMDSv2 session tokens
@@ -14,13 +14,13 @@ import data.keyguard.infra.lib
 #   severity: high
 #   remediation: Set metadataOptions.httpTokens to "required" on the instance (and its launch template).
 deny contains result if {
-	some host in lib.of_type("aws:ec2/instance:Instance")
+	some host in common.of_type("aws:ec2/instance:Instance")
 	tokens := object.get(object.get(host.properties, "metadataOptions", {}), "httpTokens", null)
 	tokens != data.infra.required_http_tokens
 	result := {
 		"id": "KG-INF-104",
 		"severity": "high",
-		"resource": lib.resource_id(host),
+		"resource": common.resource_id(host),
 		"message": sprintf("instance %s allows IMDSv1 (httpTokens is %v, not required)", [host.name, tokens]),
 		"remediation": "Set metadataOptions.httpTokens to \"required\" on the instance (and its launch template).",
 		"evidence": {"metadataOptions": object.get(host.properties, "metadataOptions", null)},

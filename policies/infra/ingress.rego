@@ -2,7 +2,7 @@ package keyguard.infra.ingress
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: No security group admits traffic from the whole internet
@@ -14,16 +14,16 @@ import data.keyguard.infra.lib
 #   severity: critical
 #   remediation: Remove the world-open ingress; reach the host through SSM Session Manager or SSH from one /32 admin address.
 deny contains result if {
-	some rule in lib.ingress
+	some rule in common.ingress
 	some cidr in rule.cidrs
 	cidr in data.infra.world_cidrs
 	result := {
 		"id": "KG-INF-102",
 		"severity": "critical",
-		"resource": lib.resource_id(rule.resource),
+		"resource": common.resource_id(rule.resource),
 		"message": sprintf(
 			"%s admits %s protocol %s ports %v-%v",
-			[lib.resource_id(rule.resource), cidr, rule.protocol, rule.from, rule.to],
+			[common.resource_id(rule.resource), cidr, rule.protocol, rule.from, rule.to],
 		),
 		"remediation": "Remove the world-open ingress; reach the host through SSM Session Manager or SSH from one /32 admin address.",
 		"evidence": {"cidr": cidr, "protocol": rule.protocol, "from_port": rule.from, "to_port": rule.to},

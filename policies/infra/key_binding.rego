@@ -2,7 +2,7 @@ package keyguard.infra.key_binding
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: Every exchange key is bound only to the live Elastic IP
@@ -16,7 +16,7 @@ import data.keyguard.infra.lib
 #   remediation: Re-bind the key at the exchange to the host's current Elastic IP (stack output staticIp) and remove the old address.
 deny contains result if {
 	some binding in object.get(input, "key_bindings", [])
-	stray := {ip | some ip in binding.ips; not ip in lib.live_eips}
+	stray := {ip | some ip in binding.ips; not ip in common.live_eips}
 	problem := binding_problem(binding, stray)
 	result := {
 		"id": "KG-INF-111",
@@ -24,7 +24,7 @@ deny contains result if {
 		"resource": sprintf("key/%s", [binding.key]),
 		"message": sprintf("key %s %s", [binding.key, problem]),
 		"remediation": "Re-bind the key at the exchange to the host's current Elastic IP (stack output staticIp) and remove the old address.",
-		"evidence": {"bound_ips": binding.ips, "live_eips": sort(lib.live_eips)},
+		"evidence": {"bound_ips": binding.ips, "live_eips": sort(common.live_eips)},
 	}
 }
 

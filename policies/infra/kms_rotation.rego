@@ -2,7 +2,7 @@ package keyguard.infra.kms_rotation
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: Customer-managed KMS keys rotate automatically
@@ -12,15 +12,15 @@ import data.keyguard.infra.lib
 #   severity: medium
 #   remediation: Set enableKeyRotation to true on the KMS key.
 deny contains result if {
-	some key in lib.of_type("aws:kms/key:Key")
-	lib.prop(key, "keyManager") != "AWS"
-	not lib.prop(key, "enableKeyRotation") == true
+	some key in common.of_type("aws:kms/key:Key")
+	common.prop(key, "keyManager") != "AWS"
+	not common.prop(key, "enableKeyRotation") == true
 	result := {
 		"id": "KG-INF-107",
 		"severity": "medium",
-		"resource": lib.resource_id(key),
+		"resource": common.resource_id(key),
 		"message": sprintf("KMS key %s does not rotate automatically", [key.name]),
 		"remediation": "Set enableKeyRotation to true on the KMS key.",
-		"evidence": {"enableKeyRotation": lib.prop(key, "enableKeyRotation")},
+		"evidence": {"enableKeyRotation": common.prop(key, "enableKeyRotation")},
 	}
 }

@@ -2,7 +2,7 @@ package keyguard.infra.readability
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: Every declared resource can be read live
@@ -19,8 +19,8 @@ deny contains result if {
 	result := {
 		"id": "KG-INF-112",
 		"severity": "high",
-		"resource": lib.resource_id(r),
-		"message": sprintf("%s could not be read: %s", [lib.resource_id(r), r.error]),
+		"resource": common.resource_id(r),
+		"message": sprintf("%s could not be read: %s", [common.resource_id(r), r.error]),
 		"remediation": "Check that the resource still exists and that the collector's role may describe it, then re-run the check.",
 		"evidence": {"error": r.error},
 	}

@@ -2,7 +2,7 @@ package keyguard.infra.secret_access
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: The host role reads only the vault's own secrets
@@ -14,23 +14,23 @@ import data.keyguard.infra.lib
 #   severity: high
 #   remediation: Limit secretsmanager:GetSecretValue to the exact ARNs of the vault's secrets (the stack output secretArns).
 deny contains result if {
-	some p in lib.identity_policies
-	some statement in lib.allow_statements(p.policy)
+	some p in common.identity_policies
+	some statement in common.allow_statements(p.policy)
 	reads_secrets(statement)
-	some resource in lib.resources(statement)
-	not resource in lib.vault_secret_arns
+	some resource in common.resources(statement)
+	not resource in common.vault_secret_arns
 	result := {
 		"id": "KG-INF-109",
 		"severity": "high",
-		"resource": lib.resource_id(p.resource),
-		"message": sprintf("%s can read secret %v, which is not one of the vault's secrets", [lib.resource_id(p.resource), resource]),
+		"resource": common.resource_id(p.resource),
+		"message": sprintf("%s can read secret %v, which is not one of the vault's secrets", [common.resource_id(p.resource), resource]),
 		"remediation": "Limit secretsmanager:GetSecretValue to the exact ARNs of the vault's secrets (the stack output secretArns).",
-		"evidence": {"resource": resource, "vault_secrets": sort(lib.vault_secret_arns)},
+		"evidence": {"resource": resource, "vault_secrets": sort(common.vault_secret_arns)},
 	}
 }
 
 reads_secrets(statement) if {
-	some pattern in lib.actions(statement)
+	some pattern in common.actions(statement)
 	some action in data.infra.secret_read_actions
-	lib.action_grants(pattern, action)
+	common.action_grants(pattern, action)
 }

@@ -2,7 +2,7 @@ package keyguard.infra.secret_material
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: No secret material in user data or tags
@@ -14,15 +14,15 @@ import data.keyguard.infra.lib
 #   severity: critical
 #   remediation: Remove the value, rotate it at its issuer, and have the host fetch it from Secrets Manager at start-up.
 deny contains result if {
-	some r in lib.readable
+	some r in common.readable
 	some field, text in texts(r)
 	some pattern in data.infra.secret_material_patterns
 	regex.match(pattern, text)
 	result := {
 		"id": "KG-INF-110",
 		"severity": "critical",
-		"resource": lib.resource_id(r),
-		"message": sprintf("%s has what looks like secret material in %s", [lib.resource_id(r), field]),
+		"resource": common.resource_id(r),
+		"message": sprintf("%s has what looks like secret material in %s", [common.resource_id(r), field]),
 		"remediation": "Remove the value, rotate it at its issuer, and have the host fetch it from Secrets Manager at start-up.",
 		# The evidence names the field and the pattern, never the matched value.
 		"evidence": {"field": field, "pattern": pattern},
@@ -32,18 +32,18 @@ deny contains result if {
 texts(r) := object.union_n([user_data(r), user_data_base64(r), tags(r, "tags"), tags(r, "tagsAll")])
 
 user_data(r) := {"userData": text} if {
-	text := lib.prop(r, "userData")
+	text := common.prop(r, "userData")
 	is_string(text)
 } else := {}
 
 user_data_base64(r) := {"userDataBase64": base64.decode(encoded)} if {
-	encoded := lib.prop(r, "userDataBase64")
+	encoded := common.prop(r, "userDataBase64")
 	is_string(encoded)
 	base64.is_valid(encoded)
 } else := {}
 
 tags(r, field) := {sprintf("%s.%s", [field, k]): sprintf("%s=%v", [k, v]) |
-	some k, v in lib.prop(r, field)
+	some k, v in common.prop(r, field)
 } if {
-	is_object(lib.prop(r, field))
+	is_object(common.prop(r, field))
 } else := {}

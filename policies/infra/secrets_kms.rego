@@ -2,7 +2,7 @@ package keyguard.infra.secrets_kms
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: Every vault secret is encrypted with a customer-managed KMS key
@@ -14,13 +14,13 @@ import data.keyguard.infra.lib
 #   severity: high
 #   remediation: Set the secret's kmsKeyId to the vault's customer-managed KMS key ARN.
 deny contains result if {
-	some secret in lib.of_type("aws:secretsmanager/secret:Secret")
-	key := lib.prop(secret, "kmsKeyId")
+	some secret in common.of_type("aws:secretsmanager/secret:Secret")
+	key := common.prop(secret, "kmsKeyId")
 	not customer_managed(key)
 	result := {
 		"id": "KG-INF-106",
 		"severity": "high",
-		"resource": lib.resource_id(secret),
+		"resource": common.resource_id(secret),
 		"message": sprintf("secret %s is not encrypted with a customer-managed KMS key (kmsKeyId %v)", [secret.name, key]),
 		"remediation": "Set the secret's kmsKeyId to the vault's customer-managed KMS key ARN.",
 		"evidence": {"kmsKeyId": key},
@@ -35,7 +35,7 @@ customer_managed(key) if {
 }
 
 aws_managed_key(key) if {
-	some k in lib.of_type("aws:kms/key:Key")
-	key in {k.id, lib.prop(k, "arn"), lib.prop(k, "keyId")}
-	lib.prop(k, "keyManager") == "AWS"
+	some k in common.of_type("aws:kms/key:Key")
+	key in {k.id, common.prop(k, "arn"), common.prop(k, "keyId")}
+	common.prop(k, "keyManager") == "AWS"
 }

@@ -2,7 +2,7 @@ package keyguard.infra.ssh
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: SSH is reachable only from one /32 admin address
@@ -20,7 +20,7 @@ deny contains result if {
 	result := finding(
 		rule.resource, sprintf(
 			"%s lets %s reach SSH port %d; only one /32 admin address may",
-			[lib.resource_id(rule.resource), source, data.infra.ssh_port],
+			[common.resource_id(rule.resource), source, data.infra.ssh_port],
 		),
 		{"source": source},
 	)
@@ -52,8 +52,8 @@ deny contains result if {
 }
 
 ssh_rules contains rule if {
-	some rule in lib.ingress
-	lib.reaches_port(rule, data.infra.ssh_port)
+	some rule in common.ingress
+	common.reaches_port(rule, data.infra.ssh_port)
 }
 
 admin_address(cidr) if {
@@ -66,7 +66,7 @@ admin_address(cidr) if {
 finding(resource, message, evidence) := {
 	"id": "KG-INF-103",
 	"severity": "high",
-	"resource": lib.resource_id(resource),
+	"resource": common.resource_id(resource),
 	"message": message,
 	"remediation": "Restrict SSH ingress to the single admin address (x.x.x.x/32), or drop it and use SSM Session Manager.",
 	"evidence": evidence,

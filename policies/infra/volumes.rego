@@ -2,7 +2,7 @@ package keyguard.infra.volumes
 
 import rego.v1
 
-import data.keyguard.infra.lib
+import data.keyguard.infra.common
 
 # METADATA
 # title: Instance root volumes are encrypted
@@ -14,13 +14,13 @@ import data.keyguard.infra.lib
 #   severity: high
 #   remediation: Set rootBlockDevice.encrypted to true (with the vault's KMS key or the EBS default key) and replace the instance.
 deny contains result if {
-	some host in lib.of_type("aws:ec2/instance:Instance")
+	some host in common.of_type("aws:ec2/instance:Instance")
 	root := object.get(host.properties, "rootBlockDevice", {})
 	not object.get(root, "encrypted", false) == true
 	result := {
 		"id": "KG-INF-105",
 		"severity": "high",
-		"resource": lib.resource_id(host),
+		"resource": common.resource_id(host),
 		"message": sprintf("instance %s has an unencrypted root volume", [host.name]),
 		"remediation": "Set rootBlockDevice.encrypted to true (with the vault's KMS key or the EBS default key) and replace the instance.",
 		"evidence": {"rootBlockDevice": root},

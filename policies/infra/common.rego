@@ -4,7 +4,7 @@
 #   Shared selection and normalisation for the infra rules: readable resources by type token,
 #   resource ids, security-group ingress in one shape (inline, securityGroupRule, vpc ingress rule),
 #   and IAM policy statements. Holds no deny rules.
-package keyguard.infra.lib
+package keyguard.infra.common
 
 import rego.v1
 

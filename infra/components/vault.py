@@ -1,0 +1,95 @@
+"""The vault: a rotating customer-managed KMS key and one Secrets Manager secret per declared exchange key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from stack_config import DeclaredKey
+
+
+@dataclass(frozen=True)
+class VaultArgs:
+    keys: Sequence[DeclaredKey]
+    # Secret names are "<prefix><key name>", so the host can list its own secrets and nothing else.
+    name_prefix: str
+    recovery_window_days: int = 30
+
+
+class Vault(pulumi.ComponentResource):
+    key: aws.kms.Key
+    secrets: dict[str, aws.secretsmanager.Secret]
+
+    def __init__(self, name: str, args: VaultArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("keyguard:infra:Vault", name, None, opts)
+        self._name_for_children = name
+        child = pulumi.ResourceOptions(parent=self)
+        self.key = aws.kms.Key(
+            f"{name}-key",
+            description="Keyguard vault: encrypts the exchange API key secrets",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            opts=child,
+        )
+        aws.kms.Alias(f"{name}-key-alias", name=f"alias/{args.name_prefix.strip('/').replace('/', '-')}",
+                      target_key_id=self.key.key_id, opts=child)
+        self.secrets = {
+            key.name: aws.secretsmanager.Secret(
+                f"{name}-{key.name}",
+                name=f"{args.name_prefix}{key.name}",
+                description=f"{key.exchange} API key {key.name} ({key.purpose}); value put after deploy",
+                kms_key_id=self.key.arn,
+                recovery_window_in_days=args.recovery_window_days,
+                tags={
+                    "keyguard:exchange": key.exchange,
+                    "keyguard:purpose": key.purpose,
+                    "keyguard:rotation-due": key.rotation_due.isoformat(),
+                },
+                opts=child,
+            )
+            for key in args.keys
+        }
+        self.secret_arns = pulumi.Output.all(
+            **{key_name: secret.arn for key_name, secret in self.secrets.items()}
+        )
+        self.register_outputs({"keyArn": self.key.arn, "secretArns": self.secret_arns})
+
+    def admit_only(self, reader_role_arn: pulumi.Input[str]) -> None:
+        """Attach a resource policy to every secret so only the given role may read its value."""
+        for key_name, secret in self.secrets.items():
+            aws.secretsmanager.SecretPolicy(
+                f"{self._name_for_children}-{key_name}-policy",
+                secret_arn=secret.arn,
+                policy=pulumi.Output.all(secret.arn, reader_role_arn).apply(
+                    lambda values: json.dumps(_reader_only_policy(values[0], values[1]))
+                ),
+                block_public_policy=True,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+
+def _reader_only_policy(secret_arn: str, reader_role_arn: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "HostRoleReads",
+                "Effect": "Allow",
+                "Principal": {"AWS": reader_role_arn},
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": secret_arn,
+            },
+            {
+                "Sid": "NobodyElseReads",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": secret_arn,
+                "Condition": {"StringNotEquals": {"aws:PrincipalArn": reader_role_arn}},
+            },
+        ],
+    }

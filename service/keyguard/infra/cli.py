@@ -1,0 +1,87 @@
+"""`keyguard infra`: check the Pulumi program's resources against the infra rules before anything is deployed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from keyguard.errors import ConfigError
+from keyguard.infra.capture import capture_program, read_stack_config
+from keyguard.policy.engine import PolicyEngine
+from keyguard.policy.models import Finding, Severity
+from keyguard.policy.report import failing, findings_json, print_findings
+from keyguard.tools import PROJECT_ROOT, policy_dir
+
+app = typer.Typer(help="Check the Pulumi program (under mocks) against the infra rules.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set keyguard:adminCidr=203.0.113.7/32")
+        overrides[key] = value
+    return overrides
+
+
+def load_key_bindings(path: Path) -> list[dict[str, Any]]:
+    """A JSON/YAML list of {key, ips}: which IPs each exchange key is bound to (for the EIP migration check)."""
+    from keyguard.policy.documents import load_document
+
+    raw: Any = load_document(path) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    bindings = raw.get("key_bindings") if isinstance(raw, dict) else raw
+    if not isinstance(bindings, list) or not all(
+        isinstance(b, dict) and isinstance(b.get("key"), str) and isinstance(b.get("ips"), list) for b in bindings
+    ):
+        raise ConfigError(f"{path}: expected a list of {{key: <key id>, ips: [<address>, ...]}} (or `key_bindings:`)")
+    return bindings
+
+
+def evaluate_infra(document: dict[str, Any], opa_url: str | None, source: str) -> list[Finding]:
+    if opa_url:
+        return PolicyEngine.external(opa_url, policy_root=policy_dir()).evaluate(document, source=source)
+    with PolicyEngine.managed() as engine:
+        return engine.evaluate(document, source=source)
+
+
+@app.command()
+def check(
+    program: Annotated[Path, typer.Option(help="Pulumi program directory (holds __main__.py).")] = PROJECT_ROOT
+    / "infra",
+    config: Annotated[Path, typer.Option(help="Stack config file, Pulumi.<stack>.yaml.")] = PROJECT_ROOT
+    / "Pulumi.dev.yaml",
+    project_file: Annotated[Path | None, typer.Option(help="Pulumi.yaml (default: beside --config).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: KEY=VALUE.")] = None,
+    key_bindings: Annotated[
+        Path | None, typer.Option(help="JSON/YAML list of {key, ips}: check each key is bound to the EIP.")
+    ] = None,
+    fail_on: Annotated[Severity, typer.Option(help="Exit 1 when a finding is at or above this.")] = Severity.high,
+    as_json: Annotated[bool, typer.Option("--json", help="Print findings as JSON.")] = False,
+    opa_url: Annotated[
+        str | None, typer.Option("--opa-url", envvar="KEYGUARD_OPA_URL", help="External OPA (default: managed).")
+    ] = None,
+) -> None:
+    """Run the program under Pulumi mocks, evaluate every resource it declares, exit 1 on a blocking finding."""
+    stack_config = read_stack_config(config, project_file, parse_overrides(overrides or []))
+    bindings = load_key_bindings(key_bindings) if key_bindings else None
+    captured = capture_program(program, stack_config)
+    document = captured.to_policy_input(bindings)
+    findings = evaluate_infra(document, opa_url, source=f"{program} ({config.name})")
+    if as_json:
+        out.print_json(findings_json(findings))
+    else:
+        out.print(f"{len(captured.resources)} resources captured from {program} under Pulumi mocks "
+                  f"(stack {stack_config.project}/{stack_config.stack})")
+        print_findings(findings, out, title=f"infra {stack_config.stack}")
+    blocking = failing(findings, fail_on)
+    if blocking:
+        if not as_json:
+            out.print(f"[bold red]{len(blocking)} finding(s) at or above {fail_on}[/]")
+        raise typer.Exit(1)
