@@ -1,0 +1,26 @@
+"""The sandbox ASGI app: Binance at the root, OKX under /okx, Bybit under /bybit, admin under /admin."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import FastAPI
+
+from keyguard.sandbox import admin, binance, okx_bybit
+from keyguard.sandbox.config import SandboxConfig
+from keyguard.sandbox.state import SandboxExchange
+
+ALL_METHODS = ["GET", "POST", "PUT", "DELETE"]
+
+
+def create_app(exchange: SandboxExchange | None = None, admin_token: str | None = None) -> FastAPI:
+    exchange = exchange or SandboxExchange(SandboxConfig())
+    app = FastAPI(title="Keyguard sandbox exchange", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.exchange = exchange
+    app.state.admin_token = admin_token or exchange.config.admin_token or secrets.token_urlsafe(24)
+    app.include_router(admin.router)
+    for prefix in ("/api/{rest:path}", "/sapi/{rest:path}"):
+        app.add_route(prefix, binance.handle, methods=ALL_METHODS, include_in_schema=False)
+    app.add_route("/okx/{rest:path}", okx_bybit.handle_okx, methods=ALL_METHODS, include_in_schema=False)
+    app.add_route("/bybit/{rest:path}", okx_bybit.handle_bybit, methods=ALL_METHODS, include_in_schema=False)
+    return app

@@ -1,0 +1,72 @@
+"""Sandbox settings: real Binance limits by default, every window and limit shrinkable so tests run in seconds."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class SymbolSpec(BaseModel):
+    """A spot market the sandbox lists, with its starting price and a simple book around it."""
+
+    symbol: str
+    base: str
+    quote: str
+    price: float
+    # Each side has `book_levels` levels, `book_step` apart (fraction of price), `level_qty` base units each.
+    book_levels: int = 5
+    book_step: float = 0.0005
+    level_qty: float = 1.0
+    tick_size: str = "0.01"
+    step_size: str = "0.00001"
+    min_notional: str = "5.00"
+
+
+def _default_symbols() -> list[SymbolSpec]:
+    return [
+        SymbolSpec(symbol="BTCUSDT", base="BTC", quote="USDT", price=60000.0, level_qty=0.5),
+        SymbolSpec(symbol="ETHUSDT", base="ETH", quote="USDT", price=3000.0, level_qty=5.0),
+    ]
+
+
+class SandboxConfig(BaseModel):
+    """Limits and clocks of the emulated exchange. Defaults are Binance spot's published values."""
+
+    # REQUEST_WEIGHT per IP per window (Binance: 6000 per 1 minute).
+    weight_limit: int = 6000
+    weight_window_s: int = 60
+    # RAW_REQUESTS per IP per window (Binance: 61000 per 5 minutes).
+    raw_request_limit: int = 61000
+    raw_request_window_s: int = 300
+    # SAPI endpoints have their own per-IP weight pool (12000 per minute).
+    sapi_weight_limit: int = 12000
+    sapi_weight_window_s: int = 60
+    # ORDERS per account (Binance: 100 per 10 s, 200000 per day).
+    orders_short_limit: int = 100
+    orders_short_window_s: int = 10
+    orders_long_limit: int = 200000
+    orders_long_window_s: int = 86400
+    # 418 ban for requests sent during a 429 back-off: doubles per repeat, from base up to max (2 min .. 3 days).
+    ban_base_s: float = 120.0
+    ban_max_s: float = 259200.0
+    # Binance resets windows at clock boundaries; aligning them to the sandbox's start instead means a test
+    # that runs for a few seconds never sees a window roll over halfway through.
+    align_windows_to_start: bool = False
+    default_recv_window_ms: int = 5000
+    max_recv_window_ms: int = 60000
+    # Sandbox clock minus the host clock; adjustable at run time through the admin API.
+    clock_skew_ms: int = 0
+    # How long a "drop" fault holds the connection before cutting it (clients time out first).
+    drop_hold_s: float = 30.0
+    symbols: list[SymbolSpec] = Field(default_factory=_default_symbols)
+    # Starting balances of every new account (asset -> free amount).
+    starting_balances: dict[str, float] = Field(default_factory=lambda: {"USDT": 100000.0, "BTC": 1.0, "ETH": 10.0})
+    # Bearer token of the admin API; None = generate one at start-up.
+    admin_token: str | None = None
+
+
+def interval_of(seconds: int) -> tuple[str, int, str]:
+    """Binance's (interval, intervalNum, header suffix) for a window length: 60 -> (MINUTE, 1, '1M')."""
+    for unit_s, name, letter in ((86400, "DAY", "D"), (3600, "HOUR", "H"), (60, "MINUTE", "M")):
+        if seconds % unit_s == 0:
+            return name, seconds // unit_s, f"{seconds // unit_s}{letter}"
+    return "SECOND", seconds, f"{seconds}S"

@@ -1,0 +1,564 @@
+"""The emulated exchange's in-memory state: keys, accounts, balances, prices, orders, faults, clock.
+
+Every public method takes the lock, so tests may change state from their own thread while uvicorn serves.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from keyguard.sandbox.config import SandboxConfig, SymbolSpec
+from keyguard.sandbox.limits import BanLadder, WindowCounter
+
+# Binance's apiRestrictions flag set, in the order the exchange returns it.
+BINANCE_FLAGS = (
+    "enableReading",
+    "enableSpotAndMarginTrading",
+    "enableMargin",
+    "enableFutures",
+    "enableVanillaOptions",
+    "enablePortfolioMarginTrading",
+    "enableFixApiTrade",
+    "enableFixReadOnly",
+    "enableInternalTransfer",
+    "permitsUniversalTransfer",
+    "enableWithdrawals",
+)
+
+Exchange = Literal["binance", "okx", "bybit"]
+
+
+class KeySpec(BaseModel):
+    """What the admin API accepts to create or alter a key (any field left None keeps its value)."""
+
+    exchange: Exchange = "binance"
+    account: str = "main"
+    label: str = ""
+    flags: dict[str, bool] = Field(default_factory=dict)
+    ip_restrict: bool | None = None
+    ips: list[str] | None = None
+    create_time_ms: int | None = None
+    # Bybit reports an expiry only for keys without an IP binding.
+    expire_time_ms: int | None = None
+
+
+@dataclass
+class SandboxKey:
+    api_key: str
+    secret: str
+    exchange: str
+    account: str
+    label: str
+    flags: dict[str, bool]
+    ip_restrict: bool
+    ips: list[str]
+    create_time_ms: int
+    expire_time_ms: int | None = None
+    passphrase: str | None = None
+    revoked: bool = False
+
+    def public_view(self) -> dict[str, Any]:
+        """Everything but the secret and passphrase: what the admin API may show after creation."""
+        return {
+            "api_key": self.api_key,
+            "exchange": self.exchange,
+            "account": self.account,
+            "label": self.label,
+            "flags": dict(self.flags),
+            "ip_restrict": self.ip_restrict,
+            "ips": list(self.ips),
+            "create_time_ms": self.create_time_ms,
+            "expire_time_ms": self.expire_time_ms,
+            "revoked": self.revoked,
+        }
+
+    def allows_ip(self, ip: str) -> bool:
+        return not self.ip_restrict or ip in self.ips
+
+
+@dataclass
+class Order:
+    order_id: int
+    account: str
+    symbol: str
+    client_order_id: str
+    side: str
+    type: str
+    time_in_force: str | None
+    price: float
+    orig_qty: float
+    executed_qty: float = 0.0
+    cumulative_quote_qty: float = 0.0
+    status: str = "NEW"
+    time_ms: int = 0
+    update_time_ms: int = 0
+    fills: list[dict[str, Any]] = field(default_factory=list)
+    # True once the unfilled rest sits in the book with its funds locked.
+    resting: bool = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+
+@dataclass
+class Trade:
+    trade_id: int
+    order_id: int
+    account: str
+    symbol: str
+    side: str
+    price: float
+    qty: float
+    quote_qty: float
+    time_ms: int
+
+
+class Fault(BaseModel):
+    """A fault injected on one endpoint ("POST /api/v3/order", or "*" for every exchange endpoint).
+
+    kind: latency (delay only), status (an HTTP error such as 503), reset (the connection is cut mid-response),
+    malformed (a 200 with an unparseable body), drop (the connection is held, then cut: the client times out).
+    when: before = the request is not executed; after = it is executed, then the client sees the fault.
+    """
+
+    endpoint: str
+    kind: Literal["latency", "status", "reset", "malformed", "drop"]
+    latency_ms: int = 0
+    status: int = 503
+    when: Literal["before", "after"] | None = None
+    times: int | None = None  # None = until cleared
+    hold_s: float | None = None
+
+    def effective_when(self) -> str:
+        if self.when:
+            return self.when
+        return "after" if self.kind in ("drop", "malformed") else "before"
+
+
+class SandboxRejection(Exception):
+    """A protocol error the exchange returns: HTTP status plus the exchange's own code and message."""
+
+    def __init__(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None):
+        super().__init__(msg)
+        self.status = status
+        self.code = code
+        self.msg = msg
+        self.headers = headers or {}
+
+
+def missing(name: str) -> SandboxRejection:
+    return SandboxRejection(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.8f}"
+
+
+class SandboxExchange:
+    """State shared by the Binance, OKX and Bybit faces of the sandbox."""
+
+    def __init__(self, config: SandboxConfig | None = None, clock: Callable[[], float] = time.time):
+        self.config = config or SandboxConfig()
+        self._clock = clock
+        self.lock = threading.RLock()
+        self.skew_ms = self.config.clock_skew_ms
+        self.keys: dict[str, SandboxKey] = {}
+        self.balances: dict[str, dict[str, float]] = {}
+        self.locked: dict[str, dict[str, float]] = {}
+        self.funding: dict[str, dict[str, float]] = {}
+        self.symbols: dict[str, SymbolSpec] = {s.symbol: s for s in self.config.symbols}
+        self.prices: dict[str, float] = {s.symbol: s.price for s in self.config.symbols}
+        self.orders: dict[int, Order] = {}
+        self.trades: list[Trade] = []
+        self.withdrawals: list[dict[str, Any]] = []
+        self.transfers: list[dict[str, Any]] = []
+        self.faults: list[Fault] = []
+        self._next_order_id = 1000
+        self._next_trade_id = 1
+        c = self.config
+        origin = self.now() if c.align_windows_to_start else 0.0
+        self.weight = WindowCounter(c.weight_limit, c.weight_window_s, origin)
+        self.raw_requests = WindowCounter(c.raw_request_limit, c.raw_request_window_s, origin)
+        self.sapi_weight = WindowCounter(c.sapi_weight_limit, c.sapi_weight_window_s, origin)
+        self.orders_short = WindowCounter(c.orders_short_limit, c.orders_short_window_s, origin)
+        self.orders_long = WindowCounter(c.orders_long_limit, c.orders_long_window_s, origin)
+        self.bans = BanLadder(c.ban_base_s, c.ban_max_s)
+        # Set when the server stops, so held ("drop") connections let go at once.
+        self.stopping = threading.Event()
+
+    # -- clock ------------------------------------------------------------------------------------------
+    def now(self) -> float:
+        """Sandbox time in seconds (host clock plus skew)."""
+        return self._clock() + self.skew_ms / 1000.0
+
+    def now_ms(self) -> int:
+        return int(self.now() * 1000)
+
+    def set_skew(self, skew_ms: int) -> None:
+        with self.lock:
+            self.skew_ms = skew_ms
+
+    # -- keys -------------------------------------------------------------------------------------------
+    def create_key(self, spec: KeySpec) -> SandboxKey:
+        """Mint a key. Binance keys are 64 alphanumerics like the real ones; OKX keys also get a passphrase."""
+        with self.lock:
+            flags = {name: False for name in BINANCE_FLAGS}
+            flags["enableReading"] = True
+            unknown = set(spec.flags) - set(BINANCE_FLAGS)
+            if unknown:
+                raise ValueError(f"unknown permission flags {sorted(unknown)}; known: {list(BINANCE_FLAGS)}")
+            flags.update(spec.flags)
+            if spec.exchange == "okx":
+                api_key = f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}-{secrets.token_hex(6)}"
+                secret = secrets.token_hex(16).upper()
+            elif spec.exchange == "bybit":
+                api_key = secrets.token_urlsafe(14).replace("-", "A").replace("_", "B")[:18]
+                secret = secrets.token_urlsafe(27).replace("-", "C").replace("_", "D")[:36]
+            else:
+                api_key = secrets.token_hex(32)
+                secret = secrets.token_hex(32)
+            key = SandboxKey(
+                api_key=api_key,
+                secret=secret,
+                exchange=spec.exchange,
+                account=spec.account,
+                label=spec.label,
+                flags=flags,
+                ip_restrict=bool(spec.ip_restrict),
+                ips=list(spec.ips or []),
+                create_time_ms=spec.create_time_ms if spec.create_time_ms is not None else self.now_ms(),
+                expire_time_ms=spec.expire_time_ms,
+                passphrase=secrets.token_urlsafe(12) if spec.exchange == "okx" else None,
+            )
+            self.keys[api_key] = key
+            self._ensure_account(spec.account)
+            return key
+
+    def alter_key(self, api_key: str, spec: KeySpec) -> SandboxKey:
+        with self.lock:
+            key = self.keys[api_key]
+            unknown = set(spec.flags) - set(BINANCE_FLAGS)
+            if unknown:
+                raise ValueError(f"unknown permission flags {sorted(unknown)}; known: {list(BINANCE_FLAGS)}")
+            key.flags.update(spec.flags)
+            if spec.ip_restrict is not None:
+                key.ip_restrict = spec.ip_restrict
+            if spec.ips is not None:
+                key.ips = list(spec.ips)
+            if spec.create_time_ms is not None:
+                key.create_time_ms = spec.create_time_ms
+            if spec.expire_time_ms is not None:
+                key.expire_time_ms = spec.expire_time_ms
+            if spec.label:
+                key.label = spec.label
+            return key
+
+    def revoke_key(self, api_key: str) -> None:
+        with self.lock:
+            self.keys[api_key].revoked = True
+
+    # -- accounts ---------------------------------------------------------------------------------------
+    def _ensure_account(self, account: str) -> None:
+        if account not in self.balances:
+            self.balances[account] = dict(self.config.starting_balances)
+            self.locked[account] = {}
+            self.funding[account] = {}
+
+    def set_balance(self, account: str, asset: str, free: float) -> None:
+        with self.lock:
+            self._ensure_account(account)
+            self.balances[account][asset] = free
+
+    def set_price(self, symbol: str, price: float) -> None:
+        """Move the market; resting limit orders the new price crosses fill in full."""
+        with self.lock:
+            if symbol not in self.symbols:
+                raise KeyError(symbol)
+            self.prices[symbol] = price
+            for order in list(self.orders.values()):
+                if order.symbol == symbol and order.is_open and order.type == "LIMIT":
+                    crosses = price <= order.price if order.side == "BUY" else price >= order.price
+                    if crosses:
+                        self._fill(order, order.orig_qty - order.executed_qty, order.price)
+
+    # -- faults -----------------------------------------------------------------------------------------
+    def set_faults(self, faults: list[Fault]) -> None:
+        with self.lock:
+            self.faults = list(faults)
+
+    def take_faults(self, endpoint: str) -> list[Fault]:
+        """The faults that apply to this request, consuming one use of each counted fault."""
+        with self.lock:
+            hits = [f for f in self.faults if f.endpoint in (endpoint, "*")]
+            for f in hits:
+                if f.times is not None:
+                    f.times -= 1
+            self.faults = [f for f in self.faults if f.times is None or f.times > 0]
+            return hits
+
+    # -- rate limits ------------------------------------------------------------------------------------
+    def charge_ip(self, ip: str, weight: float, sapi: bool) -> dict[str, str]:
+        """Charge one request; return usage headers, or raise 418 (banned) / 429 (over the limit)."""
+        from keyguard.sandbox.config import interval_of
+
+        with self.lock:
+            now = self.now()
+            ban_left = self.bans.check(ip, now)
+            if ban_left is not None:
+                until_ms = int((now + ban_left) * 1000)
+                raise SandboxRejection(
+                    418,
+                    -1003,
+                    f"Way too much request weight used; IP banned until {until_ms}. "
+                    "Please use WebSocket Streams for live updates to avoid bans.",
+                    {"Retry-After": str(max(1, int(ban_left + 0.999)))},
+                )
+            raw = self.raw_requests.add(ip, 1, now)
+            pool = self.sapi_weight if sapi else self.weight
+            used = pool.add(ip, weight, now)
+            headers: dict[str, str] = {}
+            suffix = interval_of(int(pool.window_s))[2]
+            if sapi:
+                headers[f"X-SAPI-USED-IP-WEIGHT-{suffix}"] = str(int(used))
+            else:
+                headers[f"X-MBX-USED-WEIGHT-{suffix}"] = str(int(used))
+                headers["X-MBX-USED-WEIGHT"] = str(int(used))
+            for counter, label in ((pool, "REQUEST_WEIGHT"), (self.raw_requests, "RAW_REQUESTS")):
+                value = used if counter is pool else raw
+                if value > counter.limit:
+                    retry = counter.seconds_to_reset(now)
+                    self.bans.back_off(ip, counter.window_start(now) + counter.window_s)
+                    name, num, _ = interval_of(int(counter.window_s))
+                    raise SandboxRejection(
+                        429,
+                        -1003,
+                        f"Too much request weight used; current limit is {counter.limit} {label.lower()} "
+                        f"per {num} {name}. Please use WebSocket Streams for live updates to avoid polling the API.",
+                        {**headers, "Retry-After": str(retry)},
+                    )
+            return headers
+
+    def charge_order(self, account: str) -> dict[str, str]:
+        from keyguard.sandbox.config import interval_of
+
+        with self.lock:
+            now = self.now()
+            headers = {}
+            over: WindowCounter | None = None
+            for counter in (self.orders_short, self.orders_long):
+                count = counter.add(account, 1, now)
+                headers[f"X-MBX-ORDER-COUNT-{interval_of(int(counter.window_s))[2]}"] = str(int(count))
+                if count > counter.limit and over is None:
+                    over = counter
+            if over is not None:
+                name, num, _ = interval_of(int(over.window_s))
+                raise SandboxRejection(
+                    429,
+                    -1015,
+                    f"Too many new orders; current limit is {over.limit} orders per {num} {name}.",
+                    {**headers, "Retry-After": str(over.seconds_to_reset(now))},
+                )
+            return headers
+
+    def order_count_headers(self, account: str) -> dict[str, str]:
+        from keyguard.sandbox.config import interval_of
+
+        now = self.now()
+        return {
+            f"X-MBX-ORDER-COUNT-{interval_of(int(c.window_s))[2]}": str(int(c.used(account, now)))
+            for c in (self.orders_short, self.orders_long)
+        }
+
+    # -- orders -----------------------------------------------------------------------------------------
+    def book(self, symbol: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """(bids, asks) as (price, qty) levels around the current price."""
+        spec = self.symbols[symbol]
+        p = self.prices[symbol]
+        bids = [(round(p * (1 - spec.book_step * (i + 1)), 8), spec.level_qty) for i in range(spec.book_levels)]
+        asks = [(round(p * (1 + spec.book_step * (i + 1)), 8), spec.level_qty) for i in range(spec.book_levels)]
+        return bids, asks
+
+    def place_order(
+        self,
+        account: str,
+        symbol: str,
+        side: str,
+        type_: str,
+        quantity: float | None,
+        quote_qty: float | None,
+        price: float | None,
+        time_in_force: str | None,
+        client_order_id: str,
+    ) -> Order:
+        with self.lock:
+            if symbol not in self.symbols:
+                raise SandboxRejection(400, -1121, "Invalid symbol.")
+            if side not in ("BUY", "SELL"):
+                raise SandboxRejection(400, -1117, "Invalid side.")
+            if type_ not in ("LIMIT", "MARKET"):
+                raise SandboxRejection(400, -1116, "Invalid orderType.")
+            for o in self.orders.values():
+                if o.account == account and o.is_open and o.client_order_id == client_order_id:
+                    raise SandboxRejection(400, -2010, "Duplicate order sent.")
+            spec = self.symbols[symbol]
+            bids, asks = self.book(symbol)
+            levels = asks if side == "BUY" else bids
+            if type_ == "LIMIT":
+                if price is None or quantity is None:
+                    raise missing("price" if price is None else "quantity")
+                if time_in_force not in ("GTC", "IOC", "FOK"):
+                    raise missing("timeInForce")
+            elif quantity is None and quote_qty is None:
+                raise missing("quantity")
+            if quantity is None:
+                # quoteOrderQty market order: convert at the touch for the size check and fill below.
+                quantity = float(quote_qty or 0) / levels[0][0]
+            if quantity <= 0:
+                raise SandboxRejection(400, -1013, "Invalid quantity.")
+            reserve_price = price if price is not None else levels[-1][0]
+            if side == "BUY":
+                need, asset = quantity * reserve_price, spec.quote
+            else:
+                need, asset = quantity, spec.base
+            if self.balances[account].get(asset, 0.0) + 1e-12 < need:
+                raise SandboxRejection(400, -2010, "Account has insufficient balance for requested action.")
+            now_ms = self.now_ms()
+            self._next_order_id += 1
+            order = Order(
+                order_id=self._next_order_id,
+                account=account,
+                symbol=symbol,
+                client_order_id=client_order_id,
+                side=side,
+                type=type_,
+                time_in_force=time_in_force if type_ == "LIMIT" else None,
+                price=price if type_ == "LIMIT" and price is not None else 0.0,
+                orig_qty=quantity,
+                time_ms=now_ms,
+                update_time_ms=now_ms,
+            )
+            self.orders[order.order_id] = order
+            # Cross the book level by level; a limit order stops at its price.
+            remaining = quantity
+            for level_price, level_qty in levels:
+                if remaining <= 1e-12:
+                    break
+                if type_ == "LIMIT" and (level_price > order.price if side == "BUY" else level_price < order.price):
+                    break
+                self._fill(order, min(remaining, level_qty), level_price)
+                remaining = order.orig_qty - order.executed_qty
+            if order.is_open:
+                if type_ == "MARKET" or time_in_force in ("IOC", "FOK"):
+                    # Not enough depth: what filled stays filled, the rest expires.
+                    order.status = "EXPIRED"
+                else:
+                    self._lock_for(order)
+                    order.resting = True
+            return order
+
+    def _lock_for(self, order: Order) -> None:
+        spec = self.symbols[order.symbol]
+        left = order.orig_qty - order.executed_qty
+        asset, amount = (spec.quote, left * order.price) if order.side == "BUY" else (spec.base, left)
+        self.balances[order.account][asset] -= amount
+        self.locked[order.account][asset] = self.locked[order.account].get(asset, 0.0) + amount
+
+    def _unlock_for(self, order: Order, qty: float) -> None:
+        spec = self.symbols[order.symbol]
+        asset, amount = (spec.quote, qty * order.price) if order.side == "BUY" else (spec.base, qty)
+        self.locked[order.account][asset] = self.locked[order.account].get(asset, 0.0) - amount
+        self.balances[order.account][asset] = self.balances[order.account].get(asset, 0.0) + amount
+
+    def _fill(self, order: Order, qty: float, price: float) -> None:
+        spec = self.symbols[order.symbol]
+        if order.resting:
+            self._unlock_for(order, qty)
+        bal = self.balances[order.account]
+        quote = qty * price
+        if order.side == "BUY":
+            bal[spec.quote] = bal.get(spec.quote, 0.0) - quote
+            bal[spec.base] = bal.get(spec.base, 0.0) + qty
+        else:
+            bal[spec.base] = bal.get(spec.base, 0.0) - qty
+            bal[spec.quote] = bal.get(spec.quote, 0.0) + quote
+        order.executed_qty += qty
+        order.cumulative_quote_qty += quote
+        order.status = "FILLED" if order.executed_qty >= order.orig_qty - 1e-12 else "PARTIALLY_FILLED"
+        if order.status == "FILLED":
+            order.resting = False
+        order.update_time_ms = self.now_ms()
+        trade = Trade(self._next_trade_id, order.order_id, order.account, order.symbol, order.side, price, qty,
+                      quote, order.update_time_ms)
+        self._next_trade_id += 1
+        self.trades.append(trade)
+        order.fills.append({"price": _fmt(price), "qty": _fmt(qty), "commission": "0.00000000",
+                            "commissionAsset": spec.quote, "tradeId": trade.trade_id})
+
+    def find_order(self, account: str, symbol: str, order_id: int | None, client_order_id: str | None) -> Order:
+        with self.lock:
+            for o in self.orders.values():
+                if o.account != account or o.symbol != symbol:
+                    continue
+                if order_id is not None and o.order_id == order_id:
+                    return o
+                if order_id is None and client_order_id is not None and o.client_order_id == client_order_id:
+                    return o
+            raise SandboxRejection(400, -2013, "Order does not exist.")
+
+    def cancel_order(self, account: str, symbol: str, order_id: int | None, client_order_id: str | None) -> Order:
+        with self.lock:
+            try:
+                order = self.find_order(account, symbol, order_id, client_order_id)
+            except SandboxRejection:
+                raise SandboxRejection(400, -2011, "Unknown order sent.") from None
+            if not order.is_open:
+                raise SandboxRejection(400, -2011, "Unknown order sent.")
+            if order.resting:
+                self._unlock_for(order, order.orig_qty - order.executed_qty)
+                order.resting = False
+            order.status = "CANCELED"
+            order.update_time_ms = self.now_ms()
+            return order
+
+    def open_orders(self, account: str, symbol: str | None) -> list[Order]:
+        with self.lock:
+            return [o for o in self.orders.values()
+                    if o.account == account and o.is_open and (symbol is None or o.symbol == symbol)]
+
+    def orders_of(self, account: str) -> list[Order]:
+        """Every order the account ever placed: what an idempotency test counts."""
+        with self.lock:
+            return [o for o in self.orders.values() if o.account == account]
+
+    # -- wallet -----------------------------------------------------------------------------------------
+    def withdraw(self, account: str, coin: str, amount: float, address: str) -> str:
+        with self.lock:
+            if self.balances[account].get(coin, 0.0) < amount:
+                raise SandboxRejection(400, -4026, "User has insufficient balance")
+            self.balances[account][coin] -= amount
+            wid = secrets.token_hex(16)
+            self.withdrawals.append({"id": wid, "account": account, "coin": coin, "amount": amount,
+                                     "address": address, "time_ms": self.now_ms()})
+            return wid
+
+    def transfer(self, account: str, kind: str, asset: str, amount: float) -> int:
+        with self.lock:
+            if kind not in ("MAIN_FUNDING", "FUNDING_MAIN"):
+                raise SandboxRejection(400, -1102, "Parameter 'type' must be MAIN_FUNDING or FUNDING_MAIN here.")
+            src, dst = ((self.balances, self.funding) if kind == "MAIN_FUNDING" else (self.funding, self.balances))
+            if src[account].get(asset, 0.0) < amount:
+                raise SandboxRejection(400, -5002, "You have insufficient balance.")
+            src[account][asset] -= amount
+            dst[account][asset] = dst[account].get(asset, 0.0) + amount
+            tran_id = len(self.transfers) + 1
+            self.transfers.append({"tranId": tran_id, "account": account, "type": kind, "asset": asset,
+                                   "amount": amount})
+            return tran_id
