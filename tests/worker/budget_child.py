@@ -1,0 +1,44 @@
+"""Code run in separate processes by test_shared_budget: each builds its own limiter on the shared file."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from keyguard.worker.binance_client import BinanceSpotClient, RateLimited
+from keyguard.worker.budget_store import FileBudgetStore
+from keyguard.worker.limiter import PoolSpec, SharedRateLimiter
+
+
+def _client(url: str, key: str, secret: str, budget_path: str, weight_limit: int, window_s: float
+            ) -> BinanceSpotClient:
+    # This process's view of the limit is right; what it cannot know is another program's usage on the IP.
+    limiter = SharedRateLimiter(FileBudgetStore(budget_path), egress_ip="127.0.0.1",
+                                pools=(PoolSpec("REQUEST_WEIGHT", window_s, weight_limit, "ip"),),
+                                headroom=1.0, default_deadline_s=15.0)
+    return BinanceSpotClient(url, key, secret, limiter, timeout_s=5.0)
+
+
+def first_caller(url: str, key: str, secret: str, budget_path: str, weight_limit: int, window_s: float,
+                 go: Any, out: Any) -> None:
+    client = _client(url, key, secret, budget_path, weight_limit, window_s)
+    out.put(("ready", None, 0.0))
+    go.wait(30)
+    try:
+        client.account()
+        out.put(("first", "no rate limit", 0.0))
+    except RateLimited as exc:
+        assert client.limiter is not None
+        out.put(("first", exc.status, client.limiter.banned_until()))
+
+
+def second_caller(url: str, key: str, secret: str, budget_path: str, weight_limit: int, window_s: float,
+                  go: Any, out: Any) -> None:
+    client = _client(url, key, secret, budget_path, weight_limit, window_s)
+    out.put(("ready", None, 0.0))
+    go.wait(30)
+    try:
+        client.account()
+        out.put(("second", 200, time.time()))
+    except RateLimited as exc:
+        out.put(("second", exc.status, time.time()))
