@@ -1,0 +1,68 @@
+"""The admin API: its own token, key life cycle, and a secret that is shown once and never again."""
+
+from __future__ import annotations
+
+import httpx
+
+from keyguard.sandbox import SandboxHandle
+
+from .conftest import BinanceFactory
+
+
+def test_admin_api_refuses_requests_without_its_token(sandbox: SandboxHandle) -> None:
+    assert httpx.get(f"{sandbox.admin_url}/keys").status_code == 401
+    wrong = httpx.get(f"{sandbox.admin_url}/keys", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    # The exchange API key cannot stand in for the admin token either.
+    key = sandbox.create_key()
+    assert httpx.get(f"{sandbox.admin_url}/keys", headers={"Authorization": f"Bearer {key['api_key']}"}
+                     ).status_code == 401
+
+
+def test_secret_is_returned_at_creation_and_never_again(sandbox: SandboxHandle) -> None:
+    created = sandbox.create_key(flags={"enableWithdrawals": True}, ip_restrict=True, ips=["127.0.0.1"])
+    secret = created["secret"]
+    assert len(secret) == 64
+    with sandbox.admin() as admin:
+        responses = [
+            admin.get("/keys"),
+            admin.get(f"/keys/{created['api_key']}"),
+            admin.patch(f"/keys/{created['api_key']}", json={"flags": {"enableWithdrawals": False}}),
+            admin.delete(f"/keys/{created['api_key']}"),
+        ]
+    for response in responses:
+        assert response.status_code == 200
+        assert secret not in response.text
+        assert created["api_key"] in response.text
+
+
+def test_altered_flags_and_ip_list_are_what_the_exchange_reports(
+    sandbox: SandboxHandle, binance: BinanceFactory
+) -> None:
+    key = sandbox.create_key()
+    client = binance(key)
+    assert client.sapi_get_account_apirestrictions()["enableWithdrawals"] is False
+    with sandbox.admin() as admin:
+        admin.patch(f"/keys/{key['api_key']}", json={"flags": {"enableWithdrawals": True}, "ip_restrict": True,
+                                                     "ips": ["127.0.0.1"]}).raise_for_status()
+    after = client.sapi_get_account_apirestrictions()
+    assert after["enableWithdrawals"] is True and after["ipRestrict"] is True
+
+
+def test_unknown_permission_flag_is_rejected_with_the_known_names(sandbox: SandboxHandle) -> None:
+    with sandbox.admin() as admin:
+        response = admin.post("/keys", json={"flags": {"enableEverything": True}})
+    assert response.status_code == 422
+    assert "enableEverything" in response.text and "enableWithdrawals" in response.text
+
+
+def test_prices_and_balances_set_by_admin_are_what_clients_see(
+    sandbox: SandboxHandle, binance: BinanceFactory
+) -> None:
+    client = binance(sandbox.create_key(account="desk-2"))
+    with sandbox.admin() as admin:
+        admin.put("/prices", json={"symbol": "ETHUSDT", "price": 2500.5}).raise_for_status()
+        admin.put("/balances", json={"account": "desk-2", "asset": "USDT", "free": 1234.5}).raise_for_status()
+        assert admin.put("/prices", json={"symbol": "DOGEUSDT", "price": 1}).status_code == 404
+    assert client.public_get_ticker_price({"symbol": "ETHUSDT"})["price"] == "2500.50000000"
+    assert client.fetch_balance()["USDT"]["free"] == 1234.5
