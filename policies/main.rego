@@ -13,6 +13,7 @@ kinds := {"keys", "execution", "infra", "vendors"}
 
 # METADATA
 # title: Every deny result of the input kind's area
+# entrypoint: true
 # description: >-
 #   Defined (possibly empty) for every known kind, so an area without findings is an empty set and
 #   never undefined; undefined for an unknown kind, which the engine reports as an error.

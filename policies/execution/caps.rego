@@ -1,6 +1,8 @@
 # METADATA
 # title: Risk caps in the execution worker's config
-# description: A buggy bot must be bounded - per-order size, order rate, per-asset position and daily loss are all capped.
+# description: >-
+#   A buggy bot must be bounded - per-order size, order rate, per-asset position and daily loss are all
+#   capped.
 package keyguard.execution.caps
 
 import rego.v1
@@ -38,7 +40,10 @@ deny contains finding if {
 	finding := lib.finding(
 		rego.metadata.rule(),
 		worker,
-		sprintf("worker %s has no orders-per-minute cap (max_orders_per_minute is %v)", [worker, config_value("max_orders_per_minute")]),
+		sprintf(
+			"worker %s has no orders-per-minute cap (max_orders_per_minute is %v)",
+			[worker, config_value("max_orders_per_minute")],
+		),
 		{"max_orders_per_minute": config_value("max_orders_per_minute")},
 	)
 }
@@ -52,26 +57,6 @@ deny contains finding if {
 deny contains finding if {
 	some problem in position_cap_problems
 	finding := lib.finding(rego.metadata.rule(), problem.resource, problem.message, problem.evidence)
-}
-
-position_cap_problems contains problem if {
-	positions := config_value("max_position")
-	not non_empty_object(positions)
-	problem := {
-		"resource": worker,
-		"message": sprintf("worker %s has no max position per asset", [worker]),
-		"evidence": {"max_position": positions},
-	}
-}
-
-position_cap_problems contains problem if {
-	some asset, cap in config_value("max_position")
-	not positive(cap)
-	problem := {
-		"resource": sprintf("%s/position/%s", [worker, asset]),
-		"message": sprintf("max position for %s is %v, not a positive cap", [asset, cap]),
-		"evidence": {"max_position": {asset: cap}},
-	}
 }
 
 # METADATA
@@ -96,12 +81,32 @@ deny contains finding if {
 
 worker := object.get(input, "worker", "unknown-worker")
 
+position_cap_problems contains problem if {
+	positions := config_value("max_position")
+	not non_empty_object(positions)
+	problem := {
+		"resource": worker,
+		"message": sprintf("worker %s has no max position per asset", [worker]),
+		"evidence": {"max_position": positions},
+	}
+}
+
+position_cap_problems contains problem if {
+	some asset, cap in config_value("max_position")
+	not positive(cap)
+	problem := {
+		"resource": sprintf("%s/position/%s", [worker, asset]),
+		"message": sprintf("max position for %s is %v, not a positive cap", [asset, cap]),
+		"evidence": {"max_position": {asset: cap}},
+	}
+}
+
 config_value(name) := object.get(input, ["config", name], null)
 
 # An unknown or non-positive portfolio bounds nothing, so every fraction of it is 0 and any cap fails.
-portfolio := input.portfolio_value if positive(input.portfolio_value)
+default portfolio := 0
 
-else := 0
+portfolio := input.portfolio_value if positive(input.portfolio_value)
 
 cap_problem(value) := sprintf("is not a positive cap (%v)", [value]) if not positive(value)
 

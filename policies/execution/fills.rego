@@ -12,7 +12,9 @@ import data.keyguard.lib
 # custom:
 #   id: KG-EXE-112
 #   severity: medium
-#   remediation: Set config.min_fill_ratio to a positive fraction (e.g. 0.1) below which partial fills are cancelled rather than chased.
+#   remediation: >-
+#     Set config.min_fill_ratio to a positive fraction (e.g. 0.1) below which partial fills are cancelled
+#     rather than chased.
 deny contains finding if {
 	ratio := object.get(input, ["config", "min_fill_ratio"], null)
 	not valid_ratio(ratio)

@@ -9,7 +9,10 @@ results(doc) := found if {
 	found := golive_keys.deny with input as doc
 }
 
-paper_with(permissions) := object.union(fixture.with_config({"stage": "paper"}), {"golive": {"key_permissions": permissions}})
+paper_with(permissions) := object.union(
+	fixture.with_config({"stage": "paper"}),
+	{"golive": {"key_permissions": permissions}},
+)
 
 test_trading_key_after_paper_is_quiet if {
 	count(results(fixture.doc)) == 0

@@ -30,7 +30,9 @@ deny contains finding if {
 # custom:
 #   id: KG-LIVE-102
 #   severity: high
-#   remediation: Demote the worker to the stage it left early and hold it there for the minimum time (sandbox 1 week, paper 2 weeks, micro 1 week, small 2 weeks).
+#   remediation: >-
+#     Demote the worker to the stage it left early and hold it there for the minimum time (sandbox 1 week,
+#     paper 2 weeks, micro 1 week, small 2 weeks).
 deny contains finding if {
 	some i, entry in history
 	i > 0
@@ -54,14 +56,19 @@ deny contains finding if {
 # custom:
 #   id: KG-LIVE-105
 #   severity: high
-#   remediation: Use one of the ladder's stages (sandbox, paper, micro-live, small-live, full-live) for config.stage and golive.history.
+#   remediation: >-
+#     Use one of the ladder's stages (sandbox, paper, micro-live, small-live, full-live) for config.stage
+#     and golive.history.
 deny contains finding if {
 	some stage in ({entry.stage | some entry in history} | {current_stage})
 	not stage in data.execution.golive.ladder
 	finding := lib.finding(
 		rego.metadata.rule(),
 		sprintf("%s/golive/%v", [worker, stage]),
-		sprintf("worker %s uses go-live stage %v, which is not on the ladder %v", [worker, stage, data.execution.golive.ladder]),
+		sprintf(
+			"worker %s uses go-live stage %v, which is not on the ladder %v",
+			[worker, stage, data.execution.golive.ladder],
+		),
 		{"stage": stage, "ladder": data.execution.golive.ladder},
 	)
 }
@@ -72,7 +79,10 @@ history := object.get(input, ["golive", "history"], [])
 
 current_stage := object.get(input, ["config", "stage"], null)
 
-rank(stage) := i if data.execution.golive.ladder[i] == stage
+rank(stage) := i if {
+	some i, candidate in data.execution.golive.ladder
+	candidate == stage
+}
 
 # Each step up the ladder, including the configured stage when it is ahead of the recorded history.
 steps contains {"from": history[i - 1].stage, "to": entry.stage} if {

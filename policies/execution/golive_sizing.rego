@@ -1,6 +1,8 @@
 # METADATA
 # title: Order sizes at the early live stages
-# description: Micro-live and small-live exist to lose little while proving the bot; their order size is a fraction of the target allocation.
+# description: >-
+#   Micro-live and small-live exist to lose little while proving the bot; their order size is a fraction
+#   of the target allocation.
 package keyguard.execution.golive_sizing
 
 import rego.v1
@@ -12,7 +14,9 @@ import data.keyguard.lib
 # custom:
 #   id: KG-LIVE-103
 #   severity: high
-#   remediation: Lower config.max_order_notional to the stage's cap (micro-live 0.1%, small-live 10% of config.target_allocation).
+#   remediation: >-
+#     Lower config.max_order_notional to the stage's cap (micro-live 0.1%, small-live 10% of
+#     config.target_allocation).
 deny contains finding if {
 	stage := input.config.stage
 	bps := data.execution.golive.max_order_bps_of_target[stage]
@@ -33,10 +37,12 @@ deny contains finding if {
 worker := object.get(input, "worker", "unknown-worker")
 
 # An unknown target allocation bounds nothing, so the cap is 0 and any order size is a finding.
+default target := 0
+
 target := input.config.target_allocation if {
 	is_number(input.config.target_allocation)
 	input.config.target_allocation > 0
-} else := 0
+}
 
 within(notional, cap) if {
 	is_number(notional)

@@ -16,7 +16,8 @@ test_enabled_and_recently_tested_kill_switch_is_quiet if {
 }
 
 test_disabled_or_missing_kill_switch_is_high if {
-	some finding in results(fixture.with_config({"kill_switch": {"enabled": false, "last_tested_at": "2026-11-20T00:00:00Z"}}))
+	disabled := {"enabled": false, "last_tested_at": "2026-11-20T00:00:00Z"}
+	some finding in results(fixture.with_config({"kill_switch": disabled}))
 	finding.id == "KG-EXE-105"
 	finding.severity == "high"
 	"KG-EXE-105" in ids(fixture.without_config(["kill_switch"]))

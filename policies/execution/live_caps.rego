@@ -14,7 +14,9 @@ import data.keyguard.lib
 # custom:
 #   id: KG-EXE-201
 #   severity: high
-#   remediation: Halt the worker and find why its order-rate limiter let more orders through than config.max_orders_per_minute.
+#   remediation: >-
+#     Halt the worker and find why its order-rate limiter let more orders through than
+#     config.max_orders_per_minute.
 deny contains finding if {
 	cap := input.config.max_orders_per_minute
 	is_number(cap)
@@ -50,7 +52,9 @@ deny contains finding if {
 # custom:
 #   id: KG-EXE-203
 #   severity: high
-#   remediation: Reduce the position to its cap (the worker should be REDUCING) and find why the position check let it grow.
+#   remediation: >-
+#     Reduce the position to its cap (the worker should be REDUCING) and find why the position check let
+#     it grow.
 deny contains finding if {
 	some asset, size in object.get(state, "positions", {})
 	size != 0
@@ -69,7 +73,9 @@ deny contains finding if {
 # custom:
 #   id: KG-EXE-204
 #   severity: high
-#   remediation: Stop new entries (trading state REDUCING or HALTED) until the next trading day and review what caused the loss.
+#   remediation: >-
+#     Stop new entries (trading state REDUCING or HALTED) until the next trading day and review what
+#     caused the loss.
 deny contains finding if {
 	limit := input.config.daily_loss_limit
 	is_number(limit)
@@ -91,19 +97,20 @@ deny contains finding if {
 # custom:
 #   id: KG-EXE-205
 #   severity: high
-#   remediation: Lower the worker's request rate or budget fraction; past the exchange limit come 429s and then an IP ban (418).
+#   remediation: >-
+#     Lower the worker's request rate or budget fraction; past the exchange limit come 429s and then an IP
+#     ban (418).
 deny contains finding if {
-	limit := weight_limit
 	used := state.used_weight_1m
-	used > data.execution.rate_limit.headroom_fraction * limit
+	used > data.execution.rate_limit.headroom_fraction * weight_limit
 	finding := lib.finding(
 		rego.metadata.rule(),
 		worker,
 		sprintf("worker %s used %v of %v request weight this minute (headroom %v)", [
-			worker, used, limit,
+			worker, used, weight_limit,
 			data.execution.rate_limit.headroom_fraction,
 		]),
-		{"used_weight_1m": used, "weight_limit_1m": limit},
+		{"used_weight_1m": used, "weight_limit_1m": weight_limit},
 	)
 }
 

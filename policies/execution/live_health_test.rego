@@ -11,6 +11,12 @@ results(doc) := found if {
 
 ids(doc) := {finding.id | some finding in results(doc)}
 
+engaged(trading_state, orders) := fixture.with_state({
+	"kill_switch_engaged": true,
+	"trading_state": trading_state,
+	"orders_last_minute": orders,
+})
+
 test_healthy_worker_is_quiet if {
 	count(results(fixture.doc)) == 0
 }
@@ -20,17 +26,17 @@ test_config_only_check_has_no_live_findings if {
 }
 
 test_orders_through_engaged_kill_switch_are_critical if {
-	some finding in results(fixture.with_state({"kill_switch_engaged": true, "trading_state": "HALTED", "orders_last_minute": 2}))
+	some finding in results(engaged("HALTED", 2))
 	finding.id == "KG-EXE-206"
 	finding.severity == "critical"
 }
 
 test_active_trading_state_under_engaged_kill_switch_is_critical if {
-	"KG-EXE-206" in ids(fixture.with_state({"kill_switch_engaged": true, "trading_state": "ACTIVE", "orders_last_minute": 0}))
+	"KG-EXE-206" in ids(engaged("ACTIVE", 0))
 }
 
 test_engaged_kill_switch_that_halted_the_worker_is_quiet if {
-	count(results(fixture.with_state({"kill_switch_engaged": true, "trading_state": "HALTED", "orders_last_minute": 0}))) == 0
+	count(results(engaged("HALTED", 0))) == 0
 }
 
 test_stale_heartbeat_is_high if {

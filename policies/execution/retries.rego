@@ -14,7 +14,9 @@ import data.keyguard.lib
 # custom:
 #   id: KG-EXE-108
 #   severity: high
-#   remediation: Mint a client order id once per intent and, on a timeout or 5xx, look the order up by that id instead of resending.
+#   remediation: >-
+#     Mint a client order id once per intent and, on a timeout or 5xx, look the order up by that id
+#     instead of resending.
 deny contains finding if {
 	retry := object.get(input, ["config", "order_retry"], {})
 	missing := {name |
@@ -25,7 +27,10 @@ deny contains finding if {
 	finding := lib.finding(
 		rego.metadata.rule(),
 		worker,
-		sprintf("order retries of worker %s lack %s, so a retry can duplicate an order", [worker, concat(" and ", sort(missing))]),
+		sprintf(
+			"order retries of worker %s lack %s, so a retry can duplicate an order",
+			[worker, concat(" and ", sort(missing))],
+		),
 		{"order_retry": retry},
 	)
 }
@@ -75,7 +80,9 @@ deny contains finding if {
 # custom:
 #   id: KG-EXE-111
 #   severity: medium
-#   remediation: Set config.reconnect.backoff to exponential with a max_delay_s so a lost connection does not hammer the exchange.
+#   remediation: >-
+#     Set config.reconnect.backoff to exponential with a max_delay_s so a lost connection does not hammer
+#     the exchange.
 deny contains finding if {
 	reconnect := object.get(input, ["config", "reconnect"], {})
 	not object.get(reconnect, "backoff", null) in data.execution.retries.accepted_backoff

@@ -12,7 +12,9 @@ import data.keyguard.lib
 # custom:
 #   id: KG-ROT-106
 #   severity: high
-#   remediation: Synchronise the host clock (chrony/NTP against the cloud time service) so signed calls stay inside recvWindow.
+#   remediation: >-
+#     Synchronise the host clock (chrony/NTP against the cloud time service) so signed calls stay inside
+#     recvWindow.
 deny contains finding if {
 	some key in input.keys
 	offset := key.server_time_offset_ms

@@ -45,3 +45,6 @@ doc(keys) := {"kind": "keys", "now": now, "hosts": hosts, "keys": keys}
 
 # The key with some top-level fields replaced whole (object.union would merge nested objects).
 with_fields(base, fields) := object.union(object.remove(base, object.keys(fields)), fields)
+
+# A normalised permission set with read granted.
+permissions(trade, transfer, withdraw) := {"read": true, "trade": trade, "transfer": transfer, "withdraw": withdraw}

@@ -50,7 +50,9 @@ deny contains finding if {
 # custom:
 #   id: KG-IP-103
 #   severity: high
-#   remediation: Remove the address from the key's allowlist (it is stale, e.g. after a host migration) or register the host that owns it as authorized.
+#   remediation: >-
+#     Remove the address from the key's allowlist (it is stale, e.g. after a host migration) or register
+#     the host that owns it as authorized.
 deny contains finding if {
 	some key in input.keys
 	some entry in object.get(key, "allowed_ips", [])
@@ -87,7 +89,9 @@ deny contains finding if {
 # custom:
 #   id: KG-IP-105
 #   severity: medium
-#   remediation: Run the IP-binding probe from the host (keyguard keys check) so the binding is verified, not only declared.
+#   remediation: >-
+#     Run the IP-binding probe from the host (keyguard keys check) so the binding is verified, not only
+#     declared.
 deny contains finding if {
 	some key in input.keys
 	key.ip_restricted == true

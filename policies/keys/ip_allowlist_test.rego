@@ -11,7 +11,10 @@ results(keys) := found if {
 
 ids(keys) := {finding.id | some finding in results(keys)}
 
-with_ips(values) := fixture.with_fields(fixture.key, {"allowed_ips": [{"value": value, "reason": "test host"} | some value in values]})
+with_ips(values) := fixture.with_fields(fixture.key, {"allowed_ips": [
+{"value": value, "reason": "test host"} |
+	some value in values
+]})
 
 test_restricted_key_bound_to_an_authorized_host_is_quiet if {
 	count(results([fixture.key])) == 0
@@ -46,7 +49,10 @@ test_cidr_range_and_wildcard_entries_are_high if {
 }
 
 test_full_length_prefixes_are_single_addresses if {
-	hosts := [{"name": "v6", "ip": "2001:db8::10", "authorized": true}, {"name": "exec-1", "ip": "203.0.113.10", "authorized": true}]
+	hosts := [
+		{"name": "v6", "ip": "2001:db8::10", "authorized": true},
+		{"name": "exec-1", "ip": "203.0.113.10", "authorized": true},
+	]
 	key := with_ips(["203.0.113.10/32", "2001:db8::10/128", "2001:db8::10"])
 	found := ip_allowlist.deny with input as {"kind": "keys", "now": fixture.now, "hosts": hosts, "keys": [key]}
 	count(found) == 0
@@ -67,7 +73,10 @@ test_every_address_is_stale_when_no_host_is_known if {
 }
 
 test_allowed_address_without_reason_is_low if {
-	key := fixture.with_fields(fixture.key, {"allowed_ips": [{"value": "203.0.113.10", "reason": "  "}, {"value": "203.0.113.10/32"}]})
+	key := fixture.with_fields(fixture.key, {"allowed_ips": [
+		{"value": "203.0.113.10", "reason": "  "},
+		{"value": "203.0.113.10/32"},
+	]})
 	undocumented := [finding | some finding in results([key]); finding.id == "KG-IP-104"]
 	count(undocumented) == 2
 	every finding in undocumented {

@@ -21,7 +21,9 @@ purpose(key) := object.get(key, "purpose", "unknown")
 # custom:
 #   id: KG-KEY-101
 #   severity: critical
-#   remediation: Create a new key without withdrawal permission, move the bot to it, and delete this key at the exchange.
+#   remediation: >-
+#     Create a new key without withdrawal permission, move the bot to it, and delete this key at the
+#     exchange.
 deny contains finding if {
 	some key in input.keys
 	bot(key)
@@ -30,7 +32,11 @@ deny contains finding if {
 		rego.metadata.rule(),
 		lib.key_resource(key),
 		sprintf("bot key %s (purpose %s) can withdraw", [key.id, purpose(key)]),
-		{"purpose": purpose(key), "permissions": object.get(key, "permissions", null), "raw_flags": lib.raw_flags_granting(key, "withdraw")},
+		{
+			"purpose": purpose(key),
+			"permissions": object.get(key, "permissions", null),
+			"raw_flags": lib.raw_flags_granting(key, "withdraw"),
+		},
 	)
 }
 
@@ -39,7 +45,9 @@ deny contains finding if {
 # custom:
 #   id: KG-KEY-102
 #   severity: critical
-#   remediation: Disable every transfer permission (internal, universal, sub-account) on the key, or replace it with a trade-only key.
+#   remediation: >-
+#     Disable every transfer permission (internal, universal, sub-account) on the key, or replace it with
+#     a trade-only key.
 deny contains finding if {
 	some key in input.keys
 	bot(key)
@@ -48,7 +56,11 @@ deny contains finding if {
 		rego.metadata.rule(),
 		lib.key_resource(key),
 		sprintf("bot key %s (purpose %s) can transfer funds", [key.id, purpose(key)]),
-		{"purpose": purpose(key), "permissions": object.get(key, "permissions", null), "raw_flags": lib.raw_flags_granting(key, "transfer")},
+		{
+			"purpose": purpose(key),
+			"permissions": object.get(key, "permissions", null),
+			"raw_flags": lib.raw_flags_granting(key, "transfer"),
+		},
 	)
 }
 
@@ -66,7 +78,11 @@ deny contains finding if {
 		rego.metadata.rule(),
 		lib.key_resource(key),
 		sprintf("%s key %s can trade", [purpose(key), key.id]),
-		{"purpose": purpose(key), "permissions": object.get(key, "permissions", null), "raw_flags": lib.raw_flags_granting(key, "trade")},
+		{
+			"purpose": purpose(key),
+			"permissions": object.get(key, "permissions", null),
+			"raw_flags": lib.raw_flags_granting(key, "trade"),
+		},
 	)
 }
 
@@ -114,7 +130,9 @@ deny contains finding if {
 # custom:
 #   id: KG-KEY-106
 #   severity: high
-#   remediation: Make the key inspectable (fix the inspection error or declare its permissions) and re-run the check; an unreadable key is treated as able to do anything.
+#   remediation: >-
+#     Make the key inspectable (fix the inspection error or declare its permissions) and re-run the check;
+#     an unreadable key is treated as able to do anything.
 deny contains finding if {
 	some key in input.keys
 	reasons := unknown_permission_reasons(key)
@@ -131,7 +149,10 @@ deny contains finding if {
 	)
 }
 
-unknown_permission_reasons(key) := ((unreadable_classes(key) | unreadable_source(key)) | inspection_failed(key)) | missing_permissions(key)
+unknown_permission_reasons(key) := reasons if {
+	from_fields := unreadable_classes(key) | missing_permissions(key)
+	reasons := (from_fields | unreadable_source(key)) | inspection_failed(key)
+}
 
 shared(purposes, _) if count(purposes) > 1
 

@@ -16,7 +16,7 @@ test_compliant_bot_and_monitoring_keys_are_quiet if {
 }
 
 test_bot_key_with_withdraw_is_critical if {
-	key := fixture.with_fields(fixture.key, {"permissions": {"read": true, "trade": true, "transfer": false, "withdraw": true}})
+	key := fixture.with_fields(fixture.key, {"permissions": fixture.permissions(true, false, true)})
 	some finding in results([key])
 	finding.id == "KG-KEY-101"
 	finding.severity == "critical"
@@ -35,7 +35,7 @@ test_raw_withdraw_flag_outranks_a_normalised_false if {
 test_unknown_purpose_is_treated_as_a_bot if {
 	key := fixture.with_fields(fixture.key, {
 		"purpose": "vendor:3commas",
-		"permissions": {"read": true, "trade": true, "transfer": false, "withdraw": true},
+		"permissions": fixture.permissions(true, false, true),
 	})
 	"KG-KEY-101" in ids([key])
 }
@@ -49,10 +49,14 @@ test_hedging_bot_with_universal_transfer_is_critical if {
 }
 
 test_bot_with_internal_or_subaccount_transfer_is_critical if {
-	internal := fixture.with_fields(fixture.key, {"raw_flags": {"enableInternalTransfer": true}})
-	bybit := fixture.with_fields(fixture.key, {"id": "bb-1", "exchange": "bybit", "raw_flags": {"SubMemberTransfer": true}})
-	normalised := fixture.with_fields(fixture.key, {"id": "n-1", "permissions": {"read": true, "trade": true, "transfer": true, "withdraw": false}})
-	flagged := {finding.resource | some finding in results([internal, bybit, normalised]); finding.id == "KG-KEY-102"}
+	internal_transfer := fixture.with_fields(fixture.key, {"raw_flags": {"enableInternalTransfer": true}})
+	bybit := fixture.with_fields(fixture.key, {
+		"id": "bb-1", "exchange": "bybit",
+		"raw_flags": {"SubMemberTransfer": true},
+	})
+	normalised := fixture.with_fields(fixture.key, {"id": "n-1", "permissions": fixture.permissions(true, true, false)})
+	found := results([internal_transfer, bybit, normalised])
+	flagged := {finding.resource | some finding in found; finding.id == "KG-KEY-102"}
 	flagged == {"binance/bot-exec-1", "bybit/bb-1", "binance/n-1"}
 }
 
@@ -66,7 +70,7 @@ test_bot_without_transfer_is_quiet if {
 }
 
 test_monitoring_key_that_can_trade_is_high if {
-	key := fixture.with_fields(fixture.monitor_key, {"permissions": {"read": true, "trade": true, "transfer": false, "withdraw": false}})
+	key := fixture.with_fields(fixture.monitor_key, {"permissions": fixture.permissions(true, false, false)})
 	some finding in results([key])
 	finding.id == "KG-KEY-103"
 	finding.severity == "high"
@@ -74,7 +78,10 @@ test_monitoring_key_that_can_trade_is_high if {
 }
 
 test_portfolio_key_with_trade_flag_is_high if {
-	key := fixture.with_fields(fixture.monitor_key, {"purpose": "portfolio", "raw_flags": {"enableSpotAndMarginTrading": true}})
+	key := fixture.with_fields(fixture.monitor_key, {
+		"purpose": "portfolio",
+		"raw_flags": {"enableSpotAndMarginTrading": true},
+	})
 	"KG-KEY-103" in ids([key])
 }
 
@@ -83,7 +90,7 @@ test_bot_key_that_trades_is_not_a_read_only_violation if {
 }
 
 test_monitoring_key_that_can_withdraw_is_critical if {
-	key := fixture.with_fields(fixture.monitor_key, {"permissions": {"read": true, "trade": false, "transfer": true, "withdraw": true}})
+	key := fixture.with_fields(fixture.monitor_key, {"permissions": fixture.permissions(false, true, true)})
 	some finding in results([key])
 	finding.id == "KG-KEY-104"
 	finding.severity == "critical"
@@ -115,11 +122,14 @@ test_same_key_id_on_two_exchanges_is_two_keys if {
 }
 
 test_unreadable_permissions_are_high if {
-	key := fixture.with_fields(fixture.key, {"permissions": {"read": true, "trade": null, "transfer": null, "withdraw": null}})
+	key := fixture.with_fields(fixture.key, {"permissions": fixture.permissions(null, null, null)})
 	some finding in results([key])
 	finding.id == "KG-KEY-106"
 	finding.severity == "high"
-	finding.message == "permissions of key bot-exec-1 are unknown: trade not readable; transfer not readable; withdraw not readable"
+	finding.message == concat("", [
+		"permissions of key bot-exec-1 are unknown: ",
+		"trade not readable; transfer not readable; withdraw not readable",
+	])
 }
 
 test_unknown_permission_source_is_a_finding if {
@@ -147,7 +157,8 @@ test_declared_permissions_are_readable if {
 }
 
 test_key_without_a_purpose_is_treated_as_a_bot if {
-	key := object.remove(fixture.with_fields(fixture.key, {"permissions": {"read": true, "trade": true, "transfer": false, "withdraw": true}}), ["purpose"])
+	withdrawing := fixture.with_fields(fixture.key, {"permissions": fixture.permissions(true, false, true)})
+	key := object.remove(withdrawing, ["purpose"])
 	some finding in results([key])
 	finding.id == "KG-KEY-101"
 	finding.message == "bot key bot-exec-1 (purpose unknown) can withdraw"

@@ -1,6 +1,8 @@
 # METADATA
 # title: Where API secrets are stored
-# description: A secret is only as safe as its store; only an encrypted secrets manager or a locked host's environment is accepted.
+# description: >-
+#   A secret is only as safe as its store; only an encrypted secrets manager or a locked host's
+#   environment is accepted.
 package keyguard.keys.storage
 
 import rego.v1
@@ -12,10 +14,12 @@ import data.keyguard.lib
 # custom:
 #   id: KG-STO-101
 #   severity: high
-#   remediation: Move the secret to AWS Secrets Manager encrypted with a customer-managed KMS key (or the environment of a host-locked execution host).
+#   remediation: >-
+#     Move the secret to AWS Secrets Manager encrypted with a customer-managed KMS key (or the environment
+#     of a host-locked execution host).
 deny contains finding if {
 	some key in input.keys
-	storage := storage_of(key)
+	storage := secret_store(key)
 	not storage.backend in data.keys.storage.critical_backends
 	not accepted(storage)
 	finding := lib.finding(
@@ -34,10 +38,12 @@ deny contains finding if {
 # custom:
 #   id: KG-STO-102
 #   severity: critical
-#   remediation: Treat the secret as leaked - revoke the key, issue a new one and store it in AWS Secrets Manager with a customer-managed KMS key.
+#   remediation: >-
+#     Treat the secret as leaked - revoke the key, issue a new one and store it in AWS Secrets Manager
+#     with a customer-managed KMS key.
 deny contains finding if {
 	some key in input.keys
-	storage := storage_of(key)
+	storage := secret_store(key)
 	storage.backend in data.keys.storage.critical_backends
 	finding := lib.finding(
 		rego.metadata.rule(),
@@ -48,7 +54,7 @@ deny contains finding if {
 }
 
 # A missing storage record or backend is unknown, which is never safe.
-storage_of(key) := key.storage if is_string(key.storage.backend)
+secret_store(key) := key.storage if is_string(key.storage.backend)
 
 else := {"backend": "unknown"}
 

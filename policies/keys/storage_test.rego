@@ -35,7 +35,11 @@ test_plaintext_file_repository_are_critical if {
 	keys := [fixture.with_fields(fixture.key, {"id": backend, "storage": {"backend": backend}}) |
 		some backend in ["plaintext", "file", "repository"]
 	]
-	critical := {finding.resource | some finding in results(keys); finding.id == "KG-STO-102"; finding.severity == "critical"}
+	critical := {finding.resource |
+		some finding in results(keys)
+		finding.id == "KG-STO-102"
+		finding.severity == "critical"
+	}
 	critical == {"binance/plaintext", "binance/file", "binance/repository"}
 }
 

@@ -3,6 +3,7 @@ package keyguard.lib
 import rego.v1
 
 # METADATA
+# scope: document
 # title: The key holds a permission class (read, trade, transfer, withdraw)
 # description: >-
 #   True when the normalised permission is true, or when any raw exchange flag that maps to the

@@ -12,7 +12,9 @@ import data.keyguard.lib
 # custom:
 #   id: KG-VEN-103
 #   severity: medium
-#   remediation: Prefer a vendor with an exportable audit log; otherwise reconcile its actions from the exchange's trade history.
+#   remediation: >-
+#     Prefer a vendor with an exportable audit log; otherwise reconcile its actions from the exchange's
+#     trade history.
 deny contains finding if {
 	some vendor in input.vendors
 	lacks(vendor, "audit_log")
@@ -46,7 +48,9 @@ deny contains finding if {
 # custom:
 #   id: KG-VEN-106
 #   severity: medium
-#   remediation: Ask the vendor for its incident history and post-mortems; treat a vendor that will not disclose as breached.
+#   remediation: >-
+#     Ask the vendor for its incident history and post-mortems; treat a vendor that will not disclose as
+#     breached.
 deny contains finding if {
 	some vendor in input.vendors
 	lacks(vendor, "incidents_disclosed")

@@ -12,7 +12,9 @@ import data.keyguard.lib
 # custom:
 #   id: KG-VEN-102
 #   severity: high
-#   remediation: Only use a vendor that publishes static egress IPs and accepts an IP-restricted key; bind the key to those IPs.
+#   remediation: >-
+#     Only use a vendor that publishes static egress IPs and accepts an IP-restricted key; bind the key to
+#     those IPs.
 deny contains finding if {
 	some vendor in input.vendors
 	lacks(vendor, "supports_ip_restriction")
@@ -29,7 +31,9 @@ deny contains finding if {
 # custom:
 #   id: KG-VEN-104
 #   severity: high
-#   remediation: Require instant key revocation from the vendor, or plan to delete the key at the exchange as the only revocation path.
+#   remediation: >-
+#     Require instant key revocation from the vendor, or plan to delete the key at the exchange as the
+#     only revocation path.
 deny contains finding if {
 	some vendor in input.vendors
 	lacks(vendor, "instant_revocation")

@@ -28,5 +28,6 @@ test_vendor_without_instant_revocation_is_high if {
 }
 
 test_unknown_key_controls_are_findings if {
-	ids([fixture.with_fields({"supports_ip_restriction": null, "instant_revocation": null})]) == {"KG-VEN-102", "KG-VEN-104"}
+	vendor := fixture.with_fields({"supports_ip_restriction": null, "instant_revocation": null})
+	ids([vendor]) == {"KG-VEN-102", "KG-VEN-104"}
 }
