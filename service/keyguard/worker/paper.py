@@ -16,9 +16,13 @@ from keyguard.worker.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejecte
 
 class PaperVenue:
     def __init__(
-        self, price_of: Callable[[str], float], *, recv_window_ms: int = 5000, fee_rate: float = 0.001
+        self, price_of: Callable[[str], float], *, base_of: Mapping[str, str] | None = None,
+        recv_window_ms: int = 5000, fee_rate: float = 0.001,
     ) -> None:
         self.price_of = price_of
+        self.base_of = dict(base_of or {})
+        # Simulated holdings of each traded base asset, so reconciliation has a paper balance to compare.
+        self.holdings: dict[str, float] = {}
         self.recv_window_ms = recv_window_ms
         self.fee_rate = fee_rate
         self._orders: dict[str, dict[str, Any]] = {}
@@ -44,6 +48,9 @@ class PaperVenue:
                 "status": "FILLED" if crosses else "NEW", "paper": True,
             }
             self._orders[cid] = report
+            if crosses:
+                asset = self.base_of.get(symbol, symbol)
+                self.holdings[asset] = self.holdings.get(asset, 0.0) + (qty if side == "BUY" else -qty)
             return dict(report)
 
     def get_order(self, symbol: str, client_order_id: str) -> dict[str, Any]:
@@ -66,3 +73,7 @@ class PaperVenue:
                     o["status"] = "CANCELED"
                     canceled.append(dict(o))
             return canceled
+
+    def account(self) -> dict[str, Any]:
+        with self._lock:
+            return {"balances": [{"asset": a, "free": f"{q:.8f}", "locked": "0"} for a, q in self.holdings.items()]}

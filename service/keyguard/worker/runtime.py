@@ -60,12 +60,12 @@ class ExecutionWorker:
         self.kill_switch = KillSwitch(config.state_dir / "killswitch.json")
         self.snapshot = RiskSnapshot(kill_switch_engaged=self.kill_switch.engaged,
                                      portfolio_value=config.risk.portfolio_value)
+        self.symbols = {config.strategy.symbol: config.strategy.base_asset}
         self.venue: Any = (PaperVenue(lambda s: retry_data_request(lambda: client.ticker_price(s)),
-                                      recv_window_ms=client.recv_window_ms)
+                                      base_of=self.symbols, recv_window_ms=client.recv_window_ms)
                            if config.paper_mode else client)
         self.executor = OrderExecutor(self.venue, self.journal, worker=config.worker, clock=clock)
-        self.symbols = {config.strategy.symbol: config.strategy.base_asset}
-        self.reconciler = Reconciler(self.venue if config.paper_mode else client, self.journal, self.executor,
+        self.reconciler = Reconciler(self.venue, self.journal, self.executor,
                                      symbols=self.symbols, worker=config.worker)
         self.counters = WorkerCounters()
         self.largest_notional_today = 0.0

@@ -1,0 +1,132 @@
+"""Reconciliation reports what the journal and the exchange disagree on; live state follows the contract."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from keyguard.errors import ConfigError
+from keyguard.policy.documents import schema_dir, validate_document
+from keyguard.sandbox import SandboxHandle
+from keyguard.worker.cli import app
+from keyguard.worker.config import load_worker_config
+from keyguard.worker.journal import OrderStatus
+from keyguard.worker.orders import OrderIntent
+from keyguard.worker.reconnect import ReconnectPolicy, run_with_reconnect
+from tests.worker.conftest import WorkerFactory
+
+
+def place_by_hand(sandbox: SandboxHandle, key: dict[str, Any], **params: Any) -> dict[str, Any]:
+    """Someone else (a person in the exchange UI, another bot) places an order with the same key."""
+    query = urlencode({**params, "timestamp": int(time.time() * 1000)})
+    sig = hmac.new(key["secret"].encode(), query.encode(), hashlib.sha256).hexdigest()
+    response = httpx.post(f"{sandbox.url}/api/v3/order?{query}&signature={sig}",
+                          headers={"X-MBX-APIKEY": key["api_key"]})
+    response.raise_for_status()
+    return response.json()
+
+
+def test_order_unknown_to_the_journal_is_adopted_as_external_and_reported(
+    sandbox: SandboxHandle, make_worker: WorkerFactory, trading_key: dict[str, Any]
+) -> None:
+    worker = make_worker()
+    worker.start()
+    place_by_hand(sandbox, trading_key, symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                  quantity="0.002", price="50000", newClientOrderId="manual-1")
+
+    report = worker.reconcile()
+
+    assert [d.subject for d in report.of_kind("EXTERNAL_ORDER")] == ["manual-1"]
+    row = worker.journal.get("manual-1")
+    assert row is not None and row.origin == "external" and row.status == OrderStatus.NEW
+    assert [i.kind for i in worker.journal.issues()] == ["EXTERNAL_ORDER"]
+
+
+def test_fills_outside_the_journal_show_up_as_a_balance_mismatch(
+    sandbox: SandboxHandle, make_worker: WorkerFactory, trading_key: dict[str, Any]
+) -> None:
+    worker = make_worker()
+    worker.start()
+    worker.submit(OrderIntent("BTCUSDT", "BTC", "BUY", 0.001, reference_price=60000.0))
+    assert worker.reconcile().discrepancies == []
+
+    place_by_hand(sandbox, trading_key, symbol="BTCUSDT", side="SELL", type="MARKET", quantity="0.003")
+    report = worker.reconcile()
+
+    assert [d.subject for d in report.of_kind("BALANCE_MISMATCH")] == ["BTC"]
+
+
+def test_live_state_is_the_execution_policy_input(make_worker: WorkerFactory) -> None:
+    worker = make_worker(stage="sandbox")
+    worker.start()
+    worker.submit(OrderIntent("BTCUSDT", "BTC", "BUY", 0.001, reference_price=60000.0))
+
+    doc = worker.live_state().to_policy_input()
+
+    assert doc["kind"] == "execution"
+    assert doc["config"]["stage"] == "sandbox" and doc["config"]["rate_limit_budget_fraction"] == 0.9
+    assert doc["state"]["positions"] == {"BTC": 0.001}
+    assert doc["state"]["orders_last_minute"] == 1
+    assert doc["state"]["used_weight_1m"] > 0 and doc["state"]["weight_limit_1m"] == 6000
+    assert doc["state"]["trading_state"] == "ACTIVE" and doc["state"]["kill_switch_engaged"] is False
+    if (schema_dir() / "execution.schema.json").exists():
+        assert validate_document(doc) == "execution"
+
+
+def test_worker_run_command_trades_against_an_in_process_sandbox(tmp_path: Path) -> None:
+    config = tmp_path / "worker.yaml"
+    config.write_text("state_dir: state\nreconcile_interval_s: 0.2\n"
+                      "strategy: {orders: 3, interval_s: 0.05, quote_per_order: 60}\n")
+
+    result = CliRunner().invoke(app, ["run", "--config", str(config)])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.count("FILLED") == 3
+    assert (tmp_path / "state" / "journal.db").exists()
+
+
+def test_bad_worker_config_names_the_field_and_what_is_allowed(tmp_path: Path) -> None:
+    config = tmp_path / "worker.yaml"
+    config.write_text("stage: moon-live\nlimiter: {headroom: 1.5}\n")
+    with pytest.raises(ConfigError) as err:
+        load_worker_config(config)
+    message = str(err.value)
+    assert str(config) in message and "stage" in message and "limiter.headroom" in message
+
+
+def test_sandbox_stage_refuses_a_non_loopback_exchange(tmp_path: Path) -> None:
+    config = tmp_path / "worker.yaml"
+    config.write_text("stage: sandbox\nexchange: {base_url: 'https://api.binance.com'}\n")
+    with pytest.raises(ConfigError, match="not a loopback sandbox"):
+        load_worker_config(config)
+
+
+def test_reconnect_backs_off_with_jitter_and_resets_after_a_healthy_run() -> None:
+    stop = threading.Event()
+    failures: list[tuple[int, float]] = []
+    attempts = {"n": 0}
+    policy = ReconnectPolicy(base_s=0.001, max_delay_s=0.004, healthy_after_s=1e9, rng=random.Random(7))
+
+    def connect() -> None:
+        attempts["n"] += 1
+        if attempts["n"] >= 8:
+            stop.set()
+            return
+        raise ConnectionError("stream dropped")
+
+    total = run_with_reconnect(connect, stop, policy, on_failure=lambda n, d, _e: failures.append((n, d)))
+
+    assert total == 7
+    assert [n for n, _ in failures] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(0 <= d <= min(0.004, 0.001 * 2 ** (n - 1)) for n, d in failures)
+    assert len({d for _, d in failures}) == 7, "jittered delays differ"
