@@ -1,0 +1,277 @@
+"""The adapter core: a stock ccxt client per source address, every call through the limiter, ccxt's
+exceptions turned into typed errors, and inspect() that reports unknown (never safe) when the exchange can't answer."""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import ccxt
+import requests
+from pydantic import BaseModel, Field, SecretStr
+
+from keyguard.errors import ExchangeError, KeyguardError
+from keyguard.exchanges.errors import (
+    Banned,
+    ExchangeTimeout,
+    ExchangeUnavailable,
+    InvalidKey,
+    IPRefused,
+    MalformedResponse,
+    PermissionRefused,
+    RateLimited,
+)
+from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage
+from keyguard.exchanges.limiter import RequestLimiter, RetryAfterLimiter
+from keyguard.exchanges.transport import bound_session
+from keyguard.redact import redact_text, register_secret
+
+_CODE = re.compile(r'"(?:code|retCode|ret_code)"\s*:\s*"?(-?\d+)"?')
+
+
+class Credentials(BaseModel):
+    api_key: str
+    secret: SecretStr
+    passphrase: SecretStr | None = None
+
+    def model_post_init(self, __context: Any) -> None:
+        # Registered so any later text that contains them (logs, errors, CLI output) is scrubbed.
+        register_secret(self.secret.get_secret_value())
+        if self.passphrase is not None:
+            register_secret(self.passphrase.get_secret_value())
+
+
+class DeclaredIp(BaseModel):
+    value: str
+    reason: str = ""
+
+
+class KeyDeclaration(BaseModel):
+    """What the operator declares about a key in the inventory (keyguard.yaml)."""
+
+    id: str
+    exchange: str
+    purpose: str = "unknown"
+    services: list[str] = Field(default_factory=list)
+    allowed_ips: list[DeclaredIp] = Field(default_factory=list)
+    storage: Storage = Field(default_factory=Storage)
+    permissions: Permissions | None = None
+    superseded_at: str | None = None
+    active: bool = True
+
+
+class ExchangeAdapter(ABC):
+    exchange_id: ClassVar[str]
+    # Exchange error code -> typed error, from the exchange's documentation.
+    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {}
+    # The signed read-only call the IP probe repeats from two addresses: (method, path).
+    probe_endpoint: ClassVar[tuple[str, str]]
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        urls: Mapping[str, Any] | None = None,
+        source_ip: str | None = None,
+        limiter: RequestLimiter | None = None,
+        timeout_ms: int = 10000,
+        options: Mapping[str, Any] | None = None,
+    ):
+        self.credentials = credentials
+        self.urls = dict(urls) if urls else None
+        self.source_ip = source_ip
+        self.limiter: RequestLimiter = limiter or RetryAfterLimiter()
+        self.timeout_ms = timeout_ms
+        self.options = dict(options or {})
+        self._host_client: ccxt.Exchange | None = None
+
+    # -- clients --------------------------------------------------------------------------------------------
+    def client(self, source_ip: str | None) -> ccxt.Exchange:
+        """A stock ccxt client for this exchange leaving from `source_ip` (None = the OS's choice)."""
+        session = bound_session(source_ip)
+        session.hooks["response"].append(_status_recorder(session))
+        config: dict[str, Any] = {
+            "apiKey": self.credentials.api_key,
+            "secret": self.credentials.secret.get_secret_value(),
+            "session": session,
+            "timeout": self.timeout_ms,
+            # The limiter decides pacing; ccxt's own throttle would double-count.
+            "enableRateLimit": False,
+        }
+        if self.credentials.passphrase is not None:
+            config["password"] = self.credentials.passphrase.get_secret_value()
+        if self.urls:
+            config["urls"] = self.urls
+        if self.options:
+            config["options"] = dict(self.options)
+        return getattr(ccxt, self.exchange_id)(config)
+
+    @property
+    def host_client(self) -> ccxt.Exchange:
+        if self._host_client is None:
+            self._host_client = self.client(self.source_ip)
+        return self._host_client
+
+    # -- calls ----------------------------------------------------------------------------------------------
+    def call(self, client: ccxt.Exchange, method: str, path: str, fn: Callable[[], Any],
+             params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One exchange call through the limiter; returns the JSON object or raises a typed ExchangeError."""
+        permit = self.limiter.acquire(method, path, params)
+        session: requests.Session = client.session
+        session.last_status = 0  # type: ignore[attr-defined]
+        try:
+            result = fn()
+        except ccxt.BaseError as exc:
+            status = getattr(session, "last_status", 0)
+            self.limiter.observe(permit, status, dict(client.last_response_headers or {}))
+            raise self.translate(exc, status, client.last_response_headers or {}, f"{method} {path}") from None
+        self.limiter.observe(permit, getattr(session, "last_status", 200) or 200,
+                             dict(client.last_response_headers or {}))
+        if not isinstance(result, dict):
+            raise MalformedResponse(
+                f"{self.exchange_id} {method} {path} answered with a body that is not a JSON object: "
+                f"{redact_text(str(result))[:120]!r}"
+            )
+        return result
+
+    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str) -> ExchangeError:
+        text = redact_text(str(exc))[:400]
+        match = _CODE.search(text)
+        code = match.group(1) if match else None
+        retry = _retry_after(headers)
+        message = f"{self.exchange_id} {what}: {text}"
+        if status == 418:
+            return Banned(f"{message} (banned; retry after {retry}s)", retry)
+        if status == 429 or isinstance(exc, ccxt.RateLimitExceeded):
+            return RateLimited(f"{message} (retry after {retry}s)", retry)
+        if code is not None and code in self.error_codes:
+            return self.error_codes[code](message)
+        if isinstance(exc, ccxt.RequestTimeout):
+            return ExchangeTimeout(f"{self.exchange_id} {what}: no answer within {self.timeout_ms} ms")
+        if isinstance(exc, ccxt.DDoSProtection):
+            return RateLimited(message, retry)
+        if isinstance(exc, ccxt.NetworkError):
+            return ExchangeUnavailable(message)
+        if isinstance(exc, ccxt.PermissionDenied):
+            return PermissionRefused(message)
+        if isinstance(exc, ccxt.AuthenticationError):
+            return InvalidKey(message)
+        return ExchangeError(message)
+
+    # -- what each exchange implements ----------------------------------------------------------------------
+    @abstractmethod
+    def server_time_ms(self) -> int:
+        """The exchange's clock, from its public time endpoint."""
+
+    @abstractmethod
+    def read_key(self, state: KeyState, declared: KeyDeclaration) -> None:
+        """Fill permissions, raw flags, IP facts and times from the key-introspection endpoint."""
+
+    @abstractmethod
+    def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
+        """The signed read-only call the IP probe sends (through self.call)."""
+
+    # -- the public surface ---------------------------------------------------------------------------------
+    def server_time_offset_ms(self) -> int:
+        """Local clock minus the exchange's, measured at the request's midpoint."""
+        sent = time.time() * 1000
+        server = self.server_time_ms()
+        received = time.time() * 1000
+        return round((sent + received) / 2 - server)
+
+    def inspect(self, declared: KeyDeclaration, probe_from: str | None = None) -> KeyState:
+        """Ask the exchange what the key can do; any failure yields a KeyState marked unknown with the reason."""
+        state = KeyState(
+            exchange=self.exchange_id, key_id=declared.id, purpose=declared.purpose, services=declared.services,
+            storage=declared.storage, active=declared.active,
+            allowed_ips=[AllowedIp(value=ip.value, reason=ip.reason, source="declared")
+                         for ip in declared.allowed_ips],
+        )
+        if declared.superseded_at:
+            from keyguard.exchanges.keystate import from_iso
+
+            state.superseded_at = from_iso(declared.superseded_at)
+        if declared.allowed_ips:
+            state.ip_binding_source = "declared"
+        try:
+            state.server_time_offset_ms = self.server_time_offset_ms()
+            self.read_key(state, declared)
+            if probe_from is not None:
+                self.apply_probe(state, self.probe_ip(probe_from))
+        except KeyguardError as exc:
+            state.inspection_error = redact_text(str(exc))
+            state.error_kind = type(exc).__name__
+            state.permissions = declared.permissions
+            state.permissions_source = "declared" if declared.permissions is not None else "unknown"
+            state.ip_restricted = None
+            state.raw_flags = {}
+        return state
+
+    def probe_ip(self, other_ip: str) -> ProbeResult:
+        """Host address must be accepted, `other_ip` must be refused with the exchange's IP error."""
+        method, path = self.probe_endpoint
+        host = self.source_ip
+        try:
+            self.probe_call(self.host_client)
+        except (ExchangeTimeout, ExchangeUnavailable, MalformedResponse, RateLimited) as exc:
+            return ProbeResult(outcome="unknown", host_ip=host, other_ip=other_ip,
+                               detail=f"host call failed, binding unverified: {type(exc).__name__}: {exc}")
+        except (InvalidKey, IPRefused, PermissionRefused) as exc:
+            return ProbeResult(outcome="host_refused", host_ip=host, other_ip=other_ip,
+                               detail=f"the exchange refused the key from the host itself: {exc}")
+        try:
+            self.probe_call(self.client(other_ip))
+        except IPRefused as exc:
+            return ProbeResult(outcome="bound", host_ip=host, other_ip=other_ip,
+                               detail=f"{method} {path} accepted from the host, refused from {other_ip}: "
+                                      f"{type(exc).__name__}")
+        except ExchangeError as exc:
+            return ProbeResult(outcome="unknown", host_ip=host, other_ip=other_ip,
+                               detail=f"call from {other_ip} failed without an IP refusal, binding unverified: "
+                                      f"{type(exc).__name__}: {exc}")
+        return ProbeResult(outcome="unbound", host_ip=host, other_ip=other_ip,
+                           detail=f"{method} {path} was accepted from {other_ip}: the key is not bound to the host")
+
+    @staticmethod
+    def apply_probe(state: KeyState, probe: ProbeResult) -> None:
+        state.probe = probe
+        if probe.outcome == "bound":
+            state.ip_binding_source = "probed"
+            state.sources["ip_binding"] = "probed"
+            if probe.host_ip:
+                for entry in state.allowed_ips:
+                    if entry.value == probe.host_ip:
+                        entry.source = "probed"
+                        break
+                else:
+                    state.allowed_ips.append(AllowedIp(value=probe.host_ip, source="probed"))
+        elif probe.outcome == "unknown":
+            state.ip_binding_source = "unknown"
+        else:
+            state.ip_binding_source = "flagged"
+
+
+def _status_recorder(session: requests.Session) -> Callable[..., None]:
+    """ccxt does not keep the HTTP status; the limiter needs it to tell 429/418 from other errors."""
+
+    def record(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        session.last_status = response.status_code  # type: ignore[attr-defined]
+
+    return record
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def declared_reason(declared: KeyDeclaration, ip: str) -> str:
+    return next((d.reason for d in declared.allowed_ips if d.value == ip), "")

@@ -1,0 +1,74 @@
+"""Bybit v5: GET /v5/user/query-api reports readOnly, per-product permissions, the `ips` list and key times."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import ccxt
+
+from keyguard.errors import ExchangeError
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.errors import (
+    ClockSkew,
+    InvalidKey,
+    IPRefused,
+    MalformedResponse,
+    PermissionRefused,
+    RateLimited,
+)
+from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_iso
+
+TRADE_GROUPS = ("Spot", "ContractTrade", "Derivatives", "Options")
+
+
+class BybitAdapter(ExchangeAdapter):
+    exchange_id = "bybit"
+    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {
+        "10003": InvalidKey, "10004": InvalidKey,
+        "10010": IPRefused,
+        "10005": PermissionRefused,
+        "10002": ClockSkew,
+        "10006": RateLimited,
+    }
+    probe_endpoint = ("GET", "/v5/user/query-api")
+
+    def server_time_ms(self) -> int:
+        body = self.call(self.host_client, "GET", "/v5/market/time", self.host_client.public_get_v5_market_time)
+        try:
+            return int(body["time"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse("bybit GET /v5/market/time: no integer time in the answer") from None
+
+    def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
+        return self.call(client, *self.probe_endpoint, client.private_get_v5_user_query_api)
+
+    def read_key(self, state: KeyState, declared: KeyDeclaration) -> None:
+        body = self.probe_call(self.host_client)
+        try:
+            result = body["result"]
+            read_only = int(result["readOnly"]) == 1
+            groups: dict[str, list[str]] = {k: list(v or []) for k, v in result["permissions"].items()}
+            ips = [str(ip) for ip in result["ips"]]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise MalformedResponse("bybit GET /v5/user/query-api: no result.readOnly / permissions / ips") from None
+        wallet = set(groups.get("Wallet", []))
+        flags: dict[str, Any] = {group: bool(groups.get(group)) for group in TRADE_GROUPS}
+        flags.update({name: name in wallet for name in ("AccountTransfer", "SubMemberTransfer", "Withdraw")})
+        flags["readOnly"] = read_only
+        state.raw_flags = flags
+        state.permissions = Permissions(
+            read=True,
+            trade=not read_only and any(flags[g] for g in TRADE_GROUPS),
+            transfer=not read_only and (flags["AccountTransfer"] or flags["SubMemberTransfer"]),
+            withdraw=not read_only and flags["Withdraw"],
+        )
+        state.permissions_source = "reported"
+        bound = [ip for ip in ips if ip and ip != "*"]
+        state.ip_restricted = bool(bound)
+        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
+                             for ip in bound]
+        state.ip_binding_source = "reported" if bound else "unknown"
+        state.created_at = from_iso(result.get("createdAt"))
+        state.expires_at = from_iso(result.get("expiredAt"))
+        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported",
+                              "created_at": "reported"})

@@ -1,0 +1,115 @@
+"""KeyState: what one key can really do, with how each fact was learned; and its policy-input form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+FactSource = Literal["reported", "probed", "declared"]
+BindingSource = Literal["probed", "reported", "declared", "flagged", "unknown"]
+ProbeOutcome = Literal["bound", "unbound", "host_refused", "unknown"]
+
+
+class Permissions(BaseModel):
+    """Normalised risk classes; None = could not be read (never read as False)."""
+
+    read: bool | None = None
+    trade: bool | None = None
+    transfer: bool | None = None
+    withdraw: bool | None = None
+
+
+class AllowedIp(BaseModel):
+    value: str
+    reason: str = ""
+    source: FactSource
+
+
+class Storage(BaseModel):
+    backend: Literal["aws_secretsmanager", "env", "file", "repository", "plaintext", "unknown"] = "unknown"
+    kms: Literal["customer_managed", "aws_managed", "none", "unknown"] = "unknown"
+    host_locked: bool = False
+
+
+class ProbeResult(BaseModel):
+    """The IP probe: the same signed read-only call from the host's address and from a second one."""
+
+    outcome: ProbeOutcome
+    host_ip: str | None
+    other_ip: str
+    detail: str
+
+
+class KeyState(BaseModel):
+    exchange: str
+    key_id: str
+    purpose: str = "unknown"
+    services: list[str] = Field(default_factory=list)
+    permissions: Permissions | None = None
+    permissions_source: Literal["reported", "declared", "unknown"] = "unknown"
+    raw_flags: dict[str, Any] = Field(default_factory=dict)
+    ip_restricted: bool | None = None
+    allowed_ips: list[AllowedIp] = Field(default_factory=list)
+    ip_binding_source: BindingSource = "unknown"
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    superseded_at: datetime | None = None
+    active: bool = True
+    inspection_error: str | None = None
+    # The typed error's class name (InvalidKey, ExchangeTimeout, ...) when inspection failed.
+    error_kind: str | None = None
+    server_time_offset_ms: int | None = None
+    storage: Storage = Field(default_factory=Storage)
+    probe: ProbeResult | None = None
+    # fact -> reported | probed | declared, for every fact set (permissions, ip_restricted, created_at, ...).
+    sources: dict[str, FactSource] = Field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        return self.inspection_error is None and self.permissions is not None
+
+    def to_policy_input(self) -> dict[str, Any]:
+        """One element of `keys[]` in the `keys` policy input (docs/contracts.md)."""
+        return {
+            "id": self.key_id,
+            "exchange": self.exchange,
+            "purpose": self.purpose,
+            "services": list(self.services),
+            "permissions": self.permissions.model_dump() if self.permissions is not None else None,
+            "permissions_source": self.permissions_source,
+            "raw_flags": dict(self.raw_flags),
+            "ip_restricted": self.ip_restricted,
+            "allowed_ips": [ip.model_dump() for ip in self.allowed_ips],
+            "ip_binding_source": self.ip_binding_source,
+            "created_at": _rfc3339(self.created_at),
+            "expires_at": _rfc3339(self.expires_at),
+            "superseded_at": _rfc3339(self.superseded_at),
+            "active": self.active,
+            "inspection_error": self.inspection_error,
+            "server_time_offset_ms": self.server_time_offset_ms,
+            "storage": self.storage.model_dump(),
+        }
+
+
+def _rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_ms(ms: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000, UTC) if ms not in (None, "", 0, "0") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def from_iso(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
