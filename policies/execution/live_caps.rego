@@ -63,7 +63,7 @@ deny contains finding if {
 	finding := lib.finding(
 		rego.metadata.rule(),
 		sprintf("%s/position/%s", [worker, asset]),
-		sprintf("position %v %s exceeds its max position %v", [size, asset, cap]),
+		position_message(size, asset, cap),
 		{"position": size, "max_position": cap},
 	)
 }
@@ -123,6 +123,10 @@ state := input.state if is_object(input.state)
 weight_limit := state.weight_limit_1m if is_number(state.weight_limit_1m)
 
 else := input.exchange_limits.request_weight_per_minute
+
+position_message(size, asset, cap) := sprintf("position %v %s exceeds its max position %v", [size, asset, cap]) if {
+	is_number(cap)
+} else := sprintf("position %v %s has no max position configured", [size, asset])
 
 within_position(size, cap) if {
 	is_number(cap)

@@ -38,12 +38,14 @@ test_short_position_beyond_cap_is_high if {
 	finding.id == "KG-EXE-203"
 	finding.severity == "high"
 	finding.resource == "worker-1/position/ETH"
+	finding.message == "position -5.5 ETH exceeds its max position 5"
 }
 
 test_position_in_uncapped_asset_is_high if {
 	some finding in results(fixture.with_state({"positions": {"DOGE": 1000, "SOL": 0}}))
 	finding.id == "KG-EXE-203"
 	finding.resource == "worker-1/position/DOGE"
+	finding.message == "position 1000 DOGE has no max position configured"
 	count(results(fixture.with_state({"positions": {"SOL": 0}}))) == 0
 }
 

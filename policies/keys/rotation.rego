@@ -118,4 +118,4 @@ in_service(key) if object.get(key, "active", null) != false
 
 expiry_message(key, days_left) := sprintf("key %s expired at the exchange on %s", [key.id, key.expires_at]) if {
 	days_left <= 0
-} else := sprintf("key %s expires at the exchange in %.1f days", [key.id, days_left])
+} else := sprintf("key %s expires at the exchange in %v days", [key.id, round(days_left * 10) / 10])

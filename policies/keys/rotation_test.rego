@@ -78,6 +78,12 @@ test_already_expired_key_is_reported_as_expired if {
 	finding.message == "key bot-exec-1 expired at the exchange on 2026-11-20T00:00:00Z"
 }
 
+test_expiry_in_whole_days_reads_plainly if {
+	key := fixture.with_fields(fixture.key, {"expires_at": "2026-11-29T00:00:00Z"})
+	some finding in results([key])
+	finding.message == "key bot-exec-1 expires at the exchange in 4 days"
+}
+
 test_expiry_beyond_7_days_is_quiet if {
 	key := fixture.with_fields(fixture.key, {"expires_at": "2026-12-10T00:00:00Z"})
 	count(results([key])) == 0
