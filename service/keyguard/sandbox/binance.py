@@ -382,7 +382,7 @@ async def handle(request: Request) -> Response:
     params = dict(parse_qsl(query, keep_blank_values=True))
     params.update(parse_qsl(body, keep_blank_values=True))
     ip = request.client.host if request.client else "unknown"
-    faults = exchange.take_faults(f"{method} {path}")
+    faults = exchange.take_faults(f"{method} {path}", ip)
     await apply_latency(faults)
     before, after = split_faults(faults)
     headers: dict[str, str] = {}
@@ -398,7 +398,10 @@ async def handle(request: Request) -> Response:
         headers.update(extra)
     except SandboxRejection as rejection:
         headers.update(rejection.headers)
-        return _json(rejection.status, {"code": rejection.code, "msg": rejection.msg}, headers)
+        status, payload = rejection.status, {"code": rejection.code, "msg": rejection.msg}
+    else:
+        status = 200
+    # A lost or garbled response is lost whatever it said, refusal or success.
     if after is not None:
         return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
-    return _json(200, payload, headers)
+    return _json(status, payload, headers)

@@ -76,7 +76,8 @@ async def handle_okx(request: Request) -> Response:
     if query:
         signed_path += "?" + query
     body = (await request.body()).decode()
-    faults = exchange.take_faults(f"{request.method} {request.url.path}")
+    faults = exchange.take_faults(f"{request.method} {request.url.path}",
+                                  request.client.host if request.client else None)
     await apply_latency(faults)
     before, after = split_faults(faults)
     if before is not None:
@@ -89,8 +90,9 @@ async def handle_okx(request: Request) -> Response:
         with exchange.lock:
             key = _okx_authenticate(exchange, request, signed_path, body, ip)
             if isinstance(key, JSONResponse):
-                return key
-            response = JSONResponse({"code": "0", "msg": "", "data": [okx_config_body(key)]})
+                response = key
+            else:
+                response = JSONResponse({"code": "0", "msg": "", "data": [okx_config_body(key)]})
     else:
         return _okx_error(404, "50000", f"The sandbox does not implement {request.method} {request.url.path}.")
     if after is not None:
@@ -132,7 +134,8 @@ async def handle_bybit(request: Request) -> Response:
     exchange: SandboxExchange = request.app.state.exchange
     query = request.scope.get("query_string", b"").decode()
     body = (await request.body()).decode()
-    faults = exchange.take_faults(f"{request.method} {request.url.path}")
+    faults = exchange.take_faults(f"{request.method} {request.url.path}",
+                                  request.client.host if request.client else None)
     await apply_latency(faults)
     before, after = split_faults(faults)
     if before is not None:
@@ -144,31 +147,36 @@ async def handle_bybit(request: Request) -> Response:
             "timeSecond": str(now_ms // 1000), "timeNano": str(now_ms * 1_000_000)}, "retExtInfo": {},
             "time": now_ms})
     elif route == ("GET", "/bybit/v5/user/query-api"):
-        h = request.headers
         ip = request.client.host if request.client else "unknown"
         with exchange.lock:
-            key = exchange.keys.get(h.get("X-BAPI-API-KEY", ""))
-            if key is None or key.revoked or key.exchange != "bybit":
-                return _bybit_error(10003, "API key is invalid.", now_ms)
-            try:
-                stamp = int(h.get("X-BAPI-TIMESTAMP", ""))
-                recv_window = int(h.get("X-BAPI-RECV-WINDOW", "5000"))
-            except ValueError:
-                return _bybit_error(10001, "Invalid X-BAPI-TIMESTAMP or X-BAPI-RECV-WINDOW header.", now_ms)
-            if stamp > now_ms + 1000 or now_ms - stamp > recv_window:
-                return _bybit_error(10002, "invalid request, please check your server timestamp or recv_window "
-                                           f"param. req_timestamp[{stamp}],server_timestamp[{now_ms}],"
-                                           f"recv_window[{recv_window}]", now_ms)
-            payload = f"{stamp}{key.api_key}{recv_window}{query if request.method == 'GET' else body}"
-            expected = hmac.new(key.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(expected, h.get("X-BAPI-SIGN", "")):
-                return _bybit_error(10004, "error sign! please check your signature generation algorithm.", now_ms)
-            if key.ip_restrict and ip not in key.ips:
-                return _bybit_error(10010, "Unmatched IP, please check your API key's bound IP addresses.", now_ms)
-            response = JSONResponse({"retCode": 0, "retMsg": "", "result": bybit_key_body(key), "retExtInfo": {},
-                                     "time": now_ms})
+            response = _bybit_query_api(exchange, request, query, body, ip, now_ms)
     else:
         return _bybit_error(404, f"The sandbox does not implement {request.method} {request.url.path}.", now_ms)
     if after is not None:
         return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
     return response
+
+
+def _bybit_query_api(exchange: SandboxExchange, request: Request, query: str, body: str, ip: str,
+                     now_ms: int) -> JSONResponse:
+    h = request.headers
+    key = exchange.keys.get(h.get("X-BAPI-API-KEY", ""))
+    if key is None or key.revoked or key.exchange != "bybit":
+        return _bybit_error(10003, "API key is invalid.", now_ms)
+    try:
+        stamp = int(h.get("X-BAPI-TIMESTAMP", ""))
+        recv_window = int(h.get("X-BAPI-RECV-WINDOW", "5000"))
+    except ValueError:
+        return _bybit_error(10001, "Invalid X-BAPI-TIMESTAMP or X-BAPI-RECV-WINDOW header.", now_ms)
+    if stamp > now_ms + 1000 or now_ms - stamp > recv_window:
+        return _bybit_error(10002, "invalid request, please check your server timestamp or recv_window "
+                                   f"param. req_timestamp[{stamp}],server_timestamp[{now_ms}],"
+                                   f"recv_window[{recv_window}]", now_ms)
+    payload = f"{stamp}{key.api_key}{recv_window}{query if request.method == 'GET' else body}"
+    expected = hmac.new(key.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, h.get("X-BAPI-SIGN", "")):
+        return _bybit_error(10004, "error sign! please check your signature generation algorithm.", now_ms)
+    if key.ip_restrict and ip not in key.ips:
+        return _bybit_error(10010, "Unmatched IP, please check your API key's bound IP addresses.", now_ms)
+    return JSONResponse({"retCode": 0, "retMsg": "", "result": bybit_key_body(key), "retExtInfo": {},
+                         "time": now_ms})

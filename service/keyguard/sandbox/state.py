@@ -47,6 +47,8 @@ class KeySpec(BaseModel):
     create_time_ms: int | None = None
     # Bybit reports an expiry only for keys without an IP binding.
     expire_time_ms: int | None = None
+    # A chosen secret (creation only; default: generated). Lets a test plant a recognisable canary value.
+    secret: str | None = None
 
 
 @dataclass
@@ -136,6 +138,8 @@ class Fault(BaseModel):
     when: Literal["before", "after"] | None = None
     times: int | None = None  # None = until cleared
     hold_s: float | None = None
+    # Only requests from this source address (None = any): lets a test fault the second address of a probe.
+    client_ip: str | None = None
 
     def effective_when(self) -> str:
         if self.when:
@@ -227,7 +231,7 @@ class SandboxExchange:
                 secret = secrets.token_hex(32)
             key = SandboxKey(
                 api_key=api_key,
-                secret=secret,
+                secret=spec.secret or secret,
                 exchange=spec.exchange,
                 account=spec.account,
                 label=spec.label,
@@ -294,10 +298,11 @@ class SandboxExchange:
         with self.lock:
             self.faults = list(faults)
 
-    def take_faults(self, endpoint: str) -> list[Fault]:
+    def take_faults(self, endpoint: str, client_ip: str | None = None) -> list[Fault]:
         """The faults that apply to this request, consuming one use of each counted fault."""
         with self.lock:
-            hits = [f for f in self.faults if f.endpoint in (endpoint, "*")]
+            hits = [f for f in self.faults if f.endpoint in (endpoint, "*")
+                    and (f.client_ip is None or f.client_ip == client_ip)]
             for f in hits:
                 if f.times is not None:
                     f.times -= 1
