@@ -1,0 +1,1 @@
+"""Benchmarks: each prints Keyguard and its baseline side by side from one run (loopback only)."""
