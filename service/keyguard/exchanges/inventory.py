@@ -1,0 +1,163 @@
+"""The keys inventory (examples/keyguard.yaml): which keys exist, what they are for, where their secrets live,
+and what the operator declares about them. Inspecting it yields the `keys` policy input."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from keyguard.errors import ConfigError
+from keyguard.exchanges.base import Credentials, DeclaredIp, KeyDeclaration
+from keyguard.exchanges.keystate import KeyState, Permissions, Storage
+from keyguard.exchanges.limiter import RequestLimiter
+
+
+class SecretSource(BaseModel):
+    """Where a key's credentials come from: environment variables, or a YAML/JSON file with
+    api_key, secret (and passphrase for OKX). The inventory itself never holds a secret."""
+
+    api_key_env: str | None = None
+    secret_env: str | None = None
+    passphrase_env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretSource:
+        if self.file is None and not (self.api_key_env and self.secret_env):
+            raise ValueError("give either api_key_env and secret_env, or file")
+        return self
+
+    def load(self) -> Credentials:
+        """Read the credentials; a missing variable or file is a ConfigError naming it."""
+        if self.file is not None:
+            from keyguard.policy.documents import load_document
+
+            data = load_document(self.file)
+            missing = [f for f in ("api_key", "secret") if not data.get(f)]
+            if missing:
+                raise ConfigError(f"{self.file}: missing {', '.join(missing)} (expected api_key, secret, "
+                                  "and passphrase for OKX)")
+            return Credentials(api_key=str(data["api_key"]), secret=str(data["secret"]),
+                               passphrase=str(data["passphrase"]) if data.get("passphrase") else None)
+        values = {}
+        for field in ("api_key_env", "secret_env", "passphrase_env"):
+            name = getattr(self, field)
+            if name is None:
+                continue
+            value = os.environ.get(name)
+            if not value:
+                raise ConfigError(f"environment variable {name} ({field}) is not set or empty")
+            values[field] = value
+        return Credentials(api_key=values["api_key_env"], secret=values["secret_env"],
+                           passphrase=values.get("passphrase_env"))
+
+
+class InventoryKey(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    id: str
+    exchange: str
+    purpose: str = "unknown"
+    services: list[str] = Field(default_factory=list)
+    credentials: SecretSource
+    allowed_ips: list[DeclaredIp] = Field(default_factory=list)
+    storage: Storage | None = None
+    permissions: Permissions | None = None
+    superseded_at: str | None = None
+    active: bool = True
+
+    def declaration(self) -> KeyDeclaration:
+        return KeyDeclaration(
+            id=self.id, exchange=self.exchange, purpose=self.purpose, services=self.services,
+            allowed_ips=self.allowed_ips, storage=self.storage or self.derived_storage(),
+            permissions=self.permissions, superseded_at=self.superseded_at, active=self.active,
+        )
+
+    def derived_storage(self) -> Storage:
+        """Storage facts implied by where the secret comes from when the operator declares none."""
+        return Storage(backend="file" if self.credentials.file is not None else "env")
+
+
+class Host(BaseModel):
+    name: str
+    ip: str
+    authorized: bool = True
+
+
+class ProbeSettings(BaseModel):
+    source_ip: str | None = Field(default=None, description="the host's own address (None = the OS's choice)")
+    from_ip: str | None = Field(default=None, alias="from", description="a second address that must be refused")
+
+
+class Inventory(BaseModel):
+    model_config = {"extra": "forbid", "populate_by_name": True}
+
+    hosts: list[Host] = Field(default_factory=list)
+    # exchange -> base URL of a Keyguard sandbox; an exchange not listed is the real one.
+    exchange_urls: dict[str, str] = Field(default_factory=dict)
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    keys: list[InventoryKey] = Field(default_factory=list)
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Parse the inventory; errors name the file and the field (keys.0.credentials, ...)."""
+    from keyguard.policy.documents import load_document
+
+    data = load_document(path)
+    try:
+        inventory = Inventory.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: field {field}: {first['msg']}") from None
+    for key in inventory.keys:
+        # A secret file named relative to the inventory is relative to the inventory's directory.
+        if key.credentials.file is not None and not key.credentials.file.is_absolute():
+            key.credentials.file = path.parent / key.credentials.file
+    return inventory
+
+
+AdapterFactory = Callable[[InventoryKey, Credentials], Any]
+
+
+def inspect_inventory(inventory: Inventory, *, timeout_ms: int = 10000, limiter: RequestLimiter | None = None,
+                      on_key: Callable[[KeyState], None] | None = None) -> list[KeyState]:
+    """Inspect every key; a key whose secret cannot be loaded is reported unknown, not skipped."""
+    from keyguard.exchanges import adapter_for, sandbox_adapter_kwargs
+
+    states = []
+    for key in inventory.keys:
+        declared = key.declaration()
+        try:
+            credentials = key.credentials.load()
+            base = inventory.exchange_urls.get(key.exchange)
+            kwargs = dict(sandbox_adapter_kwargs(key.exchange, base)) if base else {}
+            adapter = adapter_for(key.exchange, credentials, source_ip=inventory.probe.source_ip,
+                                  timeout_ms=timeout_ms, limiter=limiter, **kwargs)
+            state = adapter.inspect(declared, probe_from=inventory.probe.from_ip)
+        except ConfigError as exc:
+            state = KeyState(exchange=key.exchange, key_id=key.id, purpose=key.purpose, services=key.services,
+                             storage=declared.storage, permissions=key.permissions,
+                             permissions_source="declared" if key.permissions else "unknown",
+                             inspection_error=str(exc), error_kind=type(exc).__name__)
+        states.append(state)
+        if on_key is not None:
+            on_key(state)
+    return states
+
+
+def keys_document(states: Sequence[KeyState], hosts: Sequence[Host] = (), now: datetime | None = None
+                  ) -> dict[str, Any]:
+    """The `keys` policy input (docs/contracts.md)."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "kind": "keys",
+        "now": stamp,
+        "hosts": [h.model_dump() for h in hosts],
+        "keys": [s.to_policy_input() for s in states],
+    }
