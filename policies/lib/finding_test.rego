@@ -42,6 +42,13 @@ test_raw_flag_grants_its_class_on_its_exchange_only if {
 	not lib.can({"exchange": "kraken", "raw_flags": {"enableWithdrawals": true}}, "withdraw")
 }
 
+test_bybit_read_only_flag_overrides_its_permission_groups if {
+	read_only := {"exchange": "bybit", "raw_flags": {"readOnly": true, "Spot": true, "Withdraw": true}}
+	not lib.can(read_only, "trade")
+	not lib.can(read_only, "withdraw")
+	lib.can({"exchange": "bybit", "raw_flags": {"readOnly": false, "Withdraw": true}}, "withdraw")
+}
+
 test_key_resource_names_exchange_and_id if {
 	lib.key_resource({"exchange": "okx", "id": "k1"}) == "okx/k1"
 	lib.key_resource({"id": "k1"}) == "unknown-exchange/k1"
