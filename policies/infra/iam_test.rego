@@ -85,3 +85,8 @@ test_other_actions_do_not_count_as_secret_reads if {
 	statement := {"Effect": "Allow", "Action": "secretsmanager:DescribeSecret", "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:other"}
 	count(access([vault_secret, role_policy([statement])])) == 0
 }
+
+test_unreadable_vault_secret_still_counts_as_the_vaults if {
+	gone := object.union(vault_secret, {"error": "ResourceNotFoundException"})
+	count(access([gone, role_policy(least)])) == 0
+}
