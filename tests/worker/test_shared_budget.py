@@ -14,14 +14,14 @@ import pytest
 from keyguard.sandbox import SandboxConfig, SandboxHandle
 from tests.worker import budget_child
 
-WINDOW_S = 2
+WINDOW_S = 3
 WEIGHT_LIMIT = 100
 
 
 @pytest.fixture
 def sandbox_config() -> SandboxConfig:
-    # A 3 s ban outlasts the 2 s window, so after Retry-After the budget is fresh again.
-    return SandboxConfig(weight_limit=WEIGHT_LIMIT, weight_window_s=WINDOW_S, ban_base_s=3.0)
+    # The ban outlasts the window, so after Retry-After the budget is fresh again.
+    return SandboxConfig(weight_limit=WEIGHT_LIMIT, weight_window_s=WINDOW_S, ban_base_s=WINDOW_S * 1.5)
 
 
 def exhaust_weight(sandbox: SandboxHandle, then_send: int) -> list[int]:

@@ -113,7 +113,6 @@ class OrderJournal:
         with Session(self.engine, expire_on_commit=False) as session:
             merged = session.merge(order)
             session.commit()
-            session.refresh(merged)
             return merged
 
     def get(self, client_order_id: str) -> JournalOrder | None:
