@@ -90,3 +90,8 @@ test_unreadable_vault_secret_still_counts_as_the_vaults if {
 	gone := object.union(vault_secret, {"error": "ResourceNotFoundException"})
 	count(access([gone, role_policy(least)])) == 0
 }
+
+test_policy_document_not_known_yet_is_not_judged if {
+	pending := {"type": "aws:iam/rolePolicy:RolePolicy", "name": "pending", "id": "p", "properties": {"policy": null}}
+	wildcard_ids([pending]) == set()
+}

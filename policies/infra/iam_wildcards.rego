@@ -28,6 +28,9 @@ deny contains result if {
 #   remediation: Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.
 deny contains result if {
 	some p in common.identity_policies
+
+	# null is a document not known yet (a preview); the pack reports those separately.
+	p.policy != null
 	not common.document(p.policy)
 	result := finding(
 		p.resource,
