@@ -342,3 +342,24 @@ def _as_mapping(outputs: StackOutputs) -> dict[str, Any]:
         "kmsKeyArn": outputs.kms_key_arn,
         "securityGroupId": outputs.security_group_id,
     }
+
+
+def test_drift_command_reports_live_findings_and_exits_nonzero(
+    infra_engine: PolicyEngine, aws: LiveAws, deployment: Deployment, moto_endpoint: str, tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from keyguard.cli import app
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    aws.client("ec2").disassociate_address(AssociationId=deployment.association_id)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(_as_mapping(deployment.outputs)))
+    result = CliRunner().invoke(app, [
+        "infra", "drift", "--outputs", str(outputs), "--region", REGION, "--endpoint-url", moto_endpoint,
+        "--opa-url", infra_engine.url, "--json",
+    ])
+    assert result.exit_code == 1, result.output
+    assert {f["id"] for f in json.loads(result.output)} == {"KG-INF-101"}

@@ -85,3 +85,35 @@ def check(
         if not as_json:
             out.print(f"[bold red]{len(blocking)} finding(s) at or above {fail_on}[/]")
         raise typer.Exit(1)
+
+
+@app.command()
+def drift(
+    outputs: Annotated[Path, typer.Option(help="Stack outputs JSON (`pulumi stack output --json > outputs.json`).")],
+    region: Annotated[str, typer.Option(envvar="AWS_REGION", help="AWS region of the stack.")],
+    endpoint_url: Annotated[
+        str | None, typer.Option(envvar="KEYGUARD_AWS_ENDPOINT_URL", help="Alternative AWS endpoint.")
+    ] = None,
+    key_bindings: Annotated[
+        Path | None, typer.Option(help="JSON/YAML list of {key, ips}: check each key is bound to the live EIP.")
+    ] = None,
+    fail_on: Annotated[Severity, typer.Option(help="Exit 1 when a finding is at or above this.")] = Severity.high,
+    as_json: Annotated[bool, typer.Option("--json", help="Print findings as JSON.")] = False,
+    opa_url: Annotated[
+        str | None, typer.Option("--opa-url", envvar="KEYGUARD_OPA_URL", help="External OPA (default: managed).")
+    ] = None,
+) -> None:
+    """Read the deployed stack's live AWS resources and evaluate them with the same infra rules."""
+    from keyguard.infra.drift import LiveAws, StackOutputs, collect_live_infra
+
+    stack_outputs = StackOutputs.from_file(outputs)
+    bindings = load_key_bindings(key_bindings) if key_bindings else None
+    document = collect_live_infra(stack_outputs, LiveAws(region=region, endpoint_url=endpoint_url), bindings)
+    findings = evaluate_infra(document, opa_url, source=f"live AWS ({outputs.name})")
+    if as_json:
+        out.print_json(findings_json(findings))
+    else:
+        out.print(f"{len(document['resources'])} live resources read in {region}")
+        print_findings(findings, out, title="infra drift")
+    if failing(findings, fail_on):
+        raise typer.Exit(1)
