@@ -51,6 +51,9 @@ def test_kill_switch_survives_restart_and_blocks_orders(sandbox: SandboxHandle, 
     refused = restarted.submit(intent("BUY", 0.001))
     assert refused.refusal_code == KILL_SWITCH
     assert len(exchange_orders(sandbox)) == 1, "the refused order never reached the exchange"
+    state = restarted.live_state().to_policy_input()
+    assert state["state"]["kill_switch_engaged"] is True
+    assert state["config"]["kill_switch"]["last_tested_at"].endswith("Z")
 
 
 def test_kill_switch_engaged_by_another_process_stops_a_running_worker(

@@ -21,6 +21,8 @@ class KillSwitchState:
     reason: str = ""
     changed_at: str = ""
     changed_by: str = ""
+    # When it was last engaged (kept across releases): the evidence the switch has been exercised.
+    last_engaged_at: str = ""
 
 
 class KillSwitch:
@@ -38,7 +40,8 @@ class KillSwitch:
         try:
             data = json.loads(raw)
             return KillSwitchState(bool(data["engaged"]), str(data.get("reason", "")),
-                                   str(data.get("changed_at", "")), str(data.get("changed_by", "")))
+                                   str(data.get("changed_at", "")), str(data.get("changed_by", "")),
+                                   str(data.get("last_engaged_at", "")))
         except (ValueError, KeyError, TypeError):
             # A file we cannot read is not evidence the switch is off: treat it as engaged.
             return KillSwitchState(engaged=True, reason=f"unreadable kill switch file {self.path}")
@@ -64,7 +67,9 @@ class KillSwitch:
         return self._state.engaged
 
     def set(self, engaged: bool, reason: str, by: str = "worker") -> KillSwitchState:
-        state = KillSwitchState(engaged, reason, datetime.now(UTC).isoformat(), by)
+        self.refresh()
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        state = KillSwitchState(engaged, reason, now, by, now if engaged else self._state.last_engaged_at)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

@@ -205,7 +205,9 @@ class ExecutionWorker:
             for key, usage in self.client.limiter.usage().items():
                 if ":REQUEST_WEIGHT:" in key:
                     used, limit = usage["used"], int(usage["limit"])
-        weight_limit = next((p.limit for p in pools if p.kind == "REQUEST_WEIGHT"), 6000)
+        weight_pool = next((p for p in pools if p.kind == "REQUEST_WEIGHT"), None)
+        # Shortened sandbox windows are reported per minute, as the contract's field name says.
+        weight_limit = int(weight_pool.limit * 60 / weight_pool.interval_s) if weight_pool else 6000
         orders_short = min((p for p in pools if p.kind == "ORDERS"), key=lambda p: p.interval_s, default=None)
         orders_long = max((p for p in pools if p.kind == "ORDERS"), key=lambda p: p.interval_s, default=None)
         return LiveState(
@@ -216,7 +218,8 @@ class ExecutionWorker:
                              "orders_per_day": orders_long.limit if orders_long else 200000},
             rate_limit_budget_fraction=self.client.limiter.headroom if self.client.limiter else 1.0,
             min_fill_ratio=self.config.risk.min_fill_ratio, data_retry_attempts=self.config.data_retry.attempts,
-            kill_switch_engaged=self.snapshot.kill_switch_engaged, kill_switch_last_tested_at=None,
+            kill_switch_engaged=self.snapshot.kill_switch_engaged,
+            kill_switch_last_tested_at=self.kill_switch.state.last_engaged_at or None,
             trading_state=self.snapshot.trading_state,
             orders_last_minute=self.snapshot.orders_in_last_minute(now),
             largest_order_notional_today=self.largest_notional_today,

@@ -26,7 +26,7 @@ class LiveState:
     min_fill_ratio: float | None
     data_retry_attempts: int
     kill_switch_engaged: bool
-    kill_switch_last_tested_at: float | None
+    kill_switch_last_tested_at: str | None
     trading_state: TradingState
     orders_last_minute: int
     largest_order_notional_today: float
@@ -52,7 +52,7 @@ class LiveState:
                 "max_orders_per_minute": lim.max_orders_per_minute,
                 "max_position": dict(lim.max_position),
                 "daily_loss_limit": lim.daily_loss_limit,
-                "kill_switch": {"enabled": True, "last_tested_at": _rfc3339(self.kill_switch_last_tested_at)},
+                "kill_switch": {"enabled": True, "last_tested_at": self.kill_switch_last_tested_at},
                 "rate_limit_budget_fraction": self.rate_limit_budget_fraction,
                 "order_retry": {"client_order_ids": True, "status_lookup": True},
                 "data_retry": {"attempts": self.data_retry_attempts, "backoff": "exponential", "jitter": True},
