@@ -99,3 +99,20 @@ def test_order_journaled_before_send_survives_as_unknown_and_is_adopted_after_re
     row = restarted.journal.get(lost_sight.client_order_id)
     assert row is not None and row.status == OrderStatus.FILLED
     assert restarted.snapshot.positions["BTC"] == 0.001
+
+
+def test_partial_fill_is_tracked_and_acted_on_only_past_the_min_fill_ratio(sandbox: SandboxHandle,
+                                                                          make_worker: WorkerFactory) -> None:
+    worker = make_worker(risk={"max_order_notional": None, "max_order_share_of_portfolio": None,
+                               "max_position": {}, "target_allocation": None})
+    worker.start()
+    best_ask = sandbox.exchange.book("BTCUSDT")[1][0][0]  # 0.5 BTC rests at this level
+
+    result = worker.submit(OrderIntent("BTCUSDT", "BTC", "BUY", 0.8, order_type="LIMIT", price=best_ask))
+
+    assert result.status is OrderStatus.PARTIALLY_FILLED
+    assert result.executed_qty == 0.5
+    row = worker.journal.get(result.client_order_id)
+    assert row is not None and row.executed_qty == 0.5 and row.status == OrderStatus.PARTIALLY_FILLED
+    assert result.actionable(min_fill_ratio=0.5) and not result.actionable(min_fill_ratio=0.7)
+    assert worker.snapshot.positions["BTC"] == 0.5
