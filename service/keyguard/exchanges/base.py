@@ -3,6 +3,7 @@ exceptions turned into typed errors, and inspect() that reports unknown (never s
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from abc import ABC, abstractmethod
@@ -27,7 +28,11 @@ from keyguard.exchanges.errors import (
 from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage
 from keyguard.exchanges.limiter import RequestLimiter, RetryAfterLimiter
 from keyguard.exchanges.transport import bound_session
-from keyguard.redact import redact_text, register_secret
+from keyguard.redact import install_log_redaction, redact_text, register_secret
+
+# ccxt logs request headers at DEBUG (OKX's passphrase among them): scrub its records at the source.
+install_log_redaction(logging.getLogger("ccxt"))
+install_log_redaction(logging.getLogger("ccxt.base.exchange"))
 
 _CODE = re.compile(r'"(?:code|retCode|ret_code)"\s*:\s*"?(-?\d+)"?')
 

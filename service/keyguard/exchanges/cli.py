@@ -31,6 +31,11 @@ out = Console()
 err = Console(stderr=True)
 
 
+@app.callback()
+def keys() -> None:
+    """Exchange API keys: inspect what each key can really do."""
+
+
 def _mark(value: bool | None, danger: bool) -> str:
     if value is None:
         return "[bold yellow]?[/]"
