@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
 from keyguard.errors import ConfigError
 from keyguard.exchanges.base import Credentials, DeclaredIp, KeyDeclaration
@@ -42,8 +42,8 @@ class SecretSource(BaseModel):
             if missing:
                 raise ConfigError(f"{self.file}: missing {', '.join(missing)} (expected api_key, secret, "
                                   "and passphrase for OKX)")
-            return Credentials(api_key=str(data["api_key"]), secret=str(data["secret"]),
-                               passphrase=str(data["passphrase"]) if data.get("passphrase") else None)
+            return Credentials(api_key=str(data["api_key"]), secret=SecretStr(str(data["secret"])),
+                               passphrase=SecretStr(str(data["passphrase"])) if data.get("passphrase") else None)
         values = {}
         for field in ("api_key_env", "secret_env", "passphrase_env"):
             name = getattr(self, field)
@@ -53,8 +53,9 @@ class SecretSource(BaseModel):
             if not value:
                 raise ConfigError(f"environment variable {name} ({field}) is not set or empty")
             values[field] = value
-        return Credentials(api_key=values["api_key_env"], secret=values["secret_env"],
-                           passphrase=values.get("passphrase_env"))
+        passphrase = values.get("passphrase_env")
+        return Credentials(api_key=values["api_key_env"], secret=SecretStr(values["secret_env"]),
+                           passphrase=SecretStr(passphrase) if passphrase else None)
 
 
 class InventoryKey(BaseModel):
