@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import copy
 import importlib
+import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from google.protobuf import empty_pb2, struct_pb2
+from pulumi.runtime import proto
+from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, StackValidationArgs
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
@@ -138,3 +144,46 @@ def test_pack_started_opa_evaluates_the_same_rules(sidecar: Any) -> None:
 def test_pack_refuses_a_non_http_opa_url() -> None:
     with pytest.raises(pack.PackError, match="not an http"):
         pack.evaluate({"kind": "infra", "resources": []}, "file:///etc/passwd")
+
+
+@pytest.fixture
+def pack_process(infra_engine: PolicyEngine) -> Iterator[Any]:
+    """The pack as Pulumi runs it: `python __main__.py` serving the analyzer gRPC API on a printed port."""
+    env = {**os.environ, "KEYGUARD_OPA_URL": infra_engine.url}
+    process = subprocess.Popen([sys.executable, str(POLICY_DIR / "pulumi" / "__main__.py")],
+                               stdout=subprocess.PIPE, env=env)
+    try:
+        port = int(process.stdout.readline())  # type: ignore[union-attr]
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield analyzer_pb2_grpc.AnalyzerStub(channel)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def analyzer_resources(stack: CapturedStack) -> list[Any]:
+    resources = []
+    for r in stack.resources:
+        properties = struct_pb2.Struct()
+        properties.update({**r["properties"], "id": r["id"]})
+        resources.append(proto.AnalyzerResource(type=r["type"], properties=properties, urn=urn(r), name=r["name"]))
+    return resources
+
+
+def test_pack_process_declares_a_mandatory_and_an_advisory_policy(pack_process: Any) -> None:
+    info = pack_process.GetAnalyzerInfo(empty_pb2.Empty())
+    levels = {p.name: proto.EnforcementLevel.Name(p.enforcementLevel) for p in info.policies}
+    assert (info.name, levels) == ("keyguard", {"keyguard-critical-and-high": "MANDATORY",
+                                                "keyguard-medium-and-low": "ADVISORY"})
+
+
+def test_pack_process_blocks_a_world_open_stack_over_grpc(pack_process: Any, shipped: CapturedStack) -> None:
+    clean = pack_process.AnalyzeStack(proto.AnalyzeStackRequest(resources=analyzer_resources(shipped)))
+    assert list(clean.diagnostics) == []
+    stack = mutated("ssh_open")
+    response = pack_process.AnalyzeStack(proto.AnalyzeStackRequest(resources=analyzer_resources(stack)))
+    found = {(d.message.split("\n", 1)[1].split(" ")[1], proto.EnforcementLevel.Name(d.enforcementLevel))
+             for d in response.diagnostics}
+    assert found == {("KG-INF-102", "MANDATORY"), ("KG-INF-103", "MANDATORY")}
+    rule = stack.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")[0]
+    assert {d.urn for d in response.diagnostics} == {urn(rule)}
