@@ -1,4 +1,5 @@
-"""The sandbox ASGI app: Binance at the root, OKX under /okx, Bybit under /bybit, admin under /admin."""
+"""The sandbox ASGI app: Binance at the root, OKX under /okx, Bybit under /bybit, KuCoin under /kucoin,
+admin under /admin."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import secrets
 
 from fastapi import FastAPI
 
-from keyguard.sandbox import admin, binance, okx_bybit
+from keyguard.sandbox import admin, binance, kucoin, okx_bybit
 from keyguard.sandbox.config import SandboxConfig
 from keyguard.sandbox.state import SandboxExchange
 
@@ -23,4 +24,5 @@ def create_app(exchange: SandboxExchange | None = None, admin_token: str | None 
         app.add_route(prefix, binance.handle, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/okx/{rest:path}", okx_bybit.handle_okx, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/bybit/{rest:path}", okx_bybit.handle_bybit, methods=ALL_METHODS, include_in_schema=False)
+    app.add_route("/kucoin/{rest:path}", kucoin.handle_kucoin, methods=ALL_METHODS, include_in_schema=False)
     return app

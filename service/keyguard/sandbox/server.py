@@ -47,10 +47,12 @@ class SandboxHandle:
 
 
 def sandbox_urls(base_url: str, exchange_id: str = "binance") -> dict[str, Any]:
-    """ccxt `urls` for the sandbox. Binance: the spot and sapi bases; OKX: rest under /okx; Bybit: all under /bybit."""
+    """ccxt `urls` for the sandbox: Binance's spot and sapi bases at the root; OKX, Bybit, KuCoin under a prefix."""
     base = base_url.rstrip("/")
     if exchange_id == "okx":
         return {"api": {"rest": f"{base}/okx"}}
+    if exchange_id == "kucoin":
+        return {"api": {"public": f"{base}/kucoin", "private": f"{base}/kucoin"}}
     if exchange_id == "bybit":
         return {"api": {name: f"{base}/bybit" for name in ("spot", "futures", "v2", "public", "private")}}
     return {"api": {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,7 +33,7 @@ BINANCE_FLAGS = (
     "enableWithdrawals",
 )
 
-Exchange = Literal["binance", "okx", "bybit"]
+Exchange = Literal["binance", "okx", "bybit", "kucoin"]
 
 
 class KeySpec(BaseModel):
@@ -223,6 +224,9 @@ class SandboxExchange:
             if spec.exchange == "okx":
                 api_key = f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}-{secrets.token_hex(6)}"
                 secret = secrets.token_hex(16).upper()
+            elif spec.exchange == "kucoin":
+                api_key = secrets.token_hex(12)
+                secret = str(uuid.uuid4())
             elif spec.exchange == "bybit":
                 api_key = secrets.token_urlsafe(14).replace("-", "A").replace("_", "B")[:18]
                 secret = secrets.token_urlsafe(27).replace("-", "C").replace("_", "D")[:36]
@@ -240,7 +244,7 @@ class SandboxExchange:
                 ips=list(spec.ips or []),
                 create_time_ms=spec.create_time_ms if spec.create_time_ms is not None else self.now_ms(),
                 expire_time_ms=spec.expire_time_ms,
-                passphrase=secrets.token_urlsafe(12) if spec.exchange == "okx" else None,
+                passphrase=secrets.token_urlsafe(12) if spec.exchange in ("okx", "kucoin") else None,
             )
             self.keys[api_key] = key
             self._ensure_account(spec.account)

@@ -1,0 +1,59 @@
+"""KuCoin: GET /api/v1/user/api-key reports `permission` (General, Spot, Margin, Futures, InnerTransfer,
+FlexTransfers, Withdrawal/Transfer), the `ipWhitelist` and createdAt."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import ccxt
+
+from keyguard.errors import ExchangeError
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, RateLimited
+from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_ms
+
+TRADE = {"Spot", "Margin", "Futures"}
+TRANSFER = {"InnerTransfer", "FlexTransfers"}
+# KuCoin's "Transfer" permission is the withdrawal permission.
+WITHDRAW = {"Withdrawal", "Transfer"}
+
+
+class KucoinAdapter(ExchangeAdapter):
+    exchange_id = "kucoin"
+    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {
+        "400003": InvalidKey, "400004": InvalidKey, "400005": InvalidKey,
+        "400006": IPRefused,
+        "400002": ClockSkew,
+        "429000": RateLimited,
+    }
+    probe_endpoint = ("GET", "/api/v1/user/api-key")
+
+    def server_time_ms(self) -> int:
+        body = self.call(self.host_client, "GET", "/api/v1/timestamp", self.host_client.public_get_timestamp)
+        try:
+            return int(body["data"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse("kucoin GET /api/v1/timestamp: no integer data in the answer") from None
+
+    def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
+        return self.call(client, *self.probe_endpoint, client.private_get_user_api_key)
+
+    def read_key(self, state: KeyState, declared: KeyDeclaration) -> None:
+        body = self.probe_call(self.host_client)
+        try:
+            data = body["data"]
+            granted = {p.strip() for p in str(data["permission"]).split(",") if p.strip()}
+            ips = [ip.strip() for ip in str(data["ipWhitelist"] or "").split(",") if ip.strip()]
+        except (KeyError, TypeError):
+            raise MalformedResponse("kucoin GET /api/v1/user/api-key: no data.permission / data.ipWhitelist") from None
+        state.raw_flags = {name: True for name in sorted(granted)}
+        state.permissions = Permissions(read="General" in granted, trade=bool(granted & TRADE),
+                                        transfer=bool(granted & TRANSFER), withdraw=bool(granted & WITHDRAW))
+        state.permissions_source = "reported"
+        state.ip_restricted = bool(ips)
+        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
+                             for ip in ips]
+        state.ip_binding_source = "reported" if ips else "unknown"
+        state.created_at = from_ms(data.get("createdAt"))
+        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported",
+                              "created_at": "reported"})
