@@ -123,9 +123,6 @@ def load_inventory(path: Path) -> Inventory:
     return inventory
 
 
-AdapterFactory = Callable[[InventoryKey, Credentials], Any]
-
-
 def inspect_inventory(inventory: Inventory, *, timeout_ms: int = 10000, limiter: RequestLimiter | None = None,
                       on_key: Callable[[KeyState], None] | None = None) -> list[KeyState]:
     """Inspect every key; a key whose secret cannot be loaded is reported unknown, not skipped."""

@@ -1,4 +1,27 @@
-"""Binance-compatible exchange emulator with fault injection, plus OKX and Bybit key-introspection endpoints."""
+"""Binance-compatible exchange emulator with fault injection, plus OKX, Bybit and KuCoin key introspection.
+
+In a test::
+
+    with run_sandbox(SandboxConfig(weight_limit=100, align_windows_to_start=True)) as sandbox:
+        key = sandbox.create_key(flags={"enableSpotAndMarginTrading": True}, ip_restrict=True, ips=["127.0.0.1"])
+        client = ccxt.binance({
+            "apiKey": key["api_key"], "secret": key["secret"],
+            "urls": sandbox.ccxt_urls("binance"),          # the only change a stock client needs...
+            "options": dict(BINANCE_SPOT_ONLY_OPTIONS),     # ...plus spot-only market loading
+            "session": bound_session("127.0.0.1"),          # keyguard.exchanges.transport: pick the source IP
+        })
+        sandbox.set_faults({"endpoint": "POST /api/v3/order", "kind": "drop", "times": 1})
+        sandbox.exchange.orders_of("main")                  # what really executed
+
+Served: /api/v3/{ping,time,exchangeInfo,ticker/price,depth,account,order,openOrders,myTrades},
+/sapi/v1/account/apiRestrictions, /sapi/v1/capital/withdraw/apply, /sapi/v1/asset/transfer; OKX under /okx
+(account/config, public/time), Bybit under /bybit (user/query-api, market/time), KuCoin under /kucoin
+(user/api-key, timestamp); the admin API under /admin (Bearer token, loopback clients only).
+
+Faults (admin PUT /admin/faults or handle.set_faults): kind latency | status | reset | malformed | drop, on one
+endpoint ("POST /api/v3/order") or "*", optionally for one client_ip, `times` uses, `when` before | after
+execution (drop and malformed default to after: the order executes, the client never sees the answer).
+"""
 
 from keyguard.sandbox.config import SandboxConfig, SymbolSpec
 from keyguard.sandbox.server import BINANCE_SPOT_ONLY_OPTIONS, SandboxHandle, run_sandbox, sandbox_urls
