@@ -8,37 +8,54 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from typer.core import TyperGroup
+
 from keyguard.errors import KeyguardError
 from keyguard.redact import install_log_redaction, redact_text
 
+# (sub-command, module exposing a Typer `app`, one-line help): each area registers itself here and nowhere else.
+# Sub-apps are imported only when their command runs, so `keyguard policy check` does not pay for ccxt or Pulumi.
+SUBCOMMANDS = {
+    "policy": ("keyguard.policy.cli", "Check documents against the Rego rule set, list the rules, test the policies."),
+    "keys": ("keyguard.exchanges.cli", "Inspect what exchange keys can really do (and check them with --check)."),
+    "sandbox": ("keyguard.sandbox.cli", "The Binance-compatible sandbox exchange with fault injection."),
+    "worker": ("keyguard.worker.cli", "The rate-limited, idempotent execution worker."),
+    "infra": ("keyguard.infra.cli", "Check the Pulumi program and the live AWS resources against the rules."),
+}
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SUBCOMMANDS:
+            module, help_text = SUBCOMMANDS[cmd_name]
+            command = typer.main.get_group(importlib.import_module(module).app)
+            command.name, command.help = cmd_name, command.help or help_text
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
 app = typer.Typer(
     name="keyguard",
+    cls=LazyGroup,
     help="Keep exchange API keys and trading bots inside a declared safety envelope.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
-# (sub-command, module exposing `app`): each area registers itself here and nowhere else.
-SUBCOMMANDS = [
-    ("policy", "keyguard.policy.cli"),
-    ("keys", "keyguard.exchanges.cli"),
-    ("sandbox", "keyguard.sandbox.cli"),
-    ("worker", "keyguard.worker.cli"),
-    ("infra", "keyguard.infra.cli"),
-]
 
-for _name, _module in SUBCOMMANDS:
-    try:
-        _sub = importlib.import_module(_module).app
-    except ModuleNotFoundError as exc:  # an area not built yet must not break the others
-        if exc.name and exc.name.startswith("keyguard"):
-            continue
-        raise
-    app.add_typer(_sub, name=_name)
+
+@app.callback()
+def _root() -> None:
+    """Keep exchange API keys and trading bots inside a declared safety envelope."""
+
 
 try:
     from keyguard.demo import demo as _demo
@@ -73,7 +90,7 @@ def main() -> None:
     try:
         command.main(prog_name="keyguard", standalone_mode=True)
     except KeyguardError as exc:
-        err.print(f"[bold red]error:[/] {escape(redact_text(str(exc)))}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(redact_text(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from keyguard.checks.scheduler import CheckService
-from keyguard.policy.catalogue import Rule, load_rules
+from keyguard.policy.catalogue import load_rules
 from keyguard.policy.models import Severity
 from keyguard.redact import redact_value
 from keyguard.store.db import session_scope
@@ -59,7 +59,7 @@ def create_app(service: CheckService, api_token: str) -> FastAPI:
     if len(api_token) < 16:
         raise ValueError("the API token must be at least 16 characters")
     app = FastAPI(title="Keyguard", version="0.1.0")
-    rules_cache: list[Rule] = []
+    rules_cache: list[dict[str, str]] = []
 
     def require_token(request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -130,7 +130,7 @@ def create_app(service: CheckService, api_token: str) -> FastAPI:
         return [AlertOut.model_validate(r.model_dump()) for r in rows]
 
     @app.get("/api/rules", dependencies=auth)
-    def list_rules() -> list[Rule]:
+    def list_rules() -> list[dict[str, str]]:
         if not rules_cache:
             rules_cache.extend(load_rules(service.engine.policy_root))
         return rules_cache

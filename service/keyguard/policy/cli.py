@@ -74,13 +74,13 @@ def rules(
     """List every rule with its id, severity, title and remediation (from the rules' METADATA)."""
     catalogue = load_rules(policy_root or policy_dir())
     if as_json:
-        out.print_json(json.dumps([r.model_dump(mode="json") for r in catalogue]))
+        out.print_json(json.dumps(catalogue))
         return
     table = Table(title=f"Keyguard rules ({len(catalogue)})")
     for col in ("id", "severity", "title", "remediation"):
         table.add_column(col)
     for r in catalogue:
-        table.add_row(r.id, r.severity, r.title, r.remediation)
+        table.add_row(r["id"], r["severity"], r["title"], r["remediation"])
     out.print(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,21 @@ def load_document(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(doc).__name__}")
-    return doc
+    return _timestamps_as_text(doc)
+
+
+def _timestamps_as_text(value: Any) -> Any:
+    """YAML turns unquoted timestamps into datetimes; policies compare RFC 3339 strings, so turn them back."""
+    if isinstance(value, dict):
+        return {k: _timestamps_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_timestamps_as_text(v) for v in value]
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return f"{value.isoformat()}T00:00:00Z"
+    return value
 
 
 def schema_dir() -> Path:

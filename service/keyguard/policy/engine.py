@@ -117,13 +117,15 @@ class ManagedOpa:
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
-    def start(self, timeout: float = 20.0) -> str:
+    def start(self, policy_root: Path | None = None, timeout: float = 20.0) -> str:
+        """Start OPA, loading `policy_root` (rules and data, not tests) in one go when given."""
+        load = [*opa_ignore_args(), "--ignore", "*_test.rego", "--ignore", ".*", str(policy_root)] if policy_root else []
         last_error = ""
         for _ in range(3):  # the ephemeral port may be taken between probe and bind
             self.port = _free_port()
             self.process = subprocess.Popen(
                 [self.opa, "run", "--server", "--addr", f"127.0.0.1:{self.port}", "--log-level", "error",
-                 "--skip-version-check"],
+                 "--skip-version-check", *load],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed to tie the child to this process
@@ -142,6 +144,8 @@ class ManagedOpa:
             else:
                 self.stop()
                 raise ToolError(f"opa did not become healthy on {self.url} within {timeout:.0f}s")
+            if "address already in use" not in last_error:
+                break
         raise ToolError(f"opa failed to start: {last_error.strip() or 'no output'}")
 
     @property
@@ -167,36 +171,40 @@ class PolicyEngine:
 
     def __init__(self, url: str, policy_root: Path | None = None, sidecar: ManagedOpa | None = None,
                  load: bool = True) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise PolicyError(f"OPA URL {url!r} is not an http(s) URL like http://127.0.0.1:8181")
-        self.url = url.rstrip("/")
         self.policy_root = policy_root or policy_dir()
         self._sidecar = sidecar
-        self._client = OpaClient(
-            host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80),
-            ssl=parsed.scheme == "https", timeout=30, retries=0,
-        )
+        self._connect(url)
         self._lock = threading.Lock()
         self.bundle: Bundle | None = None
         if load:
             self.reload()
+
+    def _connect(self, url: str) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise PolicyError(f"OPA URL {url!r} is not an http(s) URL like http://127.0.0.1:8181")
+        self.url = url.rstrip("/")
+        self._client = OpaClient(
+            host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80),
+            ssl=parsed.scheme == "https", timeout=30, retries=0,
+        )
 
     # construction -------------------------------------------------------------------------------
     @classmethod
     @contextlib.contextmanager
     def managed(cls, policy_root: Path | None = None, opa: str | None = None) -> Iterator[PolicyEngine]:
         """Start a private OPA on loopback, load the policies, and stop OPA when the block exits."""
+        root = policy_root or policy_dir()
+        bundle = read_bundle(root)
+        check_bundle(root, opa)
         sidecar = ManagedOpa(opa)
-        url = sidecar.start()
-        engine: PolicyEngine | None = None
+        url = sidecar.start(root)
+        engine = cls(url, policy_root=root, sidecar=sidecar, load=False)
+        engine.bundle = bundle
         try:
-            engine = cls(url, policy_root=policy_root, sidecar=sidecar)
             yield engine
         finally:
-            if engine is not None:
-                engine.close()
-            sidecar.stop()
+            engine.close()
 
     @classmethod
     def external(cls, url: str, policy_root: Path | None = None, load: bool = False) -> PolicyEngine:
@@ -205,6 +213,8 @@ class PolicyEngine:
 
     def close(self) -> None:
         self._client.close_connection()
+        if self._sidecar is not None:
+            self._sidecar.stop()
 
     # loading ------------------------------------------------------------------------------------
     def reload(self) -> Bundle:
@@ -212,13 +222,21 @@ class PolicyEngine:
         new = read_bundle(self.policy_root)
         check_bundle(self.policy_root, self._sidecar.opa if self._sidecar else None)
         with self._lock:
-            old = self.bundle
-            try:
-                self._upload(new, previous=old)
-            except PolicyError:
-                if old is not None:
-                    self._upload(old, previous=new)
-                raise
+            if self._sidecar is not None:
+                # A fresh sidecar loads the new bundle whole; the old one serves until the new one is healthy.
+                fresh = ManagedOpa(self._sidecar.opa)
+                fresh.start(self.policy_root)
+                old_sidecar, self._sidecar = self._sidecar, fresh
+                self._connect(fresh.url)
+                old_sidecar.stop()
+            else:
+                old = self.bundle
+                try:
+                    self._upload(new, previous=old)
+                except PolicyError:
+                    if old is not None:
+                        self._upload(old, previous=new)
+                    raise
             self.bundle = new
         log.info("policy bundle loaded: %d modules, %d data documents", len(new.modules), len(new.data))
         return new
@@ -226,14 +244,23 @@ class PolicyEngine:
     def _upload(self, bundle: Bundle, previous: Bundle | None) -> None:
         for path, value in bundle.data.items():
             self._put_data(path, value)
-        for module_id, source in bundle.modules.items():
-            try:
-                self._client.update_policy_from_string(source, module_id, rego_compat=False)
-            except RegoParseError as exc:
+        # OPA compiles each uploaded module against those already loaded, so a module that calls into one not
+        # yet loaded (lib/) is refused at first; upload in passes until every module is in or no pass makes progress.
+        pending = dict(bundle.modules)
+        while pending:
+            refused: dict[str, RegoParseError] = {}
+            for module_id, source in pending.items():
+                try:
+                    self._client.update_policy_from_string(source, module_id, rego_compat=False)
+                except RegoParseError as exc:
+                    refused[module_id] = exc
+                except requests.RequestException as exc:
+                    raise PolicyError(f"OPA at {self.url} unreachable while loading {module_id}: {exc}") from None
+            if len(refused) == len(pending):
+                module_id, exc = next(iter(refused.items()))
                 detail = format_opa_errors({"errors": exc.errors or [], "message": str(exc)})
-                raise PolicyError(f"policy module {module_id} rejected by OPA:\n{detail}") from None
-            except requests.RequestException as exc:
-                raise PolicyError(f"OPA at {self.url} unreachable while loading {module_id}: {exc}") from None
+                raise PolicyError(f"policy module {module_id} rejected by OPA:\n{detail}")
+            pending = {m: pending[m] for m in refused}
         if previous is not None:
             for module_id in set(previous.modules) - set(bundle.modules):
                 with contextlib.suppress(Exception):

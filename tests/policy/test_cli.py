@@ -1,0 +1,117 @@
+"""`keyguard policy ...` as a user runs it: exit codes, tables, JSON, and clear errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyguard.tools import POLICY_DIR, PROJECT_ROOT
+
+EXAMPLES = PROJECT_ROOT / "examples"
+
+
+def keyguard(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "keyguard.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=180)
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("area", ["keys", "execution", "vendors"])
+def test_insecure_example_lists_findings_with_ids_severity_and_remediation(area: str) -> None:
+    proc = keyguard("policy", "check", str(EXAMPLES / f"{area}-insecure.yaml"), "--json")
+    assert proc.returncode == 1, proc.stderr
+    findings = json.loads(proc.stdout)
+    assert findings, "the insecure example must produce findings"
+    for f in findings:
+        assert f["id"].startswith("KG-") and f["severity"] in {"critical", "high", "medium", "low"}
+        assert f["remediation"] and f["resource"] and f["message"]
+
+
+@pytest.mark.parametrize("area", ["keys", "execution", "vendors"])
+def test_compliant_example_yields_no_findings(area: str) -> None:
+    proc = keyguard("policy", "check", str(EXAMPLES / f"{area}-compliant.yaml"), "--json", "--fail-on", "low")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout) == []
+
+
+def test_table_output_names_rule_and_exit_code_follows_fail_on() -> None:
+    insecure = str(EXAMPLES / "keys-insecure.yaml")
+    table = keyguard("policy", "check", insecure)
+    assert table.returncode == 1
+    assert "KG-KEY-" in table.stdout and "critical" in table.stdout
+    # nothing is above critical, so --fail-on critical only fails when a critical finding exists
+    findings = json.loads(keyguard("policy", "check", insecure, "--json").stdout)
+    expected = 1 if any(f["severity"] == "critical" for f in findings) else 0
+    assert keyguard("policy", "check", insecure, "--fail-on", "critical").returncode == expected
+
+
+def test_malformed_json_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "kind": "keys",\n  "keys": [\n}')
+    assert_clean_error(keyguard("policy", "check", str(bad)), "bad.json:4:1", "invalid JSON")
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: keys\nkeys:\n  - id: a\n    purpose: [unclosed\n")
+    assert_clean_error(keyguard("policy", "check", str(bad)), "bad.yaml:", "invalid YAML")
+
+
+def test_wrong_type_names_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "vendors.yaml"
+    bad.write_text("kind: vendors\nvendors:\n  - name: bot-shop\n    requires_withdraw: maybe\n")
+    assert_clean_error(keyguard("policy", "check", str(bad)), "vendors/0/requires_withdraw")
+
+
+def test_unknown_kind_lists_the_known_ones(tmp_path: Path) -> None:
+    bad = tmp_path / "x.yaml"
+    bad.write_text("kind: spaceships\n")
+    assert_clean_error(keyguard("policy", "check", str(bad)), "unknown input kind 'spaceships'", "keys")
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    assert_clean_error(keyguard("policy", "check", str(tmp_path / "nope.yaml")), "nope.yaml: file not found")
+
+
+def test_broken_rego_is_named_with_file_and_line(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    (policies / "keys" / "broken.rego").write_text("package keyguard.keys.broken\n\nimport rego.v1\n\ndeny contains")
+    proc = keyguard("policy", "check", str(EXAMPLES / "keys-compliant.yaml"), "--policy-dir", str(policies))
+    assert_clean_error(proc, "broken.rego:", "rego_parse_error")
+
+
+def test_rules_lists_every_rule_with_id_severity_and_remediation() -> None:
+    proc = keyguard("policy", "rules", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rules = json.loads(proc.stdout)
+    ids = {r["id"] for r in rules}
+    for prefix in ("KG-KEY-", "KG-IP-", "KG-ROT-", "KG-STO-", "KG-EXE-", "KG-LIVE-", "KG-INF-", "KG-VEN-"):
+        assert any(i.startswith(prefix) for i in ids), f"no rule with prefix {prefix}"
+    for r in rules:
+        assert r["severity"] in {"critical", "high", "medium", "low"} and r["remediation"] and r["title"]
+
+
+def test_policy_gate_passes_on_the_shipped_rule_set() -> None:
+    proc = keyguard("policy", "test")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "coverage" in proc.stdout
+
+
+def test_policy_gate_fails_on_unformatted_rego(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    path = policies / "keys" / "privilege.rego"
+    path.write_text(path.read_text().replace("\t", "        ", 1))
+    assert_clean_error(keyguard("policy", "test", "--policy-dir", str(policies)), "opa fmt")
