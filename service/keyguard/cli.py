@@ -12,7 +12,6 @@ import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-
 from typer.core import TyperGroup
 
 from keyguard.errors import KeyguardError

@@ -119,7 +119,8 @@ class ManagedOpa:
 
     def start(self, policy_root: Path | None = None, timeout: float = 20.0) -> str:
         """Start OPA, loading `policy_root` (rules and data, not tests) in one go when given."""
-        load = [*opa_ignore_args(), "--ignore", "*_test.rego", "--ignore", ".*", str(policy_root)] if policy_root else []
+        ignore = [*opa_ignore_args(), "--ignore", "*_test.rego", "--ignore", ".*"]
+        load = [*ignore, str(policy_root)] if policy_root else []
         last_error = ""
         for _ in range(3):  # the ephemeral port may be taken between probe and bind
             self.port = _free_port()
