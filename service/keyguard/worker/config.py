@@ -23,8 +23,8 @@ class ExchangeSettings(_Strict):
     api_key_env: str = "KEYGUARD_WORKER_API_KEY"
     api_secret_env: str = "KEYGUARD_WORKER_API_SECRET"
     source_address: str | None = None
-    recv_window_ms: int = Field(5000, ge=1, le=60000)
-    timeout_s: float = Field(5.0, gt=0)
+    recv_window_ms: int = Field(default=5000, ge=1, le=60000)
+    timeout_s: float = Field(default=5.0, gt=0)
 
     def credentials(self) -> tuple[str, str]:
         key, secret = os.environ.get(self.api_key_env), os.environ.get(self.api_secret_env)
@@ -36,10 +36,10 @@ class ExchangeSettings(_Strict):
 
 class LimiterSettings(_Strict):
     backend: Literal["file", "sqlite", "memory"] = "file"
-    headroom: float = Field(0.9, gt=0, le=1)
+    headroom: float = Field(default=0.9, gt=0, le=1)
     egress_ip: str = "127.0.0.1"
     account: str = "default"
-    deadline_s: float = Field(10.0, gt=0)
+    deadline_s: float = Field(default=10.0, gt=0)
 
 
 class RiskSettings(_Strict):
@@ -50,19 +50,19 @@ class RiskSettings(_Strict):
     daily_loss_limit: float | None = 2000.0
     target_allocation: float | None = 100000.0
     portfolio_value: float = 100000.0
-    min_fill_ratio: float = Field(0.1, ge=0, le=1)
+    min_fill_ratio: float = Field(default=0.1, ge=0, le=1)
 
 
 class StrategySettings(_Strict):
     symbol: str = "BTCUSDT"
     base_asset: str = "BTC"
-    quote_per_order: float = Field(50.0, gt=0)
-    interval_s: float = Field(1.0, gt=0)
-    orders: int | None = Field(10, ge=0)  # None = run until stopped
+    quote_per_order: float = Field(default=50.0, gt=0)
+    interval_s: float = Field(default=1.0, gt=0)
+    orders: int | None = Field(default=10, ge=0)  # None = run until stopped
 
 
 class DataRetrySettings(_Strict):
-    attempts: int = Field(4, ge=3, le=5)
+    attempts: int = Field(default=4, ge=3, le=5)
     base_s: float = 0.1
     cap_s: float = 2.0
 
@@ -73,7 +73,7 @@ class WorkerConfig(_Strict):
     paper: bool = False
     state_dir: Path = Path(".keyguard/worker")
     journal_url: str | None = None  # None = SQLite file in state_dir
-    reconcile_interval_s: float = Field(30.0, gt=0)
+    reconcile_interval_s: float = Field(default=30.0, gt=0)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
     limiter: LimiterSettings = Field(default_factory=LimiterSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)

@@ -96,7 +96,8 @@ def journal_engine(url: str = "sqlite:///keyguard-worker.db") -> Engine:
                 # WAL + NORMAL survives a process crash (the journal's job); only power loss can drop the tail.
                 dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
-        SQLModel.metadata.create_all(engine, tables=[JournalOrder.__table__, ReconciliationIssue.__table__])  # type: ignore[list-item]
+        tables = [JournalOrder.__table__, ReconciliationIssue.__table__]  # type: ignore[attr-defined]
+        SQLModel.metadata.create_all(engine, tables=tables)
     except Exception as exc:  # a bad URL or unreachable database is a clear error, not a traceback
         raise StoreError(f"worker journal {url.split('@')[-1]}: cannot open ({type(exc).__name__}: {exc})") from exc
     return engine
@@ -133,7 +134,7 @@ class OrderJournal:
 
     def chain(self, intent_id: str) -> list[JournalOrder]:
         with Session(self.engine, expire_on_commit=False) as session:
-            query = select(JournalOrder).where(JournalOrder.intent_id == intent_id).order_by(JournalOrder.attempt)
+            query = select(JournalOrder).where(JournalOrder.intent_id == intent_id).order_by(JournalOrder.attempt)  # type: ignore[arg-type]
             return list(session.exec(query))
 
     def report(self, kind: str, subject: str, detail: str) -> ReconciliationIssue:

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from keyguard.errors import ExchangeError
@@ -293,9 +294,8 @@ class SharedRateLimiter:
         deadline = self.clock() + (self.default_deadline_s if deadline_s is None else deadline_s)
         while True:
             now = self.clock()
-            decision = self.store.update(
-                lambda state, now=now: try_charge(state, charges, self.egress_ip, now, self.headroom)
-            )
+            decision = self.store.update(partial(try_charge, charges=charges, ip=self.egress_ip, now=now,
+                                                 headroom=self.headroom))
             if decision.granted:
                 return Permit(method.upper(), path, now, weight)
             if decision.impossible:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from keyguard.worker.journal import OPEN_STATUSES, JournalOrder, OrderJournal, OrderStatus
@@ -98,7 +99,7 @@ class Reconciler:
         report = ReconciliationReport()
         exchange_open: list[dict[str, Any]] = []
         for symbol in self.base_of:
-            exchange_open += retry_data_request(lambda s=symbol: self.view.open_orders(s))
+            exchange_open += retry_data_request(partial(self.view.open_orders, symbol))
         known = {row.client_order_id for row in self.journal.orders()}
         journal_open = [r for r in self.journal.open_orders() if r.symbol in self.base_of]
         external, missing = compare_orders(journal_open, exchange_open, known)
