@@ -9,7 +9,7 @@ import ccxt
 import pytest
 
 from keyguard.exchanges.transport import bound_session
-from keyguard.sandbox import BINANCE_SPOT_ONLY_OPTIONS, SandboxConfig, SandboxHandle, run_sandbox
+from keyguard.sandbox import SandboxConfig, SandboxHandle, run_sandbox
 
 
 @pytest.fixture
@@ -28,13 +28,13 @@ BinanceFactory = Callable[..., ccxt.binance]
 
 @pytest.fixture
 def binance(sandbox: SandboxHandle) -> BinanceFactory:
-    """Build a stock ccxt binance client: only its URLs, credentials, options and source address are set."""
+    """Build a stock ccxt binance client: only its URLs, credentials and source address are set (and rate
+    limiting off, so a test can reach the sandbox's limits)."""
 
     def make(key: dict[str, Any] | None = None, source_ip: str = "127.0.0.1", secret: str | None = None,
              timeout_ms: int = 10000) -> ccxt.binance:
         config: dict[str, Any] = {
             "urls": sandbox.ccxt_urls("binance"),
-            "options": dict(BINANCE_SPOT_ONLY_OPTIONS),
             "session": bound_session(source_ip),
             "enableRateLimit": False,
             "timeout": timeout_ms,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ccxt
 import pytest
 
+from keyguard.exchanges.transport import bound_session
 from keyguard.sandbox import SandboxHandle
 
 from .conftest import TRADER_FLAGS, BinanceFactory
@@ -157,3 +158,15 @@ def test_api_restrictions_report_the_full_flag_set_ip_restrict_and_create_time(
     assert restrictions["createTime"] == 1_760_000_000_000
     assert {"enableReading", "enableFutures", "enableInternalTransfer", "permitsUniversalTransfer",
             "enableFixApiTrade", "enablePortfolioMarginTrading"} <= set(restrictions)
+
+
+def test_stock_ccxt_client_with_only_urls_and_source_address_changed_trades(sandbox: SandboxHandle) -> None:
+    key = sandbox.create_key(flags=TRADER_FLAGS)
+    client = ccxt.binance({"apiKey": key["api_key"], "secret": key["secret"], "urls": sandbox.ccxt_urls(),
+                           "session": bound_session("127.0.0.1")})
+    markets = client.load_markets()
+    assert {"BTC/USDT", "ETH/USDT"} <= set(markets)
+    assert {"BTC", "ETH", "USDT"} <= set(client.currencies)
+    order = client.create_order("ETH/USDT", "limit", "sell", 1.0, 3100)
+    assert client.fetch_order(order["id"], "ETH/USDT")["status"] == "open"
+    assert client.cancel_order(order["id"], "ETH/USDT")["status"] == "canceled"

@@ -20,7 +20,7 @@ def create_app(exchange: SandboxExchange | None = None, admin_token: str | None 
     app.state.exchange = exchange
     app.state.admin_token = admin_token or exchange.config.admin_token or secrets.token_urlsafe(24)
     app.include_router(admin.router)
-    for prefix in ("/api/{rest:path}", "/sapi/{rest:path}"):
+    for prefix in ("/api/{rest:path}", "/sapi/{rest:path}", "/fapi/{rest:path}", "/dapi/{rest:path}"):
         app.add_route(prefix, binance.handle, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/okx/{rest:path}", okx_bybit.handle_okx, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/bybit/{rest:path}", okx_bybit.handle_bybit, methods=ALL_METHODS, include_in_schema=False)

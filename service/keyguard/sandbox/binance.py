@@ -49,6 +49,8 @@ class Endpoint:
     security: str
     handler: Handler
     sapi: bool = False
+    # Futures venues (fapi/dapi) have limits of their own the sandbox does not model: not charged.
+    charged: bool = True
 
 
 def _fixed(w: int) -> Callable[[dict[str, str]], int]:
@@ -303,6 +305,35 @@ def h_universal_transfer(c: Call) -> tuple[Any, dict[str, str]]:
     return {"tranId": c.exchange.transfer(c.account, kind, asset, amount)}, {}
 
 
+def h_futures_exchange_info(c: Call) -> tuple[Any, dict[str, str]]:
+    # The sandbox lists no futures; ccxt's loadMarkets asks anyway, so it gets an empty, well-formed answer.
+    return {"timezone": "UTC", "serverTime": c.exchange.now_ms(), "rateLimits": [], "exchangeFilters": [],
+            "assets": [], "symbols": []}, {}
+
+
+def h_empty_list(c: Call) -> tuple[Any, dict[str, str]]:
+    return [], {}
+
+
+def h_capital_config(c: Call) -> tuple[Any, dict[str, str]]:
+    ex = c.exchange
+    with ex.lock:
+        free = dict(ex.balances[c.account])
+    coins = sorted({s.base for s in ex.symbols.values()} | {s.quote for s in ex.symbols.values()})
+    return [{
+        "coin": coin, "name": coin, "depositAllEnable": True, "withdrawAllEnable": True,
+        "free": _f(free.get(coin, 0.0)), "locked": "0", "freeze": "0", "withdrawing": "0", "ipoing": "0",
+        "ipoable": "0", "storage": "0", "isLegalMoney": False, "trading": True,
+        "networkList": [{
+            "network": coin, "coin": coin, "name": coin, "isDefault": True, "depositEnable": True,
+            "withdrawEnable": True, "depositDesc": "", "withdrawDesc": "", "withdrawIntegerMultiple": "0.00000001",
+            "withdrawFee": "0", "withdrawMin": "0", "withdrawMax": "9999999", "minConfirm": 1, "unLockConfirm": 1,
+            "sameAddress": False, "resetAddressStatus": False, "estimatedArrivalTime": 1, "busy": False,
+            "contractAddressUrl": "", "contractAddress": "",
+        }],
+    } for coin in coins], {}
+
+
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/v3/ping"): Endpoint(_fixed(1), NONE, h_ping),
     ("GET", "/api/v3/time"): Endpoint(_fixed(1), NONE, h_time),
@@ -319,6 +350,12 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/sapi/v1/account/apiRestrictions"): Endpoint(_fixed(1), KEY, h_api_restrictions, sapi=True),
     ("POST", "/sapi/v1/capital/withdraw/apply"): Endpoint(_fixed(1), WITHDRAW, h_withdraw, sapi=True),
     ("POST", "/sapi/v1/asset/transfer"): Endpoint(_fixed(1), UNIVERSAL_TRANSFER, h_universal_transfer, sapi=True),
+    # What a stock ccxt client's loadMarkets also asks for, so it needs no options to run against the sandbox.
+    ("GET", "/sapi/v1/capital/config/getall"): Endpoint(_fixed(10), READ, h_capital_config, sapi=True),
+    ("GET", "/sapi/v1/margin/allPairs"): Endpoint(_fixed(1), KEY, h_empty_list, sapi=True),
+    ("GET", "/sapi/v1/margin/isolated/allPairs"): Endpoint(_fixed(10), KEY, h_empty_list, sapi=True),
+    ("GET", "/fapi/v1/exchangeInfo"): Endpoint(_fixed(1), NONE, h_futures_exchange_info, charged=False),
+    ("GET", "/dapi/v1/exchangeInfo"): Endpoint(_fixed(1), NONE, h_futures_exchange_info, charged=False),
 }
 
 
@@ -387,7 +424,8 @@ async def handle(request: Request) -> Response:
     before, after = split_faults(faults)
     headers: dict[str, str] = {}
     try:
-        headers = exchange.charge_ip(ip, endpoint.weight(params), endpoint.sapi)
+        if endpoint.charged:
+            headers = exchange.charge_ip(ip, endpoint.weight(params), endpoint.sapi)
         if before is not None:
             return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
         key = None

@@ -58,12 +58,12 @@ def sandbox_urls(base_url: str, exchange_id: str = "binance") -> dict[str, Any]:
     return {"api": {
         "public": f"{base}/api/v3", "private": f"{base}/api/v3", "v1": f"{base}/api/v1",
         "sapi": f"{base}/sapi/v1", "sapiV2": f"{base}/sapi/v2", "sapiV3": f"{base}/sapi/v3",
-        "sapiV4": f"{base}/sapi/v4",
+        "sapiV4": f"{base}/sapi/v4", "fapiPublic": f"{base}/fapi/v1", "dapiPublic": f"{base}/dapi/v1",
     }}
 
 
-# Options a user sets so ccxt's loadMarkets asks only for what a spot-only venue serves (GET /api/v3/exchangeInfo):
-# no futures exchangeInfo (fapi/dapi), no margin pair lists, no currencies from /sapi/v1/capital/config/getall.
+# Optional: a stock client works with the URLs alone (the sandbox answers loadMarkets' futures, margin and currency
+# calls with empty or minimal lists); these options skip those calls, as a spot-only user of real Binance would.
 BINANCE_SPOT_ONLY_OPTIONS: dict[str, Any] = {
     "fetchMarkets": {"types": ["spot"]},
     "fetchMargins": False,
