@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from keyguard.sandbox import Fault, SandboxHandle
+from keyguard.worker.binance_client import OutcomeUnknown
 from keyguard.worker.journal import OrderStatus
 from keyguard.worker.orders import OrderIntent
 from tests.worker.conftest import WorkerFactory, exchange_orders
@@ -116,3 +119,23 @@ def test_partial_fill_is_tracked_and_acted_on_only_past_the_min_fill_ratio(sandb
     assert row is not None and row.executed_qty == 0.5 and row.status == OrderStatus.PARTIALLY_FILLED
     assert result.actionable(min_fill_ratio=0.5) and not result.actionable(min_fill_ratio=0.7)
     assert worker.snapshot.positions["BTC"] == 0.5
+
+
+def test_data_request_retries_through_transient_server_errors(sandbox: SandboxHandle,
+                                                               make_worker: WorkerFactory) -> None:
+    worker = make_worker()
+    sandbox.exchange.set_price("BTCUSDT", 61234.5)
+    sandbox.set_faults(Fault(endpoint="GET /api/v3/ticker/price", kind="status", status=503, times=2))
+
+    assert worker.price("BTCUSDT") == 61234.5
+
+
+def test_data_request_gives_up_after_its_attempts_with_the_last_error(sandbox: SandboxHandle,
+                                                                       make_worker: WorkerFactory) -> None:
+    worker = make_worker(data_retry={"attempts": 3, "base_s": 0.001, "cap_s": 0.002})
+    sandbox.set_faults(Fault(endpoint="GET /api/v3/ticker/price", kind="status", status=503, times=3))
+
+    with pytest.raises(OutcomeUnknown, match="HTTP 503"):
+        worker.price("BTCUSDT")
+    # Exactly three attempts were spent: a fourth would have succeeded, as the next call now does.
+    assert worker.price("BTCUSDT") > 0

@@ -93,6 +93,37 @@ def test_daily_loss_limit_refuses_entry_but_lets_reducing_order_through(
     assert worker.snapshot.positions["BTC"] == 0.002
 
 
+def test_daily_loss_survives_a_restart(sandbox: SandboxHandle, make_worker: WorkerFactory) -> None:
+    worker = make_worker(risk={"daily_loss_limit": 500.0})
+    worker.start()
+    assert worker.submit(intent("BUY", 0.004)).status is OrderStatus.FILLED
+    worker.record_daily_pnl(-650.0)
+
+    restarted = make_worker(risk={"daily_loss_limit": 500.0})
+    restarted.start()
+
+    assert restarted.snapshot.positions["BTC"] == 0.004
+    assert restarted.snapshot.daily_pnl <= -650.0
+    assert restarted.submit(intent("BUY", 0.001)).refusal_code == DAILY_LOSS
+
+
+def test_a_price_drop_on_an_open_position_counts_against_the_daily_loss_limit(
+    sandbox: SandboxHandle, make_worker: WorkerFactory
+) -> None:
+    worker = make_worker(risk={"daily_loss_limit": 100.0, "max_position": {"BTC": 1.0},
+                               "max_order_notional": None, "max_order_share_of_portfolio": None})
+    worker.start()
+    assert worker.submit(intent("BUY", 0.01)).status is OrderStatus.FILLED
+
+    sandbox.exchange.set_price("BTCUSDT", 48000.0)  # 0.01 BTC loses about 120
+    worker.price("BTCUSDT")
+    worker.mark_to_market()
+
+    assert worker.snapshot.daily_pnl < -100.0
+    assert worker.submit(intent("BUY", 0.001, "LIMIT", 48000.0)).refusal_code == DAILY_LOSS
+    assert worker.submit(intent("SELL", 0.01)).status is OrderStatus.FILLED
+
+
 def test_stage_cap_refuses_oversized_order_with_its_code(sandbox: SandboxHandle, make_worker: WorkerFactory) -> None:
     # micro-live: 0.1% of a 100000 target = 100 of exposure per asset.
     worker = make_worker(stage="micro-live", risk={"target_allocation": 100000.0})

@@ -6,6 +6,7 @@ SharedRateLimiter (budget arithmetic); this class keeps their inputs current and
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -69,7 +70,11 @@ class ExecutionWorker:
                                      symbols=self.symbols, worker=config.worker)
         self.counters = WorkerCounters()
         self.largest_notional_today = 0.0
-        self.cash_flow = 0.0  # quote received minus quote paid, for daily PnL
+        self.cash_flow = 0.0  # quote received minus quote paid by the worker's orders, for daily PnL
+        # Equity at the start of the UTC day, persisted so a restart does not wipe out today's losses.
+        self.daily_file = config.state_dir / "daily.json"
+        self._day: int | None = None
+        self._day_start_equity = 0.0
         self.last_price: dict[str, float] = {}
         self.heartbeat_at: float | None = None
         self._lock = threading.Lock()
@@ -154,17 +159,50 @@ class ExecutionWorker:
         self.largest_notional_today = max(self.largest_notional_today, quote)
         self.mark_to_market()
 
-    def mark_to_market(self) -> float:
-        """Daily PnL = cash flow + positions at last price (the worker's own positions only)."""
+    def equity(self) -> float | None:
+        """Cash flow plus the worker's positions at last price; None until every traded symbol has a price."""
         value = self.cash_flow
         for symbol, asset in self.symbols.items():
-            value += self.snapshot.positions.get(asset, 0.0) * self.last_price.get(symbol, 0.0)
-        self.snapshot.daily_pnl = value
+            if symbol not in self.last_price:
+                return None
+            value += self.snapshot.positions.get(asset, 0.0) * self.last_price[symbol]
         return value
 
+    def mark_to_market(self) -> float:
+        """Daily PnL = equity now - equity at the start of the UTC day (persisted across restarts)."""
+        equity = self.equity()
+        if equity is None:
+            return self.snapshot.daily_pnl
+        day = int(self.clock() // 86400)
+        if self._day != day:
+            self._start_day(day, equity)
+        self.snapshot.daily_pnl = equity - self._day_start_equity
+        return self.snapshot.daily_pnl
+
+    def _start_day(self, day: int, equity: float) -> None:
+        try:
+            saved = json.loads(self.daily_file.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if saved.get("day") == day and isinstance(saved.get("start_equity"), int | float):
+            self._day_start_equity = float(saved["start_equity"])
+        else:
+            self._day_start_equity = equity
+            self.largest_notional_today = 0.0
+            self._save_day(day)
+        self._day = day
+
+    def _save_day(self, day: int) -> None:
+        self.daily_file.write_text(json.dumps({"day": day, "start_equity": self._day_start_equity}))
+
     def record_daily_pnl(self, pnl: float) -> None:
-        """Set today's PnL from an outside source (e.g. the account's realised PnL at start-up)."""
-        self.cash_flow += pnl - self.snapshot.daily_pnl
+        """Set today's PnL from an outside source (e.g. losses booked by another tool on the account)."""
+        self.mark_to_market()
+        equity = self.equity()
+        if equity is None or self._day is None:
+            raise ExchangeError("no price yet for every traded symbol; call start() first")
+        self._day_start_equity = equity - pnl
+        self._save_day(self._day)
         self.snapshot.daily_pnl = pnl
 
     # -- start-up, reconciliation, live state ---------------------------------------------------------
@@ -177,18 +215,26 @@ class ExecutionWorker:
                 self.client.limiter.pools = pools_from_exchange_info(info["rateLimits"])
         self.refresh_kill_switch()
         report = self.reconcile()
-        self.snapshot.positions = self._positions_from_journal()
+        self._load_from_journal()
+        for symbol in self.symbols:
+            self.price(symbol)
+        self.mark_to_market()
         self.heartbeat_at = self.clock()
         return report
 
-    def _positions_from_journal(self) -> dict[str, float]:
+    def _load_from_journal(self) -> None:
+        """Positions and cash flow from every execution the journal holds, so a restart resumes exactly."""
         positions: dict[str, float] = {}
+        cash = 0.0
         rows: list[JournalOrder] = self.journal.orders(symbol=None)
         for row in rows:
             if row.executed_qty and row.symbol in self.symbols:
                 asset = self.symbols[row.symbol]
-                positions[asset] = positions.get(asset, 0.0) + (1 if row.side == "BUY" else -1) * row.executed_qty
-        return positions
+                sign = 1.0 if row.side == "BUY" else -1.0
+                positions[asset] = positions.get(asset, 0.0) + sign * row.executed_qty
+                cash -= sign * (row.quote_qty or row.executed_qty * (row.price or 0.0))
+        self.snapshot.positions = positions
+        self.cash_flow = cash
 
     def reconcile(self) -> ReconciliationReport:
         return self.reconciler.run()
