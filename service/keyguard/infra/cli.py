@@ -16,7 +16,8 @@ from keyguard.policy.models import Finding, Severity
 from keyguard.policy.report import failing, findings_json, print_findings
 from keyguard.tools import PROJECT_ROOT, policy_dir
 
-app = typer.Typer(help="Check the Pulumi program (under mocks) against the infra rules.", no_args_is_help=True)
+app = typer.Typer(help="Check the Pulumi program (under mocks) and the live stack against the infra rules.",
+                  no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 

@@ -80,7 +80,7 @@ class LiveAws:
     region: str
     endpoint_url: str | None = None
     session: boto3.Session | None = None
-    _clients: dict[str, Any] = field(default_factory=dict)
+    _clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
