@@ -169,3 +169,9 @@ def test_bad_config_stops_the_program_with_a_message_naming_the_key(override: di
     with pytest.raises(InfraProgramError) as caught:
         capture_with(**override)
     assert expected in str(caught.value)
+
+
+def test_a_failed_capture_leaves_the_runtime_usable_for_the_next(shipped: CapturedStack) -> None:
+    with pytest.raises(InfraProgramError):
+        capture_with(**{"keyguard:adminCidr": "0.0.0.0/0"})
+    assert capture_with().resources == shipped.resources
