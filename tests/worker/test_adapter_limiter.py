@@ -1,0 +1,47 @@
+"""The shared limiter plugs into the exchange adapters: their calls charge the same per-IP budget, and a
+429 one of them receives stops the worker's orders too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from keyguard.exchanges import BinanceAdapter, Credentials, RateLimited, RequestLimiter, sandbox_adapter_kwargs
+from keyguard.sandbox import SandboxConfig, SandboxHandle
+from keyguard.worker.budget_store import FileBudgetStore
+from keyguard.worker.limiter import RATE_BANNED, PoolSpec, RateLimitRefused, SharedRateLimiter
+
+
+@pytest.fixture
+def sandbox_config() -> SandboxConfig:
+    return SandboxConfig(weight_limit=50, weight_window_s=60)
+
+
+def shared(tmp_path: Path) -> SharedRateLimiter:
+    return SharedRateLimiter(FileBudgetStore(tmp_path / "budget"), egress_ip="127.0.0.1",
+                             pools=(PoolSpec("REQUEST_WEIGHT", 60, 50, "ip"),), headroom=1.0)
+
+
+def test_adapter_calls_charge_the_shared_budget_and_a_429_stops_the_worker(
+    sandbox: SandboxHandle, trading_key: dict[str, Any], tmp_path: Path
+) -> None:
+    adapter_limiter: RequestLimiter = shared(tmp_path)
+    adapter = BinanceAdapter(Credentials(api_key=trading_key["api_key"], secret=trading_key["secret"]),
+                             limiter=adapter_limiter, **sandbox_adapter_kwargs("binance", sandbox.url))
+    worker_limiter = shared(tmp_path)
+
+    adapter.server_time_ms()
+    assert worker_limiter.usage()["ip:127.0.0.1:REQUEST_WEIGHT:1M"]["used"] == 1
+
+    with httpx.Client(base_url=sandbox.url) as other_tool:  # spends the IP's weight behind our back
+        for _ in range(3):
+            other_tool.get("/api/v3/exchangeInfo")
+    with pytest.raises(RateLimited):
+        adapter.server_time_ms()
+
+    with pytest.raises(RateLimitRefused) as refused:
+        worker_limiter.acquire("POST", "/api/v3/order", deadline_s=1.0)
+    assert refused.value.code == RATE_BANNED
