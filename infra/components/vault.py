@@ -26,7 +26,7 @@ class Vault(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: VaultArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("keyguard:infra:Vault", name, None, opts)
-        self._name_for_children = name
+        self._child_prefix = name  # admit_only() names its resources after this component
         child = pulumi.ResourceOptions(parent=self)
         self.key = aws.kms.Key(
             f"{name}-key",
@@ -62,7 +62,7 @@ class Vault(pulumi.ComponentResource):
         """Attach a resource policy to every secret so only the given role may read its value."""
         for key_name, secret in self.secrets.items():
             aws.secretsmanager.SecretPolicy(
-                f"{self._name_for_children}-{key_name}-policy",
+                f"{self._child_prefix}-{key_name}-policy",
                 secret_arn=secret.arn,
                 policy=pulumi.Output.all(secret.arn, reader_role_arn).apply(
                     lambda values: json.dumps(_reader_only_policy(values[0], values[1]))
