@@ -140,3 +140,20 @@ def test_after_a_429_the_adapter_stops_sending_instead_of_walking_into_a_ban(
         a.server_time_ms()
     # The second refusal came from the limiter: the exchange never saw it, so the IP was not banned.
     assert sandbox.exchange.bans.standing("127.0.0.1").bans == 0
+
+
+def test_the_worker_limiter_plugs_in_and_is_charged_and_corrected_by_every_call(
+    sandbox: SandboxHandle, adapter: AdapterFactory
+) -> None:
+    from keyguard.worker.budget_store import InMemoryBudgetStore
+    from keyguard.worker.limiter import SharedRateLimiter
+
+    limiter = SharedRateLimiter(InMemoryBudgetStore(), egress_ip="127.0.0.1")
+    state = adapter(sandbox.create_key(), limiter=limiter).inspect(BOT, probe_from="127.0.0.2")
+    assert state.inspection_error is None
+    # From the host: time (weight 1, spot pool) and apiRestrictions twice (inspect, probe; SAPI pool). The probe's
+    # call from 127.0.0.2 spends that address's budget, not the host's.
+    usage = limiter.usage()
+    assert usage["ip:127.0.0.1:REQUEST_WEIGHT:1M"]["used"] == 1
+    assert usage["ip:127.0.0.1:SAPI_IP_WEIGHT:1M"]["used"] == 2
+    assert usage["ip:127.0.0.1:RAW_REQUESTS:5M"]["used"] == 3

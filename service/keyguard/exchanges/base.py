@@ -92,6 +92,8 @@ class ExchangeAdapter(ABC):
         self.timeout_ms = timeout_ms
         self.options = dict(options or {})
         self._host_client: ccxt.Exchange | None = None
+        # Clients leaving from another address spend that address's budget, not the host's (id(client) -> limiter).
+        self._limiters: dict[int, RequestLimiter] = {}
 
     # -- clients --------------------------------------------------------------------------------------------
     def client(self, source_ip: str | None) -> ccxt.Exchange:
@@ -124,16 +126,17 @@ class ExchangeAdapter(ABC):
     def call(self, client: ccxt.Exchange, method: str, path: str, fn: Callable[[], Any],
              params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One exchange call through the limiter; returns the JSON object or raises a typed ExchangeError."""
-        permit = self.limiter.acquire(method, path, params)
+        limiter = self._limiters.get(id(client), self.limiter)
+        permit = limiter.acquire(method, path, params)
         session: requests.Session = client.session
         session.last_status = 0  # type: ignore[attr-defined]
         try:
             result = fn()
         except ccxt.BaseError as exc:
             status = getattr(session, "last_status", 0)
-            self.limiter.observe(permit, status, dict(client.last_response_headers or {}))
+            limiter.observe(permit, status, dict(client.last_response_headers or {}))
             raise self.translate(exc, status, client.last_response_headers or {}, f"{method} {path}") from None
-        self.limiter.observe(permit, getattr(session, "last_status", 200) or 200,
+        limiter.observe(permit, getattr(session, "last_status", 200) or 200,
                              dict(client.last_response_headers or {}))
         if not isinstance(result, dict):
             raise MalformedResponse(
@@ -227,8 +230,10 @@ class ExchangeAdapter(ABC):
         except (InvalidKey, IPRefused, PermissionRefused) as exc:
             return ProbeResult(outcome="host_refused", host_ip=host, other_ip=other_ip,
                                detail=f"the exchange refused the key from the host itself: {exc}")
+        other = self.client(other_ip)
+        self._limiters[id(other)] = RetryAfterLimiter()
         try:
-            self.probe_call(self.client(other_ip))
+            self.probe_call(other)
         except IPRefused as exc:
             return ProbeResult(outcome="bound", host_ip=host, other_ip=other_ip,
                                detail=f"{method} {path} accepted from the host, refused from {other_ip}: "
@@ -237,6 +242,8 @@ class ExchangeAdapter(ABC):
             return ProbeResult(outcome="unknown", host_ip=host, other_ip=other_ip,
                                detail=f"call from {other_ip} failed without an IP refusal, binding unverified: "
                                       f"{type(exc).__name__}: {exc}")
+        finally:
+            self._limiters.pop(id(other), None)
         return ProbeResult(outcome="unbound", host_ip=host, other_ip=other_ip,
                            detail=f"{method} {path} was accepted from {other_ip}: the key is not bound to the host")
 
