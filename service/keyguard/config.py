@@ -47,11 +47,11 @@ class KeyguardSettings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     checks: ChecksSettings = Field(default_factory=ChecksSettings)
     inventory: Path | None = Field(default=None, description="keys inventory file (see examples/keyguard.yaml)")
-    worker_config: Path | None = Field(default=None, description="execution worker config to check")
+    worker_state: Path | None = Field(default=None, description="live-state JSON the execution worker publishes")
     infra: dict[str, Any] = Field(default_factory=dict, description="stack outputs and AWS endpoint for drift")
     documents: list[Path] = Field(default_factory=list, description="declared input documents checked each cycle")
 
-    @field_validator("inventory", "worker_config")
+    @field_validator("inventory")
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -75,7 +75,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> KeyguardSetting
     """Read keyguard.yaml (if given) then apply KEYGUARD_* variables; errors name the file and field."""
     data: dict[str, Any] = load_document(path) if path else {}
     if path:  # file references in keyguard.yaml are relative to the file itself
-        for name in ("inventory", "worker_config"):
+        for name in ("inventory", "worker_state"):
             if isinstance(data.get(name), str) and not Path(data[name]).is_absolute():
                 data[name] = str(path.parent / data[name])
         data["documents"] = [str(path.parent / d) if isinstance(d, str) and not Path(d).is_absolute() else d

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy.engine import Engine
@@ -93,9 +94,36 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
             store.dispose()
 
 
+def keys_collector(inventory_path: Path) -> Collector:
+    """Inspect every key of the inventory at its exchange; the inventory is re-read each cycle, so an edit
+    takes effect without a restart and a broken edit fails this check instead of the service."""
+    from keyguard.exchanges.inventory import inspect_inventory, keys_document, load_inventory
+
+    def collect() -> dict[str, Any]:
+        inventory = load_inventory(inventory_path)
+        return keys_document(inspect_inventory(inventory), inventory.hosts)
+
+    return Collector(scope="keys", collect=collect)
+
+
+def worker_state_collector(path: Path) -> Collector:
+    """The execution worker's published live state (config, counters, positions, kill switch, heartbeat)."""
+
+    def collect() -> dict[str, Any]:
+        if not path.is_file():
+            raise ConfigError(f"worker live state {path} does not exist: is the execution worker running?")
+        return load_document(path)
+
+    return Collector(scope="execution", collect=collect)
+
+
 def build_collectors(settings: KeyguardSettings) -> list[Collector]:
     """Every check the settings ask for; each collector builds one policy input document."""
     collectors = [document_collector(path) for path in settings.documents]
+    if settings.inventory is not None:
+        collectors.append(keys_collector(settings.inventory))
+    if settings.worker_state is not None:
+        collectors.append(worker_state_collector(settings.worker_state))
     return collectors
 
 

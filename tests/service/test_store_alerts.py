@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
+from tests.servers import AlertReceiver
 
 from keyguard.alerts import AlertRoute, Notifier, deliver_pending
 from keyguard.checks.drift import apply_findings
 from keyguard.errors import ConfigError, StoreError
 from keyguard.policy.models import Finding
 from keyguard.store import AlertRecord, FindingRecord, create_store_engine, init_store, session_scope
-from tests.servers import AlertReceiver
 
 CANARY = "CANARY-SECRET-9f8e7d6c5b4a"
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -1,0 +1,160 @@
+"""The running service over real HTTP: checks on a schedule, drift, last-good state on failure, auth, no leaks."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from keyguard.checks.scheduler import Collector
+from keyguard.config import load_settings
+from keyguard.errors import ConfigError
+from keyguard.runtime import RunningService, document_collector, run_service
+from keyguard.tools import PROJECT_ROOT
+from tests.servers import AlertReceiver
+
+TOKEN = "test-token-0123456789abcdef"
+VENDORS_OK = {"kind": "vendors", "vendors": [{
+    "name": "tradebot-cloud", "requires_withdraw": False, "supports_ip_restriction": True, "audit_log": True,
+    "instant_revocation": True, "two_factor": True, "incidents_disclosed": True}]}
+
+
+@pytest.fixture
+def vendors_file(tmp_path: Path) -> Path:
+    path = tmp_path / "vendors.yaml"
+    path.write_text(yaml.safe_dump(VENDORS_OK))
+    return path
+
+
+@pytest.fixture
+def service(tmp_path: Path, vendors_file: Path, alert_receiver: AlertReceiver) -> Iterator[RunningService]:
+    settings = load_settings(
+        store={"url": f"sqlite:///{tmp_path}/kg.db"}, service={"port": 0}, checks={"interval_s": 3600},
+        alerts={"routes": [{"url": alert_receiver.url}]},
+    )
+    with run_service(settings, [document_collector(vendors_file)], TOKEN) as running:
+        yield running
+
+
+def api(running: RunningService, method: str, path: str) -> httpx.Response:
+    return httpx.request(method, running.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+
+
+def set_vendor(path: Path, **facts: object) -> None:
+    doc = json.loads(json.dumps(VENDORS_OK))
+    doc["vendors"][0].update(facts)
+    path.write_text(yaml.safe_dump(doc))
+
+
+def test_api_requires_the_bearer_token(service: RunningService) -> None:
+    assert httpx.get(service.url + "/api/findings").status_code == 401
+    bad = httpx.get(service.url + "/api/findings", headers={"Authorization": "Bearer wrong-token-000000000"})
+    assert bad.status_code == 401
+    assert httpx.get(service.url + "/health").json()["status"] == "ok"
+
+
+def test_drift_is_found_alerted_once_and_resolved(service: RunningService, vendors_file: Path,
+                                                   alert_receiver: AlertReceiver) -> None:
+    assert api(service, "GET", "/api/findings").json() == []
+    set_vendor(vendors_file, requires_withdraw=True)
+    api(service, "POST", "/api/checks/run")
+    api(service, "POST", "/api/checks/run")  # still failing: no second alert
+    open_findings = api(service, "GET", "/api/findings").json()
+    assert [f["rule_id"] for f in open_findings] == ["KG-VEN-101"]
+    assert open_findings[0]["severity"] == "critical" and open_findings[0]["remediation"]
+    set_vendor(vendors_file)
+    api(service, "POST", "/api/checks/run")
+    assert api(service, "GET", "/api/findings").json() == []
+    resolved = api(service, "GET", "/api/findings?status=resolved").json()
+    assert [f["rule_id"] for f in resolved] == ["KG-VEN-101"]
+    titles = [m["title"] for m in alert_receiver.received]
+    assert [t.split()[1] for t in titles] == ["NEW", "RESOLVED"]
+
+
+def test_broken_input_keeps_last_good_findings_and_raises_its_own(service: RunningService, vendors_file: Path,
+                                                                 alert_receiver: AlertReceiver) -> None:
+    set_vendor(vendors_file, requires_withdraw=True)
+    api(service, "POST", "/api/checks/run")
+    vendors_file.write_text("kind: vendors\nvendors: [unclosed\n")
+    [result] = api(service, "POST", "/api/checks/run").json()
+    assert result["ok"] is False and "invalid YAML" in result["error"]
+    ids = sorted(f["rule_id"] for f in api(service, "GET", "/api/findings").json())
+    assert ids == ["KG-SVC-001", "KG-VEN-101"]  # the vendor finding is not resolved by a blind spot
+    assert httpx.get(service.url + "/health").json()["status"] == "degraded"
+    set_vendor(vendors_file, requires_withdraw=True)
+    api(service, "POST", "/api/checks/run")
+    assert [f["rule_id"] for f in api(service, "GET", "/api/findings").json()] == ["KG-VEN-101"]
+    assert "KG-SVC-001" in " ".join(m["title"] for m in alert_receiver.received)
+
+
+def test_wrong_type_in_checked_document_is_a_finding_not_a_crash(service: RunningService,
+                                                                  vendors_file: Path) -> None:
+    set_vendor(vendors_file, audit_log="sometimes")
+    [result] = api(service, "POST", "/api/checks/run").json()
+    assert result["ok"] is False and "vendors/0/audit_log" in result["error"]
+    assert [f["rule_id"] for f in api(service, "GET", "/api/findings").json()] == ["KG-SVC-001"]
+
+
+def test_rules_and_checks_endpoints(service: RunningService) -> None:
+    rules = api(service, "GET", "/api/rules").json()
+    assert any(r["id"] == "KG-KEY-101" for r in rules)
+    checks = api(service, "GET", "/api/checks").json()
+    assert checks and checks[0]["scope"].startswith("file:")
+
+
+def test_collector_exception_is_reported_not_fatal(tmp_path: Path) -> None:
+    def explode() -> dict:
+        raise RuntimeError("exchange adapter bug")
+
+    settings = load_settings(store={"url": f"sqlite:///{tmp_path}/kg.db"}, service={"port": 0})
+    with run_service(settings, [Collector("keys", explode)], TOKEN) as running:
+        findings = api(running, "GET", "/api/findings").json()
+    assert [(f["rule_id"], f["resource"]) for f in findings] == [("KG-SVC-001", "keys")]
+    assert "exchange adapter bug" in findings[0]["message"]
+
+
+def test_settings_errors_name_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "keyguard.yaml"
+    bad.write_text("service:\n  port: lots\n")
+    with pytest.raises(ConfigError, match=r"keyguard.yaml: field service.port"):
+        load_settings(bad)
+    bad.write_text("stoore: {}\n")
+    with pytest.raises(ConfigError, match="field stoore: Extra inputs are not permitted"):
+        load_settings(bad)
+
+
+def test_demo_shows_findings_then_the_drift_alert_and_never_a_secret(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keyguard.cli", "demo", "--duration", "30", "--interval", "2", "--drift-after", "10",
+         "--port", "0", "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    api_answer = None
+    for line in proc.stdout:
+        lines.append(line)
+        match = re.search(r"Bearer (\S+)' (http://127\.0\.0\.1:\d+)/api/findings", line)
+        if match:
+            token, url = match.groups()
+            time.sleep(3)
+            api_answer = httpx.get(f"{url}/api/findings", headers={"Authorization": f"Bearer {token}"}).json()
+    assert proc.wait(timeout=60) == 0
+    output = "".join(lines)
+    assert "NEW CRITICAL KG-KEY-101 on binance/legacy-hedge" in output
+    assert "NEW CRITICAL KG-KEY-101 on binance/bot-exec" in output  # the drift, caught live
+    assert output.index("enabled withdrawals on bot-exec") < output.index("KG-KEY-101 on binance/bot-exec")
+    assert api_answer and any(f["rule_id"] == "KG-KEY-101" for f in api_answer)
+    secret = json.loads((state / "secrets" / "legacy-hedge.json").read_text())["secret"]
+    assert secret not in output
+    assert secret.encode() not in (state / "keyguard.db").read_bytes()
+    assert "Traceback" not in output
