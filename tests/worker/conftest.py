@@ -44,7 +44,7 @@ def make_worker(sandbox: SandboxHandle, trading_key: dict[str, Any], tmp_path: P
         settings: dict[str, Any] = {
             "state_dir": tmp_path / "state",
             "exchange": {"base_url": sandbox.url, "timeout_s": 0.5, "recv_window_ms": 300},
-            "limiter": {"backend": "file", "headroom": 0.9},
+            "limiter": {"backend": "file", "headroom": 0.9, "budget_path": str(tmp_path / "budget")},
         }
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(settings.get(key), dict):

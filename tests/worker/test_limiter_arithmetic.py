@@ -191,3 +191,22 @@ def test_two_store_handles_on_one_file_share_one_budget(tmp_path: Path, store_ty
         second.acquire("GET", "/api/v3/account", deadline_s=0)
     first.observe(None, 429, {"Retry-After": "3"})
     assert second.banned_until() == pytest.approx(clock.now + 3)
+
+
+def test_workers_with_separate_state_dirs_share_the_host_budget_for_their_ip(tmp_path: Path) -> None:
+    from keyguard.worker.config import WorkerConfig
+    from keyguard.worker.runtime import build_worker
+
+    workers = [build_worker(WorkerConfig.model_validate({"state_dir": str(tmp_path / name),
+                                                        "limiter": {"egress_ip": "127.0.0.77"}}),
+                            "key-not-used", "secret-not-used", "http://127.0.0.1:9") for name in ("a", "b")]
+    a, b = (w.client.limiter for w in workers)
+    assert a is not None and b is not None
+    key = "ip:127.0.0.77:REQUEST_WEIGHT:1M"
+    before = b.usage()[key]["used"]
+    a.acquire("GET", "/api/v3/account")
+    after = b.usage()[key]["used"]
+    for w in workers:
+        w.client.close()
+    # The same window (or a fresh one if the minute rolled in between, where the charge is all there is).
+    assert after - before == 20 or after == 20

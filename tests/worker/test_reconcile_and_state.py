@@ -85,7 +85,7 @@ def test_live_state_is_the_execution_policy_input(make_worker: WorkerFactory) ->
 
 def test_worker_run_command_trades_against_an_in_process_sandbox(tmp_path: Path) -> None:
     config = tmp_path / "worker.yaml"
-    config.write_text("state_dir: state\nreconcile_interval_s: 0.2\n"
+    config.write_text("state_dir: state\nreconcile_interval_s: 0.2\nlimiter: {budget_path: budget}\n"
                       "strategy: {orders: 3, interval_s: 0.05, quote_per_order: 60}\n")
 
     result = CliRunner().invoke(app, ["run", "--config", str(config)])
@@ -130,3 +130,26 @@ def test_reconnect_backs_off_with_jitter_and_resets_after_a_healthy_run() -> Non
     assert [n for n, _ in failures] == [1, 2, 3, 4, 5, 6, 7]
     assert all(0 <= d <= min(0.004, 0.001 * 2 ** (n - 1)) for n, d in failures)
     assert len({d for _, d in failures}) == 7, "jittered delays differ"
+
+
+def test_demo_worker_thread_trades_and_reports_live_state_until_stopped(
+    sandbox: SandboxHandle, trading_key: dict[str, Any], tmp_path: Path
+) -> None:
+    from keyguard.worker import run_demo_worker
+    from keyguard.worker.config import WorkerConfig
+    from keyguard.worker.state import LiveState
+
+    states: list[LiveState] = []
+    config = WorkerConfig.model_validate({"strategy": {"orders": None, "interval_s": 0.05},
+                                          "limiter": {"budget_path": str(tmp_path / "budget")}})
+    thread, stop = run_demo_worker(sandbox.url, trading_key["api_key"], trading_key["secret"],
+                                   state_dir=tmp_path / "demo", config=config, on_state=states.append)
+    deadline = time.monotonic() + 20
+    while len(sandbox.exchange.orders_of("main")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(10)
+
+    assert not thread.is_alive()
+    assert len(sandbox.exchange.orders_of("main")) >= 3
+    assert states and states[-1].to_policy_input()["state"]["heartbeat_at"] is not None

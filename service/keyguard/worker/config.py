@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,14 @@ class LimiterSettings(_Strict):
     egress_ip: str = "127.0.0.1"
     account: str = "default"
     deadline_s: float = Field(default=10.0, gt=0)
+    # One file per egress IP for the whole host, so every worker and tool on the IP shares one budget.
+    # None = <system temp dir>/keyguard-budget/<egress_ip>.
+    budget_path: Path | None = None
+
+    def budget_file(self) -> Path:
+        if self.budget_path is not None:
+            return self.budget_path
+        return Path(tempfile.gettempdir()) / "keyguard-budget" / f"{self.egress_ip}.{self.backend}"
 
 
 class RiskSettings(_Strict):
@@ -119,4 +128,7 @@ def load_worker_config(path: str | Path) -> WorkerConfig:
                               " loopback sandbox; use the sandbox URL or move the worker to a later stage")
     if not config.state_dir.is_absolute():
         config.state_dir = (p.parent / config.state_dir).resolve()
+    budget = config.limiter.budget_path
+    if budget is not None and not budget.is_absolute():
+        config.limiter.budget_path = (p.parent / budget).resolve()
     return config

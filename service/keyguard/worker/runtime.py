@@ -280,9 +280,9 @@ class ExecutionWorker:
 
 def build_worker(config: WorkerConfig, api_key: str, api_secret: str, base_url: str,
                  clock: Callable[[], float] = time.time) -> ExecutionWorker:
-    """Client + shared limiter + worker from settings (the limiter's budget file lives in state_dir)."""
+    """Client + shared limiter + worker from settings (the budget file is host-wide, per egress IP)."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    store = open_budget_store(config.limiter.backend, config.state_dir / f"budget-{config.limiter.egress_ip}")
+    store = open_budget_store(config.limiter.backend, config.limiter.budget_file())
     limiter = SharedRateLimiter(store, egress_ip=config.limiter.egress_ip, account=config.limiter.account,
                                 headroom=config.limiter.headroom, default_deadline_s=config.limiter.deadline_s,
                                 clock=clock)
