@@ -12,7 +12,8 @@ test: setup
 	uv run pytest
 
 lint: setup
-	uv run ruff check service tests infra bench
+	uv run ruff check service tests infra bench policies/pulumi scripts
+	uv run python scripts/gen_rule_catalogue.py --check
 	.tools/bin/opa fmt --list --fail policies
 	.tools/bin/opa check --strict --ignore schemas --ignore pulumi policies
 

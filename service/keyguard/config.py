@@ -38,6 +38,14 @@ class ChecksSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
+class InfraSettings(BaseModel):
+    """Where the live AWS drift check starts: the stack outputs (`pulumi stack output --json > outputs.json`)."""
+
+    outputs: Path
+    region: str
+    endpoint_url: str | None = Field(default=None, description="another AWS endpoint (tests: moto's server)")
+
+
 class KeyguardSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KEYGUARD_", env_nested_delimiter="__", extra="forbid")
 
@@ -48,7 +56,7 @@ class KeyguardSettings(BaseSettings):
     checks: ChecksSettings = Field(default_factory=ChecksSettings)
     inventory: Path | None = Field(default=None, description="keys inventory file (see examples/keyguard.yaml)")
     worker_state: Path | None = Field(default=None, description="live-state JSON the execution worker publishes")
-    infra: dict[str, Any] = Field(default_factory=dict, description="stack outputs and AWS endpoint for drift")
+    infra: InfraSettings | None = None
     documents: list[Path] = Field(default_factory=list, description="declared input documents checked each cycle")
 
     @field_validator("inventory")
@@ -78,6 +86,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> KeyguardSetting
         for name in ("inventory", "worker_state"):
             if isinstance(data.get(name), str) and not Path(data[name]).is_absolute():
                 data[name] = str(path.parent / data[name])
+        infra = data.get("infra")
+        if isinstance(infra, dict) and isinstance(infra.get("outputs"), str) and not Path(infra["outputs"]).is_absolute():
+            infra["outputs"] = str(path.parent / infra["outputs"])
         data["documents"] = [str(path.parent / d) if isinstance(d, str) and not Path(d).is_absolute() else d
                              for d in data.get("documents", [])]
     data.update(overrides)

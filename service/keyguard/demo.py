@@ -107,7 +107,7 @@ def _write_inventory(state: Path, sandbox_url: str, created: dict[str, dict[str,
 
 
 def demo(
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between check cycles.")] = 10.0,
     port: Annotated[int, typer.Option(help="API port on 127.0.0.1 (0 picks a free one).")] = 8700,
     drift_after: Annotated[float, typer.Option(help="Seconds until the demo enables withdrawals on bot-exec.")] = 25.0,

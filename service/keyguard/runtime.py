@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from keyguard.alerts.notifier import Notifier
 from keyguard.api.app import create_app
 from keyguard.checks.scheduler import CheckService, Collector
-from keyguard.config import KeyguardSettings
+from keyguard.config import InfraSettings, KeyguardSettings
 from keyguard.errors import ConfigError, ToolError
 from keyguard.policy.documents import load_document
 from keyguard.policy.engine import PolicyEngine
@@ -117,6 +117,25 @@ def worker_state_collector(path: Path) -> Collector:
     return Collector(scope="execution", collect=collect)
 
 
+def infra_collector(infra: InfraSettings, inventory_path: Path | None) -> Collector:
+    """Live AWS drift: the deployed stack read with boto3, judged by the same infra rules as the Pulumi program.
+    With a keys inventory, every key whose allowed IP is not the live EIP is a finding (a migration left it)."""
+    from keyguard.infra.drift import LiveAws, StackOutputs, collect_live_infra
+
+    aws = LiveAws(infra.region, infra.endpoint_url)
+
+    def collect() -> dict[str, Any]:
+        bindings = None
+        if inventory_path is not None:
+            from keyguard.exchanges.inventory import load_inventory
+
+            bindings = [{"key": k.id, "ips": [ip.value for ip in k.allowed_ips]}
+                        for k in load_inventory(inventory_path).keys if k.allowed_ips]
+        return collect_live_infra(StackOutputs.from_file(infra.outputs), aws, bindings)
+
+    return Collector(scope="infra", collect=collect)
+
+
 def build_collectors(settings: KeyguardSettings) -> list[Collector]:
     """Every check the settings ask for; each collector builds one policy input document."""
     collectors = [document_collector(path) for path in settings.documents]
@@ -124,6 +143,8 @@ def build_collectors(settings: KeyguardSettings) -> list[Collector]:
         collectors.append(keys_collector(settings.inventory))
     if settings.worker_state is not None:
         collectors.append(worker_state_collector(settings.worker_state))
+    if settings.infra is not None:
+        collectors.append(infra_collector(settings.infra, settings.inventory))
     return collectors
 
 
