@@ -87,8 +87,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> KeyguardSetting
             if isinstance(data.get(name), str) and not Path(data[name]).is_absolute():
                 data[name] = str(path.parent / data[name])
         infra = data.get("infra")
-        if isinstance(infra, dict) and isinstance(infra.get("outputs"), str) and not Path(infra["outputs"]).is_absolute():
-            infra["outputs"] = str(path.parent / infra["outputs"])
+        outputs = infra.get("outputs") if isinstance(infra, dict) else None
+        if isinstance(infra, dict) and isinstance(outputs, str) and not Path(outputs).is_absolute():
+            infra["outputs"] = str(path.parent / outputs)
         data["documents"] = [str(path.parent / d) if isinstance(d, str) and not Path(d).is_absolute() else d
                              for d in data.get("documents", [])]
     data.update(overrides)
