@@ -15,6 +15,11 @@ app = typer.Typer(help="The sandbox exchange (Binance-compatible, with OKX and B
 out = Console()
 
 
+@app.callback()
+def sandbox() -> None:
+    """The sandbox exchange (Binance-compatible, with OKX, Bybit and KuCoin key introspection)."""
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind; keep it on loopback."),
