@@ -17,12 +17,12 @@ from keyguard.worker.limiter import RATE_BANNED, PoolSpec, RateLimitRefused, Sha
 
 @pytest.fixture
 def sandbox_config() -> SandboxConfig:
-    return SandboxConfig(weight_limit=50, weight_window_s=60)
+    return SandboxConfig(weight_limit=50, weight_window_s=3600)  # no window roll mid-test
 
 
 def shared(tmp_path: Path) -> SharedRateLimiter:
     return SharedRateLimiter(FileBudgetStore(tmp_path / "budget"), egress_ip="127.0.0.1",
-                             pools=(PoolSpec("REQUEST_WEIGHT", 60, 50, "ip"),), headroom=1.0)
+                             pools=(PoolSpec("REQUEST_WEIGHT", 3600, 50, "ip"),), headroom=1.0)
 
 
 def test_adapter_calls_charge_the_shared_budget_and_a_429_stops_the_worker(
@@ -34,7 +34,7 @@ def test_adapter_calls_charge_the_shared_budget_and_a_429_stops_the_worker(
     worker_limiter = shared(tmp_path)
 
     adapter.server_time_ms()
-    assert worker_limiter.usage()["ip:127.0.0.1:REQUEST_WEIGHT:1M"]["used"] == 1
+    assert worker_limiter.usage()["ip:127.0.0.1:REQUEST_WEIGHT:1H"]["used"] == 1
 
     with httpx.Client(base_url=sandbox.url) as other_tool:  # spends the IP's weight behind our back
         for _ in range(3):

@@ -156,6 +156,19 @@ def test_rate_limit_response_stops_the_ip_until_retry_after(status: int) -> None
     assert late.sent_at >= permit.sent_at + 7
 
 
+def test_order_count_429_holds_orders_but_not_the_ip() -> None:
+    clock = FakeClock()
+    lim = limiter(clock)
+    permit = lim.acquire("POST", "/api/v3/order")
+    lim.observe(permit, 429, {"X-MBX-ORDER-COUNT-10S": "6", "X-MBX-ORDER-COUNT-1D": "6", "Retry-After": "4"})
+
+    assert lim.banned_until() == 0.0
+    lim.acquire("GET", "/api/v3/account", deadline_s=0)  # other requests go on
+    with pytest.raises(RateLimitRefused) as refused:
+        lim.acquire("POST", "/api/v3/order", deadline_s=1)
+    assert refused.value.code == RATE_DEADLINE
+
+
 def test_ban_without_retry_after_lasts_binance_minimum_of_two_minutes() -> None:
     clock = FakeClock()
     lim = limiter(clock)

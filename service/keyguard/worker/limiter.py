@@ -309,13 +309,21 @@ class SharedRateLimiter:
             self.sleep(decision.wait_s + 0.001)
 
     def observe(self, permit: Permit | None, status: int, headers: Mapping[str, str]) -> None:
-        """Correct the shared view from the response's usage headers; on 429/418 stop the whole IP."""
+        """Correct the shared view from the response's usage headers; on 429/418 stop the whole IP.
+
+        A 429 for the account's order count (-1015, its X-MBX-ORDER-COUNT over the limit) is not an IP
+        matter: the corrected order pools hold further orders until they roll, other requests go on.
+        """
         now = self.clock()
         sent_at = permit.sent_at if permit is not None else now
         reports = parse_usage_headers(headers)
         by_kind = {(s.kind, s.interval_s): s for s in self.pools}
+        order_limit_hit = status == 429 and any(
+            kind == ORDERS and (kind, interval_s) in by_kind and reported > by_kind[(kind, interval_s)].limit
+            for kind, interval_s, reported in reports
+        )
         backoff = None
-        if status in (418, 429):
+        if status == 418 or (status == 429 and not order_limit_hit):
             delay = retry_after_s(headers)
             if delay is None:
                 weight_pool = next((s for s in self.pools if s.kind == REQUEST_WEIGHT), None)
