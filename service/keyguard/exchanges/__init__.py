@@ -22,6 +22,7 @@ from keyguard.exchanges.errors import (
     RateLimited,
 )
 from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage
+from keyguard.exchanges.kraken import KrakenAdapter
 from keyguard.exchanges.kucoin import KucoinAdapter
 from keyguard.exchanges.limiter import RequestLimiter, RetryAfterLimiter
 from keyguard.exchanges.okx import OkxAdapter
@@ -31,6 +32,7 @@ ADAPTERS: dict[str, type[ExchangeAdapter]] = {
     "okx": OkxAdapter,
     "bybit": BybitAdapter,
     "kucoin": KucoinAdapter,
+    "kraken": KrakenAdapter,
 }
 
 
@@ -57,7 +59,8 @@ def sandbox_adapter_kwargs(exchange: str, sandbox_url: str) -> Mapping[str, Any]
 __all__ = [
     "ADAPTERS", "AllowedIp", "AmbiguousRefusal", "Banned", "BinanceAdapter", "BybitAdapter", "ClockSkew",
     "Credentials", "DeclaredIp", "ExchangeAdapter", "ExchangeTimeout", "ExchangeUnavailable", "IPRefused",
-    "InvalidKey", "KeyDeclaration", "KeyState", "KucoinAdapter", "MalformedResponse", "OkxAdapter", "PermissionRefused",
+    "InvalidKey", "KeyDeclaration", "KeyState",
+    "KrakenAdapter", "KucoinAdapter", "MalformedResponse", "OkxAdapter", "PermissionRefused",
     "Permissions", "ProbeResult", "RateLimited", "RequestLimiter", "RetryAfterLimiter", "Storage", "adapter_for",
     "sandbox_adapter_kwargs",
 ]

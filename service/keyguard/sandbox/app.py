@@ -1,4 +1,5 @@
 """The sandbox ASGI app: Binance at the root, OKX under /okx, Bybit under /bybit, KuCoin under /kucoin,
+Kraken under /kraken,
 admin under /admin."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ import secrets
 
 from fastapi import FastAPI
 
-from keyguard.sandbox import admin, binance, kucoin, okx_bybit
+from keyguard.sandbox import admin, binance, kraken, kucoin, okx_bybit
 from keyguard.sandbox.config import SandboxConfig
 from keyguard.sandbox.state import SandboxExchange
 
@@ -25,4 +26,5 @@ def create_app(exchange: SandboxExchange | None = None, admin_token: str | None 
     app.add_route("/okx/{rest:path}", okx_bybit.handle_okx, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/bybit/{rest:path}", okx_bybit.handle_bybit, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/kucoin/{rest:path}", kucoin.handle_kucoin, methods=ALL_METHODS, include_in_schema=False)
+    app.add_route("/kraken/{rest:path}", kraken.handle_kraken, methods=ALL_METHODS, include_in_schema=False)
     return app

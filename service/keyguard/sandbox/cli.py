@@ -10,7 +10,7 @@ from rich.console import Console
 from keyguard.sandbox.config import SandboxConfig
 from keyguard.sandbox.server import run_sandbox
 
-app = typer.Typer(help="The sandbox exchange (Binance-compatible, with OKX and Bybit key introspection).",
+app = typer.Typer(help="The sandbox exchange (Binance-compatible, with OKX, Bybit and KuCoin key introspection).",
                   no_args_is_help=True)
 out = Console()
 

@@ -47,10 +47,12 @@ class SandboxHandle:
 
 
 def sandbox_urls(base_url: str, exchange_id: str = "binance") -> dict[str, Any]:
-    """ccxt `urls` for the sandbox: Binance's spot and sapi bases at the root; OKX, Bybit, KuCoin under a prefix."""
+    """ccxt `urls` for the sandbox: Binance at the root; OKX, Bybit, KuCoin and Kraken under their own prefix."""
     base = base_url.rstrip("/")
     if exchange_id == "okx":
         return {"api": {"rest": f"{base}/okx"}}
+    if exchange_id == "kraken":
+        return {"api": {"public": f"{base}/kraken", "private": f"{base}/kraken"}}
     if exchange_id == "kucoin":
         return {"api": {"public": f"{base}/kucoin", "private": f"{base}/kucoin"}}
     if exchange_id == "bybit":

@@ -5,6 +5,7 @@ Every public method takes the lock, so tests may change state from their own thr
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import time
@@ -33,7 +34,7 @@ BINANCE_FLAGS = (
     "enableWithdrawals",
 )
 
-Exchange = Literal["binance", "okx", "bybit", "kucoin"]
+Exchange = Literal["binance", "okx", "bybit", "kucoin", "kraken"]
 
 
 class KeySpec(BaseModel):
@@ -186,6 +187,8 @@ class SandboxExchange:
         self.withdrawals: list[dict[str, Any]] = []
         self.transfers: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        # Kraken refuses a nonce not above the last one seen for the key.
+        self.kraken_nonces: dict[str, int] = {}
         self._next_order_id = 1000
         self._next_trade_id = 1
         c = self.config
@@ -227,6 +230,9 @@ class SandboxExchange:
             elif spec.exchange == "kucoin":
                 api_key = secrets.token_hex(12)
                 secret = str(uuid.uuid4())
+            elif spec.exchange == "kraken":
+                api_key = base64.b64encode(secrets.token_bytes(42)).decode()
+                secret = base64.b64encode(secrets.token_bytes(64)).decode()
             elif spec.exchange == "bybit":
                 api_key = secrets.token_urlsafe(14).replace("-", "A").replace("_", "B")[:18]
                 secret = secrets.token_urlsafe(27).replace("-", "C").replace("_", "D")[:36]

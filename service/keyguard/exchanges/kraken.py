@@ -1,0 +1,74 @@
+"""Kraken: POST /0/private/GetApiKeyInfo reports the key's `permissions` list, `ipAllowlist`, createdTime and
+validUntil. Kraken's errors are strings in an `error` list, not numeric codes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ccxt
+
+from keyguard.errors import ExchangeError
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse
+from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_ms
+
+READ = {"query-funds", "query-open-trades", "query-closed-trades", "query-ledger-entries"}
+TRADE = {"modify-trades", "cancel-close-orders"}
+WITHDRAW = {"withdraw-funds"}
+# GetApiKeyInfo needs no permission, so "Permission denied" there can only be the key's IP allowlist.
+ERRORS: dict[str, type[ExchangeError]] = {
+    "EAPI:Invalid key": InvalidKey,
+    "EAPI:Invalid signature": InvalidKey,
+    "EAPI:Invalid nonce": ClockSkew,
+    "EGeneral:Permission denied": IPRefused,
+}
+
+
+class KrakenAdapter(ExchangeAdapter):
+    exchange_id = "kraken"
+    probe_endpoint = ("POST", "/0/private/GetApiKeyInfo")
+
+    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str) -> ExchangeError:
+        text = str(exc)
+        for marker, error in ERRORS.items():
+            if marker in text:
+                return error(f"kraken {what}: {marker}")
+        return super().translate(exc, status, headers, what)
+
+    def server_time_ms(self) -> int:
+        body = self.call(self.host_client, "GET", "/0/public/Time", self.host_client.public_get_time)
+        try:
+            return int(body["result"]["unixtime"]) * 1000
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse("kraken GET /0/public/Time: no result.unixtime in the answer") from None
+
+    def server_time_offset_ms(self) -> int:
+        # Kraken's clock has one-second resolution: an offset under a second is not measurable.
+        offset = super().server_time_offset_ms()
+        return 0 if -1000 < offset < 1000 else offset
+
+    def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
+        return self.call(client, *self.probe_endpoint, client.private_post_getapikeyinfo)
+
+    def read_key(self, state: KeyState, declared: KeyDeclaration) -> None:
+        body = self.probe_call(self.host_client)
+        try:
+            result = body["result"]
+            granted = {str(p) for p in result["permissions"]}
+            ips = [str(ip) for ip in result["ipAllowlist"]]
+        except (KeyError, TypeError):
+            raise MalformedResponse("kraken POST /0/private/GetApiKeyInfo: no result.permissions / ipAllowlist"
+                                    ) from None
+        state.raw_flags = {name: True for name in sorted(granted)}
+        state.permissions = Permissions(read=bool(granted & READ), trade=bool(granted & TRADE), transfer=False,
+                                        withdraw=bool(granted & WITHDRAW))
+        state.permissions_source = "reported"
+        state.ip_restricted = bool(ips)
+        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
+                             for ip in ips]
+        state.ip_binding_source = "reported" if ips else "unknown"
+        state.created_at = from_ms(int(result.get("createdTime") or 0) * 1000)
+        state.expires_at = from_ms(int(result.get("validUntil") or 0) * 1000)
+        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported",
+                              "created_at": "reported"})
