@@ -153,3 +153,20 @@ def test_demo_worker_thread_trades_and_reports_live_state_until_stopped(
     assert not thread.is_alive()
     assert len(sandbox.exchange.orders_of("main")) >= 3
     assert states and states[-1].to_policy_input()["state"]["heartbeat_at"] is not None
+
+
+def test_fills_on_a_resting_order_reach_the_journal_and_positions_at_reconciliation(
+    sandbox: SandboxHandle, make_worker: WorkerFactory
+) -> None:
+    worker = make_worker()
+    worker.start()
+    resting = worker.submit(OrderIntent("BTCUSDT", "BTC", "SELL", 0.004, order_type="LIMIT", price=61000.0,
+                                        reference_price=60000.0))
+    assert resting.status is OrderStatus.NEW
+
+    sandbox.exchange.set_price("BTCUSDT", 62000.0)  # the book moves through the resting sell
+    worker.reconcile()
+
+    row = worker.journal.get(resting.client_order_id)
+    assert row is not None and row.executed_qty == 0.004
+    assert worker.snapshot.positions["BTC"] == -0.004

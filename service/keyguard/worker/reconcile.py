@@ -103,6 +103,13 @@ class Reconciler:
         known = {row.client_order_id for row in self.journal.orders()}
         journal_open = [r for r in self.journal.open_orders() if r.symbol in self.base_of]
         external, missing = compare_orders(journal_open, exchange_open, known)
+        by_id = {row.client_order_id: row for row in journal_open}
+        for listed in exchange_open:
+            tracked = by_id.get(str(listed.get("clientOrderId")))
+            if tracked is not None and float(listed.get("executedQty", 0) or 0) != tracked.executed_qty:
+                # Fills on a resting order since we last looked: the journal follows the exchange.
+                apply_report(tracked, listed)
+                self.journal.record(tracked)
         for order in external:
             row = JournalOrder(
                 client_order_id=str(order.get("clientOrderId")), intent_id=f"external-{order.get('orderId')}",

@@ -214,11 +214,9 @@ class ExecutionWorker:
             if info.get("rateLimits"):
                 self.client.limiter.pools = pools_from_exchange_info(info["rateLimits"])
         self.refresh_kill_switch()
-        report = self.reconcile()
-        self._load_from_journal()
         for symbol in self.symbols:
             self.price(symbol)
-        self.mark_to_market()
+        report = self.reconcile()
         self.heartbeat_at = self.clock()
         return report
 
@@ -237,7 +235,12 @@ class ExecutionWorker:
         self.cash_flow = cash
 
     def reconcile(self) -> ReconciliationReport:
-        return self.reconciler.run()
+        """Journal against exchange; afterwards positions and PnL follow what the journal now knows."""
+        report = self.reconciler.run()
+        with self._lock:
+            self._load_from_journal()
+            self.mark_to_market()
+        return report
 
     def heartbeat(self) -> None:
         self.heartbeat_at = self.clock()
