@@ -8,6 +8,7 @@ from typing import Any
 from keyguard.errors import ConfigError
 from keyguard.exchanges.base import Credentials, DeclaredIp, ExchangeAdapter, KeyDeclaration
 from keyguard.exchanges.binance import BinanceAdapter
+from keyguard.exchanges.bitget import BitgetAdapter
 from keyguard.exchanges.bybit import BybitAdapter
 from keyguard.exchanges.errors import (
     AmbiguousRefusal,
@@ -33,6 +34,7 @@ ADAPTERS: dict[str, type[ExchangeAdapter]] = {
     "bybit": BybitAdapter,
     "kucoin": KucoinAdapter,
     "kraken": KrakenAdapter,
+    "bitget": BitgetAdapter,
 }
 
 
@@ -57,10 +59,34 @@ def sandbox_adapter_kwargs(exchange: str, sandbox_url: str) -> Mapping[str, Any]
 
 
 __all__ = [
-    "ADAPTERS", "AllowedIp", "AmbiguousRefusal", "Banned", "BinanceAdapter", "BybitAdapter", "ClockSkew",
-    "Credentials", "DeclaredIp", "ExchangeAdapter", "ExchangeTimeout", "ExchangeUnavailable", "IPRefused",
-    "InvalidKey", "KeyDeclaration", "KeyState",
-    "KrakenAdapter", "KucoinAdapter", "MalformedResponse", "OkxAdapter", "PermissionRefused",
-    "Permissions", "ProbeResult", "RateLimited", "RequestLimiter", "RetryAfterLimiter", "Storage", "adapter_for",
+    "ADAPTERS",
+    "AllowedIp",
+    "AmbiguousRefusal",
+    "Banned",
+    "BinanceAdapter",
+    "BitgetAdapter",
+    "BybitAdapter",
+    "ClockSkew",
+    "Credentials",
+    "DeclaredIp",
+    "ExchangeAdapter",
+    "ExchangeTimeout",
+    "ExchangeUnavailable",
+    "IPRefused",
+    "InvalidKey",
+    "KeyDeclaration",
+    "KeyState",
+    "KrakenAdapter",
+    "KucoinAdapter",
+    "MalformedResponse",
+    "OkxAdapter",
+    "PermissionRefused",
+    "Permissions",
+    "ProbeResult",
+    "RateLimited",
+    "RequestLimiter",
+    "RetryAfterLimiter",
+    "Storage",
+    "adapter_for",
     "sandbox_adapter_kwargs",
 ]

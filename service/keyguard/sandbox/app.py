@@ -1,5 +1,5 @@
 """The sandbox ASGI app: Binance at the root, OKX under /okx, Bybit under /bybit, KuCoin under /kucoin,
-Kraken under /kraken,
+Kraken under /kraken, Bitget under /bitget,
 admin under /admin."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import secrets
 
 from fastapi import FastAPI
 
-from keyguard.sandbox import admin, binance, kraken, kucoin, okx_bybit
+from keyguard.sandbox import admin, binance, bitget, kraken, kucoin, okx_bybit
 from keyguard.sandbox.config import SandboxConfig
 from keyguard.sandbox.state import SandboxExchange
 
@@ -27,4 +27,5 @@ def create_app(exchange: SandboxExchange | None = None, admin_token: str | None 
     app.add_route("/bybit/{rest:path}", okx_bybit.handle_bybit, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/kucoin/{rest:path}", kucoin.handle_kucoin, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/kraken/{rest:path}", kraken.handle_kraken, methods=ALL_METHODS, include_in_schema=False)
+    app.add_route("/bitget/{rest:path}", bitget.handle_bitget, methods=ALL_METHODS, include_in_schema=False)
     return app

@@ -47,10 +47,12 @@ class SandboxHandle:
 
 
 def sandbox_urls(base_url: str, exchange_id: str = "binance") -> dict[str, Any]:
-    """ccxt `urls` for the sandbox: Binance at the root; OKX, Bybit, KuCoin and Kraken under their own prefix."""
+    """ccxt `urls` for the sandbox: Binance at the root; the others under /<exchange id>."""
     base = base_url.rstrip("/")
     if exchange_id == "okx":
         return {"api": {"rest": f"{base}/okx"}}
+    if exchange_id == "bitget":
+        return {"api": {name: f"{base}/bitget" for name in ("spot", "common", "user", "mix", "margin")}}
     if exchange_id == "kraken":
         return {"api": {"public": f"{base}/kraken", "private": f"{base}/kraken"}}
     if exchange_id == "kucoin":

@@ -34,7 +34,7 @@ BINANCE_FLAGS = (
     "enableWithdrawals",
 )
 
-Exchange = Literal["binance", "okx", "bybit", "kucoin", "kraken"]
+Exchange = Literal["binance", "okx", "bybit", "kucoin", "kraken", "bitget"]
 
 
 class KeySpec(BaseModel):
@@ -227,6 +227,9 @@ class SandboxExchange:
             if spec.exchange == "okx":
                 api_key = f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}-{secrets.token_hex(6)}"
                 secret = secrets.token_hex(16).upper()
+            elif spec.exchange == "bitget":
+                api_key = "bg_" + secrets.token_hex(16)
+                secret = secrets.token_hex(32)
             elif spec.exchange == "kucoin":
                 api_key = secrets.token_hex(12)
                 secret = str(uuid.uuid4())
@@ -250,7 +253,7 @@ class SandboxExchange:
                 ips=list(spec.ips or []),
                 create_time_ms=spec.create_time_ms if spec.create_time_ms is not None else self.now_ms(),
                 expire_time_ms=spec.expire_time_ms,
-                passphrase=secrets.token_urlsafe(12) if spec.exchange in ("okx", "kucoin") else None,
+                passphrase=secrets.token_urlsafe(12) if spec.exchange in ("okx", "kucoin", "bitget") else None,
             )
             self.keys[api_key] = key
             self._ensure_account(spec.account)

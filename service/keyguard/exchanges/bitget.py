@@ -1,0 +1,55 @@
+"""Bitget: GET /api/v2/spot/account/info reports `authorities` codes (*r read; stow, smow, coow, cpow, ttow trade;
+wtow transfer; wwow withdraw) and the bound `ips`."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import ccxt
+
+from keyguard.errors import ExchangeError
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
+from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions
+
+TRADE = {"stow", "smow", "coow", "cpow", "ttow"}
+
+
+class BitgetAdapter(ExchangeAdapter):
+    exchange_id = "bitget"
+    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {
+        "40037": InvalidKey, "40006": InvalidKey, "40012": InvalidKey, "40009": InvalidKey,
+        "40018": IPRefused,
+        "40014": PermissionRefused,
+        "40008": ClockSkew,
+    }
+    probe_endpoint = ("GET", "/api/v2/spot/account/info")
+
+    def server_time_ms(self) -> int:
+        client = self.host_client
+        body = self.call(client, "GET", "/api/v2/public/time", client.public_common_get_v2_public_time)
+        try:
+            return int(body["data"]["serverTime"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse("bitget GET /api/v2/public/time: no data.serverTime in the answer") from None
+
+    def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
+        return self.call(client, *self.probe_endpoint, client.private_spot_get_v2_spot_account_info)
+
+    def read_key(self, state: KeyState, declared: KeyDeclaration) -> None:
+        body = self.probe_call(self.host_client)
+        try:
+            data = body["data"]
+            codes = {str(c) for c in data["authorities"]}
+            ips = [ip.strip() for ip in str(data["ips"] or "").split(",") if ip.strip()]
+        except (KeyError, TypeError):
+            raise MalformedResponse("bitget GET /api/v2/spot/account/info: no data.authorities / data.ips") from None
+        state.raw_flags = {code: True for code in sorted(codes)}
+        state.permissions = Permissions(read=any(c.endswith("r") for c in codes), trade=bool(codes & TRADE),
+                                        transfer="wtow" in codes, withdraw="wwow" in codes)
+        state.permissions_source = "reported"
+        state.ip_restricted = bool(ips)
+        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
+                             for ip in ips]
+        state.ip_binding_source = "reported" if ips else "unknown"
+        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported"})
