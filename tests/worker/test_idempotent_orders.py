@@ -139,3 +139,17 @@ def test_data_request_gives_up_after_its_attempts_with_the_last_error(sandbox: S
         worker.price("BTCUSDT")
     # Exactly three attempts were spent: a fourth would have succeeded, as the next call now does.
     assert worker.price("BTCUSDT") > 0
+
+
+def test_request_held_in_flight_past_the_timeout_is_not_duplicated(sandbox: SandboxHandle,
+                                                                   make_worker: WorkerFactory) -> None:
+    # The client gives up at 0.3 s while the request is still on its way; -2013 is not final until the
+    # exchange would refuse the original as too old (recvWindow 0.3 s), so the resend cannot double it.
+    worker = make_worker(exchange={"timeout_s": 0.3, "recv_window_ms": 300})
+    worker.start()
+    sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="latency", latency_ms=500, times=1))
+
+    result = worker.submit(buy())
+
+    assert result.status is OrderStatus.FILLED
+    assert len(exchange_orders(sandbox)) == 1

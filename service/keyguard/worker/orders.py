@@ -149,6 +149,11 @@ def apply_report(row: JournalOrder, report: Mapping[str, Any]) -> None:
             row.quote_qty = float(quote)
 
 
+def _timestamp(value: datetime) -> float:
+    # SQLite hands datetimes back naive; they were written in UTC.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
 @dataclass(frozen=True)
 class LookupOutcome:
     found: bool
@@ -169,6 +174,7 @@ class OrderExecutor:
         lookup_base_s: float = 0.05,
         lookup_cap_s: float = 1.0,
         max_resends: int = 2,
+        max_send_delay_s: float = 30.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -180,6 +186,8 @@ class OrderExecutor:
         self.lookup_base_s = lookup_base_s
         self.lookup_cap_s = lookup_cap_s
         self.max_resends = max_resends
+        # Longest a request can sit between its journal write and its signature (the limiter's deadline).
+        self.max_send_delay_s = max_send_delay_s
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
@@ -202,7 +210,6 @@ class OrderExecutor:
             row.sent_at = datetime.fromtimestamp(self.clock(), UTC)
             # Journaled before the request leaves: a crash from here on is resolved by reconciliation.
             row = self.journal.record(row)
-            sent_at = self.clock()
             try:
                 report = self.venue.new_order(intent.params(row.client_order_id), deadline_s=deadline_s)
             except RateLimitRefused as exc:
@@ -211,14 +218,16 @@ class OrderExecutor:
             except ExchangeRejected as exc:
                 if exc.code == -2010 and "duplicate" in exc.exchange_message.lower():
                     # Our own id is already live at the exchange: find it rather than call it rejected.
-                    outcome = self.resolve(row, sent_at)
+                    outcome = self.resolve(row, self.clock())
                     return self._result(row, outcome.detail)
                 row.status, row.last_error = OrderStatus.REJECTED, str(exc)
                 return self._result(self.journal.record(row), str(exc), f"EXCHANGE_{exc.code}")
             except OutcomeUnknown as exc:
+                # The request was signed no later than now, so it cannot be accepted after now + recvWindow.
+                unknown_at = self.clock()
                 row.status, row.last_error = OrderStatus.UNKNOWN, str(exc)
                 row = self.journal.record(row)
-                outcome = self.resolve(row, sent_at)
+                outcome = self.resolve(row, unknown_at)
                 if outcome.found or not outcome.definitely_absent:
                     return self._result(row, outcome.detail)
                 if row.attempt > self.max_resends:
@@ -233,12 +242,22 @@ class OrderExecutor:
             apply_report(row, report)
             return self._result(self.journal.record(row))
 
-    def resolve(self, row: JournalOrder, sent_at: float | None = None) -> LookupOutcome:
-        """Settle an unknown outcome by client id. Only -2013 after the recvWindow counts as absent."""
-        if sent_at is None:
-            sent_at = row.sent_at.timestamp() if row.sent_at else self.clock()
+    def resolve(self, row: JournalOrder, signed_by: float | None = None) -> LookupOutcome:
+        """Settle an unknown outcome by client id. Only -2013 after the recvWindow counts as absent.
+
+        `signed_by` is a time by which the request had certainly been signed. Without it (a row found by
+        reconciliation), an UNKNOWN row was signed before its last journal write, and a SENT row (crash
+        mid-flight) no later than its journal time plus the longest the limiter may have held it.
+        """
+        if signed_by is None:
+            if row.status == OrderStatus.UNKNOWN:
+                signed_by = _timestamp(row.updated_at)
+            elif row.sent_at is not None:
+                signed_by = _timestamp(row.sent_at) + self.max_send_delay_s
+            else:
+                signed_by = self.clock()
         # After this instant the exchange refuses the original request as too old, so absence is final.
-        final_after = sent_at + self.venue.recv_window_ms / 1000.0 + 0.05
+        final_after = signed_by + self.venue.recv_window_ms / 1000.0 + 0.05
         errors = []
         delays = [0.0, *backoff_delays(self.lookup_attempts - 1, self.lookup_base_s, self.lookup_cap_s, self.rng)]
         for delay in delays:

@@ -65,7 +65,8 @@ class ExecutionWorker:
         self.venue: Any = (PaperVenue(lambda s: retry_data_request(lambda: client.ticker_price(s)),
                                       base_of=self.symbols, recv_window_ms=client.recv_window_ms)
                            if config.paper_mode else client)
-        self.executor = OrderExecutor(self.venue, self.journal, worker=config.worker, clock=clock)
+        self.executor = OrderExecutor(self.venue, self.journal, worker=config.worker, clock=clock,
+                                      max_send_delay_s=config.limiter.deadline_s + config.exchange.timeout_s)
         self.reconciler = Reconciler(self.venue, self.journal, self.executor,
                                      symbols=self.symbols, worker=config.worker)
         self.counters = WorkerCounters()
