@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from tests.servers import AlertReceiver
 
 from keyguard.checks.scheduler import Collector
 from keyguard.config import load_settings
 from keyguard.errors import ConfigError
 from keyguard.runtime import RunningService, document_collector, run_service
 from keyguard.tools import PROJECT_ROOT
-from tests.servers import AlertReceiver
 
 TOKEN = "test-token-0123456789abcdef"
 VENDORS_OK = {"kind": "vendors", "vendors": [{

@@ -223,3 +223,13 @@ def test_workers_with_separate_state_dirs_share_the_host_budget_for_their_ip(tmp
         w.client.close()
     # The same window (or a fresh one if the minute rolled in between, where the charge is all there is).
     assert after - before == 20 or after == 20
+
+
+def test_torn_budget_file_is_rebuilt_instead_of_failing_every_request(tmp_path: Path) -> None:
+    path = tmp_path / "budget"
+    path.write_bytes(b'{"p":{"ip:127.0.0.1:REQUEST_WEIGHT:1M":[1000020.0,5]},"b":{}}trailing')
+    clock = FakeClock()
+    lim = limiter(clock, FileBudgetStore(path))
+    permit = lim.acquire("GET", "/api/v3/order")
+    lim.observe(permit, 200, {"X-MBX-USED-WEIGHT-1M": "64"})
+    assert used(lim)["ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 64

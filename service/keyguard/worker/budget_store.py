@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -21,6 +22,7 @@ from keyguard.errors import ConfigError
 from keyguard.worker.limiter import BudgetState, BudgetStore
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class InMemoryBudgetStore:
@@ -64,7 +66,7 @@ class FileBudgetStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 raw = os.pread(fd, 1 << 20, 0)
-                state = BudgetState.from_json(json.loads(raw)) if raw else BudgetState()
+                state = _parse(raw, self.path)
                 result = fn(state)
                 out = json.dumps(state.to_json(), separators=(",", ":")).encode()
                 if out != raw:
@@ -79,6 +81,18 @@ class FileBudgetStore:
         if self._fd >= 0 and self._pid == os.getpid():
             os.close(self._fd)
         self._fd, self._pid = -1, -1
+
+
+def _parse(raw: bytes, path: Path) -> BudgetState:
+    if not raw:
+        return BudgetState()
+    try:
+        return BudgetState.from_json(json.loads(raw))
+    except (ValueError, TypeError, AttributeError):
+        # A torn write (crash between write and truncate): start over; the next response's usage headers
+        # put the exchange's own count back.
+        log.warning("limiter budget file %s was unreadable; rebuilt from the next usage headers", path)
+        return BudgetState()
 
 
 class SqliteBudgetStore:

@@ -46,11 +46,7 @@ def run(
             api_key, api_secret = cfg.exchange.credentials()
         worker = build_worker(cfg, api_key, api_secret, base_url)
         stack.callback(worker.client.close)
-        table = Table("client order id", "side", "qty", "status", "filled", "refusal")
-
         def on_order(result: OrderResult) -> None:
-            table.add_row(result.client_order_id or "-", "", f"{result.quantity:g}", result.status.value,
-                          f"{result.executed_qty:g}", result.refusal_code or "")
             if not as_json:
                 console.print(f"{result.status.value:<10} {result.client_order_id or '-':<32} "
                               f"qty {result.quantity:g} filled {result.executed_qty:g} {result.refusal_code or ''}")
