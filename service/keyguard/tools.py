@@ -33,6 +33,15 @@ def opa_binary() -> str:
     )
 
 
+def regal_binary() -> str | None:
+    """The Rego linter, if installed (setup builds it into the project's tool folder)."""
+    configured = os.environ.get("KEYGUARD_REGAL_BIN")
+    if configured and Path(configured).is_file():
+        return configured
+    local = TOOLS_DIR / "regal"
+    return str(local) if local.is_file() else shutil.which("regal")
+
+
 def policy_dir() -> Path:
     return Path(os.environ.get("KEYGUARD_POLICY_DIR", POLICY_DIR))
 
