@@ -77,7 +77,9 @@ def test_latency_longer_than_the_client_timeout_still_executes_the_order(
     with pytest.raises(ccxt.RequestTimeout):
         client.create_order("BTC/USDT", "limit", "buy", 0.01, 59000, {"newClientOrderId": "slow"})
     # The server is still sleeping when the client gives up; once it wakes the order executes anyway.
-    time.sleep(1.0)
+    deadline = time.monotonic() + 10
+    while not _orders_with_client_id(sandbox, "slow") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert client.fetch_order(None, "BTC/USDT", {"origClientOrderId": "slow"})["clientOrderId"] == "slow"
 
 
