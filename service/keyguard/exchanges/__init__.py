@@ -10,6 +10,7 @@ from keyguard.exchanges.base import Credentials, DeclaredIp, ExchangeAdapter, Ke
 from keyguard.exchanges.binance import BinanceAdapter
 from keyguard.exchanges.bitget import BitgetAdapter
 from keyguard.exchanges.bybit import BybitAdapter
+from keyguard.exchanges.coinbase import CoinbaseAdapter
 from keyguard.exchanges.errors import (
     AmbiguousRefusal,
     Banned,
@@ -35,6 +36,7 @@ ADAPTERS: dict[str, type[ExchangeAdapter]] = {
     "kucoin": KucoinAdapter,
     "kraken": KrakenAdapter,
     "bitget": BitgetAdapter,
+    "coinbase": CoinbaseAdapter,
 }
 
 
@@ -66,6 +68,7 @@ __all__ = [
     "BinanceAdapter",
     "BitgetAdapter",
     "BybitAdapter",
+    "CoinbaseAdapter",
     "ClockSkew",
     "Credentials",
     "DeclaredIp",

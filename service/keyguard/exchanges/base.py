@@ -253,6 +253,10 @@ class ExchangeAdapter(ABC):
         if probe.outcome == "bound":
             state.ip_binding_source = "probed"
             state.sources["ip_binding"] = "probed"
+            if state.ip_restricted is None:
+                # Exchanges that report no IP facts (Coinbase): a refusal from elsewhere proves a restriction.
+                state.ip_restricted = True
+                state.sources["ip_restricted"] = "probed"
             if probe.host_ip:
                 for entry in state.allowed_ips:
                     if entry.value == probe.host_ip:

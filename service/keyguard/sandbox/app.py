@@ -1,5 +1,6 @@
 """The sandbox ASGI app: Binance at the root, OKX under /okx, Bybit under /bybit, KuCoin under /kucoin,
 Kraken under /kraken, Bitget under /bitget,
+Coinbase under /coinbase,
 admin under /admin."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import secrets
 
 from fastapi import FastAPI
 
-from keyguard.sandbox import admin, binance, bitget, kraken, kucoin, okx_bybit
+from keyguard.sandbox import admin, binance, bitget, coinbase, kraken, kucoin, okx_bybit
 from keyguard.sandbox.config import SandboxConfig
 from keyguard.sandbox.state import SandboxExchange
 
@@ -28,4 +29,5 @@ def create_app(exchange: SandboxExchange | None = None, admin_token: str | None 
     app.add_route("/kucoin/{rest:path}", kucoin.handle_kucoin, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/kraken/{rest:path}", kraken.handle_kraken, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/bitget/{rest:path}", bitget.handle_bitget, methods=ALL_METHODS, include_in_schema=False)
+    app.add_route("/coinbase/{rest:path}", coinbase.handle_coinbase, methods=ALL_METHODS, include_in_schema=False)
     return app

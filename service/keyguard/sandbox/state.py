@@ -34,7 +34,7 @@ BINANCE_FLAGS = (
     "enableWithdrawals",
 )
 
-Exchange = Literal["binance", "okx", "bybit", "kucoin", "kraken", "bitget"]
+Exchange = Literal["binance", "okx", "bybit", "kucoin", "kraken", "bitget", "coinbase"]
 
 
 class KeySpec(BaseModel):
@@ -227,6 +227,10 @@ class SandboxExchange:
             if spec.exchange == "okx":
                 api_key = f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}-{secrets.token_hex(6)}"
                 secret = secrets.token_hex(16).upper()
+            elif spec.exchange == "coinbase":
+                from keyguard.sandbox.coinbase import new_cdp_key
+
+                api_key, secret = new_cdp_key()
             elif spec.exchange == "bitget":
                 api_key = "bg_" + secrets.token_hex(16)
                 secret = secrets.token_hex(32)

@@ -1,0 +1,51 @@
+"""Coinbase Advanced: GET /api/v3/brokerage/key_permissions reports can_view, can_trade and can_transfer
+(transfer covers withdrawals). No IP facts are reported: the binding is declared or probed. Refusals are a bare
+401 whatever the cause, so from a second address after the host succeeded it reads as an IP refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ccxt
+
+from keyguard.errors import ExchangeError
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration
+from keyguard.exchanges.errors import AmbiguousRefusal, MalformedResponse
+from keyguard.exchanges.keystate import KeyState, Permissions
+
+
+class CoinbaseAdapter(ExchangeAdapter):
+    exchange_id = "coinbase"
+    probe_endpoint = ("GET", "/api/v3/brokerage/key_permissions")
+
+    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str) -> ExchangeError:
+        if status == 401:
+            return AmbiguousRefusal(f"coinbase {what}: 401 Unauthorized (invalid key, IP not allowed, or "
+                                    "permission missing)")
+        return super().translate(exc, status, headers, what)
+
+    def server_time_ms(self) -> int:
+        client = self.host_client
+        body = self.call(client, "GET", "/api/v3/brokerage/time", client.v3_public_get_brokerage_time)
+        try:
+            return int(body["epochMillis"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse("coinbase GET /api/v3/brokerage/time: no epochMillis in the answer") from None
+
+    def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
+        return self.call(client, *self.probe_endpoint, client.v3_private_get_brokerage_key_permissions)
+
+    def read_key(self, state: KeyState, declared: KeyDeclaration) -> None:
+        body = self.probe_call(self.host_client)
+        flags = {name: body.get(name) for name in ("can_view", "can_trade", "can_transfer")}
+        if not all(isinstance(v, bool) for v in flags.values()):
+            raise MalformedResponse("coinbase GET /api/v3/brokerage/key_permissions: can_view, can_trade or "
+                                    "can_transfer missing or not a boolean")
+        state.raw_flags = flags
+        state.permissions = Permissions(read=flags["can_view"], trade=flags["can_trade"],
+                                        transfer=flags["can_transfer"], withdraw=flags["can_transfer"])
+        state.permissions_source = "reported"
+        state.sources["permissions"] = "reported"
+        if declared.allowed_ips:
+            state.sources["allowed_ips"] = "declared"
