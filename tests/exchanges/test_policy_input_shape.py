@@ -12,7 +12,7 @@ from keyguard.sandbox import SandboxHandle
 from .conftest import AdapterFactory
 
 
-@pytest.mark.parametrize("exchange", ["binance", "okx", "bybit", "kucoin", "kraken", "bitget", "coinbase"])
+@pytest.mark.parametrize("exchange", ["binance", "okx", "bybit", "kucoin", "kraken", "bitget", "coinbase", "blofin"])
 def test_inspected_and_failed_states_match_the_keys_schema(
     sandbox: SandboxHandle, adapter: AdapterFactory, exchange: str
 ) -> None:

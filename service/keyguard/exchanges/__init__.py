@@ -9,6 +9,7 @@ from keyguard.errors import ConfigError
 from keyguard.exchanges.base import Credentials, DeclaredIp, ExchangeAdapter, KeyDeclaration
 from keyguard.exchanges.binance import BinanceAdapter
 from keyguard.exchanges.bitget import BitgetAdapter
+from keyguard.exchanges.blofin import BlofinAdapter
 from keyguard.exchanges.bybit import BybitAdapter
 from keyguard.exchanges.coinbase import CoinbaseAdapter
 from keyguard.exchanges.errors import (
@@ -37,6 +38,7 @@ ADAPTERS: dict[str, type[ExchangeAdapter]] = {
     "kraken": KrakenAdapter,
     "bitget": BitgetAdapter,
     "coinbase": CoinbaseAdapter,
+    "blofin": BlofinAdapter,
 }
 
 
@@ -67,6 +69,7 @@ __all__ = [
     "Banned",
     "BinanceAdapter",
     "BitgetAdapter",
+    "BlofinAdapter",
     "BybitAdapter",
     "CoinbaseAdapter",
     "ClockSkew",

@@ -171,8 +171,8 @@ class ExchangeAdapter(ABC):
 
     # -- what each exchange implements ----------------------------------------------------------------------
     @abstractmethod
-    def server_time_ms(self) -> int:
-        """The exchange's clock, from its public time endpoint."""
+    def server_time_ms(self) -> int | None:
+        """The exchange's clock, from its public time endpoint (None: the exchange publishes none)."""
 
     @abstractmethod
     def read_key(self, state: KeyState, declared: KeyDeclaration) -> None:
@@ -183,12 +183,12 @@ class ExchangeAdapter(ABC):
         """The signed read-only call the IP probe sends (through self.call)."""
 
     # -- the public surface ---------------------------------------------------------------------------------
-    def server_time_offset_ms(self) -> int:
+    def server_time_offset_ms(self) -> int | None:
         """Local clock minus the exchange's, measured at the request's midpoint."""
         sent = time.time() * 1000
         server = self.server_time_ms()
         received = time.time() * 1000
-        return round((sent + received) / 2 - server)
+        return None if server is None else round((sent + received) / 2 - server)
 
     def inspect(self, declared: KeyDeclaration, probe_from: str | None = None) -> KeyState:
         """Ask the exchange what the key can do; any failure yields a KeyState marked unknown with the reason."""

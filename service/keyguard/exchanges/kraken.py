@@ -43,10 +43,10 @@ class KrakenAdapter(ExchangeAdapter):
         except (KeyError, TypeError, ValueError):
             raise MalformedResponse("kraken GET /0/public/Time: no result.unixtime in the answer") from None
 
-    def server_time_offset_ms(self) -> int:
+    def server_time_offset_ms(self) -> int | None:
         # Kraken's clock has one-second resolution: an offset under a second is not measurable.
         offset = super().server_time_offset_ms()
-        return 0 if -1000 < offset < 1000 else offset
+        return 0 if offset is not None and -1000 < offset < 1000 else offset
 
     def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
         return self.call(client, *self.probe_endpoint, client.private_post_getapikeyinfo)

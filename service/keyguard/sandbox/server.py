@@ -51,8 +51,8 @@ def sandbox_urls(base_url: str, exchange_id: str = "binance") -> dict[str, Any]:
     base = base_url.rstrip("/")
     if exchange_id == "okx":
         return {"api": {"rest": f"{base}/okx"}}
-    if exchange_id == "coinbase":
-        return {"api": {"rest": f"{base}/coinbase"}}
+    if exchange_id in ("coinbase", "blofin"):
+        return {"api": {"rest": f"{base}/{exchange_id}"}}
     if exchange_id == "bitget":
         return {"api": {name: f"{base}/bitget" for name in ("spot", "common", "user", "mix", "margin")}}
     if exchange_id == "kraken":

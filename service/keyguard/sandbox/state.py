@@ -34,7 +34,10 @@ BINANCE_FLAGS = (
     "enableWithdrawals",
 )
 
-Exchange = Literal["binance", "okx", "bybit", "kucoin", "kraken", "bitget", "coinbase"]
+# Exchanges whose keys come with a passphrase chosen at creation.
+PASSPHRASE_EXCHANGES = ("okx", "kucoin", "bitget", "blofin")
+
+Exchange = Literal["binance", "okx", "bybit", "kucoin", "kraken", "bitget", "coinbase", "blofin"]
 
 
 class KeySpec(BaseModel):
@@ -257,7 +260,7 @@ class SandboxExchange:
                 ips=list(spec.ips or []),
                 create_time_ms=spec.create_time_ms if spec.create_time_ms is not None else self.now_ms(),
                 expire_time_ms=spec.expire_time_ms,
-                passphrase=secrets.token_urlsafe(12) if spec.exchange in ("okx", "kucoin", "bitget") else None,
+                passphrase=secrets.token_urlsafe(12) if spec.exchange in PASSPHRASE_EXCHANGES else None,
             )
             self.keys[api_key] = key
             self._ensure_account(spec.account)

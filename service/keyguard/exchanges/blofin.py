@@ -1,0 +1,58 @@
+"""BloFin: GET /api/v1/user/query-apikey reports readOnly, ips, createTime and expireTime. A read-write key's
+trade/transfer/withdraw cannot be told apart, so they stay unknown unless the operator declares them."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import ccxt
+
+from keyguard.errors import ExchangeError
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
+from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_ms
+
+
+class BlofinAdapter(ExchangeAdapter):
+    exchange_id = "blofin"
+    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {
+        "152401": InvalidKey, "152402": InvalidKey, "152408": InvalidKey, "152409": InvalidKey,
+        "152406": IPRefused,
+        "152404": PermissionRefused,
+        "152405": ClockSkew,
+    }
+    probe_endpoint = ("GET", "/api/v1/user/query-apikey")
+
+    def server_time_ms(self) -> int | None:
+        return None  # BloFin publishes no server-time endpoint
+
+    def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
+        return self.call(client, *self.probe_endpoint, client.private_get_user_query_apikey)
+
+    def read_key(self, state: KeyState, declared: KeyDeclaration) -> None:
+        body = self.probe_call(self.host_client)
+        try:
+            data = body["data"]
+            read_only = int(data["readOnly"]) == 1
+            ips = [str(ip) for ip in data["ips"] or []]
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse("blofin GET /api/v1/user/query-apikey: no data.readOnly / data.ips") from None
+        state.raw_flags = {"readOnly": read_only}
+        if read_only:
+            state.permissions = Permissions(read=True, trade=False, transfer=False, withdraw=False)
+            state.permissions_source = "reported"
+        elif declared.permissions is not None:
+            # Only "read-write" is reported; which writes is the operator's declaration.
+            state.permissions = declared.permissions.model_copy(update={"read": True})
+            state.permissions_source = "declared"
+        else:
+            state.permissions = Permissions(read=True, trade=None, transfer=None, withdraw=None)
+            state.permissions_source = "reported"
+        state.ip_restricted = bool(ips)
+        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
+                             for ip in ips]
+        state.ip_binding_source = "reported" if ips else "unknown"
+        state.created_at = from_ms(data.get("createTime"))
+        state.expires_at = from_ms(data.get("expireTime"))
+        state.sources.update({"permissions": state.permissions_source, "ip_restricted": "reported",
+                              "allowed_ips": "reported", "created_at": "reported"})
