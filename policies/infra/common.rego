@@ -17,9 +17,9 @@ readable contains r if {
 of_type(type_token) := {r | some r in readable; r.type == type_token}
 
 # "Instance/exec-host": the type's last segment keeps ids short but unambiguous across kinds.
-resource_id(r) := sprintf("%s/%s", [type_name(r.type), r.name])
+resource_id(r) := sprintf("%s/%s", [type_last_segment(r.type), r.name])
 
-type_name(type_token) := parts[count(parts) - 1] if parts := split(type_token, ":")
+type_last_segment(type_token) := parts[count(parts) - 1] if parts := split(type_token, ":")
 
 list(x) := x if is_array(x)
 
@@ -119,13 +119,14 @@ document(policy) := json.unmarshal(policy) if {
 document(policy) := policy if is_object(policy)
 
 allow_statements(policy) := [s |
-	some s in list_statements(document(policy))
+	some s in statements(document(policy))
 	object.get(s, "Effect", "") == "Allow"
 ]
 
-list_statements(doc) := doc.Statement if is_array(doc.Statement)
+# A policy's Statement may be a single object or an array of them.
+statements(doc) := doc.Statement if is_array(doc.Statement)
 
-list_statements(doc) := [doc.Statement] if is_object(doc.Statement)
+statements(doc) := [doc.Statement] if is_object(doc.Statement)
 
 actions(statement) := [lower(a) | some a in list(object.get(statement, "Action", []))]
 

@@ -3,6 +3,7 @@ package keyguard.infra.eip
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: Every execution host has an associated Elastic IP
@@ -12,7 +13,9 @@ import data.keyguard.infra.common
 # custom:
 #   id: KG-INF-101
 #   severity: high
-#   remediation: Associate an aws.ec2.Eip with the instance (Eip.instance or EipAssociation) and bind keys to that address.
+#   remediation: >-
+#     Associate an aws.ec2.Eip with the instance (Eip.instance or EipAssociation) and bind keys to that
+#     address.
 deny contains result if {
 	some host in common.of_type("aws:ec2/instance:Instance")
 	associated := {host.id |
@@ -20,12 +23,10 @@ deny contains result if {
 		host.id in common.eip_instances(e)
 	}
 	count(associated) == 0
-	result := {
-		"id": "KG-INF-101",
-		"severity": "high",
-		"resource": common.resource_id(host),
-		"message": sprintf("execution host %s has no associated Elastic IP, so its egress address is not static", [host.name]),
-		"remediation": "Associate an aws.ec2.Eip with the instance (Eip.instance or EipAssociation) and bind keys to that address.",
-		"evidence": {"instance_id": host.id},
-	}
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(host),
+		sprintf("execution host %s has no associated Elastic IP, so its egress address is not static", [host.name]),
+		{"instance_id": host.id},
+	)
 }

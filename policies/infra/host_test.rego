@@ -9,26 +9,28 @@ instance(props) := {"type": "aws:ec2/instance:Instance", "name": "exec-host", "i
 
 hardened := instance({"metadataOptions": {"httpTokens": "required"}, "rootBlockDevice": {"encrypted": true}})
 
+infra(resources) := {"kind": "infra", "resources": resources}
+
 test_hardened_instance_passes_imds_and_volume_rules if {
-	count(imds.deny) + count(volumes.deny) == 0 with input as {"kind": "infra", "resources": [hardened]}
+	count(imds.deny) + count(volumes.deny) == 0 with input as infra([hardened])
 }
 
 test_imdsv1_optional_tokens_fire if {
-	some r in imds.deny with input as {"kind": "infra", "resources": [instance({"metadataOptions": {"httpTokens": "optional"}})]}
+	some r in imds.deny with input as infra([instance({"metadataOptions": {"httpTokens": "optional"}})])
 	r.id == "KG-INF-104"
 }
 
 test_missing_metadata_options_fire if {
-	some r in imds.deny with input as {"kind": "infra", "resources": [instance({})]}
+	some r in imds.deny with input as infra([instance({})])
 	r.resource == "Instance/exec-host"
 }
 
 test_unencrypted_root_volume_fires if {
-	some r in volumes.deny with input as {"kind": "infra", "resources": [instance({"rootBlockDevice": {"encrypted": false}})]}
+	some r in volumes.deny with input as infra([instance({"rootBlockDevice": {"encrypted": false}})])
 	r.id == "KG-INF-105"
 }
 
 test_root_volume_with_unknown_encryption_fires if {
-	some r in volumes.deny with input as {"kind": "infra", "resources": [instance({})]}
+	some r in volumes.deny with input as infra([instance({})])
 	r.id == "KG-INF-105"
 }

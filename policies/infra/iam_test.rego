@@ -7,16 +7,21 @@ import data.keyguard.infra.secret_access
 
 vault_arn := "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bot-exec-1-AbCdEf"
 
-vault_secret := {"type": "aws:secretsmanager/secret:Secret", "name": "bot-exec-1", "id": vault_arn, "properties": {"arn": vault_arn}}
+vault_secret := {
+	"type": "aws:secretsmanager/secret:Secret", "name": "bot-exec-1", "id": vault_arn,
+	"properties": {"arn": vault_arn},
+}
 
 role_policy(statements) := {
 	"type": "aws:iam/rolePolicy:RolePolicy", "name": "exec-host-policy", "id": "role:policy",
 	"properties": {"role": "exec-host-role", "policy": json.marshal({"Version": "2012-10-17", "Statement": statements})},
 }
 
+allow(action, resource) := {"Effect": "Allow", "Action": action, "Resource": resource}
+
 least := [
-	{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": [vault_arn]},
-	{"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "arn:aws:logs:eu-west-1:123456789012:log-group:keyguard:*"},
+	allow(["secretsmanager:GetSecretValue"], [vault_arn]),
+	allow("logs:PutLogEvents", "arn:aws:logs:eu-west-1:123456789012:log-group:keyguard:*"),
 ]
 
 wildcard_ids(resources) := ids if {
@@ -33,23 +38,25 @@ test_least_privilege_policy_passes if {
 }
 
 test_star_action_fires if {
-	wildcard_ids([role_policy([{"Effect": "Allow", "Action": "*", "Resource": vault_arn}])]) == {"KG-INF-108"}
+	wildcard_ids([role_policy([allow("*", vault_arn)])]) == {"KG-INF-108"}
 }
 
 test_service_wildcard_action_fires if {
-	wildcard_ids([role_policy([{"Effect": "Allow", "Action": ["S3:*"], "Resource": "arn:aws:s3:::b"}])]) == {"KG-INF-108"}
+	wildcard_ids([role_policy([allow(["S3:*"], "arn:aws:s3:::b")])]) == {"KG-INF-108"}
 }
 
 test_star_resource_fires if {
-	wildcard_ids([role_policy([{"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}])]) == {"KG-INF-108"}
+	wildcard_ids([role_policy([allow("ec2:DescribeInstances", "*")])]) == {"KG-INF-108"}
 }
 
 test_not_action_fires if {
-	wildcard_ids([role_policy([{"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::b"}])]) == {"KG-INF-108"}
+	statement := {"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::b"}
+	wildcard_ids([role_policy([statement])]) == {"KG-INF-108"}
 }
 
 test_not_resource_fires if {
-	wildcard_ids([role_policy([{"Effect": "Allow", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::b"}])]) == {"KG-INF-108"}
+	statement := {"Effect": "Allow", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::b"}
+	wildcard_ids([role_policy([statement])]) == {"KG-INF-108"}
 }
 
 test_deny_statement_with_wildcards_passes if {
@@ -64,25 +71,25 @@ test_unreadable_policy_document_fires if {
 test_role_inline_policy_is_checked if {
 	role := {
 		"type": "aws:iam/role:Role", "name": "exec-host-role", "id": "exec-host-role",
-		"properties": {"inlinePolicies": [{"name": "all", "policy": {"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}}]},
+		"properties": {"inlinePolicies": [{"name": "all", "policy": {"Statement": allow("*", "*")}}]},
 	}
 	wildcard_ids([role]) == {"KG-INF-108"}
 }
 
 test_reading_a_secret_outside_the_vault_fires if {
 	other := "arn:aws:secretsmanager:eu-west-1:123456789012:secret:payments-db"
-	some r in access([vault_secret, role_policy([{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": [vault_arn, other]}])])
+	some r in access([vault_secret, role_policy([allow("secretsmanager:GetSecretValue", [vault_arn, other])])])
 	r.id == "KG-INF-109"
 	r.evidence.resource == other
 }
 
 test_secret_read_through_wildcard_action_with_wildcard_arn_fires if {
-	statement := {"Effect": "Allow", "Action": "secretsmanager:Get*", "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:*"}
+	statement := allow("secretsmanager:Get*", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:*")
 	count(access([vault_secret, role_policy([statement])])) == 1
 }
 
 test_other_actions_do_not_count_as_secret_reads if {
-	statement := {"Effect": "Allow", "Action": "secretsmanager:DescribeSecret", "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:other"}
+	statement := allow("secretsmanager:DescribeSecret", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:other")
 	count(access([vault_secret, role_policy([statement])])) == 0
 }
 

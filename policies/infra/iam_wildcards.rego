@@ -3,6 +3,7 @@ package keyguard.infra.iam_wildcards
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: IAM policies name exact actions and exact resources
@@ -12,12 +13,19 @@ import data.keyguard.infra.common
 # custom:
 #   id: KG-INF-108
 #   severity: critical
-#   remediation: Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.
+#   remediation: >-
+#     Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource
+#     ARNs.
 deny contains result if {
 	some p in common.identity_policies
 	some statement in common.allow_statements(p.policy)
 	some problem in wildcard_problems(statement)
-	result := finding(p.resource, sprintf("%s allows %s", [common.resource_id(p.resource), problem]), statement)
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(p.resource),
+		sprintf("%s allows %s", [common.resource_id(p.resource), problem]),
+		statement,
+	)
 }
 
 # METADATA
@@ -25,16 +33,22 @@ deny contains result if {
 # custom:
 #   id: KG-INF-108
 #   severity: critical
-#   remediation: Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.
+#   remediation: >-
+#     Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource
+#     ARNs.
 deny contains result if {
 	some p in common.identity_policies
 
 	# null is a document not known yet (a preview); the pack reports those separately.
 	p.policy != null
 	not common.document(p.policy)
-	result := finding(
-		p.resource,
-		sprintf("%s has a policy document that cannot be read, so its privileges are unknown", [common.resource_id(p.resource)]),
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(p.resource),
+		sprintf(
+			"%s has a policy document that cannot be read, so its privileges are unknown",
+			[common.resource_id(p.resource)],
+		),
 		{"policy": p.policy},
 	)
 }
@@ -58,12 +72,3 @@ wildcard_problems(statement) := (({problem |
 wildcard_action("*")
 
 wildcard_action(action) if endswith(action, ":*")
-
-finding(resource, message, evidence) := {
-	"id": "KG-INF-108",
-	"severity": "critical",
-	"resource": common.resource_id(resource),
-	"message": message,
-	"remediation": "Replace wildcards with the exact actions (e.g. secretsmanager:GetSecretValue) and the exact resource ARNs.",
-	"evidence": evidence,
-}

@@ -3,6 +3,7 @@ package keyguard.infra.imds
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: Instances require IMDSv2 session tokens
@@ -17,12 +18,10 @@ deny contains result if {
 	some host in common.of_type("aws:ec2/instance:Instance")
 	tokens := object.get(object.get(host.properties, "metadataOptions", {}), "httpTokens", null)
 	tokens != data.infra.required_http_tokens
-	result := {
-		"id": "KG-INF-104",
-		"severity": "high",
-		"resource": common.resource_id(host),
-		"message": sprintf("instance %s allows IMDSv1 (httpTokens is %v, not required)", [host.name, tokens]),
-		"remediation": "Set metadataOptions.httpTokens to \"required\" on the instance (and its launch template).",
-		"evidence": {"metadataOptions": object.get(host.properties, "metadataOptions", null)},
-	}
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(host),
+		sprintf("instance %s allows IMDSv1 (httpTokens is %v, not required)", [host.name, tokens]),
+		{"metadataOptions": object.get(host.properties, "metadataOptions", null)},
+	)
 }

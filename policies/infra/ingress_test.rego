@@ -4,7 +4,10 @@ import rego.v1
 
 import data.keyguard.infra.ingress
 
-sg(ingress_rules) := {"type": "aws:ec2/securityGroup:SecurityGroup", "name": "exec-sg", "id": "sg-1", "properties": {"ingress": ingress_rules}}
+sg(ingress_rules) := {
+	"type": "aws:ec2/securityGroup:SecurityGroup", "name": "exec-sg", "id": "sg-1",
+	"properties": {"ingress": ingress_rules},
+}
 
 ids(resources) := found if {
 	found := {r.id | some r in ingress.deny} with input as {"kind": "infra", "resources": resources}
@@ -33,7 +36,10 @@ test_inline_from_private_range_passes if {
 test_security_group_rule_from_world_fires if {
 	rule := {
 		"type": "aws:ec2/securityGroupRule:SecurityGroupRule", "name": "open", "id": "sgr-1",
-		"properties": {"type": "ingress", "protocol": "tcp", "fromPort": 1000, "toPort": 2000, "cidrBlocks": ["0.0.0.0/0"], "securityGroupId": "sg-1"},
+		"properties": {
+			"type": "ingress", "protocol": "tcp", "fromPort": 1000, "toPort": 2000,
+			"cidrBlocks": ["0.0.0.0/0"], "securityGroupId": "sg-1",
+		},
 	}
 	some r in ingress.deny with input as {"kind": "infra", "resources": [rule]}
 	r.resource == "SecurityGroupRule/open"
@@ -42,7 +48,10 @@ test_security_group_rule_from_world_fires if {
 test_security_group_egress_rule_to_world_passes if {
 	rule := {
 		"type": "aws:ec2/securityGroupRule:SecurityGroupRule", "name": "https-out", "id": "sgr-2",
-		"properties": {"type": "egress", "protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["0.0.0.0/0"], "securityGroupId": "sg-1"},
+		"properties": {
+			"type": "egress", "protocol": "tcp", "fromPort": 443, "toPort": 443,
+			"cidrBlocks": ["0.0.0.0/0"], "securityGroupId": "sg-1",
+		},
 	}
 	ids([rule]) == set()
 }

@@ -4,7 +4,10 @@ import rego.v1
 
 import data.keyguard.infra.key_binding
 
-eip := {"type": "aws:ec2/eip:Eip", "name": "exec-ip", "id": "eipalloc-1", "properties": {"publicIp": "203.0.113.10", "instance": "i-1"}}
+eip := {
+	"type": "aws:ec2/eip:Eip", "name": "exec-ip", "id": "eipalloc-1",
+	"properties": {"publicIp": "203.0.113.10", "instance": "i-1"},
+}
 
 doc(resources, bindings) := {"kind": "infra", "resources": resources, "key_bindings": bindings}
 

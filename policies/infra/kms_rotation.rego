@@ -3,6 +3,7 @@ package keyguard.infra.kms_rotation
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: Customer-managed KMS keys rotate automatically
@@ -15,12 +16,10 @@ deny contains result if {
 	some key in common.of_type("aws:kms/key:Key")
 	common.prop(key, "keyManager") != "AWS"
 	not common.prop(key, "enableKeyRotation") == true
-	result := {
-		"id": "KG-INF-107",
-		"severity": "medium",
-		"resource": common.resource_id(key),
-		"message": sprintf("KMS key %s does not rotate automatically", [key.name]),
-		"remediation": "Set enableKeyRotation to true on the KMS key.",
-		"evidence": {"enableKeyRotation": common.prop(key, "enableKeyRotation")},
-	}
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(key),
+		sprintf("KMS key %s does not rotate automatically", [key.name]),
+		{"enableKeyRotation": common.prop(key, "enableKeyRotation")},
+	)
 }

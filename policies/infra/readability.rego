@@ -3,6 +3,7 @@ package keyguard.infra.readability
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: Every declared resource can be read live
@@ -12,16 +13,16 @@ import data.keyguard.infra.common
 # custom:
 #   id: KG-INF-112
 #   severity: high
-#   remediation: Check that the resource still exists and that the collector's role may describe it, then re-run the check.
+#   remediation: >-
+#     Check that the resource still exists and that the collector's role may describe it, then re-run the
+#     check.
 deny contains result if {
 	some r in input.resources
 	is_string(object.get(r, "error", null))
-	result := {
-		"id": "KG-INF-112",
-		"severity": "high",
-		"resource": common.resource_id(r),
-		"message": sprintf("%s could not be read: %s", [common.resource_id(r), r.error]),
-		"remediation": "Check that the resource still exists and that the collector's role may describe it, then re-run the check.",
-		"evidence": {"error": r.error},
-	}
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(r),
+		sprintf("%s could not be read: %s", [common.resource_id(r), r.error]),
+		{"error": r.error},
+	)
 }

@@ -3,6 +3,7 @@ package keyguard.infra.secret_access
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: The host role reads only the vault's own secrets
@@ -12,21 +13,24 @@ import data.keyguard.infra.common
 # custom:
 #   id: KG-INF-109
 #   severity: high
-#   remediation: Limit secretsmanager:GetSecretValue to the exact ARNs of the vault's secrets (the stack output secretArns).
+#   remediation: >-
+#     Limit secretsmanager:GetSecretValue to the exact ARNs of the vault's secrets (the stack output
+#     secretArns).
 deny contains result if {
 	some p in common.identity_policies
 	some statement in common.allow_statements(p.policy)
 	reads_secrets(statement)
 	some resource in common.resources(statement)
 	not resource in common.vault_secret_arns
-	result := {
-		"id": "KG-INF-109",
-		"severity": "high",
-		"resource": common.resource_id(p.resource),
-		"message": sprintf("%s can read secret %v, which is not one of the vault's secrets", [common.resource_id(p.resource), resource]),
-		"remediation": "Limit secretsmanager:GetSecretValue to the exact ARNs of the vault's secrets (the stack output secretArns).",
-		"evidence": {"resource": resource, "vault_secrets": sort(common.vault_secret_arns)},
-	}
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(p.resource),
+		sprintf(
+			"%s can read secret %v, which is not one of the vault's secrets",
+			[common.resource_id(p.resource), resource],
+		),
+		{"resource": resource, "vault_secrets": sort(common.vault_secret_arns)},
+	)
 }
 
 reads_secrets(statement) if {

@@ -3,6 +3,7 @@ package keyguard.infra.secret_material
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: No secret material in user data or tags
@@ -18,15 +19,13 @@ deny contains result if {
 	some field, text in texts(r)
 	some pattern in data.infra.secret_material_patterns
 	regex.match(pattern, text)
-	result := {
-		"id": "KG-INF-110",
-		"severity": "critical",
-		"resource": common.resource_id(r),
-		"message": sprintf("%s has what looks like secret material in %s", [common.resource_id(r), field]),
-		"remediation": "Remove the value, rotate it at its issuer, and have the host fetch it from Secrets Manager at start-up.",
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(r),
+		sprintf("%s has what looks like secret material in %s", [common.resource_id(r), field]),
 		# The evidence names the field and the pattern, never the matched value.
-		"evidence": {"field": field, "pattern": pattern},
-	}
+		{"field": field, "pattern": pattern},
+	)
 }
 
 texts(r) := object.union_n([user_data(r), user_data_base64(r), tags(r, "tags"), tags(r, "tagsAll")])

@@ -6,11 +6,19 @@ import data.keyguard.infra.secret_material
 
 instance(props) := {"type": "aws:ec2/instance:Instance", "name": "exec-host", "id": "i-1", "properties": props}
 
+infra(resources) := {"kind": "infra", "resources": resources}
+
 fields(props) := found if {
-	found := {r.evidence.field | some r in secret_material.deny} with input as {"kind": "infra", "resources": [instance(props)]}
+	found := {r.evidence.field | some r in secret_material.deny} with input as infra([instance(props)])
 }
 
-clean_user_data := "#!/bin/bash\nexport KEYGUARD_SECRETS_BACKEND=aws_secretsmanager\nexport KEYGUARD_SECRET_ARNS=arn:aws:secretsmanager:eu-west-1:1:secret:x\nsystemctl enable --now keyguard\n"
+clean_user_data := concat("\n", [
+	"#!/bin/bash",
+	"export KEYGUARD_SECRETS_BACKEND=aws_secretsmanager",
+	"export KEYGUARD_SECRET_ARNS=arn:aws:secretsmanager:eu-west-1:1:secret:x",
+	"systemctl enable --now keyguard",
+	"",
+])
 
 test_clean_user_data_and_tags_pass if {
 	fields({"userData": clean_user_data, "tags": {"purpose": "execution", "rotation-due": "2027-02-23"}}) == set()
@@ -29,7 +37,7 @@ test_private_key_in_base64_user_data_fires if {
 }
 
 test_secret_in_tag_fires if {
-	some r in secret_material.deny with input as {"kind": "infra", "resources": [instance({"tags": {"api_key": "k8s7d6f5g4h3j2k1"}})]}
+	some r in secret_material.deny with input as infra([instance({"tags": {"api_key": "k8s7d6f5g4h3j2k1"}})])
 	r.id == "KG-INF-110"
 	r.evidence.field == "tags.api_key"
 	not contains(r.message, "k8s7d6f5g4h3j2k1")

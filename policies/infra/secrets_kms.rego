@@ -3,6 +3,7 @@ package keyguard.infra.secrets_kms
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: Every vault secret is encrypted with a customer-managed KMS key
@@ -17,14 +18,12 @@ deny contains result if {
 	some secret in common.of_type("aws:secretsmanager/secret:Secret")
 	key := common.prop(secret, "kmsKeyId")
 	not customer_managed(key)
-	result := {
-		"id": "KG-INF-106",
-		"severity": "high",
-		"resource": common.resource_id(secret),
-		"message": sprintf("secret %s is not encrypted with a customer-managed KMS key (kmsKeyId %v)", [secret.name, key]),
-		"remediation": "Set the secret's kmsKeyId to the vault's customer-managed KMS key ARN.",
-		"evidence": {"kmsKeyId": key},
-	}
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(secret),
+		sprintf("secret %s is not encrypted with a customer-managed KMS key (kmsKeyId %v)", [secret.name, key]),
+		{"kmsKeyId": key},
+	)
 }
 
 customer_managed(key) if {

@@ -3,6 +3,7 @@ package keyguard.infra.ssh
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: SSH is reachable only from one /32 admin address
@@ -12,13 +13,17 @@ import data.keyguard.infra.common
 # custom:
 #   id: KG-INF-103
 #   severity: high
-#   remediation: Restrict SSH ingress to the single admin address (x.x.x.x/32), or drop it and use SSM Session Manager.
+#   remediation: >-
+#     Restrict SSH ingress to the single admin address (x.x.x.x/32), or drop it and use SSM Session
+#     Manager.
 deny contains result if {
-	some rule in ssh_rules
+	some rule in reaching_rules
 	some source in array.concat(rule.cidrs, rule.peer_groups)
 	not admin_address(source)
-	result := finding(
-		rule.resource, sprintf(
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(rule.resource),
+		sprintf(
 			"%s lets %s reach SSH port %d; only one /32 admin address may",
 			[common.resource_id(rule.resource), source, data.infra.ssh_port],
 		),
@@ -31,19 +36,23 @@ deny contains result if {
 # custom:
 #   id: KG-INF-103
 #   severity: high
-#   remediation: Restrict SSH ingress to the single admin address (x.x.x.x/32), or drop it and use SSM Session Manager.
+#   remediation: >-
+#     Restrict SSH ingress to the single admin address (x.x.x.x/32), or drop it and use SSM Session
+#     Manager.
 deny contains result if {
-	some group in {rule.group | some rule in ssh_rules}
+	some group in {rule.group | some rule in reaching_rules}
 	sources := {source |
-		some rule in ssh_rules
+		some rule in reaching_rules
 		rule.group == group
 		some source in array.concat(rule.cidrs, rule.peer_groups)
 	}
 	count(sources) > data.infra.max_ssh_admin_sources
-	some rule in ssh_rules
+	some rule in reaching_rules
 	rule.group == group
-	result := finding(
-		rule.resource, sprintf(
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(rule.resource),
+		sprintf(
 			"security group %v lets %d sources reach SSH port %d; at most %d admin address may",
 			[group, count(sources), data.infra.ssh_port, data.infra.max_ssh_admin_sources],
 		),
@@ -51,7 +60,8 @@ deny contains result if {
 	)
 }
 
-ssh_rules contains rule if {
+# Normalised ingress rules (see common.ingress) that reach the SSH port.
+reaching_rules contains rule if {
 	some rule in common.ingress
 	common.reaches_port(rule, data.infra.ssh_port)
 }
@@ -61,13 +71,4 @@ admin_address(cidr) if {
 	parts := split(cidr, "/")
 	count(split(parts[0], ".")) == 4
 	to_number(parts[1]) == data.infra.ssh_admin_prefix_length
-}
-
-finding(resource, message, evidence) := {
-	"id": "KG-INF-103",
-	"severity": "high",
-	"resource": common.resource_id(resource),
-	"message": message,
-	"remediation": "Restrict SSH ingress to the single admin address (x.x.x.x/32), or drop it and use SSM Session Manager.",
-	"evidence": evidence,
 }

@@ -4,20 +4,32 @@ import rego.v1
 
 import data.keyguard.infra.ssh
 
-sg(ingress_rules) := {"type": "aws:ec2/securityGroup:SecurityGroup", "name": "exec-sg", "id": "sg-1", "properties": {"ingress": ingress_rules}}
+sg(ingress_rules) := {
+	"type": "aws:ec2/securityGroup:SecurityGroup", "name": "exec-sg", "id": "sg-1",
+	"properties": {"ingress": ingress_rules},
+}
 
-vpc_rule(name, props) := {"type": "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "name": name, "id": name, "properties": props}
+vpc_rule(name, props) := {
+	"type": "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "name": name, "id": name,
+	"properties": props,
+}
+
+# A vpc ingress rule for TCP port 22 from one IPv4 range into sg-1.
+ssh_from(name, cidr) := vpc_rule(name, {
+	"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": cidr,
+	"securityGroupId": "sg-1",
+})
 
 findings(resources) := found if {
 	found := ssh.deny with input as {"kind": "infra", "resources": resources}
 }
 
 test_ssh_from_one_admin_address_passes if {
-	count(findings([vpc_rule("ssh-admin", {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "198.51.100.7/32", "securityGroupId": "sg-1"})])) == 0
+	count(findings([ssh_from("ssh-admin", "198.51.100.7/32")])) == 0
 }
 
 test_ssh_from_a_range_fires if {
-	some r in findings([vpc_rule("ssh-office", {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "198.51.100.0/24", "securityGroupId": "sg-1"})])
+	some r in findings([ssh_from("ssh-office", "198.51.100.0/24")])
 	r.id == "KG-INF-103"
 	r.resource == "SecurityGroupIngressRule/ssh-office"
 }
@@ -46,17 +58,17 @@ test_ssh_from_ipv6_host_fires if {
 test_ssh_from_peer_security_group_fires if {
 	legacy := {
 		"type": "aws:ec2/securityGroupRule:SecurityGroupRule", "name": "ssh-bastion", "id": "sgr-9",
-		"properties": {"type": "ingress", "protocol": "tcp", "fromPort": 22, "toPort": 22, "sourceSecurityGroupId": "sg-bastion", "securityGroupId": "sg-1"},
+		"properties": {
+			"type": "ingress", "protocol": "tcp", "fromPort": 22, "toPort": 22,
+			"sourceSecurityGroupId": "sg-bastion", "securityGroupId": "sg-1",
+		},
 	}
 	some r in findings([legacy])
 	r.evidence.source == "sg-bastion"
 }
 
 test_two_admin_addresses_fire if {
-	resources := [
-		vpc_rule("ssh-a", {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "198.51.100.7/32", "securityGroupId": "sg-1"}),
-		vpc_rule("ssh-b", {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "198.51.100.8/32", "securityGroupId": "sg-1"}),
-	]
+	resources := [ssh_from("ssh-a", "198.51.100.7/32"), ssh_from("ssh-b", "198.51.100.8/32")]
 	resources_hit := {r.resource | some r in findings(resources)}
 	resources_hit == {"SecurityGroupIngressRule/ssh-a", "SecurityGroupIngressRule/ssh-b"}
 }

@@ -3,6 +3,7 @@ package keyguard.infra.volumes
 import rego.v1
 
 import data.keyguard.infra.common
+import data.keyguard.lib
 
 # METADATA
 # title: Instance root volumes are encrypted
@@ -12,17 +13,17 @@ import data.keyguard.infra.common
 # custom:
 #   id: KG-INF-105
 #   severity: high
-#   remediation: Set rootBlockDevice.encrypted to true (with the vault's KMS key or the EBS default key) and replace the instance.
+#   remediation: >-
+#     Set rootBlockDevice.encrypted to true (with the vault's KMS key or the EBS default key) and replace
+#     the instance.
 deny contains result if {
 	some host in common.of_type("aws:ec2/instance:Instance")
 	root := object.get(host.properties, "rootBlockDevice", {})
 	not object.get(root, "encrypted", false) == true
-	result := {
-		"id": "KG-INF-105",
-		"severity": "high",
-		"resource": common.resource_id(host),
-		"message": sprintf("instance %s has an unencrypted root volume", [host.name]),
-		"remediation": "Set rootBlockDevice.encrypted to true (with the vault's KMS key or the EBS default key) and replace the instance.",
-		"evidence": {"rootBlockDevice": root},
-	}
+	result := lib.finding(
+		rego.metadata.rule(),
+		common.resource_id(host),
+		sprintf("instance %s has an unencrypted root volume", [host.name]),
+		{"rootBlockDevice": root},
+	)
 }
