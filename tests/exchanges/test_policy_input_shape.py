@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keyguard.exchanges import DeclaredIp, KeyDeclaration, Storage
+from keyguard.exchanges import ADAPTERS, DeclaredIp, KeyDeclaration, Storage
 from keyguard.exchanges.inventory import Host, keys_document
 from keyguard.policy import validate_document
 from keyguard.sandbox import SandboxHandle
@@ -12,7 +12,7 @@ from keyguard.sandbox import SandboxHandle
 from .conftest import AdapterFactory
 
 
-@pytest.mark.parametrize("exchange", ["binance", "okx", "bybit", "kucoin", "kraken", "bitget", "coinbase", "blofin"])
+@pytest.mark.parametrize("exchange", sorted(ADAPTERS))
 def test_inspected_and_failed_states_match_the_keys_schema(
     sandbox: SandboxHandle, adapter: AdapterFactory, exchange: str
 ) -> None:

@@ -24,6 +24,7 @@ from keyguard.exchanges.errors import (
     PermissionRefused,
     RateLimited,
 )
+from keyguard.exchanges.gate import GateAdapter
 from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage
 from keyguard.exchanges.kraken import KrakenAdapter
 from keyguard.exchanges.kucoin import KucoinAdapter
@@ -39,6 +40,7 @@ ADAPTERS: dict[str, type[ExchangeAdapter]] = {
     "bitget": BitgetAdapter,
     "coinbase": CoinbaseAdapter,
     "blofin": BlofinAdapter,
+    "gate": GateAdapter,
 }
 
 
@@ -78,6 +80,7 @@ __all__ = [
     "ExchangeAdapter",
     "ExchangeTimeout",
     "ExchangeUnavailable",
+    "GateAdapter",
     "IPRefused",
     "InvalidKey",
     "KeyDeclaration",

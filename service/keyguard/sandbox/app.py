@@ -1,6 +1,7 @@
 """The sandbox ASGI app: Binance at the root, OKX under /okx, Bybit under /bybit, KuCoin under /kucoin,
 Kraken under /kraken, Bitget under /bitget,
 Coinbase under /coinbase, BloFin under /blofin,
+Gate under /gate,
 admin under /admin."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import secrets
 
 from fastapi import FastAPI
 
-from keyguard.sandbox import admin, binance, bitget, blofin, coinbase, kraken, kucoin, okx_bybit
+from keyguard.sandbox import admin, binance, bitget, blofin, coinbase, gate, kraken, kucoin, okx_bybit
 from keyguard.sandbox.config import SandboxConfig
 from keyguard.sandbox.state import SandboxExchange
 
@@ -31,4 +32,5 @@ def create_app(exchange: SandboxExchange | None = None, admin_token: str | None 
     app.add_route("/bitget/{rest:path}", bitget.handle_bitget, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/coinbase/{rest:path}", coinbase.handle_coinbase, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/blofin/{rest:path}", blofin.handle_blofin, methods=ALL_METHODS, include_in_schema=False)
+    app.add_route("/gate/{rest:path}", gate.handle_gate, methods=ALL_METHODS, include_in_schema=False)
     return app

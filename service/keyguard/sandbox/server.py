@@ -51,6 +51,8 @@ def sandbox_urls(base_url: str, exchange_id: str = "binance") -> dict[str, Any]:
     base = base_url.rstrip("/")
     if exchange_id == "okx":
         return {"api": {"rest": f"{base}/okx"}}
+    if exchange_id == "gate":
+        return {"api": {"public": {"spot": f"{base}/gate/api/v4"}, "private": {"account": f"{base}/gate/api/v4"}}}
     if exchange_id in ("coinbase", "blofin"):
         return {"api": {"rest": f"{base}/{exchange_id}"}}
     if exchange_id == "bitget":

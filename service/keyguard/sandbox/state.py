@@ -37,7 +37,7 @@ BINANCE_FLAGS = (
 # Exchanges whose keys come with a passphrase chosen at creation.
 PASSPHRASE_EXCHANGES = ("okx", "kucoin", "bitget", "blofin")
 
-Exchange = Literal["binance", "okx", "bybit", "kucoin", "kraken", "bitget", "coinbase", "blofin"]
+Exchange = Literal["binance", "okx", "bybit", "kucoin", "kraken", "bitget", "coinbase", "blofin", "gate"]
 
 
 class KeySpec(BaseModel):
@@ -234,6 +234,9 @@ class SandboxExchange:
                 from keyguard.sandbox.coinbase import new_cdp_key
 
                 api_key, secret = new_cdp_key()
+            elif spec.exchange == "gate":
+                api_key = secrets.token_hex(16)
+                secret = secrets.token_hex(32)
             elif spec.exchange == "bitget":
                 api_key = "bg_" + secrets.token_hex(16)
                 secret = secrets.token_hex(32)

@@ -1,0 +1,82 @@
+"""Gate: no call describes the calling key alone; GET /api/v4/account/main_keys lists the main account's keys
+(masked), and the adapter picks the entry whose mask fits its own key. perms[{name, read_only}] and
+ip_whitelist come from that entry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ccxt
+
+from keyguard.errors import ExchangeError
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
+from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_ms
+
+TRADE = {"spot", "margin", "futures", "delivery", "options"}
+LABELS: dict[str, type[ExchangeError]] = {
+    "INVALID_KEY": InvalidKey, "INVALID_SIGNATURE": InvalidKey, "INVALID_CREDENTIALS": InvalidKey,
+    "IP_FORBIDDEN": IPRefused,
+    "FORBIDDEN": PermissionRefused,
+    "REQUEST_EXPIRED": ClockSkew,
+}
+
+
+def fits_mask(mask: str, api_key: str) -> bool:
+    """True when a masked key ("abcd********wxyz") can be this key."""
+    if "*" not in mask:
+        return mask == api_key
+    head, tail = mask.split("*", 1)[0], mask.rsplit("*", 1)[1]
+    return len(mask) == len(api_key) and api_key.startswith(head) and api_key.endswith(tail)
+
+
+class GateAdapter(ExchangeAdapter):
+    exchange_id = "gate"
+    probe_endpoint = ("GET", "/api/v4/account/main_keys")
+
+    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str) -> ExchangeError:
+        text = str(exc)
+        for label, error in LABELS.items():
+            if f'"{label}"' in text:
+                return error(f"gate {what}: {label}")
+        return super().translate(exc, status, headers, what)
+
+    def server_time_ms(self) -> int:
+        client = self.host_client
+        body = self.call(client, "GET", "/api/v4/spot/time", client.public_spot_get_time)
+        try:
+            return int(body["server_time"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse("gate GET /api/v4/spot/time: no server_time in the answer") from None
+
+    def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
+        # The endpoint answers a JSON list; wrap it so call() sees the object it expects.
+        return self.call(client, *self.probe_endpoint, lambda: {"keys": client.private_account_get_main_keys()})
+
+    def read_key(self, state: KeyState, declared: KeyDeclaration) -> None:
+        listed = self.probe_call(self.host_client)["keys"]
+        if not isinstance(listed, list):
+            raise MalformedResponse("gate GET /api/v4/account/main_keys: expected a list of keys")
+        mine = [k for k in listed if isinstance(k, dict) and fits_mask(str(k.get("key", "")),
+                                                                       self.credentials.api_key)]
+        if len(mine) != 1:
+            raise MalformedResponse(f"gate GET /api/v4/account/main_keys: {len(mine)} entries fit this key's mask; "
+                                    "expected exactly one")
+        entry = mine[0]
+        try:
+            perms = {str(p["name"]): not bool(p["read_only"]) for p in entry["perms"]}
+            ips = [str(ip) for ip in entry["ip_whitelist"] or []]
+        except (KeyError, TypeError):
+            raise MalformedResponse("gate main_keys entry: no perms[{name, read_only}] / ip_whitelist") from None
+        state.raw_flags = perms
+        state.permissions = Permissions(read=True, trade=any(perms.get(n, False) for n in TRADE),
+                                        transfer=perms.get("wallet", False), withdraw=perms.get("withdraw", False))
+        state.permissions_source = "reported"
+        state.ip_restricted = bool(ips)
+        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
+                             for ip in ips]
+        state.ip_binding_source = "reported" if ips else "unknown"
+        state.created_at = from_ms(int(entry.get("created_at") or 0) * 1000)
+        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported",
+                              "created_at": "reported"})

@@ -1,0 +1,87 @@
+"""Gate key-introspection face (under /gate): KEY/Timestamp/SIGN headers, SIGN = hex HMAC-SHA512 of
+METHOD, path, query, SHA-512(body) and timestamp joined by newlines. Gate has no call for "this key": a key
+lists every key of its main account (GET /account/main_keys), each masked, and the caller finds itself."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
+from keyguard.sandbox.state import SandboxExchange, SandboxKey
+
+GATE_SKEW_S = 60
+
+
+def _error(label: str, message: str, status: int = 401) -> JSONResponse:
+    return JSONResponse({"label": label, "message": message}, status_code=status)
+
+
+def masked(api_key: str) -> str:
+    return f"{api_key[:4]}{'*' * (len(api_key) - 8)}{api_key[-4:]}"
+
+
+def gate_perms(key: SandboxKey) -> list[dict[str, Any]]:
+    f = key.flags
+    trade = bool(f.get("enableSpotAndMarginTrading"))
+    return [
+        {"name": "spot", "read_only": not trade},
+        {"name": "margin", "read_only": not f.get("enableMargin")},
+        {"name": "futures", "read_only": not f.get("enableFutures")},
+        {"name": "wallet", "read_only": not (f.get("permitsUniversalTransfer") or f.get("enableInternalTransfer"))},
+        {"name": "withdraw", "read_only": not f.get("enableWithdrawals")},
+    ]
+
+
+def _authenticate(exchange: SandboxExchange, request: Request, path: str, query: str, body: str,
+                  ip: str) -> SandboxKey | JSONResponse:
+    h = request.headers
+    key = exchange.keys.get(h.get("KEY", ""))
+    if key is None or key.revoked or key.exchange != "gate":
+        return _error("INVALID_KEY", "Invalid key provided")
+    stamp = h.get("Timestamp", "")
+    if not stamp.isdigit() or abs(exchange.now() - int(stamp)) > GATE_SKEW_S:
+        return _error("REQUEST_EXPIRED", "Request timestamp expired")
+    payload = "\n".join([request.method, path, query, hashlib.sha512(body.encode()).hexdigest(), stamp])
+    expected = hmac.new(key.secret.encode(), payload.encode(), hashlib.sha512).hexdigest()
+    if not hmac.compare_digest(expected, h.get("SIGN", "")):
+        return _error("INVALID_SIGNATURE", "Signature mismatch")
+    if key.ip_restrict and ip not in key.ips:
+        return _error("IP_FORBIDDEN", f"Request IP {ip} not in whitelist", status=403)
+    return key
+
+
+def main_keys(exchange: SandboxExchange, caller: SandboxKey) -> list[dict[str, Any]]:
+    keys = [k for k in exchange.keys.values() if k.exchange == "gate" and k.account == caller.account]
+    return [{"mode": 1, "name": k.label, "perms": gate_perms(k), "ip_whitelist": list(k.ips) if k.ip_restrict else [],
+             "key": masked(k.api_key), "state": 3 if k.revoked else 1, "created_at": k.create_time_ms // 1000,
+             "updated_at": k.create_time_ms // 1000, "last_access": int(exchange.now())} for k in keys]
+
+
+async def handle_gate(request: Request) -> Response:
+    exchange: SandboxExchange = request.app.state.exchange
+    ip = request.client.host if request.client else "unknown"
+    path = request.url.path.removeprefix("/gate")
+    query = request.scope.get("query_string", b"").decode()
+    body = (await request.body()).decode()
+    faults = exchange.take_faults(f"{request.method} {request.url.path}", ip)
+    await apply_latency(faults)
+    before, after = split_faults(faults)
+    if before is not None:
+        return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
+    route = (request.method, request.url.path)
+    if route == ("GET", "/gate/api/v4/spot/time"):
+        response: Response = JSONResponse({"server_time": exchange.now_ms()})
+    elif route == ("GET", "/gate/api/v4/account/main_keys"):
+        with exchange.lock:
+            key = _authenticate(exchange, request, path, query, body, ip)
+            response = key if isinstance(key, JSONResponse) else JSONResponse(main_keys(exchange, key))
+    else:
+        return _error("NOT_FOUND", "Not found", status=404)
+    if after is not None:
+        return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
+    return response
