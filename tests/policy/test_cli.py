@@ -107,6 +107,7 @@ def test_policy_gate_passes_on_the_shipped_rule_set() -> None:
     proc = keyguard("policy", "test")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "coverage" in proc.stdout
+    assert "regal lint" in proc.stdout  # setup builds Regal, so the lint is part of the gate
 
 
 def test_policy_gate_fails_on_unformatted_rego(tmp_path: Path) -> None:
@@ -115,3 +116,12 @@ def test_policy_gate_fails_on_unformatted_rego(tmp_path: Path) -> None:
     path = policies / "keys" / "privilege.rego"
     path.write_text(path.read_text().replace("\t", "        ", 1))
     assert_clean_error(keyguard("policy", "test", "--policy-dir", str(policies)), "opa fmt")
+
+
+def test_policy_gate_fails_on_a_regal_violation(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    path = policies / "vendors" / "shadow.rego"
+    path.write_text("package keyguard.vendors.shadow\n\nimport rego.v1\n\n# METADATA\n# title: t\n"
+                    "count_of_things := 1\n\nget_thing := 2\n")
+    assert_clean_error(keyguard("policy", "test", "--policy-dir", str(policies)), "regal lint", "get_")

@@ -20,7 +20,7 @@ from keyguard.policy.engine import PolicyEngine
 from keyguard.policy.models import Severity
 from keyguard.policy.report import failing, findings_json, print_findings
 from keyguard.policy.waivers import apply_waivers, load_waivers
-from keyguard.tools import opa_binary, opa_ignore_args, policy_dir
+from keyguard.tools import opa_binary, opa_ignore_args, policy_dir, regal_binary
 
 app = typer.Typer(help="Check documents against the Rego rule set, list the rules, test the policies.",
                   no_args_is_help=True)
@@ -104,6 +104,15 @@ def test_policies(
     strict = _run("strict check", [opa, "check", "--strict", *opa_ignore_args(), root])
     if strict.returncode != 0:
         raise PolicyError(f"`opa check --strict` failed:\n{strict.stdout}{strict.stderr}")
+    regal = regal_binary()
+    if regal is None:
+        err.print("[yellow]regal not installed (run `make setup`): lint skipped[/]")
+    else:
+        lint = subprocess.run([regal, "lint", "--format", "compact", "."], capture_output=True, text=True,
+                              cwd=root, timeout=600)
+        out.print("[bold]lint[/]: regal lint")
+        if lint.returncode != 0:
+            raise PolicyError(f"`regal lint` found violations:\n{lint.stdout[-4000:]}{lint.stderr[-2000:]}")
     tests = _run("tests", [opa, "test", *opa_ignore_args(), root])
     if tests.returncode != 0:
         fails = [ln for ln in tests.stdout.splitlines() if re.search(r"FAIL|ERROR|error", ln)]
