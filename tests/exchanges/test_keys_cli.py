@@ -99,3 +99,12 @@ def test_check_passes_a_trade_only_key_bound_and_probed(sandbox: SandboxHandle, 
     findings = json.loads(result.stdout)["findings"]
     assert [f for f in findings if f["severity"] in ("critical", "high")] == []
     assert result.exit_code == 0
+
+
+def test_the_example_inventory_parses_and_names_secrets_only_by_variable() -> None:
+    from keyguard.exchanges.inventory import load_inventory
+
+    inventory = load_inventory(REPO / "examples" / "keyguard.yaml")
+    assert [k.id for k in inventory.keys] == ["bot-exec-1", "portfolio-okx"]
+    assert all(k.credentials.secret_env for k in inventory.keys)
+    assert inventory.probe.from_ip == "127.0.0.2"

@@ -82,7 +82,7 @@ def _inventory_from_flags(exchange: str | None, key_id: str | None, api_key_env:
 def inspect(
     inventory_file: Annotated[Path | None, typer.Option("--inventory", "-i",
                                                         help="Keys inventory (see examples/keyguard.yaml).")] = None,
-    exchange: Annotated[str | None, typer.Option(help="Without an inventory: the exchange (binance, okx, bybit).")
+    exchange: Annotated[str | None, typer.Option(help="Without an inventory: the exchange (ccxt id).")
                         ] = None,
     key_id: Annotated[str | None, typer.Option(help="Without an inventory: the key's id in reports.")] = None,
     api_key_env: Annotated[str | None, typer.Option(help="Env var holding the API key.")] = None,

@@ -1,4 +1,5 @@
-"""Binance-compatible exchange emulator with fault injection, plus OKX, Bybit and KuCoin key introspection.
+"""Binance-compatible exchange emulator with fault injection, plus key introspection for OKX, Bybit, KuCoin,
+Kraken, Bitget, Coinbase, BloFin and Gate.
 
 In a test::
 
@@ -14,9 +15,9 @@ In a test::
         sandbox.exchange.orders_of("main")                  # what really executed
 
 Served: /api/v3/{ping,time,exchangeInfo,ticker/price,depth,account,order,openOrders,myTrades},
-/sapi/v1/account/apiRestrictions, /sapi/v1/capital/withdraw/apply, /sapi/v1/asset/transfer; OKX under /okx
-(account/config, public/time), Bybit under /bybit (user/query-api, market/time), KuCoin under /kucoin
-(user/api-key, timestamp); the admin API under /admin (Bearer token, loopback clients only).
+/sapi/v1/account/apiRestrictions, /sapi/v1/capital/withdraw/apply, /sapi/v1/asset/transfer (plus what ccxt's
+loadMarkets asks for); each other exchange under /<ccxt id> with its own signing scheme and error codes
+(`sandbox_urls(url, id)` gives the ccxt `urls`); the admin API under /admin (Bearer token, loopback only).
 
 Faults (admin PUT /admin/faults or handle.set_faults): kind latency | status | reset | malformed | drop, on one
 endpoint ("POST /api/v3/order") or "*", optionally for one client_ip, `times` uses, `when` before | after
