@@ -79,8 +79,21 @@ def test_live_state_is_the_execution_policy_input(make_worker: WorkerFactory) ->
     assert doc["state"]["orders_last_minute"] == 1
     assert doc["state"]["used_weight_1m"] > 0 and doc["state"]["weight_limit_1m"] == 6000
     assert doc["state"]["trading_state"] == "ACTIVE" and doc["state"]["kill_switch_engaged"] is False
+    assert doc["golive"]["key_permissions"] == {"read": True, "trade": True, "transfer": False, "withdraw": False}
     if (schema_dir() / "execution.schema.json").exists():
         assert validate_document(doc) == "execution"
+
+
+def test_go_live_history_records_each_stage_the_worker_ran_in(make_worker: WorkerFactory) -> None:
+    make_worker(stage="sandbox").start()
+    make_worker(stage="sandbox").start()
+    promoted = make_worker(stage="paper")
+    promoted.start()
+
+    history = promoted.live_state().to_policy_input()["golive"]["history"]
+
+    assert [h["stage"] for h in history] == ["sandbox", "paper"]
+    assert all(h["entered_at"].endswith("Z") for h in history)
 
 
 def test_worker_run_command_trades_against_an_in_process_sandbox(tmp_path: Path) -> None:
