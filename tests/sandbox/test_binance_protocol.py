@@ -64,6 +64,9 @@ def test_duplicate_client_order_id_among_open_orders_is_rejected_with_2010(
     # Unique among open orders only: once cancelled the id may be used again.
     again = client.create_order("BTC/USDT", "limit", "buy", 0.01, 59000, {"newClientOrderId": "same-id"})
     assert again["id"] != first["id"]
+    # Look-ups and cancels by that client id reach the open order, not the cancelled one.
+    assert client.fetch_order(None, "BTC/USDT", {"origClientOrderId": "same-id"})["id"] == again["id"]
+    assert client.cancel_order(None, "BTC/USDT", {"origClientOrderId": "same-id"})["id"] == again["id"]
 
 
 def test_lookup_of_an_unknown_order_fails_with_2013(sandbox: SandboxHandle, binance: BinanceFactory) -> None:

@@ -532,14 +532,17 @@ class SandboxExchange:
 
     def find_order(self, account: str, symbol: str, order_id: int | None, client_order_id: str | None) -> Order:
         with self.lock:
-            for o in self.orders.values():
-                if o.account != account or o.symbol != symbol:
-                    continue
-                if order_id is not None and o.order_id == order_id:
-                    return o
-                if order_id is None and client_order_id is not None and o.client_order_id == client_order_id:
-                    return o
-            raise SandboxRejection(400, -2013, "Order does not exist.")
+            if order_id is not None:
+                found = self.orders.get(order_id)
+                if found is not None and found.account == account and found.symbol == symbol:
+                    return found
+                raise SandboxRejection(400, -2013, "Order does not exist.")
+            # A client id is unique among open orders only: prefer the open one, then the newest.
+            matches = [o for o in self.orders.values() if o.account == account and o.symbol == symbol
+                       and o.client_order_id == client_order_id]
+            if not matches:
+                raise SandboxRejection(400, -2013, "Order does not exist.")
+            return max(matches, key=lambda o: (o.is_open, o.order_id))
 
     def cancel_order(self, account: str, symbol: str, order_id: int | None, client_order_id: str | None) -> Order:
         with self.lock:
