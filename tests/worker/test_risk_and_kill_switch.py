@@ -76,6 +76,22 @@ def test_kill_switch_engaged_by_another_process_stops_a_running_worker(
     assert [o.status for o in exchange_orders(sandbox)] == ["CANCELED"]
 
 
+def test_kill_switch_engaged_while_the_worker_was_down_cancels_open_orders_at_start(
+    sandbox: SandboxHandle, make_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    from keyguard.worker.killswitch import KillSwitch
+
+    worker = make_worker()
+    worker.start()
+    assert worker.submit(intent("BUY", 0.001, "LIMIT", 50000.0)).status is OrderStatus.NEW
+    worker.client.close()  # the worker stops; its resting order stays at the exchange
+    KillSwitch(tmp_path / "state" / "killswitch.json").engage("incident", by="operator")
+
+    make_worker().start()
+
+    assert [o.status for o in exchange_orders(sandbox)] == ["CANCELED"]
+
+
 def test_daily_loss_limit_refuses_entry_but_lets_reducing_order_through(
     sandbox: SandboxHandle, make_worker: WorkerFactory
 ) -> None:

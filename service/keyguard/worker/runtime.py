@@ -245,7 +245,9 @@ class ExecutionWorker:
             info = retry_data_request(self.client.exchange_info)
             if info.get("rateLimits"):
                 self.client.limiter.pools = pools_from_exchange_info(info["rateLimits"])
-        self.refresh_kill_switch()
+        if self.refresh_kill_switch():
+            # Engaged while we were down: whatever is still open at the exchange is cancelled now.
+            self.cancel_open_orders()
         for symbol in self.symbols:
             self.price(symbol)
         report = self.reconcile()
@@ -275,6 +277,8 @@ class ExecutionWorker:
         return report
 
     def heartbeat(self) -> None:
+        """Alive; and an idle worker still notices a kill switch engaged elsewhere (one stat)."""
+        self.refresh_kill_switch()
         self.heartbeat_at = self.clock()
 
     def live_state(self) -> LiveState:
