@@ -25,7 +25,7 @@ from keyguard.exchanges.errors import (
     PermissionRefused,
     RateLimited,
 )
-from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage
+from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage, from_iso
 from keyguard.exchanges.limiter import RequestLimiter, RetryAfterLimiter
 from keyguard.exchanges.transport import bound_session
 from keyguard.redact import install_log_redaction, redact_text, register_secret
@@ -199,8 +199,6 @@ class ExchangeAdapter(ABC):
                          for ip in declared.allowed_ips],
         )
         if declared.superseded_at:
-            from keyguard.exchanges.keystate import from_iso
-
             state.superseded_at = from_iso(declared.superseded_at)
         if declared.allowed_ips:
             state.ip_binding_source = "declared"

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
+from keyguard.sandbox.binance import render_order
 from keyguard.sandbox.state import Fault, KeySpec, SandboxExchange
 
 
@@ -132,6 +133,4 @@ def set_clock(body: ClockSet, exchange: SandboxExchange = Depends(_exchange)) ->
 
 @router.get("/orders")
 def list_orders(account: str = "main", exchange: SandboxExchange = Depends(_exchange)) -> list[dict[str, Any]]:
-    from keyguard.sandbox.binance import render_order
-
     return [render_order(o, query=True) for o in exchange.orders_of(account)]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from keyguard.sandbox.config import SandboxConfig, SymbolSpec
+from keyguard.sandbox.config import SandboxConfig, SymbolSpec, interval_of
 from keyguard.sandbox.limits import BanLadder, WindowCounter
 
 # Binance's apiRestrictions flag set, in the order the exchange returns it.
@@ -335,8 +335,6 @@ class SandboxExchange:
     # -- rate limits ------------------------------------------------------------------------------------
     def charge_ip(self, ip: str, weight: float, sapi: bool) -> dict[str, str]:
         """Charge one request; return usage headers, or raise 418 (banned) / 429 (over the limit)."""
-        from keyguard.sandbox.config import interval_of
-
         with self.lock:
             now = self.now()
             ban_left = self.bans.check(ip, now)
@@ -375,8 +373,6 @@ class SandboxExchange:
             return headers
 
     def charge_order(self, account: str) -> dict[str, str]:
-        from keyguard.sandbox.config import interval_of
-
         with self.lock:
             now = self.now()
             headers = {}
@@ -397,8 +393,6 @@ class SandboxExchange:
             return headers
 
     def order_count_headers(self, account: str) -> dict[str, str]:
-        from keyguard.sandbox.config import interval_of
-
         now = self.now()
         return {
             f"X-MBX-ORDER-COUNT-{interval_of(int(c.window_s))[2]}": str(int(c.used(account, now)))
