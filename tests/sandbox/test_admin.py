@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ccxt
 import httpx
+import pytest
 
 from keyguard.sandbox import SandboxHandle
 
@@ -66,3 +68,13 @@ def test_prices_and_balances_set_by_admin_are_what_clients_see(
         assert admin.put("/prices", json={"symbol": "DOGEUSDT", "price": 1}).status_code == 404
     assert client.public_get_ticker_price({"symbol": "ETHUSDT"})["price"] == "2500.50000000"
     assert client.fetch_balance()["USDT"]["free"] == 1234.5
+
+
+def test_admin_order_listing_shows_what_really_executed(sandbox: SandboxHandle, binance: BinanceFactory) -> None:
+    client = binance(sandbox.create_key(flags={"enableSpotAndMarginTrading": True}))
+    sandbox.set_faults({"endpoint": "POST /api/v3/order", "kind": "reset", "when": "after", "times": 1})
+    with pytest.raises(ccxt.NetworkError):
+        client.create_order("BTC/USDT", "limit", "buy", 0.01, 59000, {"newClientOrderId": "seen-by-admin"})
+    with sandbox.admin() as admin:
+        orders = admin.get("/orders", params={"account": "main"}).json()
+    assert [(o["clientOrderId"], o["status"]) for o in orders] == [("seen-by-admin", "NEW")]
