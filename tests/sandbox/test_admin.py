@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import ccxt
 import httpx
 import pytest
@@ -78,3 +80,20 @@ def test_admin_order_listing_shows_what_really_executed(sandbox: SandboxHandle, 
     with sandbox.admin() as admin:
         orders = admin.get("/orders", params={"account": "main"}).json()
     assert [(o["clientOrderId"], o["status"]) for o in orders] == [("seen-by-admin", "NEW")]
+
+
+def test_admin_api_refuses_non_loopback_clients_even_with_the_token() -> None:
+    from keyguard.sandbox.app import create_app
+
+    app = create_app(admin_token="t0ken-for-test")
+    headers = {"Authorization": "Bearer t0ken-for-test"}
+
+    async def get_keys_from(host: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(host, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+            return await client.get("/admin/keys", headers=headers)
+
+    refused = asyncio.run(get_keys_from("203.0.113.7"))
+    allowed = asyncio.run(get_keys_from("127.0.0.1"))
+    assert refused.status_code == 403 and "loopback" in refused.text
+    assert allowed.status_code == 200
