@@ -89,3 +89,15 @@ def test_bybit_timeout_is_unknown(sandbox: SandboxHandle, adapter: AdapterFactor
     sandbox.set_faults({"endpoint": "GET /bybit/v5/user/query-api", "kind": "drop", "hold_s": 5})
     state = adapter(key, exchange="bybit", timeout_ms=400).inspect(_declare("bybit"))
     assert state.error_kind == "ExchangeTimeout" and state.to_policy_input()["permissions"] is None
+
+
+def test_okx_creation_time_comes_from_the_declaration_and_says_so(
+    sandbox: SandboxHandle, adapter: AdapterFactory
+) -> None:
+    from datetime import UTC, datetime
+
+    key = sandbox.create_key(exchange="okx", ip_restrict=True, ips=["127.0.0.1"])
+    declared = _declare("okx").model_copy(update={"created_at": datetime(2026, 11, 1, tzinfo=UTC)})
+    state = adapter(key, exchange="okx").inspect(declared)
+    assert state.to_policy_input()["created_at"] == "2026-11-01T00:00:00Z"
+    assert state.sources["created_at"] == "declared"

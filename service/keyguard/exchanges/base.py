@@ -8,11 +8,12 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import ccxt
 import requests
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from keyguard.errors import ExchangeError, KeyguardError
 from keyguard.exchanges.errors import (
@@ -25,7 +26,7 @@ from keyguard.exchanges.errors import (
     PermissionRefused,
     RateLimited,
 )
-from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage, from_iso
+from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage
 from keyguard.exchanges.limiter import RequestLimiter, RetryAfterLimiter
 from keyguard.exchanges.transport import bound_session
 from keyguard.redact import install_log_redaction, redact_text, register_secret
@@ -64,8 +65,16 @@ class KeyDeclaration(BaseModel):
     allowed_ips: list[DeclaredIp] = Field(default_factory=list)
     storage: Storage = Field(default_factory=Storage)
     permissions: Permissions | None = None
-    superseded_at: str | None = None
+    # For exchanges that do not report it (OKX, Bitget, Coinbase): when the key was created, per the operator.
+    created_at: datetime | None = None
+    superseded_at: datetime | None = None
     active: bool = True
+
+    @field_validator("created_at", "superseded_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # A timestamp without a zone in the inventory is UTC, like every timestamp Keyguard writes.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class ExchangeAdapter(ABC):
@@ -198,8 +207,7 @@ class ExchangeAdapter(ABC):
             allowed_ips=[AllowedIp(value=ip.value, reason=ip.reason, source="declared")
                          for ip in declared.allowed_ips],
         )
-        if declared.superseded_at:
-            state.superseded_at = from_iso(declared.superseded_at)
+        state.superseded_at = declared.superseded_at
         if declared.allowed_ips:
             state.ip_binding_source = "declared"
         try:
@@ -207,7 +215,11 @@ class ExchangeAdapter(ABC):
             self.read_key(state, declared)
             if probe_from is not None:
                 self.apply_probe(state, self.probe_ip(probe_from))
+            if state.created_at is None and declared.created_at is not None:
+                state.created_at = declared.created_at
+                state.sources["created_at"] = "declared"
         except KeyguardError as exc:
+            state.created_at = declared.created_at
             state.inspection_error = redact_text(str(exc))
             state.error_kind = type(exc).__name__
             state.permissions = declared.permissions

@@ -69,14 +69,16 @@ class InventoryKey(BaseModel):
     allowed_ips: list[DeclaredIp] = Field(default_factory=list)
     storage: Storage | None = None
     permissions: Permissions | None = None
-    superseded_at: str | None = None
+    created_at: datetime | None = None
+    superseded_at: datetime | None = None
     active: bool = True
 
     def declaration(self) -> KeyDeclaration:
         return KeyDeclaration(
             id=self.id, exchange=self.exchange, purpose=self.purpose, services=self.services,
             allowed_ips=self.allowed_ips, storage=self.storage or self.derived_storage(),
-            permissions=self.permissions, superseded_at=self.superseded_at, active=self.active,
+            permissions=self.permissions, created_at=self.created_at, superseded_at=self.superseded_at,
+            active=self.active,
         )
 
     def derived_storage(self) -> Storage:
@@ -141,6 +143,7 @@ def inspect_inventory(inventory: Inventory, *, timeout_ms: int = 10000, limiter:
         except ConfigError as exc:
             state = KeyState(exchange=key.exchange, key_id=key.id, purpose=key.purpose, services=key.services,
                              storage=declared.storage, permissions=key.permissions,
+                             created_at=declared.created_at, superseded_at=declared.superseded_at,
                              permissions_source="declared" if key.permissions else "unknown",
                              inspection_error=str(exc), error_kind=type(exc).__name__)
         states.append(state)

@@ -96,7 +96,9 @@ class KeyState(BaseModel):
 def _rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # A naive time is UTC here, never the host's local zone.
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def from_ms(ms: Any) -> datetime | None:
