@@ -42,3 +42,22 @@ def second_caller(url: str, key: str, secret: str, budget_path: str, weight_limi
         out.put(("second", 200, time.time()))
     except RateLimited as exc:
         out.put(("second", exc.status, time.time()))
+
+
+def grab_until_refused(backend: str, path: str, go: Any, out: Any) -> None:
+    """Acquire weight-1 calls from a 600-weight hour pool until refused; report how many were granted."""
+    from keyguard.worker.budget_store import open_budget_store
+    from keyguard.worker.limiter import RateLimitRefused
+
+    limiter = SharedRateLimiter(open_budget_store(backend, path), egress_ip="127.0.0.1",
+                                pools=(PoolSpec("REQUEST_WEIGHT", 3600, 600, "ip"),), headroom=1.0)
+    out.put("ready")
+    go.wait(30)
+    granted = 0
+    while True:
+        try:
+            limiter.acquire("GET", "/api/v3/time", deadline_s=0)
+        except RateLimitRefused:
+            break
+        granted += 1
+    out.put(granted)

@@ -78,3 +78,23 @@ def test_rate_limit_seen_by_one_process_stops_every_process_on_the_ip(
     # The exchange escalates any request sent during a back-off to a ban: none was.
     assert sandbox.exchange.bans.standing("127.0.0.1").bans == bans_before
     assert math.isfinite(banned_until)
+
+
+@pytest.mark.parametrize("backend", ["file", "sqlite"])
+def test_concurrent_processes_never_overspend_the_shared_budget(tmp_path: Path, backend: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    out, go = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=budget_child.grab_until_refused, args=(backend, str(tmp_path / "budget"), go, out))
+             for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    try:
+        assert [out.get(timeout=60) for _ in procs] == ["ready"] * 3
+        go.set()
+        granted = [out.get(timeout=60) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+    assert sum(granted) == 600, f"grants per process {granted} must add up to the budget exactly"
