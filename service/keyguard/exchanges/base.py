@@ -35,6 +35,8 @@ from keyguard.redact import install_log_redaction, redact_text, register_secret
 install_log_redaction(logging.getLogger("ccxt"))
 install_log_redaction(logging.getLogger("ccxt.base.exchange"))
 
+log = logging.getLogger("keyguard.exchanges")
+
 _CODE = re.compile(r'"(?:code|retCode|ret_code)"\s*:\s*"?(-?\d+)"?')
 
 
@@ -226,6 +228,12 @@ class ExchangeAdapter(ABC):
             state.permissions_source = "declared" if declared.permissions is not None else "unknown"
             state.ip_restricted = None
             state.raw_flags = {}
+            log.warning("key %s/%s could not be inspected (%s): %s", self.exchange_id, declared.id,
+                        state.error_kind, state.inspection_error)
+        else:
+            log.info("key %s/%s inspected: permissions %s, ip_restricted %s, binding %s", self.exchange_id,
+                     declared.id, state.permissions.model_dump() if state.permissions else None,
+                     state.ip_restricted, state.ip_binding_source)
         return state
 
     def probe_ip(self, other_ip: str) -> ProbeResult:
