@@ -108,3 +108,27 @@ def test_the_example_inventory_parses_and_names_secrets_only_by_variable() -> No
     assert [k.id for k in inventory.keys] == ["bot-exec-1", "portfolio-okx"]
     assert all(k.credentials.secret_env for k in inventory.keys)
     assert inventory.probe.from_ip == "127.0.0.2"
+
+
+def test_inspect_from_flags_without_an_inventory(sandbox: SandboxHandle) -> None:
+    key = sandbox.create_key(exchange="okx", ip_restrict=True, ips=["127.0.0.1"])
+    result = keyguard(
+        "keys", "inspect", "--exchange", "okx", "--key-id", "okx-mon", "--purpose", "monitoring",
+        "--api-key-env", "KG_F_KEY", "--secret-env", "KG_F_SECRET", "--passphrase-env", "KG_F_PASS",
+        "--allowed-ip", "127.0.0.1=exec-1 static EIP", "--exchange-url", sandbox.url,
+        "--source-ip", "127.0.0.1", "--probe-from", "127.0.0.2", "--json",
+        env={"KG_F_KEY": key["api_key"], "KG_F_SECRET": key["secret"], "KG_F_PASS": key["passphrase"]},
+    )
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.output)["keys"]
+    assert entry["purpose"] == "monitoring" and entry["ip_binding_source"] == "probed"
+    assert entry["allowed_ips"] == [{"value": "127.0.0.1", "reason": "exec-1 static EIP", "source": "probed"}]
+
+
+def test_incomplete_flags_and_bad_fail_on_are_config_errors_naming_the_fix() -> None:
+    from keyguard.errors import ConfigError
+
+    missing = keyguard("keys", "inspect", "--exchange", "binance")
+    assert isinstance(missing.exception, ConfigError) and "--api-key-env" in str(missing.exception)
+    bad = keyguard("keys", "inspect", "--fail-on", "severe", "--exchange", "binance")
+    assert isinstance(bad.exception, ConfigError) and "low, medium, high, critical" in str(bad.exception)
