@@ -140,15 +140,17 @@ class ExchangeAdapter(ABC):
         limiter = self._limiters.get(id(client), self.limiter)
         permit = limiter.acquire(method, path, params)
         session: requests.Session = client.session
+        # Cleared first, so a call that gets no response never reports the previous call's status or headers.
         session.last_status = 0  # type: ignore[attr-defined]
+        client.last_response_headers = {}
         try:
             result = fn()
         except ccxt.BaseError as exc:
             status = getattr(session, "last_status", 0)
-            limiter.observe(permit, status, dict(client.last_response_headers or {}))
-            raise self.translate(exc, status, client.last_response_headers or {}, f"{method} {path}") from None
-        limiter.observe(permit, getattr(session, "last_status", 200) or 200,
-                             dict(client.last_response_headers or {}))
+            headers = dict(client.last_response_headers or {})
+            limiter.observe(permit, status, headers)
+            raise self.translate(exc, status, headers, f"{method} {path}") from None
+        limiter.observe(permit, getattr(session, "last_status", 0) or 200, dict(client.last_response_headers or {}))
         if not isinstance(result, dict):
             raise MalformedResponse(
                 f"{self.exchange_id} {method} {path} answered with a body that is not a JSON object: "
