@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,10 @@ def worker_state_collector(path: Path) -> Collector:
     def collect() -> dict[str, Any]:
         if not path.is_file():
             raise ConfigError(f"worker live state {path} does not exist: is the execution worker running?")
-        return load_document(path)
+        doc = load_document(path)
+        # Judge the heartbeat by the service's clock: a dead worker's last file must read as stale.
+        doc["now"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return doc
 
     return Collector(scope="execution", collect=collect)
 

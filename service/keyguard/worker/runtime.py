@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from keyguard.errors import ExchangeError
@@ -79,6 +81,7 @@ class ExecutionWorker:
         self.last_price: dict[str, float] = {}
         self.heartbeat_at: float | None = None
         self.stages_file = config.state_dir / "stages.json"
+        self.live_state_file = config.state_dir / "live_state.json"
         self.key_permissions: dict[str, bool | None] | None = None
         self._lock = threading.Lock()
 
@@ -277,9 +280,17 @@ class ExecutionWorker:
         return report
 
     def heartbeat(self) -> None:
-        """Alive; and an idle worker still notices a kill switch engaged elsewhere (one stat)."""
+        """Alive; and an idle worker still notices a kill switch engaged elsewhere (one stat). The live state is
+        published to state_dir/live_state.json (atomic replace) for the Keyguard service's execution check."""
         self.refresh_kill_switch()
         self.heartbeat_at = self.clock()
+        self.publish_live_state()
+
+    def publish_live_state(self) -> Path:
+        tmp = self.live_state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.live_state().to_policy_input()))
+        os.replace(tmp, self.live_state_file)
+        return self.live_state_file
 
     def live_state(self) -> LiveState:
         now = self.clock()
