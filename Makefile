@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: setup demo test lint policy-test bench
+.PHONY: setup demo test lint bench
 
 setup:
 	@bash scripts/setup.sh
@@ -7,15 +7,15 @@ setup:
 demo: setup
 	uv run keyguard demo
 
-test: setup
-	uv run keyguard policy test
+# The whole gate CI runs: lint (Python and Rego) and every test.
+test: lint
 	uv run pytest
 
 lint: setup
 	uv run ruff check service tests infra bench policies/pulumi scripts
+	uv run mypy
 	uv run python scripts/gen_rule_catalogue.py --check
-	.tools/bin/opa fmt --list --fail policies
-	.tools/bin/opa check --strict --ignore schemas --ignore pulumi policies
+	uv run keyguard policy test
 
 bench: setup
 	uv run python -m bench

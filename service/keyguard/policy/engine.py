@@ -258,8 +258,8 @@ class PolicyEngine:
                 except requests.RequestException as exc:
                     raise PolicyError(f"OPA at {self.url} unreachable while loading {module_id}: {exc}") from None
             if len(refused) == len(pending):
-                module_id, exc = next(iter(refused.items()))
-                detail = format_opa_errors({"errors": exc.errors or [], "message": str(exc)})
+                module_id, first = next(iter(refused.items()))
+                detail = format_opa_errors({"errors": first.errors or [], "message": str(first)})
                 raise PolicyError(f"policy module {module_id} rejected by OPA:\n{detail}")
             pending = {m: pending[m] for m in refused}
         if previous is not None:
