@@ -26,6 +26,7 @@ def test_ccxt_places_looks_up_and_cancels_a_limit_order(sandbox: SandboxHandle, 
     cancelled = client.cancel_order(order["id"], "BTC/USDT")
     assert cancelled["status"] == "canceled"
     assert client.fetch_open_orders("BTC/USDT") == []
+    assert [(o["id"], o["status"]) for o in client.fetch_orders("BTC/USDT")] == [(order["id"], "canceled")]
     assert client.fetch_balance()["USDT"]["free"] == pytest.approx(100000.0)
 
 

@@ -258,6 +258,13 @@ def h_open_orders(c: Call) -> tuple[Any, dict[str, str]]:
     return [render_order(o, query=True) for o in orders], {}
 
 
+def h_all_orders(c: Call) -> tuple[Any, dict[str, str]]:
+    symbol = _required(c.params, "symbol")
+    limit = _integer(c.params, "limit") or 500
+    orders = [o for o in c.exchange.orders_of(c.account) if o.symbol == symbol]
+    return [render_order(o, query=True) for o in orders[-limit:]], {}
+
+
 def h_cancel_open_orders(c: Call) -> tuple[Any, dict[str, str]]:
     symbol = _required(c.params, "symbol")
     out = []
@@ -347,6 +354,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/v3/openOrders"): Endpoint(lambda p: 6 if p.get("symbol") else 80, READ, h_open_orders),
     ("DELETE", "/api/v3/openOrders"): Endpoint(_fixed(1), TRADE, h_cancel_open_orders),
     ("GET", "/api/v3/myTrades"): Endpoint(_fixed(20), READ, h_my_trades),
+    ("GET", "/api/v3/allOrders"): Endpoint(_fixed(20), READ, h_all_orders),
     ("GET", "/sapi/v1/account/apiRestrictions"): Endpoint(_fixed(1), KEY, h_api_restrictions, sapi=True),
     ("POST", "/sapi/v1/capital/withdraw/apply"): Endpoint(_fixed(1), WITHDRAW, h_withdraw, sapi=True),
     ("POST", "/sapi/v1/asset/transfer"): Endpoint(_fixed(1), UNIVERSAL_TRANSFER, h_universal_transfer, sapi=True),
