@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 from keyguard.policy import PolicyEngine
 from tests.servers import AlertReceiver, postgres_server
@@ -22,6 +25,21 @@ def postgres_url() -> Iterator[str]:
     """A real PostgreSQL (Debian's package) on 127.0.0.1, initdb'd for this test session."""
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's AWS server on 127.0.0.1 over real HTTP. moto's backends are process-global, so there is one server
+    for the whole session, started with the AWS managed IAM policies the Pulumi program attaches."""
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 @pytest.fixture

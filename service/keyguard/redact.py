@@ -15,6 +15,11 @@ _HEADER_SECRET = re.compile(
     r"(?i)(x-mbx-apikey|ok-access-key|ok-access-sign|ok-access-passphrase|x-bapi-api-key|x-bapi-sign|authorization)"
     r"(['\"]?\s*[:=]\s*['\"]?)([^'\",\s}]+)"
 )
+# AWS SDK wire logs carry secret values as JSON fields.
+_JSON_SECRET_FIELD = re.compile(
+    r'(?i)((?:\\\\)*\\?"(?:SecretString|SecretBinary|secret|api_secret|secret_key|passphrase)(?:\\\\)*\\?"\s*:\s*'
+    r'(?:\\\\)*\\?")(.*?)(?=(?:\\\\)*\\?")'
+)
 REDACTED = "***"
 
 _registered_secrets: set[str] = set()
@@ -28,6 +33,7 @@ def register_secret(value: str | None) -> None:
 
 def redact_text(text: str, extra: Iterable[str] = ()) -> str:
     out = _QUERY_SIGNATURE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    out = _JSON_SECRET_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}", out)
     out = _HEADER_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
     for secret in sorted({*_registered_secrets, *extra}, key=len, reverse=True):
         if secret and len(secret) >= 6:
@@ -67,10 +73,30 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_factory_installed = False
+
+
 def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Scrub every log record when it is created, whichever logger or handler it later reaches.
+
+    A filter on the root logger does not see records propagated from child loggers (botocore, urllib3), so
+    the record factory is the one place every record passes through."""
+    global _factory_installed
     target = logger or logging.getLogger()
     if not any(isinstance(f, RedactingFilter) for f in target.filters):
         target.addFilter(RedactingFilter())
-    for handler in target.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed format string must not drop the record
+            message = str(record.msg)
+        record.msg, record.args = redact_text(message), None
+        return record
+
+    logging.setLogRecordFactory(redacting_factory)
+    _factory_installed = True

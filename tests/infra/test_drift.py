@@ -5,17 +5,13 @@ would after `pulumi up`."""
 from __future__ import annotations
 
 import json
-import logging
-import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from keyguard.errors import ConfigError
 from keyguard.infra.drift import LiveAws, StackOutputs, collect_live_infra
@@ -27,22 +23,8 @@ FIXED_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    # The SSM managed policy the program attaches must exist in moto's IAM.
-    previous = os.environ.get("MOTO_IAM_LOAD_MANAGED_POLICIES")
-    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        if previous is None:
-            os.environ.pop("MOTO_IAM_LOAD_MANAGED_POLICIES", None)
-        else:
-            os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = previous
+def moto_endpoint(moto_url: str) -> str:
+    return moto_url
 
 
 @pytest.fixture(scope="module")

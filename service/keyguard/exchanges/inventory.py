@@ -15,6 +15,7 @@ from keyguard.errors import ConfigError
 from keyguard.exchanges.base import Credentials, DeclaredIp, KeyDeclaration
 from keyguard.exchanges.keystate import KeyState, Permissions, Storage
 from keyguard.exchanges.limiter import RequestLimiter
+from keyguard.secrets.aws import AwsSecret
 
 
 class SecretSource(BaseModel):
@@ -25,22 +26,27 @@ class SecretSource(BaseModel):
     secret_env: str | None = None
     passphrase_env: str | None = None
     file: Path | None = None
+    aws_secret: AwsSecret | None = Field(default=None, description="Secrets Manager: {secret_id, region}")
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretSource:
-        if self.file is None and not (self.api_key_env and self.secret_env):
-            raise ValueError("give either api_key_env and secret_env, or file")
+        if self.file is None and self.aws_secret is None and not (self.api_key_env and self.secret_env):
+            raise ValueError("give api_key_env and secret_env, or file, or aws_secret")
         return self
 
     def load(self) -> Credentials:
-        """Read the credentials; a missing variable or file is a ConfigError naming it."""
-        if self.file is not None:
+        """Read the credentials; a missing variable, file or secret is a ConfigError naming it."""
+        if self.file is not None or self.aws_secret is not None:
             from keyguard.policy.documents import load_document
 
-            data = load_document(self.file)
+            if self.aws_secret is not None:
+                data, where = self.aws_secret.read_json(), self.aws_secret.secret_id
+            else:
+                assert self.file is not None  # guaranteed by the branch condition
+                data, where = load_document(self.file), str(self.file)
             missing = [f for f in ("api_key", "secret") if not data.get(f)]
             if missing:
-                raise ConfigError(f"{self.file}: missing {', '.join(missing)} (expected api_key, secret, "
+                raise ConfigError(f"{where}: missing {', '.join(missing)} (expected api_key, secret, "
                                   "and passphrase for OKX)")
             return Credentials(api_key=str(data["api_key"]), secret=SecretStr(str(data["secret"])),
                                passphrase=SecretStr(str(data["passphrase"])) if data.get("passphrase") else None)
@@ -82,7 +88,10 @@ class InventoryKey(BaseModel):
         )
 
     def derived_storage(self) -> Storage:
-        """Storage facts implied by where the secret comes from when the operator declares none."""
+        """Storage facts implied by where the secret comes from when the operator declares none; for Secrets
+        Manager, how the secret is really encrypted (asked of AWS, unknown if it cannot be described)."""
+        if self.credentials.aws_secret is not None:
+            return Storage(backend="aws_secretsmanager", kms=self.credentials.aws_secret.kms())  # type: ignore[arg-type]
         return Storage(backend="file" if self.credentials.file is not None else "env")
 
 
