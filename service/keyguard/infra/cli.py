@@ -11,9 +11,9 @@ from rich.console import Console
 
 from keyguard.errors import ConfigError
 from keyguard.infra.capture import capture_program, read_stack_config
-from keyguard.policy.engine import PolicyEngine
+from keyguard.policy.engine import evaluate_documents
 from keyguard.policy.models import Finding, Severity
-from keyguard.policy.report import failing, findings_json, print_findings
+from keyguard.policy.report import FailOnOption, JsonOption, OpaUrlOption, report_and_gate
 from keyguard.tools import PROJECT_ROOT, policy_dir
 
 app = typer.Typer(help="Check the Pulumi program (under mocks) and the live stack against the infra rules.",
@@ -46,10 +46,7 @@ def load_key_bindings(path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate_infra(document: dict[str, Any], opa_url: str | None, source: str) -> list[Finding]:
-    if opa_url:
-        return PolicyEngine.external(opa_url, policy_root=policy_dir()).evaluate(document, source=source)
-    with PolicyEngine.managed() as engine:
-        return engine.evaluate(document, source=source)
+    return evaluate_documents([(source, document)], opa_url, policy_dir())
 
 
 @app.command()
@@ -63,11 +60,9 @@ def check(
     key_bindings: Annotated[
         Path | None, typer.Option(help="JSON/YAML list of {key, ips}: check each key is bound to the EIP.")
     ] = None,
-    fail_on: Annotated[Severity, typer.Option(help="Exit 1 when a finding is at or above this.")] = Severity.high,
-    as_json: Annotated[bool, typer.Option("--json", help="Print findings as JSON.")] = False,
-    opa_url: Annotated[
-        str | None, typer.Option("--opa-url", envvar="KEYGUARD_OPA_URL", help="External OPA (default: managed).")
-    ] = None,
+    fail_on: FailOnOption = Severity.high,
+    as_json: JsonOption = False,
+    opa_url: OpaUrlOption = None,
 ) -> None:
     """Run the program under Pulumi mocks, evaluate every resource it declares, exit 1 on a blocking finding."""
     stack_config = read_stack_config(config, project_file, parse_overrides(overrides or []))
@@ -75,17 +70,9 @@ def check(
     captured = capture_program(program, stack_config)
     document = captured.to_policy_input(bindings)
     findings = evaluate_infra(document, opa_url, source=f"{program} ({config.name})")
-    if as_json:
-        out.print_json(findings_json(findings))
-    else:
-        out.print(f"{len(captured.resources)} resources captured from {program} under Pulumi mocks "
-                  f"(stack {stack_config.project}/{stack_config.stack})")
-        print_findings(findings, out, title=f"infra {stack_config.stack}")
-    blocking = failing(findings, fail_on)
-    if blocking:
-        if not as_json:
-            out.print(f"[bold red]{len(blocking)} finding(s) at or above {fail_on}[/]")
-        raise typer.Exit(1)
+    report_and_gate(findings, out, fail_on=fail_on, as_json=as_json, title=f"infra {stack_config.stack}",
+                    summary=f"{len(captured.resources)} resources captured from {program} under Pulumi mocks "
+                    f"(stack {stack_config.project}/{stack_config.stack})")
 
 
 @app.command()
@@ -98,11 +85,9 @@ def drift(
     key_bindings: Annotated[
         Path | None, typer.Option(help="JSON/YAML list of {key, ips}: check each key is bound to the live EIP.")
     ] = None,
-    fail_on: Annotated[Severity, typer.Option(help="Exit 1 when a finding is at or above this.")] = Severity.high,
-    as_json: Annotated[bool, typer.Option("--json", help="Print findings as JSON.")] = False,
-    opa_url: Annotated[
-        str | None, typer.Option("--opa-url", envvar="KEYGUARD_OPA_URL", help="External OPA (default: managed).")
-    ] = None,
+    fail_on: FailOnOption = Severity.high,
+    as_json: JsonOption = False,
+    opa_url: OpaUrlOption = None,
 ) -> None:
     """Read the deployed stack's live AWS resources and evaluate them with the same infra rules."""
     from keyguard.infra.drift import LiveAws, StackOutputs, collect_live_infra
@@ -111,10 +96,5 @@ def drift(
     bindings = load_key_bindings(key_bindings) if key_bindings else None
     document = collect_live_infra(stack_outputs, LiveAws(region=region, endpoint_url=endpoint_url), bindings)
     findings = evaluate_infra(document, opa_url, source=f"live AWS ({outputs.name})")
-    if as_json:
-        out.print_json(findings_json(findings))
-    else:
-        out.print(f"{len(document['resources'])} live resources read in {region}")
-        print_findings(findings, out, title="infra drift")
-    if failing(findings, fail_on):
-        raise typer.Exit(1)
+    report_and_gate(findings, out, fail_on=fail_on, as_json=as_json, title="infra drift",
+                    summary=f"{len(document['resources'])} live resources read in {region}")

@@ -16,9 +16,9 @@ from rich.table import Table
 from keyguard.errors import PolicyError
 from keyguard.policy.catalogue import load_rules
 from keyguard.policy.documents import load_document
-from keyguard.policy.engine import PolicyEngine
+from keyguard.policy.engine import evaluate_documents
 from keyguard.policy.models import Severity
-from keyguard.policy.report import failing, findings_json, print_findings
+from keyguard.policy.report import FailOnOption, JsonOption, OpaUrlOption, report_and_gate
 from keyguard.policy.waivers import apply_waivers, load_waivers
 from keyguard.tools import opa_binary, opa_ignore_args, policy_dir, regal_binary
 
@@ -28,16 +28,13 @@ out = Console()
 err = Console(stderr=True)
 
 PolicyDirOption = Annotated[Path | None, typer.Option("--policy-dir", help="Rego policy directory.")]
-OpaUrlOption = Annotated[
-    str | None, typer.Option("--opa-url", envvar="KEYGUARD_OPA_URL", help="External OPA (default: managed).")
-]
 
 
 @app.command()
 def check(
     files: Annotated[list[Path], typer.Argument(help="JSON or YAML input documents (each with a `kind`).")],
-    fail_on: Annotated[Severity, typer.Option(help="Exit 1 when a finding is at or above this.")] = Severity.high,
-    as_json: Annotated[bool, typer.Option("--json", help="Print findings as JSON.")] = False,
+    fail_on: FailOnOption = Severity.high,
+    as_json: JsonOption = False,
     waivers_file: Annotated[Path | None, typer.Option("--waivers", help="YAML/JSON with a `waivers` list.")] = None,
     policy_root: PolicyDirOption = None,
     opa_url: OpaUrlOption = None,
@@ -45,25 +42,12 @@ def check(
     """Evaluate input documents; exit 1 when any open finding is at or above --fail-on."""
     documents = [(str(path), load_document(path)) for path in files]  # parse all before starting OPA
     waivers, notes = load_waivers(waivers_file) if waivers_file else ([], [])
-    root = policy_root or policy_dir()
-    if opa_url:
-        engine = PolicyEngine.external(opa_url, policy_root=root)
-        results = [f for name, doc in documents for f in engine.evaluate(doc, source=name)]
-    else:
-        with PolicyEngine.managed(policy_root=root) as engine:
-            results = [f for name, doc in documents for f in engine.evaluate(doc, source=name)]
+    results = evaluate_documents(documents, opa_url, policy_root or policy_dir())
     results, expired = apply_waivers(results, waivers, datetime.now(UTC))
     for note in [*notes, *expired]:
         err.print(f"[yellow]waiver:[/] {note.message}")
-    if as_json:
-        out.print_json(findings_json(results))
-    else:
-        print_findings(results, out, title=", ".join(name for name, _ in documents))
-    blocking = failing(results, fail_on)
-    if blocking:
-        if not as_json:
-            out.print(f"[bold red]{len(blocking)} finding(s) at or above {fail_on}[/]")
-        raise typer.Exit(1)
+    report_and_gate(results, out, fail_on=fail_on, as_json=as_json,
+                    title=", ".join(name for name, _ in documents))
 
 
 @app.command()

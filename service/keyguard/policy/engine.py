@@ -304,3 +304,13 @@ class PolicyEngine:
             except ValueError as exc:
                 raise PolicyError(f"a rule returned a malformed result {item!r}: {exc}") from None
         return sort_findings(findings)
+
+
+def evaluate_documents(documents: list[tuple[str, dict[str, Any]]], opa_url: str | None = None,
+                       policy_root: Path | None = None) -> list[Finding]:
+    """One-shot evaluation for the CLI: an external OPA when given, else a managed one for the duration."""
+    if opa_url:
+        engine = PolicyEngine.external(opa_url, policy_root=policy_root)
+        return sort_findings([f for name, doc in documents for f in engine.evaluate(doc, source=name)])
+    with PolicyEngine.managed(policy_root=policy_root) as managed:
+        return sort_findings([f for name, doc in documents for f in managed.evaluate(doc, source=name)])
