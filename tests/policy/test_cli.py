@@ -27,9 +27,13 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
         assert needle in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("area", ["keys", "execution", "vendors"])
-def test_insecure_example_lists_findings_with_ids_severity_and_remediation(area: str) -> None:
-    proc = keyguard("policy", "check", str(EXAMPLES / f"{area}-insecure.yaml"), "--json")
+INSECURE = ["keys-insecure.yaml", "execution-insecure.yaml", "vendors-insecure.yaml", "infra-insecure.json"]
+COMPLIANT = ["keys-compliant.yaml", "execution-compliant.yaml", "vendors-compliant.yaml", "infra-dev.json"]
+
+
+@pytest.mark.parametrize("example", INSECURE)
+def test_insecure_example_lists_findings_with_ids_severity_and_remediation(example: str) -> None:
+    proc = keyguard("policy", "check", str(EXAMPLES / example), "--json")
     assert proc.returncode == 1, proc.stderr
     findings = json.loads(proc.stdout)
     assert findings, "the insecure example must produce findings"
@@ -38,9 +42,9 @@ def test_insecure_example_lists_findings_with_ids_severity_and_remediation(area:
         assert f["remediation"] and f["resource"] and f["message"]
 
 
-@pytest.mark.parametrize("area", ["keys", "execution", "vendors"])
-def test_compliant_example_yields_no_findings(area: str) -> None:
-    proc = keyguard("policy", "check", str(EXAMPLES / f"{area}-compliant.yaml"), "--json", "--fail-on", "low")
+@pytest.mark.parametrize("example", COMPLIANT)
+def test_compliant_example_yields_no_findings(example: str) -> None:
+    proc = keyguard("policy", "check", str(EXAMPLES / example), "--json", "--fail-on", "low")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout) == []
 
