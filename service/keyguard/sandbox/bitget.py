@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
+from keyguard.sandbox.faces import FaceCall, begin_face_call
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 BITGET_SKEW_MS = 30_000
@@ -63,18 +63,10 @@ def account_info(key: SandboxKey) -> dict[str, Any]:
 
 
 async def handle_bitget(request: Request) -> Response:
-    exchange: SandboxExchange = request.app.state.exchange
-    ip = request.client.host if request.client else "unknown"
-    path = request.url.path.removeprefix("/bitget")
-    query = request.scope.get("query_string", b"").decode()
-    if query:
-        path += "?" + query
-    body = (await request.body()).decode()
-    faults = exchange.take_faults(f"{request.method} {request.url.path}", ip)
-    await apply_latency(faults)
-    before, after = split_faults(faults)
-    if before is not None:
-        return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
+    call = await begin_face_call(request, "/bitget")
+    if not isinstance(call, FaceCall):
+        return call
+    exchange = call.exchange
     route = (request.method, request.url.path)
     if route == ("GET", "/bitget/api/v2/public/time"):
         now_ms = exchange.now_ms()
@@ -82,11 +74,9 @@ async def handle_bitget(request: Request) -> Response:
                                            "data": {"serverTime": str(now_ms)}})
     elif route == ("GET", "/bitget/api/v2/spot/account/info"):
         with exchange.lock:
-            key = _authenticate(exchange, request, path, body, ip)
+            key = _authenticate(exchange, request, call.path_and_query, call.body, call.ip)
             response = key if isinstance(key, JSONResponse) else JSONResponse(
                 {"code": "00000", "msg": "success", "requestTime": exchange.now_ms(), "data": account_info(key)})
     else:
         return JSONResponse({"code": "40404", "msg": "Request URL NOT FOUND"}, status_code=404)
-    if after is not None:
-        return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
-    return response
+    return call.answer(response)

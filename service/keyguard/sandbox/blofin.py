@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
+from keyguard.sandbox.faces import FaceCall, begin_face_call
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 BLOFIN_SKEW_MS = 60_000
@@ -52,24 +52,14 @@ def query_apikey(key: SandboxKey) -> dict[str, Any]:
 
 
 async def handle_blofin(request: Request) -> Response:
-    exchange: SandboxExchange = request.app.state.exchange
-    ip = request.client.host if request.client else "unknown"
-    path = request.url.path.removeprefix("/blofin")
-    query = request.scope.get("query_string", b"").decode()
-    if query:
-        path += "?" + query
-    body = (await request.body()).decode()
-    faults = exchange.take_faults(f"{request.method} {request.url.path}", ip)
-    await apply_latency(faults)
-    before, after = split_faults(faults)
-    if before is not None:
-        return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
+    call = await begin_face_call(request, "/blofin")
+    if not isinstance(call, FaceCall):
+        return call
+    exchange = call.exchange
     if (request.method, request.url.path) != ("GET", "/blofin/api/v1/user/query-apikey"):
         return JSONResponse({"code": "404", "msg": "Not Found"}, status_code=404)
     with exchange.lock:
-        key = _authenticate(exchange, request, path, body, ip)
+        key = _authenticate(exchange, request, call.path_and_query, call.body, call.ip)
         response = key if isinstance(key, JSONResponse) else JSONResponse(
             {"code": "0", "msg": "success", "data": query_apikey(key)})
-    if after is not None:
-        return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
-    return response
+    return call.answer(response)

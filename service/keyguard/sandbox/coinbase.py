@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
+from keyguard.sandbox.faces import FaceCall, begin_face_call
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 
@@ -77,13 +77,10 @@ def key_permissions(key: SandboxKey) -> dict[str, Any]:
 
 
 async def handle_coinbase(request: Request) -> Response:
-    exchange: SandboxExchange = request.app.state.exchange
-    ip = request.client.host if request.client else "unknown"
-    faults = exchange.take_faults(f"{request.method} {request.url.path}", ip)
-    await apply_latency(faults)
-    before, after = split_faults(faults)
-    if before is not None:
-        return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
+    call = await begin_face_call(request, "/coinbase")
+    if not isinstance(call, FaceCall):
+        return call
+    exchange = call.exchange
     route = (request.method, request.url.path)
     if route == ("GET", "/coinbase/api/v3/brokerage/time"):
         now = exchange.now()
@@ -92,10 +89,8 @@ async def handle_coinbase(request: Request) -> Response:
             "epochSeconds": str(int(now)), "epochMillis": str(int(now * 1000))})
     elif route == ("GET", "/coinbase/api/v3/brokerage/key_permissions"):
         with exchange.lock:
-            key = _authenticate(exchange, request, ip)
+            key = _authenticate(exchange, request, call.ip)
             response = key if isinstance(key, Response) else JSONResponse(key_permissions(key))
     else:
         return JSONResponse({"error": "NOT_FOUND", "message": "Not Found"}, status_code=404)
-    if after is not None:
-        return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
-    return response
+    return call.answer(response)

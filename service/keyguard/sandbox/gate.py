@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
+from keyguard.sandbox.faces import FaceCall, begin_face_call
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 GATE_SKEW_S = 60
@@ -63,25 +63,17 @@ def main_keys(exchange: SandboxExchange, caller: SandboxKey) -> list[dict[str, A
 
 
 async def handle_gate(request: Request) -> Response:
-    exchange: SandboxExchange = request.app.state.exchange
-    ip = request.client.host if request.client else "unknown"
-    path = request.url.path.removeprefix("/gate")
-    query = request.scope.get("query_string", b"").decode()
-    body = (await request.body()).decode()
-    faults = exchange.take_faults(f"{request.method} {request.url.path}", ip)
-    await apply_latency(faults)
-    before, after = split_faults(faults)
-    if before is not None:
-        return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
+    call = await begin_face_call(request, "/gate")
+    if not isinstance(call, FaceCall):
+        return call
+    exchange = call.exchange
     route = (request.method, request.url.path)
     if route == ("GET", "/gate/api/v4/spot/time"):
         response: Response = JSONResponse({"server_time": exchange.now_ms()})
     elif route == ("GET", "/gate/api/v4/account/main_keys"):
         with exchange.lock:
-            key = _authenticate(exchange, request, path, query, body, ip)
+            key = _authenticate(exchange, request, call.path, call.query, call.body, call.ip)
             response = key if isinstance(key, JSONResponse) else JSONResponse(main_keys(exchange, key))
     else:
         return _error("NOT_FOUND", "Not found", status=404)
-    if after is not None:
-        return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
-    return response
+    return call.answer(response)

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
+from keyguard.sandbox.faces import FaceCall, begin_face_call
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 
@@ -67,15 +67,10 @@ def api_key_info(key: SandboxKey, now_s: int) -> dict[str, Any]:
 
 
 async def handle_kraken(request: Request) -> Response:
-    exchange: SandboxExchange = request.app.state.exchange
-    ip = request.client.host if request.client else "unknown"
-    path = request.url.path.removeprefix("/kraken")
-    body = (await request.body()).decode()
-    faults = exchange.take_faults(f"{request.method} {request.url.path}", ip)
-    await apply_latency(faults)
-    before, after = split_faults(faults)
-    if before is not None:
-        return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
+    call = await begin_face_call(request, "/kraken")
+    if not isinstance(call, FaceCall):
+        return call
+    exchange = call.exchange
     now_s = int(exchange.now())
     route = (request.method, request.url.path)
     if route == ("GET", "/kraken/0/public/Time"):
@@ -83,11 +78,9 @@ async def handle_kraken(request: Request) -> Response:
         response: Response = JSONResponse({"error": [], "result": {"unixtime": now_s, "rfc1123": stamp}})
     elif route == ("POST", "/kraken/0/private/GetApiKeyInfo"):
         with exchange.lock:
-            key = _authenticate(exchange, request, path, body, ip)
+            key = _authenticate(exchange, request, call.path, call.body, call.ip)
             response = key if isinstance(key, JSONResponse) else JSONResponse(
                 {"error": [], "result": api_key_info(key, now_s)})
     else:
         return JSONResponse({"error": ["EGeneral:Unknown method"], "result": {}}, status_code=404)
-    if after is not None:
-        return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
-    return response
+    return call.answer(response)

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
+from keyguard.sandbox.faces import FaceCall, begin_face_call
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 KUCOIN_SKEW_MS = 5000
@@ -66,28 +66,18 @@ def api_key_body(key: SandboxKey) -> dict[str, Any]:
 
 
 async def handle_kucoin(request: Request) -> Response:
-    exchange: SandboxExchange = request.app.state.exchange
-    ip = request.client.host if request.client else "unknown"
-    endpoint = request.url.path.removeprefix("/kucoin")
-    query = request.scope.get("query_string", b"").decode()
-    if query:
-        endpoint += "?" + query
-    body = (await request.body()).decode()
-    faults = exchange.take_faults(f"{request.method} {request.url.path}", ip)
-    await apply_latency(faults)
-    before, after = split_faults(faults)
-    if before is not None:
-        return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
+    call = await begin_face_call(request, "/kucoin")
+    if not isinstance(call, FaceCall):
+        return call
+    exchange = call.exchange
     route = (request.method, request.url.path)
     if route == ("GET", "/kucoin/api/v1/timestamp"):
         response: Response = JSONResponse({"code": "200000", "data": exchange.now_ms()})
     elif route == ("GET", "/kucoin/api/v1/user/api-key"):
         with exchange.lock:
-            key = _authenticate(exchange, request, endpoint, body, ip)
+            key = _authenticate(exchange, request, call.path_and_query, call.body, call.ip)
             response = key if isinstance(key, JSONResponse) else JSONResponse(
                 {"code": "200000", "data": api_key_body(key)})
     else:
         return _error(404, "404000", f"The sandbox does not implement {request.method} {request.url.path}.")
-    if after is not None:
-        return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
-    return response
+    return call.answer(response)

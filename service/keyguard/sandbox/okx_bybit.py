@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
+from keyguard.sandbox.faces import FaceCall, begin_face_call
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 OKX_SKEW_S = 30.0
@@ -70,34 +70,23 @@ def okx_config_body(key: SandboxKey) -> dict[str, Any]:
 
 
 async def handle_okx(request: Request) -> Response:
-    exchange: SandboxExchange = request.app.state.exchange
-    signed_path = request.url.path.removeprefix("/okx")
-    query = request.scope.get("query_string", b"").decode()
-    if query:
-        signed_path += "?" + query
-    body = (await request.body()).decode()
-    faults = exchange.take_faults(f"{request.method} {request.url.path}",
-                                  request.client.host if request.client else None)
-    await apply_latency(faults)
-    before, after = split_faults(faults)
-    if before is not None:
-        return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
+    call = await begin_face_call(request, "/okx")
+    if not isinstance(call, FaceCall):
+        return call
+    exchange = call.exchange
     route = (request.method, request.url.path)
     if route == ("GET", "/okx/api/v5/public/time"):
         response: Response = JSONResponse({"code": "0", "msg": "", "data": [{"ts": str(exchange.now_ms())}]})
     elif route == ("GET", "/okx/api/v5/account/config"):
-        ip = request.client.host if request.client else "unknown"
         with exchange.lock:
-            key = _okx_authenticate(exchange, request, signed_path, body, ip)
+            key = _okx_authenticate(exchange, request, call.path_and_query, call.body, call.ip)
             if isinstance(key, JSONResponse):
                 response = key
             else:
                 response = JSONResponse({"code": "0", "msg": "", "data": [okx_config_body(key)]})
     else:
         return _okx_error(404, "50000", f"The sandbox does not implement {request.method} {request.url.path}.")
-    if after is not None:
-        return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
-    return response
+    return call.answer(response)
 
 
 def _bybit_error(code: int, msg: str, now_ms: int) -> JSONResponse:
@@ -131,15 +120,10 @@ def bybit_key_body(key: SandboxKey) -> dict[str, Any]:
 
 
 async def handle_bybit(request: Request) -> Response:
-    exchange: SandboxExchange = request.app.state.exchange
-    query = request.scope.get("query_string", b"").decode()
-    body = (await request.body()).decode()
-    faults = exchange.take_faults(f"{request.method} {request.url.path}",
-                                  request.client.host if request.client else None)
-    await apply_latency(faults)
-    before, after = split_faults(faults)
-    if before is not None:
-        return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
+    call = await begin_face_call(request, "/bybit")
+    if not isinstance(call, FaceCall):
+        return call
+    exchange = call.exchange
     now_ms = exchange.now_ms()
     route = (request.method, request.url.path)
     if route == ("GET", "/bybit/v5/market/time"):
@@ -147,14 +131,11 @@ async def handle_bybit(request: Request) -> Response:
             "timeSecond": str(now_ms // 1000), "timeNano": str(now_ms * 1_000_000)}, "retExtInfo": {},
             "time": now_ms})
     elif route == ("GET", "/bybit/v5/user/query-api"):
-        ip = request.client.host if request.client else "unknown"
         with exchange.lock:
-            response = _bybit_query_api(exchange, request, query, body, ip, now_ms)
+            response = _bybit_query_api(exchange, request, call.query, call.body, call.ip, now_ms)
     else:
         return _bybit_error(404, f"The sandbox does not implement {request.method} {request.url.path}.", now_ms)
-    if after is not None:
-        return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)
-    return response
+    return call.answer(response)
 
 
 def _bybit_query_api(exchange: SandboxExchange, request: Request, query: str, body: str, ip: str,
