@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -158,3 +160,41 @@ def test_demo_shows_findings_then_the_drift_alert_and_never_a_secret(tmp_path: P
     assert secret not in output
     assert secret.encode() not in (state / "keyguard.db").read_bytes()
     assert "Traceback" not in output
+
+
+def test_serve_runs_from_a_config_file_and_stops_cleanly_on_sigterm(tmp_path: Path, vendors_file: Path) -> None:
+    config = tmp_path / "keyguard.yaml"
+    config.write_text(yaml.safe_dump({
+        "service": {"port": 0}, "store": {"url": f"sqlite:///{tmp_path}/serve.db"},
+        "checks": {"interval_s": 3600}, "documents": [vendors_file.name],
+    }))
+    set_vendor(vendors_file, two_factor=False)
+    env = {**os.environ, "KEYGUARD_API_TOKEN": TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "keyguard.cli", "serve", "--config", str(config)],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT)
+    assert proc.stderr is not None
+    url = None
+    for line in proc.stderr:
+        match = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            url = match.group(1)
+            break
+    assert url, "serve did not report its URL"
+    findings = httpx.get(f"{url}/api/findings", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert [f["rule_id"] for f in findings] == ["KG-VEN-105"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
+def test_serve_without_a_token_is_a_clear_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KEYGUARD_API_TOKEN"}
+    proc = subprocess.run([sys.executable, "-m", "keyguard.cli", "serve"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "set KEYGUARD_API_TOKEN" in proc.stderr
+
+
+def test_example_service_settings_load() -> None:
+    settings = load_settings(PROJECT_ROOT / "examples" / "service.yaml")
+    assert settings.inventory == PROJECT_ROOT / "examples" / "keyguard.yaml"
+    assert settings.alerts.routes[0].min_severity == "low"
