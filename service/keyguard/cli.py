@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "sandbox": ("keyguard.sandbox.cli", "The Binance-compatible sandbox exchange with fault injection."),
     "worker": ("keyguard.worker.cli", "The rate-limited, idempotent execution worker."),
     "infra": ("keyguard.infra.cli", "Check the Pulumi program and the live AWS resources against the rules."),
+    "incident": ("keyguard.incidents.cli", "Response playbooks: contain first, then the checklist."),
 }
 
 

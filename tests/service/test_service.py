@@ -105,11 +105,14 @@ def test_wrong_type_in_checked_document_is_a_finding_not_a_crash(service: Runnin
     assert [f["rule_id"] for f in api(service, "GET", "/api/findings").json()] == ["KG-SVC-001"]
 
 
-def test_rules_and_checks_endpoints(service: RunningService) -> None:
+def test_rules_checks_and_playbook_endpoints(service: RunningService) -> None:
     rules = api(service, "GET", "/api/rules").json()
     assert any(r["id"] == "KG-KEY-101" for r in rules)
     checks = api(service, "GET", "/api/checks").json()
     assert checks and checks[0]["scope"].startswith("file:")
+    playbook = api(service, "GET", "/api/playbooks/KG-VEN-101").json()
+    assert playbook["contain"] and playbook["key"] == "KG-VEN-"
+    assert api(service, "GET", "/api/playbooks/KG-NOPE-1").status_code == 404
 
 
 def test_collector_exception_is_reported_not_fatal(tmp_path: Path) -> None:

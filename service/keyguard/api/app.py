@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from keyguard.checks.scheduler import CheckService
+from keyguard.errors import ConfigError
+from keyguard.incidents.playbooks import Playbook, playbook_for
 from keyguard.policy.catalogue import load_rules
 from keyguard.policy.models import Severity
 from keyguard.redact import redact_value
@@ -134,5 +136,12 @@ def create_app(service: CheckService, api_token: str) -> FastAPI:
         if not rules_cache:
             rules_cache.extend(load_rules(service.engine.policy_root))
         return rules_cache
+
+    @app.get("/api/playbooks/{rule_id}", dependencies=auth)
+    def get_playbook(rule_id: str) -> Playbook:
+        try:
+            return playbook_for(rule_id)
+        except ConfigError:
+            raise HTTPException(status_code=404, detail=f"no playbook for rule {rule_id!r}") from None
 
     return app

@@ -70,6 +70,7 @@ def alert_for(t: Transition, now: datetime) -> AlertRecord:
     else:
         body = (
             f"{r.message}\n\nDo now: {r.remediation}\n"
+            f"Playbook: keyguard incident show {r.rule_id}\n"
             f"Rule {r.rule_id} ({r.severity}) · resource {r.resource} · scope {r.scope} · "
             f"first seen {r.first_seen:%Y-%m-%d %H:%M:%S} UTC"
         )
