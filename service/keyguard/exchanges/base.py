@@ -9,7 +9,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import ccxt
 import requests
@@ -182,6 +182,16 @@ class ExchangeAdapter(ABC):
             return InvalidKey(message)
         return ExchangeError(message)
 
+    def public_time_ms(self, path: str, fetch: Callable[[], Any], pick: Callable[[dict[str, Any]], Any],
+                       described: str) -> int:
+        """The exchange's clock in ms from its public time endpoint `path`: `pick` finds it in the answer,
+        `described` names what was looked for when the answer lacks it."""
+        body = self.call(self.host_client, "GET", path, fetch)
+        try:
+            return int(pick(body))
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise MalformedResponse(f"{self.exchange_id} GET {path}: no {described} in the answer") from None
+
     # -- what each exchange implements ----------------------------------------------------------------------
     @abstractmethod
     def server_time_ms(self) -> int | None:
@@ -311,3 +321,20 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 def declared_reason(declared: KeyDeclaration, ip: str) -> str:
     return next((d.reason for d in declared.allowed_ips if d.value == ip), "")
+
+
+def record_permissions(state: KeyState, raw_flags: dict[str, Any], permissions: Permissions,
+                       source: Literal["reported", "declared"] = "reported") -> None:
+    """The key's permissions as the exchange's own flags and as risk classes, and where the classes came from."""
+    state.raw_flags = raw_flags
+    state.permissions = permissions
+    state.permissions_source = source
+    state.sources["permissions"] = source
+
+
+def record_reported_ips(state: KeyState, declared: KeyDeclaration, ips: list[str]) -> None:
+    """The IP allowlist the exchange reported (each with the operator's reason for it); none = not restricted."""
+    state.ip_restricted = bool(ips)
+    state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported") for ip in ips]
+    state.ip_binding_source = "reported" if ips else "unknown"
+    state.sources.update({"ip_restricted": "reported", "allowed_ips": "reported"})

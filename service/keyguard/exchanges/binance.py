@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions
 from keyguard.exchanges.errors import AmbiguousRefusal, ClockSkew, InvalidKey, MalformedResponse
 from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
 
@@ -38,11 +38,8 @@ class BinanceAdapter(ExchangeAdapter):
     probe_endpoint = ("GET", "/sapi/v1/account/apiRestrictions")
 
     def server_time_ms(self) -> int:
-        body = self.call(self.host_client, "GET", "/api/v3/time", self.host_client.public_get_time)
-        try:
-            return int(body["serverTime"])
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponse("binance GET /api/v3/time: no integer serverTime in the answer") from None
+        return self.public_time_ms("/api/v3/time", self.host_client.public_get_time,
+                                   lambda body: body["serverTime"], "integer serverTime")
 
     def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
         return self.call(client, *self.probe_endpoint, client.sapi_get_account_apirestrictions)
@@ -53,12 +50,10 @@ class BinanceAdapter(ExchangeAdapter):
             raise MalformedResponse("binance GET /sapi/v1/account/apiRestrictions: ipRestrict or enableWithdrawals "
                                     "missing or not a boolean")
         flags = {k: v for k, v in body.items() if k not in NON_FLAG_FIELDS and isinstance(v, bool)}
-        state.raw_flags = flags
-        state.permissions = binance_permissions(flags)
-        state.permissions_source = "reported"
+        record_permissions(state, flags, binance_permissions(flags))
         state.ip_restricted = body["ipRestrict"]
         state.created_at = from_ms(body.get("createTime"))
         state.expires_at = from_ms(body.get("tradingAuthorityExpirationTime"))
-        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "created_at": "reported"})
+        state.sources.update({"ip_restricted": "reported", "created_at": "reported"})
         if declared.allowed_ips:
             state.sources["allowed_ips"] = "declared"

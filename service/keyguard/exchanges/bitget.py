@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
-from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions
+from keyguard.exchanges.keystate import KeyState, Permissions
 
 TRADE = {"stow", "smow", "coow", "cpow", "ttow"}
 
@@ -26,12 +26,8 @@ class BitgetAdapter(ExchangeAdapter):
     probe_endpoint = ("GET", "/api/v2/spot/account/info")
 
     def server_time_ms(self) -> int:
-        client = self.host_client
-        body = self.call(client, "GET", "/api/v2/public/time", client.public_common_get_v2_public_time)
-        try:
-            return int(body["data"]["serverTime"])
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponse("bitget GET /api/v2/public/time: no data.serverTime in the answer") from None
+        return self.public_time_ms("/api/v2/public/time", self.host_client.public_common_get_v2_public_time,
+                                   lambda body: body["data"]["serverTime"], "data.serverTime")
 
     def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
         return self.call(client, *self.probe_endpoint, client.private_spot_get_v2_spot_account_info)
@@ -44,12 +40,7 @@ class BitgetAdapter(ExchangeAdapter):
             ips = [ip.strip() for ip in str(data["ips"] or "").split(",") if ip.strip()]
         except (KeyError, TypeError):
             raise MalformedResponse("bitget GET /api/v2/spot/account/info: no data.authorities / data.ips") from None
-        state.raw_flags = {code: True for code in sorted(codes)}
-        state.permissions = Permissions(read=any(c.endswith("r") for c in codes), trade=bool(codes & TRADE),
-                                        transfer="wtow" in codes, withdraw="wwow" in codes)
-        state.permissions_source = "reported"
-        state.ip_restricted = bool(ips)
-        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
-                             for ip in ips]
-        state.ip_binding_source = "reported" if ips else "unknown"
-        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported"})
+        record_permissions(state, {code: True for code in sorted(codes)},
+                           Permissions(read=any(c.endswith("r") for c in codes), trade=bool(codes & TRADE),
+                                       transfer="wtow" in codes, withdraw="wwow" in codes))
+        record_reported_ips(state, declared, ips)

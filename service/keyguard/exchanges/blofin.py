@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
-from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_ms
+from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
 
 
 class BlofinAdapter(ExchangeAdapter):
@@ -37,22 +37,15 @@ class BlofinAdapter(ExchangeAdapter):
             ips = [str(ip) for ip in data["ips"] or []]
         except (KeyError, TypeError, ValueError):
             raise MalformedResponse("blofin GET /api/v1/user/query-apikey: no data.readOnly / data.ips") from None
-        state.raw_flags = {"readOnly": read_only}
+        flags = {"readOnly": read_only}
         if read_only:
-            state.permissions = Permissions(read=True, trade=False, transfer=False, withdraw=False)
-            state.permissions_source = "reported"
+            record_permissions(state, flags, Permissions(read=True, trade=False, transfer=False, withdraw=False))
         elif declared.permissions is not None:
             # Only "read-write" is reported; which writes is the operator's declaration.
-            state.permissions = declared.permissions.model_copy(update={"read": True})
-            state.permissions_source = "declared"
+            record_permissions(state, flags, declared.permissions.model_copy(update={"read": True}), "declared")
         else:
-            state.permissions = Permissions(read=True, trade=None, transfer=None, withdraw=None)
-            state.permissions_source = "reported"
-        state.ip_restricted = bool(ips)
-        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
-                             for ip in ips]
-        state.ip_binding_source = "reported" if ips else "unknown"
+            record_permissions(state, flags, Permissions(read=True, trade=None, transfer=None, withdraw=None))
+        record_reported_ips(state, declared, ips)
         state.created_at = from_ms(data.get("createTime"))
         state.expires_at = from_ms(data.get("expireTime"))
-        state.sources.update({"permissions": state.permissions_source, "ip_restricted": "reported",
-                              "allowed_ips": "reported", "created_at": "reported"})
+        state.sources["created_at"] = "reported"

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import (
     ClockSkew,
     InvalidKey,
@@ -16,7 +16,7 @@ from keyguard.exchanges.errors import (
     PermissionRefused,
     RateLimited,
 )
-from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_iso
+from keyguard.exchanges.keystate import KeyState, Permissions, from_iso
 
 TRADE_GROUPS = ("Spot", "ContractTrade", "Derivatives", "Options")
 
@@ -33,11 +33,8 @@ class BybitAdapter(ExchangeAdapter):
     probe_endpoint = ("GET", "/v5/user/query-api")
 
     def server_time_ms(self) -> int:
-        body = self.call(self.host_client, "GET", "/v5/market/time", self.host_client.public_get_v5_market_time)
-        try:
-            return int(body["time"])
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponse("bybit GET /v5/market/time: no integer time in the answer") from None
+        return self.public_time_ms("/v5/market/time", self.host_client.public_get_v5_market_time,
+                                   lambda body: body["time"], "integer time")
 
     def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
         return self.call(client, *self.probe_endpoint, client.private_get_v5_user_query_api)
@@ -55,20 +52,14 @@ class BybitAdapter(ExchangeAdapter):
         flags: dict[str, Any] = {group: bool(groups.get(group)) for group in TRADE_GROUPS}
         flags.update({name: name in wallet for name in ("AccountTransfer", "SubMemberTransfer", "Withdraw")})
         flags["readOnly"] = read_only
-        state.raw_flags = flags
-        state.permissions = Permissions(
+        record_permissions(state, flags, Permissions(
             read=True,
             trade=not read_only and any(flags[g] for g in TRADE_GROUPS),
             transfer=not read_only and (flags["AccountTransfer"] or flags["SubMemberTransfer"]),
             withdraw=not read_only and flags["Withdraw"],
-        )
-        state.permissions_source = "reported"
-        bound = [ip for ip in ips if ip and ip != "*"]
-        state.ip_restricted = bool(bound)
-        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
-                             for ip in bound]
-        state.ip_binding_source = "reported" if bound else "unknown"
+        ))
+        # "*" is Bybit's way of saying "any address".
+        record_reported_ips(state, declared, [ip for ip in ips if ip and ip != "*"])
         state.created_at = from_iso(result.get("createdAt"))
         state.expires_at = from_iso(result.get("expiredAt"))
-        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported",
-                              "created_at": "reported"})
+        state.sources["created_at"] = "reported"

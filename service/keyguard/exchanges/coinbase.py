@@ -10,7 +10,7 @@ from typing import Any
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions
 from keyguard.exchanges.errors import AmbiguousRefusal, MalformedResponse
 from keyguard.exchanges.keystate import KeyState, Permissions
 
@@ -26,12 +26,8 @@ class CoinbaseAdapter(ExchangeAdapter):
         return super().translate(exc, status, headers, what)
 
     def server_time_ms(self) -> int:
-        client = self.host_client
-        body = self.call(client, "GET", "/api/v3/brokerage/time", client.v3_public_get_brokerage_time)
-        try:
-            return int(body["epochMillis"])
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponse("coinbase GET /api/v3/brokerage/time: no epochMillis in the answer") from None
+        return self.public_time_ms("/api/v3/brokerage/time", self.host_client.v3_public_get_brokerage_time,
+                                   lambda body: body["epochMillis"], "epochMillis")
 
     def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
         return self.call(client, *self.probe_endpoint, client.v3_private_get_brokerage_key_permissions)
@@ -42,10 +38,7 @@ class CoinbaseAdapter(ExchangeAdapter):
         if not all(isinstance(v, bool) for v in flags.values()):
             raise MalformedResponse("coinbase GET /api/v3/brokerage/key_permissions: can_view, can_trade or "
                                     "can_transfer missing or not a boolean")
-        state.raw_flags = flags
-        state.permissions = Permissions(read=flags["can_view"], trade=flags["can_trade"],
-                                        transfer=flags["can_transfer"], withdraw=flags["can_transfer"])
-        state.permissions_source = "reported"
-        state.sources["permissions"] = "reported"
+        record_permissions(state, flags, Permissions(read=flags["can_view"], trade=flags["can_trade"],
+                                                     transfer=flags["can_transfer"], withdraw=flags["can_transfer"]))
         if declared.allowed_ips:
             state.sources["allowed_ips"] = "declared"

@@ -10,9 +10,9 @@ from typing import Any
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
-from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_ms
+from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
 
 TRADE = {"spot", "margin", "futures", "delivery", "options"}
 LABELS: dict[str, type[ExchangeError]] = {
@@ -43,12 +43,8 @@ class GateAdapter(ExchangeAdapter):
         return super().translate(exc, status, headers, what)
 
     def server_time_ms(self) -> int:
-        client = self.host_client
-        body = self.call(client, "GET", "/api/v4/spot/time", client.public_spot_get_time)
-        try:
-            return int(body["server_time"])
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponse("gate GET /api/v4/spot/time: no server_time in the answer") from None
+        return self.public_time_ms("/api/v4/spot/time", self.host_client.public_spot_get_time,
+                                   lambda body: body["server_time"], "server_time")
 
     def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
         # The endpoint answers a JSON list; wrap it so call() sees the object it expects.
@@ -69,14 +65,9 @@ class GateAdapter(ExchangeAdapter):
             ips = [str(ip) for ip in entry["ip_whitelist"] or []]
         except (KeyError, TypeError):
             raise MalformedResponse("gate main_keys entry: no perms[{name, read_only}] / ip_whitelist") from None
-        state.raw_flags = perms
-        state.permissions = Permissions(read=True, trade=any(perms.get(n, False) for n in TRADE),
-                                        transfer=perms.get("wallet", False), withdraw=perms.get("withdraw", False))
-        state.permissions_source = "reported"
-        state.ip_restricted = bool(ips)
-        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
-                             for ip in ips]
-        state.ip_binding_source = "reported" if ips else "unknown"
+        record_permissions(state, perms, Permissions(
+            read=True, trade=any(perms.get(n, False) for n in TRADE), transfer=perms.get("wallet", False),
+            withdraw=perms.get("withdraw", False)))
+        record_reported_ips(state, declared, ips)
         state.created_at = from_ms(int(entry.get("created_at") or 0) * 1000)
-        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported",
-                              "created_at": "reported"})
+        state.sources["created_at"] = "reported"

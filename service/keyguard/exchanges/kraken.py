@@ -9,9 +9,9 @@ from typing import Any
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse
-from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_ms
+from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
 
 READ = {"query-funds", "query-open-trades", "query-closed-trades", "query-ledger-entries"}
 TRADE = {"modify-trades", "cancel-close-orders"}
@@ -37,11 +37,8 @@ class KrakenAdapter(ExchangeAdapter):
         return super().translate(exc, status, headers, what)
 
     def server_time_ms(self) -> int:
-        body = self.call(self.host_client, "GET", "/0/public/Time", self.host_client.public_get_time)
-        try:
-            return int(body["result"]["unixtime"]) * 1000
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponse("kraken GET /0/public/Time: no result.unixtime in the answer") from None
+        return self.public_time_ms("/0/public/Time", self.host_client.public_get_time,
+                                   lambda body: int(body["result"]["unixtime"]) * 1000, "result.unixtime")
 
     def server_time_offset_ms(self) -> int | None:
         # Kraken's clock has one-second resolution: an offset under a second is not measurable.
@@ -60,15 +57,10 @@ class KrakenAdapter(ExchangeAdapter):
         except (KeyError, TypeError):
             raise MalformedResponse("kraken POST /0/private/GetApiKeyInfo: no result.permissions / ipAllowlist"
                                     ) from None
-        state.raw_flags = {name: True for name in sorted(granted)}
-        state.permissions = Permissions(read=bool(granted & READ), trade=bool(granted & TRADE), transfer=False,
-                                        withdraw=bool(granted & WITHDRAW))
-        state.permissions_source = "reported"
-        state.ip_restricted = bool(ips)
-        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
-                             for ip in ips]
-        state.ip_binding_source = "reported" if ips else "unknown"
+        record_permissions(state, {name: True for name in sorted(granted)},
+                           Permissions(read=bool(granted & READ), trade=bool(granted & TRADE), transfer=False,
+                                       withdraw=bool(granted & WITHDRAW)))
+        record_reported_ips(state, declared, ips)
         state.created_at = from_ms(int(result.get("createdTime") or 0) * 1000)
         state.expires_at = from_ms(int(result.get("validUntil") or 0) * 1000)
-        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported",
-                              "created_at": "reported"})
+        state.sources["created_at"] = "reported"

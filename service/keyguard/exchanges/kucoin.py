@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, RateLimited
-from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, from_ms
+from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
 
 TRADE = {"Spot", "Margin", "Futures"}
 TRANSFER = {"InnerTransfer", "FlexTransfers"}
@@ -29,11 +29,8 @@ class KucoinAdapter(ExchangeAdapter):
     probe_endpoint = ("GET", "/api/v1/user/api-key")
 
     def server_time_ms(self) -> int:
-        body = self.call(self.host_client, "GET", "/api/v1/timestamp", self.host_client.public_get_timestamp)
-        try:
-            return int(body["data"])
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponse("kucoin GET /api/v1/timestamp: no integer data in the answer") from None
+        return self.public_time_ms("/api/v1/timestamp", self.host_client.public_get_timestamp,
+                                   lambda body: body["data"], "integer data")
 
     def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
         return self.call(client, *self.probe_endpoint, client.private_get_user_api_key)
@@ -46,14 +43,9 @@ class KucoinAdapter(ExchangeAdapter):
             ips = [ip.strip() for ip in str(data["ipWhitelist"] or "").split(",") if ip.strip()]
         except (KeyError, TypeError):
             raise MalformedResponse("kucoin GET /api/v1/user/api-key: no data.permission / data.ipWhitelist") from None
-        state.raw_flags = {name: True for name in sorted(granted)}
-        state.permissions = Permissions(read="General" in granted, trade=bool(granted & TRADE),
-                                        transfer=bool(granted & TRANSFER), withdraw=bool(granted & WITHDRAW))
-        state.permissions_source = "reported"
-        state.ip_restricted = bool(ips)
-        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
-                             for ip in ips]
-        state.ip_binding_source = "reported" if ips else "unknown"
+        record_permissions(state, {name: True for name in sorted(granted)},
+                           Permissions(read="General" in granted, trade=bool(granted & TRADE),
+                                       transfer=bool(granted & TRANSFER), withdraw=bool(granted & WITHDRAW)))
+        record_reported_ips(state, declared, ips)
         state.created_at = from_ms(data.get("createdAt"))
-        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported",
-                              "created_at": "reported"})
+        state.sources["created_at"] = "reported"

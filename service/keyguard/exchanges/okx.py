@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, declared_reason
+from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, RateLimited
-from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions
+from keyguard.exchanges.keystate import KeyState, Permissions
 
 
 class OkxAdapter(ExchangeAdapter):
@@ -23,11 +23,8 @@ class OkxAdapter(ExchangeAdapter):
     probe_endpoint = ("GET", "/api/v5/account/config")
 
     def server_time_ms(self) -> int:
-        body = self.call(self.host_client, "GET", "/api/v5/public/time", self.host_client.public_get_public_time)
-        try:
-            return int(body["data"][0]["ts"])
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise MalformedResponse("okx GET /api/v5/public/time: no data[0].ts in the answer") from None
+        return self.public_time_ms("/api/v5/public/time", self.host_client.public_get_public_time,
+                                   lambda body: body["data"][0]["ts"], "data[0].ts")
 
     def probe_call(self, client: ccxt.Exchange) -> dict[str, Any]:
         return self.call(client, *self.probe_endpoint, client.private_get_account_config)
@@ -40,13 +37,9 @@ class OkxAdapter(ExchangeAdapter):
             ips = [ip.strip() for ip in str(config["ip"]).split(",") if ip.strip()]
         except (KeyError, IndexError, TypeError):
             raise MalformedResponse("okx GET /api/v5/account/config: no data[0].perm / data[0].ip") from None
-        state.raw_flags = {"read_only": "read_only" in perm, "trade": "trade" in perm, "withdraw": "withdraw" in perm}
         # OKX's trade permission also allows transfers between the account's own wallets.
-        state.permissions = Permissions(read="read_only" in perm or bool(perm), trade="trade" in perm,
-                                        transfer="trade" in perm, withdraw="withdraw" in perm)
-        state.permissions_source = "reported"
-        state.ip_restricted = bool(ips)
-        state.allowed_ips = [AllowedIp(value=ip, reason=declared_reason(declared, ip), source="reported")
-                             for ip in ips]
-        state.ip_binding_source = "reported" if ips else "unknown"
-        state.sources.update({"permissions": "reported", "ip_restricted": "reported", "allowed_ips": "reported"})
+        record_permissions(state,
+                           {"read_only": "read_only" in perm, "trade": "trade" in perm, "withdraw": "withdraw" in perm},
+                           Permissions(read="read_only" in perm or bool(perm), trade="trade" in perm,
+                                       transfer="trade" in perm, withdraw="withdraw" in perm))
+        record_reported_ips(state, declared, ips)
