@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.sandbox import fixtures
 
 from keyguard.exchanges import Credentials, ExchangeAdapter, adapter_for, sandbox_adapter_kwargs
-from keyguard.sandbox import SandboxConfig, SandboxHandle, run_sandbox
+from keyguard.sandbox import SandboxHandle
 
-
-@pytest.fixture
-def sandbox_config() -> SandboxConfig:
-    return SandboxConfig(align_windows_to_start=True)
-
-
-@pytest.fixture
-def sandbox(sandbox_config: SandboxConfig) -> Iterator[SandboxHandle]:
-    with run_sandbox(sandbox_config) as handle:
-        yield handle
-
+# The shared sandbox fixtures, bound here so pytest finds them for this directory's tests.
+sandbox_config = fixtures.sandbox_config
+sandbox = fixtures.sandbox
 
 AdapterFactory = Callable[..., ExchangeAdapter]
 
