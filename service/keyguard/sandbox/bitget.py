@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faces import FaceCall, begin_face_call
+from keyguard.sandbox.faces import FaceCall, face_endpoint
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 BITGET_SKEW_MS = 30_000
@@ -62,21 +62,25 @@ def account_info(key: SandboxKey) -> dict[str, Any]:
             "regisTime": str(key.create_time_ms)}
 
 
-async def handle_bitget(request: Request) -> Response:
-    call = await begin_face_call(request, "/bitget")
-    if not isinstance(call, FaceCall):
-        return call
+def _server_time(call: FaceCall, request: Request) -> Response:
+    now_ms = call.exchange.now_ms()
+    return JSONResponse({"code": "00000", "msg": "success", "requestTime": now_ms,
+                         "data": {"serverTime": str(now_ms)}})
+
+
+def _account_info(call: FaceCall, request: Request) -> Response:
     exchange = call.exchange
-    route = (request.method, request.url.path)
-    if route == ("GET", "/bitget/api/v2/public/time"):
-        now_ms = exchange.now_ms()
-        response: Response = JSONResponse({"code": "00000", "msg": "success", "requestTime": now_ms,
-                                           "data": {"serverTime": str(now_ms)}})
-    elif route == ("GET", "/bitget/api/v2/spot/account/info"):
-        with exchange.lock:
-            key = _authenticate(exchange, request, call.path_and_query, call.body, call.ip)
-            response = key if isinstance(key, JSONResponse) else JSONResponse(
-                {"code": "00000", "msg": "success", "requestTime": exchange.now_ms(), "data": account_info(key)})
-    else:
-        return JSONResponse({"code": "40404", "msg": "Request URL NOT FOUND"}, status_code=404)
-    return call.answer(response)
+    with exchange.lock:
+        key = _authenticate(exchange, request, call.path_and_query, call.body, call.ip)
+        return key if isinstance(key, JSONResponse) else JSONResponse(
+            {"code": "00000", "msg": "success", "requestTime": exchange.now_ms(), "data": account_info(key)})
+
+
+def _not_found(call: FaceCall, request: Request) -> Response:
+    return JSONResponse({"code": "40404", "msg": "Request URL NOT FOUND"}, status_code=404)
+
+
+handle_bitget = face_endpoint("/bitget", {
+    ("GET", "/api/v2/public/time"): _server_time,
+    ("GET", "/api/v2/spot/account/info"): _account_info,
+}, not_found=_not_found)

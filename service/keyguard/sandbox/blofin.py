@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faces import FaceCall, begin_face_call
+from keyguard.sandbox.faces import FaceCall, face_endpoint
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 BLOFIN_SKEW_MS = 60_000
@@ -51,15 +51,16 @@ def query_apikey(key: SandboxKey) -> dict[str, Any]:
             "referralCode": "", "parentUid": "0"}
 
 
-async def handle_blofin(request: Request) -> Response:
-    call = await begin_face_call(request, "/blofin")
-    if not isinstance(call, FaceCall):
-        return call
-    exchange = call.exchange
-    if (request.method, request.url.path) != ("GET", "/blofin/api/v1/user/query-apikey"):
-        return JSONResponse({"code": "404", "msg": "Not Found"}, status_code=404)
-    with exchange.lock:
-        key = _authenticate(exchange, request, call.path_and_query, call.body, call.ip)
-        response = key if isinstance(key, JSONResponse) else JSONResponse(
+def _query_apikey(call: FaceCall, request: Request) -> Response:
+    with call.exchange.lock:
+        key = _authenticate(call.exchange, request, call.path_and_query, call.body, call.ip)
+        return key if isinstance(key, JSONResponse) else JSONResponse(
             {"code": "0", "msg": "success", "data": query_apikey(key)})
-    return call.answer(response)
+
+
+def _not_found(call: FaceCall, request: Request) -> Response:
+    return JSONResponse({"code": "404", "msg": "Not Found"}, status_code=404)
+
+
+handle_blofin = face_endpoint("/blofin", {("GET", "/api/v1/user/query-apikey"): _query_apikey},
+                              not_found=_not_found)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from keyguard.sandbox.faces import FaceCall, begin_face_call
+from keyguard.sandbox.faces import FaceCall, face_endpoint
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 
@@ -76,21 +76,23 @@ def key_permissions(key: SandboxKey) -> dict[str, Any]:
             "portfolio_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, key.account)), "portfolio_type": "DEFAULT"}
 
 
-async def handle_coinbase(request: Request) -> Response:
-    call = await begin_face_call(request, "/coinbase")
-    if not isinstance(call, FaceCall):
-        return call
-    exchange = call.exchange
-    route = (request.method, request.url.path)
-    if route == ("GET", "/coinbase/api/v3/brokerage/time"):
-        now = exchange.now()
-        response: Response = JSONResponse({
-            "iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-            "epochSeconds": str(int(now)), "epochMillis": str(int(now * 1000))})
-    elif route == ("GET", "/coinbase/api/v3/brokerage/key_permissions"):
-        with exchange.lock:
-            key = _authenticate(exchange, request, call.ip)
-            response = key if isinstance(key, Response) else JSONResponse(key_permissions(key))
-    else:
-        return JSONResponse({"error": "NOT_FOUND", "message": "Not Found"}, status_code=404)
-    return call.answer(response)
+def _time(call: FaceCall, request: Request) -> Response:
+    now = call.exchange.now()
+    return JSONResponse({"iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                         "epochSeconds": str(int(now)), "epochMillis": str(int(now * 1000))})
+
+
+def _key_permissions(call: FaceCall, request: Request) -> Response:
+    with call.exchange.lock:
+        key = _authenticate(call.exchange, request, call.ip)
+        return key if isinstance(key, Response) else JSONResponse(key_permissions(key))
+
+
+def _not_found(call: FaceCall, request: Request) -> Response:
+    return JSONResponse({"error": "NOT_FOUND", "message": "Not Found"}, status_code=404)
+
+
+handle_coinbase = face_endpoint("/coinbase", {
+    ("GET", "/api/v3/brokerage/time"): _time,
+    ("GET", "/api/v3/brokerage/key_permissions"): _key_permissions,
+}, not_found=_not_found)

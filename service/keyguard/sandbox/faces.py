@@ -5,6 +5,7 @@ Binance keeps its own: it charges the request weight between taking the faults a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -39,7 +40,27 @@ class FaceCall:
         return response
 
 
-async def begin_face_call(request: Request, prefix: str) -> FaceCall | Response:
+FaceRoute = Callable[[FaceCall, Request], Response]
+
+
+def face_endpoint(prefix: str, routes: Mapping[tuple[str, str], FaceRoute],
+                  not_found: FaceRoute) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint serving one face under `prefix`: routes are keyed by (method, path under the prefix). A call
+    to anything else gets the face's not-found answer (its faults taken, but no fault replaces the answer)."""
+
+    async def handle(request: Request) -> Response:
+        call = await _begin_face_call(request, prefix)
+        if not isinstance(call, FaceCall):
+            return call
+        route = routes.get((request.method, call.path))
+        if route is None:
+            return not_found(call, request)
+        return call.answer(route(call, request))
+
+    return handle
+
+
+async def _begin_face_call(request: Request, prefix: str) -> FaceCall | Response:
     """Read the call and take its faults (waiting out any latency); a fault that pre-empts the call is returned
     as the response to send instead."""
     exchange: SandboxExchange = request.app.state.exchange

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faces import FaceCall, begin_face_call
+from keyguard.sandbox.faces import FaceCall, face_endpoint
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 GATE_SKEW_S = 60
@@ -62,18 +62,21 @@ def main_keys(exchange: SandboxExchange, caller: SandboxKey) -> list[dict[str, A
              "updated_at": k.create_time_ms // 1000, "last_access": int(exchange.now())} for k in keys]
 
 
-async def handle_gate(request: Request) -> Response:
-    call = await begin_face_call(request, "/gate")
-    if not isinstance(call, FaceCall):
-        return call
-    exchange = call.exchange
-    route = (request.method, request.url.path)
-    if route == ("GET", "/gate/api/v4/spot/time"):
-        response: Response = JSONResponse({"server_time": exchange.now_ms()})
-    elif route == ("GET", "/gate/api/v4/account/main_keys"):
-        with exchange.lock:
-            key = _authenticate(exchange, request, call.path, call.query, call.body, call.ip)
-            response = key if isinstance(key, JSONResponse) else JSONResponse(main_keys(exchange, key))
-    else:
-        return _error("NOT_FOUND", "Not found", status=404)
-    return call.answer(response)
+def _server_time(call: FaceCall, request: Request) -> Response:
+    return JSONResponse({"server_time": call.exchange.now_ms()})
+
+
+def _main_keys(call: FaceCall, request: Request) -> Response:
+    with call.exchange.lock:
+        key = _authenticate(call.exchange, request, call.path, call.query, call.body, call.ip)
+        return key if isinstance(key, JSONResponse) else JSONResponse(main_keys(call.exchange, key))
+
+
+def _not_found(call: FaceCall, request: Request) -> Response:
+    return _error("NOT_FOUND", "Not found", status=404)
+
+
+handle_gate = face_endpoint("/gate", {
+    ("GET", "/api/v4/spot/time"): _server_time,
+    ("GET", "/api/v4/account/main_keys"): _main_keys,
+}, not_found=_not_found)

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faces import FaceCall, begin_face_call
+from keyguard.sandbox.faces import FaceCall, face_endpoint
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 
@@ -66,21 +66,25 @@ def api_key_info(key: SandboxKey, now_s: int) -> dict[str, Any]:
     }
 
 
-async def handle_kraken(request: Request) -> Response:
-    call = await begin_face_call(request, "/kraken")
-    if not isinstance(call, FaceCall):
-        return call
-    exchange = call.exchange
-    now_s = int(exchange.now())
-    route = (request.method, request.url.path)
-    if route == ("GET", "/kraken/0/public/Time"):
-        stamp = datetime.fromtimestamp(now_s, UTC).strftime("%a, %d %b %y %H:%M:%S +0000")
-        response: Response = JSONResponse({"error": [], "result": {"unixtime": now_s, "rfc1123": stamp}})
-    elif route == ("POST", "/kraken/0/private/GetApiKeyInfo"):
-        with exchange.lock:
-            key = _authenticate(exchange, request, call.path, call.body, call.ip)
-            response = key if isinstance(key, JSONResponse) else JSONResponse(
-                {"error": [], "result": api_key_info(key, now_s)})
-    else:
-        return JSONResponse({"error": ["EGeneral:Unknown method"], "result": {}}, status_code=404)
-    return call.answer(response)
+def _time(call: FaceCall, request: Request) -> Response:
+    now_s = int(call.exchange.now())
+    stamp = datetime.fromtimestamp(now_s, UTC).strftime("%a, %d %b %y %H:%M:%S +0000")
+    return JSONResponse({"error": [], "result": {"unixtime": now_s, "rfc1123": stamp}})
+
+
+def _get_api_key_info(call: FaceCall, request: Request) -> Response:
+    now_s = int(call.exchange.now())
+    with call.exchange.lock:
+        key = _authenticate(call.exchange, request, call.path, call.body, call.ip)
+        return key if isinstance(key, JSONResponse) else JSONResponse(
+            {"error": [], "result": api_key_info(key, now_s)})
+
+
+def _not_found(call: FaceCall, request: Request) -> Response:
+    return JSONResponse({"error": ["EGeneral:Unknown method"], "result": {}}, status_code=404)
+
+
+handle_kraken = face_endpoint("/kraken", {
+    ("GET", "/0/public/Time"): _time,
+    ("POST", "/0/private/GetApiKeyInfo"): _get_api_key_info,
+}, not_found=_not_found)

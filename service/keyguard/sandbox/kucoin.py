@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faces import FaceCall, begin_face_call
+from keyguard.sandbox.faces import FaceCall, face_endpoint
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 KUCOIN_SKEW_MS = 5000
@@ -65,19 +65,21 @@ def api_key_body(key: SandboxKey) -> dict[str, Any]:
             "uid": abs(hash(key.account)) % 10**9, "isMaster": True}
 
 
-async def handle_kucoin(request: Request) -> Response:
-    call = await begin_face_call(request, "/kucoin")
-    if not isinstance(call, FaceCall):
-        return call
-    exchange = call.exchange
-    route = (request.method, request.url.path)
-    if route == ("GET", "/kucoin/api/v1/timestamp"):
-        response: Response = JSONResponse({"code": "200000", "data": exchange.now_ms()})
-    elif route == ("GET", "/kucoin/api/v1/user/api-key"):
-        with exchange.lock:
-            key = _authenticate(exchange, request, call.path_and_query, call.body, call.ip)
-            response = key if isinstance(key, JSONResponse) else JSONResponse(
-                {"code": "200000", "data": api_key_body(key)})
-    else:
-        return _error(404, "404000", f"The sandbox does not implement {request.method} {request.url.path}.")
-    return call.answer(response)
+def _timestamp(call: FaceCall, request: Request) -> Response:
+    return JSONResponse({"code": "200000", "data": call.exchange.now_ms()})
+
+
+def _api_key(call: FaceCall, request: Request) -> Response:
+    with call.exchange.lock:
+        key = _authenticate(call.exchange, request, call.path_and_query, call.body, call.ip)
+        return key if isinstance(key, JSONResponse) else JSONResponse({"code": "200000", "data": api_key_body(key)})
+
+
+def _not_found(call: FaceCall, request: Request) -> Response:
+    return _error(404, "404000", f"The sandbox does not implement {request.method} {request.url.path}.")
+
+
+handle_kucoin = face_endpoint("/kucoin", {
+    ("GET", "/api/v1/timestamp"): _timestamp,
+    ("GET", "/api/v1/user/api-key"): _api_key,
+}, not_found=_not_found)

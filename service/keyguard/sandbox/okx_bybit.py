@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.faces import FaceCall, begin_face_call
+from keyguard.sandbox.faces import FaceCall, face_endpoint
 from keyguard.sandbox.state import SandboxExchange, SandboxKey
 
 OKX_SKEW_S = 30.0
@@ -69,24 +69,26 @@ def okx_config_body(key: SandboxKey) -> dict[str, Any]:
             "liquidationGear": "-1", "enableSpotBorrow": False, "spotBorrowAutoRepay": False, "type": "0"}
 
 
-async def handle_okx(request: Request) -> Response:
-    call = await begin_face_call(request, "/okx")
-    if not isinstance(call, FaceCall):
-        return call
-    exchange = call.exchange
-    route = (request.method, request.url.path)
-    if route == ("GET", "/okx/api/v5/public/time"):
-        response: Response = JSONResponse({"code": "0", "msg": "", "data": [{"ts": str(exchange.now_ms())}]})
-    elif route == ("GET", "/okx/api/v5/account/config"):
-        with exchange.lock:
-            key = _okx_authenticate(exchange, request, call.path_and_query, call.body, call.ip)
-            if isinstance(key, JSONResponse):
-                response = key
-            else:
-                response = JSONResponse({"code": "0", "msg": "", "data": [okx_config_body(key)]})
-    else:
-        return _okx_error(404, "50000", f"The sandbox does not implement {request.method} {request.url.path}.")
-    return call.answer(response)
+def _okx_time(call: FaceCall, request: Request) -> Response:
+    return JSONResponse({"code": "0", "msg": "", "data": [{"ts": str(call.exchange.now_ms())}]})
+
+
+def _okx_account_config(call: FaceCall, request: Request) -> Response:
+    with call.exchange.lock:
+        key = _okx_authenticate(call.exchange, request, call.path_and_query, call.body, call.ip)
+        if isinstance(key, JSONResponse):
+            return key
+        return JSONResponse({"code": "0", "msg": "", "data": [okx_config_body(key)]})
+
+
+def _okx_not_found(call: FaceCall, request: Request) -> Response:
+    return _okx_error(404, "50000", f"The sandbox does not implement {request.method} {request.url.path}.")
+
+
+handle_okx = face_endpoint("/okx", {
+    ("GET", "/api/v5/public/time"): _okx_time,
+    ("GET", "/api/v5/account/config"): _okx_account_config,
+}, not_found=_okx_not_found)
 
 
 def _bybit_error(code: int, msg: str, now_ms: int) -> JSONResponse:
@@ -119,27 +121,25 @@ def bybit_key_body(key: SandboxKey) -> dict[str, Any]:
     }
 
 
-async def handle_bybit(request: Request) -> Response:
-    call = await begin_face_call(request, "/bybit")
-    if not isinstance(call, FaceCall):
-        return call
-    exchange = call.exchange
-    now_ms = exchange.now_ms()
-    route = (request.method, request.url.path)
-    if route == ("GET", "/bybit/v5/market/time"):
-        response: Response = JSONResponse({"retCode": 0, "retMsg": "OK", "result": {
-            "timeSecond": str(now_ms // 1000), "timeNano": str(now_ms * 1_000_000)}, "retExtInfo": {},
-            "time": now_ms})
-    elif route == ("GET", "/bybit/v5/user/query-api"):
-        with exchange.lock:
-            response = _bybit_query_api(exchange, request, call.query, call.body, call.ip, now_ms)
-    else:
-        return _bybit_error(404, f"The sandbox does not implement {request.method} {request.url.path}.", now_ms)
-    return call.answer(response)
+def _bybit_time(call: FaceCall, request: Request) -> Response:
+    now_ms = call.exchange.now_ms()
+    return JSONResponse({"retCode": 0, "retMsg": "OK", "result": {
+        "timeSecond": str(now_ms // 1000), "timeNano": str(now_ms * 1_000_000)}, "retExtInfo": {}, "time": now_ms})
 
 
-def _bybit_query_api(exchange: SandboxExchange, request: Request, query: str, body: str, ip: str,
-                     now_ms: int) -> JSONResponse:
+def _bybit_query_api(call: FaceCall, request: Request) -> Response:
+    now_ms = call.exchange.now_ms()
+    with call.exchange.lock:
+        return _bybit_query_api_answer(call.exchange, request, call.query, call.body, call.ip, now_ms)
+
+
+def _bybit_not_found(call: FaceCall, request: Request) -> Response:
+    return _bybit_error(404, f"The sandbox does not implement {request.method} {request.url.path}.",
+                        call.exchange.now_ms())
+
+
+def _bybit_query_api_answer(exchange: SandboxExchange, request: Request, query: str, body: str, ip: str,
+                            now_ms: int) -> JSONResponse:
     h = request.headers
     key = exchange.keys.get(h.get("X-BAPI-API-KEY", ""))
     if key is None or key.revoked or key.exchange != "bybit":
@@ -161,3 +161,9 @@ def _bybit_query_api(exchange: SandboxExchange, request: Request, query: str, bo
         return _bybit_error(10010, "Unmatched IP, please check your API key's bound IP addresses.", now_ms)
     return JSONResponse({"retCode": 0, "retMsg": "", "result": bybit_key_body(key), "retExtInfo": {},
                          "time": now_ms})
+
+
+handle_bybit = face_endpoint("/bybit", {
+    ("GET", "/v5/market/time"): _bybit_time,
+    ("GET", "/v5/user/query-api"): _bybit_query_api,
+}, not_found=_bybit_not_found)
