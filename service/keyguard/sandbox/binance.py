@@ -8,7 +8,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -25,6 +25,7 @@ WITHDRAW, UNIVERSAL_TRANSFER = "enableWithdrawals", "permitsUniversalTransfer"
 
 _API_KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
 REFUSED = "Invalid API-key, IP, or permissions for action."
+_Value = TypeVar("_Value")
 
 
 @dataclass
@@ -73,26 +74,24 @@ def _required(params: dict[str, str], name: str) -> str:
     return value
 
 
-def _number(params: dict[str, str], name: str, required: bool = False) -> float | None:
-    raw = _required(params, name) if required else params.get(name)
+def _parsed(raw: str | None, name: str, parse: Callable[[str], _Value], legal: str) -> _Value | None:
+    """A parameter's value, None when absent; Binance's -1100 (naming the legal pattern) when it does not parse."""
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        return parse(raw)
     except ValueError:
         raise SandboxRejection(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is "
-                                           "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.") from None
+                                           f"'{legal}'.") from None
+
+
+def _number(params: dict[str, str], name: str, required: bool = False) -> float | None:
+    raw = _required(params, name) if required else params.get(name)
+    return _parsed(raw, name, float, r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 
 
 def _integer(params: dict[str, str], name: str) -> int | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise SandboxRejection(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is "
-                                           "'^[0-9]{1,20}$'.") from None
+    return _parsed(params.get(name), name, int, "^[0-9]{1,20}$")
 
 
 def _f(value: float) -> str:
