@@ -12,8 +12,10 @@ import fcntl
 import json
 import logging
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -108,10 +110,21 @@ class SqliteBudgetStore:
     def _connection(self) -> sqlite3.Connection:
         if self._pid != os.getpid() or self._conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # The budget is advisory state that header correction rebuilds; durability is not needed.
-            conn.execute("PRAGMA synchronous=OFF")
-            conn.execute("CREATE TABLE IF NOT EXISTS budget (key TEXT PRIMARY KEY, a REAL NOT NULL, b REAL NOT NULL)")
+            # Switching to WAL while another process creates the file can answer "database is locked" at once,
+            # without waiting on the busy timeout; retry that first set-up briefly instead of failing the caller.
+            for attempt in range(100):
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    # The budget is advisory state that header correction rebuilds; durability is not needed.
+                    conn.execute("PRAGMA synchronous=OFF")
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS budget (key TEXT PRIMARY KEY, a REAL NOT NULL, b REAL NOT NULL)"
+                    )
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.01 + random.random() * 0.04)
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
