@@ -25,7 +25,7 @@ test_clean_user_data_and_tags_pass if {
 }
 
 test_access_key_in_user_data_fires if {
-	fields({"userData": "export AWS_ACCESS_KEY_ID=AKIAABCDEFGHIJKLMNOP\n"}) == {"userData"}
+	fields({"userData": "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"}) == {"userData"}
 }
 
 test_api_secret_assignment_in_user_data_fires if {
@@ -33,7 +33,7 @@ test_api_secret_assignment_in_user_data_fires if {
 }
 
 test_private_key_in_base64_user_data_fires if {
-	fields({"userDataBase64": base64.encode("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n")}) == {"userDataBase64"}
+	fields({"userDataBase64": base64.encode("-----BEGIN OPENSSH PRIVATE KEY-----\nEXAMPLE\n")}) == {"userDataBase64"}
 }
 
 test_secret_in_tag_fires if {
