@@ -118,7 +118,7 @@ def demo(
     from keyguard.sandbox.server import run_sandbox
     from keyguard.worker import run_demo_worker
 
-    for noisy in ("httpx", "apprise", "keyguard.policy.engine"):
+    for noisy in ("httpx", "apprise", "keyguard.policy.engine", "keyguard.exchanges"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     state_dir = state_dir.resolve()
     shutil.rmtree(state_dir, ignore_errors=True)
