@@ -79,7 +79,7 @@ def serve(
     collectors = build_collectors(settings)
     with run_service(settings, collectors, api_token_from(settings, generate=False)) as running:
         err.print(f"keyguard serving on {running.url} ({len(collectors)} checks every {settings.checks.interval_s:g}s)")
-        wait_for_shutdown()
+        wait_for_shutdown(running.service)
 
 
 def main() -> None:

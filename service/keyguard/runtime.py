@@ -21,7 +21,7 @@ from keyguard.alerts.notifier import Notifier
 from keyguard.api.app import create_app
 from keyguard.checks.scheduler import CheckService, Collector
 from keyguard.config import InfraSettings, KeyguardSettings
-from keyguard.errors import ConfigError, ToolError
+from keyguard.errors import ConfigError, KeyguardError, ToolError
 from keyguard.policy.documents import load_document
 from keyguard.policy.engine import PolicyEngine
 from keyguard.store.db import create_store_engine, init_store
@@ -152,11 +152,19 @@ def build_collectors(settings: KeyguardSettings) -> list[Collector]:
     return collectors
 
 
-def wait_for_shutdown() -> None:
-    """Block until SIGINT or SIGTERM."""
+def wait_for_shutdown(service: CheckService | None = None) -> None:
+    """Block until SIGINT or SIGTERM; SIGHUP reloads the policies (a broken bundle is logged and refused)."""
     import signal
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if service is not None:
+        def reload(*_: object) -> None:
+            try:
+                service.engine.reload()
+            except KeyguardError as exc:
+                log.error("policy reload refused, keeping the last good bundle: %s", exc)
+
+        signal.signal(signal.SIGHUP, reload)
     stop.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from keyguard.checks.scheduler import Collector
 from keyguard.config import load_settings
 from keyguard.errors import ConfigError
 from keyguard.runtime import RunningService, document_collector, run_service
-from keyguard.tools import PROJECT_ROOT
+from keyguard.tools import POLICY_DIR, PROJECT_ROOT
 
 TOKEN = "test-token-0123456789abcdef"
 VENDORS_OK = {"kind": "vendors", "vendors": [{
@@ -201,3 +202,20 @@ def test_example_service_settings_load() -> None:
     settings = load_settings(PROJECT_ROOT / "examples" / "service.yaml")
     assert settings.inventory == PROJECT_ROOT / "examples" / "keyguard.yaml"
     assert settings.alerts.routes[0].min_severity == "low"
+
+
+def test_policy_reload_refuses_a_broken_bundle_and_keeps_serving_the_last_good_one(tmp_path: Path,
+                                                                                   vendors_file: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    set_vendor(vendors_file, requires_withdraw=True)
+    settings = load_settings(store={"url": f"sqlite:///{tmp_path}/kg.db"}, service={"port": 0},
+                             checks={"interval_s": 3600}, opa={"policy_dir": str(policies)})
+    with run_service(settings, [document_collector(vendors_file)], TOKEN) as running:
+        (policies / "vendors" / "broken.rego").write_text("package keyguard.vendors.broken\n\ndeny contains")
+        answer = api(running, "POST", "/api/policy/reload")
+        assert answer.status_code == 422 and "broken.rego:" in answer.json()["error"]
+        [result] = api(running, "POST", "/api/checks/run").json()
+        assert result["ok"] and result["findings"] == 1  # still judged by the last good bundle
+        (policies / "vendors" / "broken.rego").unlink()
+        assert api(running, "POST", "/api/policy/reload").json()["reloaded"] is True

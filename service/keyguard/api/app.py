@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from keyguard.checks.scheduler import CheckService
-from keyguard.errors import ConfigError
+from keyguard.errors import ConfigError, PolicyError
 from keyguard.incidents.playbooks import Playbook, playbook_for
 from keyguard.policy.catalogue import load_rules
 from keyguard.policy.models import Severity
@@ -136,6 +136,16 @@ def create_app(service: CheckService, api_token: str) -> FastAPI:
         if not rules_cache:
             rules_cache.extend(load_rules(service.engine.policy_root))
         return rules_cache
+
+    @app.post("/api/policy/reload", dependencies=auth)
+    def reload_policies() -> JSONResponse:
+        """Load the policy directory again; a broken bundle is refused and the last good one keeps serving."""
+        try:
+            bundle = service.engine.reload()
+        except PolicyError as exc:
+            return JSONResponse(status_code=422, content={"reloaded": False, "error": str(exc)})
+        rules_cache.clear()
+        return JSONResponse({"reloaded": True, "modules": len(bundle.modules)})
 
     @app.get("/api/playbooks/{rule_id}", dependencies=auth)
     def get_playbook(rule_id: str) -> Playbook:
