@@ -24,6 +24,7 @@ from keyguard.exchanges.inventory import (
     load_inventory,
 )
 from keyguard.exchanges.keystate import KeyState
+from keyguard.policy.models import Severity
 from keyguard.redact import redact_value
 
 app = typer.Typer(help="Exchange API keys: inspect what each key can really do.", no_args_is_help=True)
@@ -123,27 +124,21 @@ def inspect(
         states = inspect_inventory(inventory, timeout_ms=timeout_ms)
     document = keys_document(states, inventory.hosts)
 
-    findings = []
-    if check:
-        from keyguard.policy import PolicyEngine
+    if not check:
+        if as_json:
+            out.print_json(json.dumps(redact_value({"keys": document["keys"]})))
+        else:
+            _print_states(states)
+        return
+    from keyguard.policy.engine import evaluate_documents
+    from keyguard.policy.report import failing, report_and_gate
 
-        with PolicyEngine.managed() as engine:
-            findings = engine.evaluate(document)
-
+    findings = evaluate_documents([("keys", document)])
     if as_json:
-        payload: dict[str, object] = {"keys": document["keys"]}
-        if check:
-            payload["findings"] = [f.model_dump(mode="json") for f in findings]
-        out.print_json(json.dumps(redact_value(payload)))
-    else:
-        _print_states(states)
-        if check:
-            from keyguard.policy.report import print_findings
-
-            print_findings(findings, out)
-    if check:
-        from keyguard.policy.models import Severity
-        from keyguard.policy.report import failing
-
+        findings_out = [f.model_dump(mode="json") for f in findings]
+        out.print_json(json.dumps(redact_value({"keys": document["keys"], "findings": findings_out})))
         if failing(findings, Severity(fail_on)):
             raise typer.Exit(1)
+        return
+    _print_states(states)
+    report_and_gate(findings, out, fail_on=Severity(fail_on), as_json=False, title="Findings")
