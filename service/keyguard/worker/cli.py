@@ -66,14 +66,18 @@ def run(
                           f"weight {st['used_weight_1m']:.0f}/{st['weight_limit_1m']}")
 
 
+def _kill_switch(config: Path) -> KillSwitch:
+    """The switch every worker with this config's state_dir obeys."""
+    return KillSwitch(load_worker_config(config).kill_switch_path)
+
+
 @app.command("kill")
 def kill(
     config: Path = typer.Option(..., "--config", help="Worker settings (YAML); the switch lives in its state_dir."),
     reason: str = typer.Option(..., "--reason", help="Why, for the record."),
 ) -> None:
     """Engage the kill switch: every worker using this state_dir stops sending and cancels its open orders."""
-    cfg = load_worker_config(config)
-    state = KillSwitch(cfg.state_dir / "killswitch.json").engage(reason, by="cli")
+    state = _kill_switch(config).engage(reason, by="cli")
     console.print(f"kill switch ENGAGED at {state.changed_at}: {reason}")
 
 
@@ -83,8 +87,7 @@ def release(
     reason: str = typer.Option(..., "--reason", help="Why it is safe to trade again."),
 ) -> None:
     """Release the kill switch."""
-    cfg = load_worker_config(config)
-    state = KillSwitch(cfg.state_dir / "killswitch.json").release(reason, by="cli")
+    state = _kill_switch(config).release(reason, by="cli")
     console.print(f"kill switch released at {state.changed_at}: {reason}")
 
 
@@ -97,7 +100,7 @@ def status(
     from keyguard.worker.journal import OPEN_STATUSES, OrderJournal, journal_engine
 
     cfg = load_worker_config(config)
-    switch = KillSwitch(cfg.state_dir / "killswitch.json").state
+    switch = KillSwitch(cfg.kill_switch_path).state
     rows = OrderJournal(journal_engine(cfg.journal())).orders(OPEN_STATUSES)
     if as_json:
         console.print_json(json.dumps({"kill_switch": switch.__dict__, "open_orders": [

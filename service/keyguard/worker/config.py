@@ -102,6 +102,11 @@ class WorkerConfig(_Strict):
         """The paper stage always trades on paper, whatever `paper` says."""
         return self.paper or self.stage is Stage.PAPER
 
+    @property
+    def kill_switch_path(self) -> Path:
+        """One switch per state_dir: every worker sharing it obeys the same switch."""
+        return self.state_dir / "killswitch.json"
+
     def journal(self) -> str:
         return self.journal_url or f"sqlite:///{self.state_dir / 'journal.db'}"
 

@@ -60,7 +60,7 @@ class ExecutionWorker:
         self.limits: RiskLimits = config.risk_limits()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.journal = journal or OrderJournal(journal_engine(config.journal()))
-        self.kill_switch = KillSwitch(config.state_dir / "killswitch.json")
+        self.kill_switch = KillSwitch(config.kill_switch_path)
         self.snapshot = RiskSnapshot(kill_switch_engaged=self.kill_switch.engaged,
                                      portfolio_value=config.risk.portfolio_value)
         self.symbols = {config.strategy.symbol: config.strategy.base_asset}
