@@ -46,3 +46,10 @@ def moto_url() -> Iterator[str]:
 def alert_receiver() -> Iterator[AlertReceiver]:
     with AlertReceiver() as receiver:
         yield receiver
+
+
+@pytest.fixture(autouse=True)
+def own_rate_budget(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test (and the processes it starts) gets its own host rate budget: a back-off one test earns must not
+    hold the next test's requests. In production every process on the host shares the default directory."""
+    monkeypatch.setenv("KEYGUARD_BUDGET_DIR", str(tmp_path_factory.mktemp("budget")))

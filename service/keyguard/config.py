@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -33,9 +33,30 @@ class AlertSettings(BaseModel):
     console: bool = Field(default=True, description="also print each alert to the service log")
 
 
+class BudgetSettings(BaseModel):
+    """The host's shared rate budget (the one the execution worker charges) and the inspections' part of it."""
+
+    model_config = {"extra": "forbid"}
+
+    backend: Literal["file", "sqlite"] = "file"
+    directory: Path | None = Field(default=None, description="None: the worker's default, <tmp>/keyguard-budget")
+    egress_ip: str | None = Field(default=None, description="the worker's limiter.egress_ip; None: the inventory's "
+                                                            "probe.source_ip, else 127.0.0.1")
+    headroom: float = Field(default=0.9, gt=0, le=1, description="share of each limit every process together uses")
+    share: float = Field(default=0.2, gt=0, le=1, description="share of each limit inspections may use")
+
+
 class ChecksSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
     interval_s: float = Field(default=60.0, gt=0)
-    timeout_s: float = Field(default=30.0, gt=0)
+    deadline_s: float | None = Field(default=None, gt=0, description="a run not done by then leaves what it did not "
+                                                                      "reach unverified; None: 80% of the interval, "
+                                                                      "at most 120 s")
+    request_timeout_s: float = Field(default=5.0, gt=0, description="one exchange request")
+    concurrency: int = Field(default=8, ge=1, le=64, description="keys inspected at once")
+    resolve_after: int = Field(default=2, ge=1, description="clean observations in a row before a finding resolves")
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
 
 
 class InfraSettings(BaseModel):

@@ -150,7 +150,8 @@ def demo(
                 checks={"interval_s": interval},
                 alerts={"routes": [AlertRoute(url=inbox.url).model_dump()]},
             )
-            collectors = [keys_collector(inventory), Collector(scope="execution", collect=worker_state)]
+            collectors = [keys_collector(inventory, settings.checks),
+                          Collector(scope="execution", collect=worker_state)]
             time.sleep(min(3.0, interval))  # let the worker publish a first state before the first check
             token = api_token_from(settings, generate=True)
             with run_service(settings, collectors, token, run_first_check=False) as running:

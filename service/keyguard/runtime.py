@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine
 
 from keyguard.alerts.notifier import Notifier
 from keyguard.api.app import create_app
-from keyguard.checks.scheduler import CheckService, Collector
-from keyguard.config import InfraSettings, KeyguardSettings
+from keyguard.checks.scheduler import CheckService, Collector, Observation
+from keyguard.config import ChecksSettings, InfraSettings, KeyguardSettings
 from keyguard.errors import ConfigError, KeyguardError, ToolError
 from keyguard.policy.documents import load_document
 from keyguard.policy.engine import PolicyEngine
@@ -70,10 +70,12 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
     init_store(store)
     notifier = Notifier(settings.alerts.routes)
     with _engine_for(settings) as engine:
-        service = CheckService(engine, store, collectors, notifier)
+        checks = settings.checks
+        service = CheckService(engine, store, collectors, notifier, interval_s=checks.interval_s,
+                               deadline_s=checks.deadline_s, resolve_after=checks.resolve_after)
         if run_first_check:
-            service.run_once()
-        service.start(settings.checks.interval_s)
+            service.run_once()  # before serving; the schedule then waits one interval, so start-up runs once
+        service.start()
         app = create_app(service, api_token)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.service.host, port=settings.service.port,
                                                log_level="warning", access_log=False, lifespan="off"))
@@ -95,16 +97,23 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
             store.dispose()
 
 
-def keys_collector(inventory_path: Path) -> Collector:
-    """Inspect every key of the inventory at its exchange; the inventory is re-read each cycle, so an edit
-    takes effect without a restart and a broken edit fails this check instead of the service."""
-    from keyguard.exchanges.inventory import inspect_inventory, keys_document, load_inventory
+def keys_collector(inventory_path: Path, checks: ChecksSettings | None = None) -> Collector:
+    """Inspect every key of the inventory at its exchange, concurrently, on the host's shared rate budget, by the
+    run's deadline. The inventory is re-read each cycle, so an edit takes effect without a restart and a broken
+    edit fails this check instead of the service."""
+    from keyguard.checks.key_checks import keys_observation
+    from keyguard.exchanges.inspector import KeyInspector
+    from keyguard.exchanges.inventory import load_inventory
 
-    def collect() -> dict[str, Any]:
+    checks = checks or ChecksSettings()
+    inspector = KeyInspector(checks.budget, concurrency=checks.concurrency,
+                             request_timeout_s=checks.request_timeout_s)
+
+    def collect(deadline: float) -> Observation:
         inventory = load_inventory(inventory_path)
-        return keys_document(inspect_inventory(inventory), inventory.hosts)
+        return keys_observation(inspector.inspect(inventory, deadline), inventory.hosts)
 
-    return Collector(scope="keys", collect=collect)
+    return Collector(scope="keys", collect=collect, takes_deadline=True)
 
 
 def worker_state_collector(path: Path) -> Collector:
@@ -144,7 +153,7 @@ def build_collectors(settings: KeyguardSettings) -> list[Collector]:
     """Every check the settings ask for; each collector builds one policy input document."""
     collectors = [document_collector(path) for path in settings.documents]
     if settings.inventory is not None:
-        collectors.append(keys_collector(settings.inventory))
+        collectors.append(keys_collector(settings.inventory, settings.checks))
     if settings.worker_state is not None:
         collectors.append(worker_state_collector(settings.worker_state))
     if settings.infra is not None:

@@ -151,9 +151,9 @@ def test_the_worker_limiter_plugs_in_and_is_charged_and_corrected_by_every_call(
     limiter = SharedRateLimiter(InMemoryBudgetStore(), egress_ip="127.0.0.1")
     state = adapter(sandbox.create_key(), limiter=limiter).inspect(BOT, probe_from="127.0.0.2")
     assert state.inspection_error is None
-    # From the host: time (weight 1, spot pool) and apiRestrictions twice (inspect, probe; SAPI pool). The probe's
-    # call from 127.0.0.2 spends that address's budget, not the host's.
+    # From the host: time (weight 1, spot pool) and apiRestrictions once (SAPI pool): the read already proved the
+    # host is accepted, so the probe sends only its second half, from 127.0.0.2, on that address's budget.
     usage = limiter.usage()
-    assert usage["ip:127.0.0.1:REQUEST_WEIGHT:1M"]["used"] == 1
-    assert usage["ip:127.0.0.1:SAPI_IP_WEIGHT:1M"]["used"] == 2
-    assert usage["ip:127.0.0.1:RAW_REQUESTS:5M"]["used"] == 3
+    assert usage["binance:ip:127.0.0.1:REQUEST_WEIGHT:1M"]["used"] == 1
+    assert usage["binance:ip:127.0.0.1:SAPI_IP_WEIGHT:1M"]["used"] == 1
+    assert usage["binance:ip:127.0.0.1:RAW_REQUESTS:5M"]["used"] == 2

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from keyguard.checks.drift import Transition, alert_for
 from keyguard.checks.scheduler import CHECK_FAILED_RULE
+from keyguard.checks.transitions import Transition, alert_for
 from keyguard.errors import ConfigError
 from keyguard.incidents import load_playbooks, playbook_for
 from keyguard.policy.catalogue import load_rules

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from keyguard.checks.drift import apply_findings
+from keyguard.checks.transitions import apply_findings
 from keyguard.policy.models import Finding
 from keyguard.policy.report import failing
 from keyguard.policy.waivers import apply_waivers, parse_waivers

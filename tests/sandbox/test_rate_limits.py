@@ -65,7 +65,7 @@ def test_default_limits_are_binance_spot_published_values(sandbox: SandboxHandle
     }
 
 
-FAST_BANS = SandboxConfig(weight_limit=30, ban_base_s=1, ban_max_s=600, align_windows_to_start=True)
+FAST_BANS = SandboxConfig(weight_limit=30, ban_base_s=1, ban_max_s=600, ban_grace_s=0.3, align_windows_to_start=True)
 
 
 @pytest.mark.parametrize("sandbox_config", [FAST_BANS])
@@ -77,6 +77,9 @@ def test_requests_past_a_429_escalate_to_418_bans_that_grow(sandbox: SandboxHand
         assert over.status_code == 429
         assert over.json()["code"] == -1003
         assert 1 <= int(over.headers["Retry-After"]) <= 60
+        # A request already in flight when the 429 went out is refused, not banned.
+        assert client.get(f"{sandbox.url}/api/v3/time").status_code == 429
+        time.sleep(0.35)
         first_ban = client.get(f"{sandbox.url}/api/v3/time")  # ignoring the back-off
         assert first_ban.status_code == 418
         assert first_ban.headers["Retry-After"] == "1"
@@ -84,12 +87,14 @@ def test_requests_past_a_429_escalate_to_418_bans_that_grow(sandbox: SandboxHand
         time.sleep(1.1)
         # Still over the weight in this window: 429 again, and ignoring it again doubles the ban.
         assert client.get(f"{sandbox.url}/api/v3/time").status_code == 429
+        time.sleep(0.35)
         second_ban = client.get(f"{sandbox.url}/api/v3/time")
         assert second_ban.status_code == 418
         assert second_ban.headers["Retry-After"] == "2"
 
 
-@pytest.mark.parametrize("sandbox_config", [SandboxConfig(weight_limit=30, ban_base_s=60, align_windows_to_start=True)])
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(weight_limit=30, ban_base_s=60, ban_grace_s=0,
+                                                                      align_windows_to_start=True)])
 def test_ccxt_sees_429_and_418_as_ddos_protection(sandbox: SandboxHandle) -> None:
     client = ccxt.binance({"urls": sandbox.ccxt_urls(), "session": bound_session("127.0.0.1"),
                            "enableRateLimit": False})

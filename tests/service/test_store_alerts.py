@@ -12,7 +12,7 @@ from sqlmodel import select
 from tests.servers import AlertReceiver
 
 from keyguard.alerts import AlertRoute, Notifier, deliver_pending
-from keyguard.checks.drift import apply_findings
+from keyguard.checks.transitions import apply_findings
 from keyguard.errors import ConfigError, StoreError
 from keyguard.policy.models import Finding
 from keyguard.store import AlertRecord, FindingRecord, create_store_engine, init_store, session_scope

@@ -34,7 +34,7 @@ def test_adapter_calls_charge_the_shared_budget_and_a_429_stops_the_worker(
     worker_limiter = shared(tmp_path)
 
     adapter.server_time_ms()
-    assert worker_limiter.usage()["ip:127.0.0.1:REQUEST_WEIGHT:1H"]["used"] == 1
+    assert worker_limiter.usage()["binance:ip:127.0.0.1:REQUEST_WEIGHT:1H"]["used"] == 1
 
     with httpx.Client(base_url=sandbox.url) as other_tool:  # spends the IP's weight behind our back
         for _ in range(3):

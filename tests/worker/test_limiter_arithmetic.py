@@ -53,8 +53,8 @@ def test_order_charges_weight_raw_requests_and_both_order_pools_at_once() -> Non
     lim = limiter(FakeClock())
     lim.acquire("POST", "/api/v3/order", {"symbol": "BTCUSDT"})
     assert used(lim) == {
-        "ip:127.0.0.1:REQUEST_WEIGHT:1M": 1, "ip:127.0.0.1:RAW_REQUESTS:5M": 1,
-        "acct:acct:ORDERS:10S": 1, "acct:acct:ORDERS:1D": 1,
+        "binance:ip:127.0.0.1:REQUEST_WEIGHT:1M": 1, "binance:ip:127.0.0.1:RAW_REQUESTS:5M": 1,
+        "binance:acct:acct:ORDERS:10S": 1, "binance:acct:acct:ORDERS:1D": 1,
     }
 
 
@@ -89,7 +89,7 @@ def test_waits_for_the_window_to_roll_when_the_deadline_allows() -> None:
         lim.acquire("GET", "/api/v3/account")  # 100 of 100
     permit = lim.acquire("GET", "/api/v3/account", deadline_s=60.0)
     assert permit.sent_at >= 1_000_080.0, "sent only once the 1-minute window rolled"
-    assert used(lim)["ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 20
+    assert used(lim)["binance:ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 20
 
 
 def test_headroom_keeps_usage_under_the_configured_share() -> None:
@@ -114,7 +114,7 @@ def test_usage_header_raises_our_count_to_what_the_exchange_saw() -> None:
     lim = limiter(clock)
     permit = lim.acquire("GET", "/api/v3/order")
     lim.observe(permit, 200, {"X-MBX-USED-WEIGHT-1M": "97", "Content-Type": "application/json"})
-    assert used(lim)["ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 97
+    assert used(lim)["binance:ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 97
     with pytest.raises(RateLimitRefused):
         lim.acquire("GET", "/api/v3/order", deadline_s=0)
 
@@ -123,7 +123,7 @@ def test_usage_header_never_lowers_our_count() -> None:
     lim = limiter(FakeClock())
     permits = [lim.acquire("GET", "/api/v3/order") for _ in range(3)]  # 12 charged, two still in flight
     lim.observe(permits[0], 200, {"X-MBX-USED-WEIGHT-1M": "4"})
-    assert used(lim)["ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 12
+    assert used(lim)["binance:ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 12
 
 
 def test_header_from_a_window_that_has_rolled_is_ignored() -> None:
@@ -132,15 +132,15 @@ def test_header_from_a_window_that_has_rolled_is_ignored() -> None:
     permit = lim.acquire("GET", "/api/v3/order")
     clock.now = 1_000_080.2
     lim.observe(permit, 200, {"X-MBX-USED-WEIGHT-1M": "99"})
-    assert used(lim)["ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 0
+    assert used(lim)["binance:ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 0
 
 
 def test_order_count_headers_correct_the_account_pools() -> None:
     lim = limiter(FakeClock())
     permit = lim.acquire("POST", "/api/v3/order")
     lim.observe(permit, 200, {"X-MBX-ORDER-COUNT-10S": "5", "X-MBX-ORDER-COUNT-1D": "300"})
-    assert used(lim)["acct:acct:ORDERS:10S"] == 5
-    assert used(lim)["acct:acct:ORDERS:1D"] == 300
+    assert used(lim)["binance:acct:acct:ORDERS:10S"] == 5
+    assert used(lim)["binance:acct:acct:ORDERS:1D"] == 300
 
 
 @pytest.mark.parametrize("status", [429, 418])
@@ -188,7 +188,7 @@ def test_pools_are_built_from_exchange_info_rate_limits() -> None:
     lim = SharedRateLimiter(InMemoryBudgetStore(), pools=pools, headroom=1.0)
     permit = lim.acquire("GET", "/api/v3/order")
     lim.observe(permit, 200, {"X-MBX-USED-WEIGHT-5S": "321"})
-    assert lim.usage()["ip:127.0.0.1:REQUEST_WEIGHT:5S"]["used"] == 321
+    assert lim.usage()["binance:ip:127.0.0.1:REQUEST_WEIGHT:5S"]["used"] == 321
 
 
 @pytest.mark.parametrize("store_type", [FileBudgetStore, SqliteBudgetStore])
@@ -215,7 +215,7 @@ def test_workers_with_separate_state_dirs_share_the_host_budget_for_their_ip(tmp
                             "key-not-used", "secret-not-used", "http://127.0.0.1:9") for name in ("a", "b")]
     a, b = (w.client.limiter for w in workers)
     assert a is not None and b is not None
-    key = "ip:127.0.0.77:REQUEST_WEIGHT:1M"
+    key = "binance:ip:127.0.0.77:REQUEST_WEIGHT:1M"
     before = b.usage()[key]["used"]
     a.acquire("GET", "/api/v3/account")
     after = b.usage()[key]["used"]
@@ -227,9 +227,9 @@ def test_workers_with_separate_state_dirs_share_the_host_budget_for_their_ip(tmp
 
 def test_torn_budget_file_is_rebuilt_instead_of_failing_every_request(tmp_path: Path) -> None:
     path = tmp_path / "budget"
-    path.write_bytes(b'{"p":{"ip:127.0.0.1:REQUEST_WEIGHT:1M":[1000020.0,5]},"b":{}}trailing')
+    path.write_bytes(b'{"p":{"binance:ip:127.0.0.1:REQUEST_WEIGHT:1M":[1000020.0,5]},"b":{}}trailing')
     clock = FakeClock()
     lim = limiter(clock, FileBudgetStore(path))
     permit = lim.acquire("GET", "/api/v3/order")
     lim.observe(permit, 200, {"X-MBX-USED-WEIGHT-1M": "64"})
-    assert used(lim)["ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 64
+    assert used(lim)["binance:ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 64

@@ -64,15 +64,26 @@ class Notifier:
 
 
 def deliver_pending(engine: Engine, notifier: Notifier) -> tuple[int, int]:
-    """Send undelivered alerts oldest first; returns (delivered, failed). Failures stay queued for retry."""
+    """Send undelivered alerts oldest first; returns (delivered, failed). Failures stay queued for retry.
+
+    Each alert is claimed with SELECT ... FOR UPDATE SKIP LOCKED and held while it is sent, so with several
+    replicas on one PostgreSQL each alert is sent by one of them; the others pass it by."""
     delivered = failed = 0
     with session_scope(engine) as session:
         pending = session.exec(
-            select(AlertRecord)
+            select(AlertRecord.pk)
             .where(AlertRecord.delivered_at.is_(None), AlertRecord.attempts < MAX_ATTEMPTS)  # type: ignore[union-attr]
             .order_by(AlertRecord.pk)  # type: ignore[arg-type]
         ).all()
-        for alert in pending:
+    for pk in pending:
+        with session_scope(engine) as session:
+            alert = session.exec(
+                select(AlertRecord)
+                .where(AlertRecord.pk == pk, AlertRecord.delivered_at.is_(None))  # type: ignore[union-attr]
+                .with_for_update(skip_locked=True)
+            ).first()
+            if alert is None:  # another replica has it, or has delivered it
+                continue
             alert.attempts += 1
             try:
                 accepted, errors = notifier.send(alert, skip=set(alert.delivered_routes))

@@ -8,17 +8,17 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from keyguard.checks.scheduler import CheckService
+from keyguard.checks.scheduler import CheckService, as_utc
 from keyguard.errors import ConfigError, PolicyError
 from keyguard.incidents.playbooks import Playbook, playbook_for
 from keyguard.policy.catalogue import load_rules
 from keyguard.policy.models import Severity
 from keyguard.redact import redact_value
 from keyguard.store.db import session_scope
-from keyguard.store.models import AlertRecord, CheckRun, FindingRecord
+from keyguard.store.models import AlertRecord, CheckRun, FindingRecord, ObservationRecord
 
 
 class FindingOut(BaseModel):
@@ -43,6 +43,19 @@ class CheckOut(BaseModel):
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    runner: str | None
+
+
+class ObservationOut(BaseModel):
+    """When a resource (a key, a document) was last observed successfully; unverified while last_error is set."""
+
+    scope: str
+    resource: str
+    last_ok_at: datetime | None
+    last_attempt_at: datetime
+    age_s: float | None = Field(description="seconds since the last successful observation; null: never observed")
+    unverified: bool
+    last_error: str | None
 
 
 class AlertOut(BaseModel):
@@ -78,12 +91,7 @@ def create_app(service: CheckService, api_token: str) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        checks = {
-            scope: {"ok": r.ok, "findings": len(r.findings), "error": r.error}
-            for scope, r in service.last_results.items()
-        }
-        degraded = any(not c["ok"] for c in checks.values())
-        return {"status": "degraded" if degraded else "ok", "checks": checks}
+        return service.health()
 
     @app.get("/api/findings", dependencies=auth)
     def list_findings(
@@ -117,11 +125,30 @@ def create_app(service: CheckService, api_token: str) -> FastAPI:
             rows = session.exec(select(CheckRun).order_by(CheckRun.pk.desc()).limit(limit)).all()  # type: ignore[union-attr]
         return [CheckOut.model_validate(r.model_dump()) for r in rows]
 
+    @app.get("/api/observations", dependencies=auth)
+    def list_observations(scope: str | None = None, unverified: bool | None = None) -> list[ObservationOut]:
+        now = service.clock()
+        with session_scope(service.store) as session:
+            query = select(ObservationRecord)
+            if scope:
+                query = query.where(ObservationRecord.scope == scope)
+            rows = session.exec(query.order_by(ObservationRecord.scope, ObservationRecord.resource)).all()  # type: ignore[arg-type]
+        out = []
+        for r in rows:
+            last_ok = as_utc(r.last_ok_at) if r.last_ok_at else None
+            item = ObservationOut(
+                scope=r.scope, resource=r.resource, last_ok_at=last_ok, last_attempt_at=as_utc(r.last_attempt_at),
+                age_s=round((now - last_ok).total_seconds(), 1) if last_ok else None,
+                unverified=r.last_error is not None, last_error=r.last_error)
+            if unverified is None or item.unverified == unverified:
+                out.append(item)
+        return out
+
     @app.post("/api/checks/run", dependencies=auth)
     def run_checks() -> list[dict[str, Any]]:
         return [
             {"scope": r.scope, "ok": r.ok, "findings": len(r.findings), "transitions": r.transitions,
-             "error": r.error}
+             "unverified": r.unverified, "error": r.error}
             for r in service.run_once()
         ]
 

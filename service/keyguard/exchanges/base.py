@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -95,22 +96,33 @@ class ExchangeAdapter(ABC):
         limiter: RequestLimiter | None = None,
         timeout_ms: int = 10000,
         options: Mapping[str, Any] | None = None,
+        sessions: Callable[[str | None], requests.Session] | None = None,
+        probe_limiter: RequestLimiter | None = None,
     ):
         self.credentials = credentials
         self.urls = dict(urls) if urls else None
         self.source_ip = source_ip
         self.limiter: RequestLimiter = limiter or RetryAfterLimiter()
+        # The budget of the probe's second address (None: a Retry-After-only limiter per probe).
+        self.probe_limiter = probe_limiter
         self.timeout_ms = timeout_ms
         self.options = dict(options or {})
+        # Where HTTP sessions come from: shared per source address by the service, so connections are reused.
+        self._sessions = sessions or bound_session
+        # Wall-clock time (time.time) by which every call must be done; None = only the per-request timeout.
+        self.deadline: float | None = None
         self._host_client: ccxt.Exchange | None = None
+        self._other_clients: dict[str, ccxt.Exchange] = {}
+        self._host_probe_ok = False  # the probe's signed call succeeded from the host during this inspection
         # Clients leaving from another address spend that address's budget, not the host's (id(client) -> limiter).
         self._limiters: dict[int, RequestLimiter] = {}
 
     # -- clients --------------------------------------------------------------------------------------------
     def client(self, source_ip: str | None) -> ccxt.Exchange:
         """A stock ccxt client for this exchange leaving from `source_ip` (None = the OS's choice)."""
-        session = bound_session(source_ip)
-        session.hooks["response"].append(_status_recorder(session))
+        session = self._sessions(source_ip)
+        if _record_status not in session.hooks["response"]:
+            session.hooks["response"].append(_record_status)
         config: dict[str, Any] = {
             "apiKey": self.credentials.api_key,
             "secret": self.credentials.secret.get_secret_value(),
@@ -138,19 +150,25 @@ class ExchangeAdapter(ABC):
              params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One exchange call through the limiter; returns the JSON object or raises a typed ExchangeError."""
         limiter = self._limiters.get(id(client), self.limiter)
-        permit = limiter.acquire(method, path, params)
-        session: requests.Session = client.session
+        left_s = None if self.deadline is None else self.deadline - time.time()
+        if left_s is not None and left_s <= 0:
+            raise ExchangeTimeout(f"{self.exchange_id} {method} {path} not sent: the check's deadline has passed")
+        permit = limiter.acquire(method, path, params, deadline_s=left_s)
+        if left_s is not None:  # never wait on the wire past the deadline either
+            client.timeout = max(1, min(self.timeout_ms, int((self.deadline - time.time()) * 1000)))  # type: ignore[operator]
         # Cleared first, so a call that gets no response never reports the previous call's status or headers.
-        session.last_status = 0  # type: ignore[attr-defined]
+        _last_status.value = 0
         client.last_response_headers = {}
         try:
             result = fn()
         except ccxt.BaseError as exc:
-            status = getattr(session, "last_status", 0)
+            status = _last_status.value
             headers = dict(client.last_response_headers or {})
             limiter.observe(permit, status, headers)
-            raise self.translate(exc, status, headers, f"{method} {path}") from None
-        limiter.observe(permit, getattr(session, "last_status", 0) or 200, dict(client.last_response_headers or {}))
+            raise self.translate(exc, status, headers, f"{method} {path}", int(client.timeout)) from None
+        limiter.observe(permit, _last_status.value or 200, dict(client.last_response_headers or {}))
+        if client is self._host_client and (method, path) == self.probe_endpoint:
+            self._host_probe_ok = True
         if not isinstance(result, dict):
             raise MalformedResponse(
                 f"{self.exchange_id} {method} {path} answered with a body that is not a JSON object: "
@@ -158,7 +176,8 @@ class ExchangeAdapter(ABC):
             )
         return result
 
-    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str) -> ExchangeError:
+    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str,
+                  timeout_ms: int | None = None) -> ExchangeError:
         text = redact_text(str(exc))[:400]
         match = _CODE.search(text)
         code = match.group(1) if match else None
@@ -171,7 +190,7 @@ class ExchangeAdapter(ABC):
         if code is not None and code in self.error_codes:
             return self.error_codes[code](message)
         if isinstance(exc, ccxt.RequestTimeout):
-            return ExchangeTimeout(f"{self.exchange_id} {what}: no answer within {self.timeout_ms} ms")
+            return ExchangeTimeout(f"{self.exchange_id} {what}: no answer within {timeout_ms or self.timeout_ms} ms")
         if isinstance(exc, ccxt.DDoSProtection):
             return RateLimited(message, retry)
         if isinstance(exc, ccxt.NetworkError):
@@ -213,8 +232,12 @@ class ExchangeAdapter(ABC):
         received = time.time() * 1000
         return None if server is None else round((sent + received) / 2 - server)
 
-    def inspect(self, declared: KeyDeclaration, probe_from: str | None = None) -> KeyState:
-        """Ask the exchange what the key can do; any failure yields a KeyState marked unknown with the reason."""
+    def inspect(self, declared: KeyDeclaration, probe_from: str | None = None,
+                time_offset_ms: int | None | Literal["measure"] = "measure") -> KeyState:
+        """Ask the exchange what the key can do; any failure yields a KeyState marked unknown with the reason.
+
+        `time_offset_ms`: the clock offset already measured for this exchange in this cycle (one time call per
+        exchange, not per key); "measure" asks the exchange's time endpoint now."""
         state = KeyState(
             exchange=self.exchange_id, key_id=declared.id, purpose=declared.purpose, services=declared.services,
             storage=declared.storage, active=declared.active,
@@ -222,13 +245,16 @@ class ExchangeAdapter(ABC):
                          for ip in declared.allowed_ips],
         )
         state.superseded_at = declared.superseded_at
+        self._host_probe_ok = False
         if declared.allowed_ips:
             state.ip_binding_source = "declared"
         try:
-            state.server_time_offset_ms = self.server_time_offset_ms()
+            state.server_time_offset_ms = (self.server_time_offset_ms() if time_offset_ms == "measure"
+                                           else time_offset_ms)
             self.read_key(state, declared)
             if probe_from is not None:
-                self.apply_probe(state, self.probe_ip(probe_from))
+                # Where read_key's own call was the probe call, the host's half of the probe is already answered.
+                self.apply_probe(state, self.probe_ip(probe_from, host_accepted=self._host_probe_ok))
             if state.created_at is None and declared.created_at is not None:
                 state.created_at = declared.created_at
                 state.sources["created_at"] = "declared"
@@ -248,20 +274,23 @@ class ExchangeAdapter(ABC):
                      state.ip_restricted, state.ip_binding_source)
         return state
 
-    def probe_ip(self, other_ip: str) -> ProbeResult:
+    def probe_ip(self, other_ip: str, host_accepted: bool = False) -> ProbeResult:
         """Host address must be accepted, `other_ip` must be refused with the exchange's IP error."""
         method, path = self.probe_endpoint
         host = self.source_ip
-        try:
-            self.probe_call(self.host_client)
-        except (ExchangeTimeout, ExchangeUnavailable, MalformedResponse, RateLimited) as exc:
-            return ProbeResult(outcome="unknown", host_ip=host, other_ip=other_ip,
-                               detail=f"host call failed, binding unverified: {type(exc).__name__}: {exc}")
-        except (InvalidKey, IPRefused, PermissionRefused) as exc:
-            return ProbeResult(outcome="host_refused", host_ip=host, other_ip=other_ip,
-                               detail=f"the exchange refused the key from the host itself: {exc}")
-        other = self.client(other_ip)
-        self._limiters[id(other)] = RetryAfterLimiter()
+        if not host_accepted:
+            try:
+                self.probe_call(self.host_client)
+            except (ExchangeTimeout, ExchangeUnavailable, MalformedResponse, RateLimited) as exc:
+                return ProbeResult(outcome="unknown", host_ip=host, other_ip=other_ip,
+                                   detail=f"host call failed, binding unverified: {type(exc).__name__}: {exc}")
+            except (InvalidKey, IPRefused, PermissionRefused) as exc:
+                return ProbeResult(outcome="host_refused", host_ip=host, other_ip=other_ip,
+                                   detail=f"the exchange refused the key from the host itself: {exc}")
+        other = self._other_clients.get(other_ip)
+        if other is None:
+            other = self._other_clients[other_ip] = self.client(other_ip)
+        self._limiters[id(other)] = self.probe_limiter or RetryAfterLimiter()
         try:
             self.probe_call(other)
         except IPRefused as exc:
@@ -300,13 +329,17 @@ class ExchangeAdapter(ABC):
             state.ip_binding_source = "flagged"
 
 
-def _status_recorder(session: requests.Session) -> Callable[..., None]:
-    """ccxt does not keep the HTTP status; the limiter needs it to tell 429/418 from other errors."""
+# ccxt does not keep the HTTP status; the limiter needs it to tell 429/418 from other errors. A call runs in one
+# thread from send to answer, so the status is kept per thread and sessions can be shared between clients.
+class _StatusLocal(threading.local):
+    value = 0
 
-    def record(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        session.last_status = response.status_code  # type: ignore[attr-defined]
 
-    return record
+_last_status = _StatusLocal()
+
+
+def _record_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    _last_status.value = response.status_code
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

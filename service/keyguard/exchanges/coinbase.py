@@ -19,11 +19,12 @@ class CoinbaseAdapter(ExchangeAdapter):
     exchange_id = "coinbase"
     probe_endpoint = ("GET", "/api/v3/brokerage/key_permissions")
 
-    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str) -> ExchangeError:
+    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str,
+                  timeout_ms: int | None = None) -> ExchangeError:
         if status == 401:
             return AmbiguousRefusal(f"coinbase {what}: 401 Unauthorized (invalid key, IP not allowed, or "
                                     "permission missing)")
-        return super().translate(exc, status, headers, what)
+        return super().translate(exc, status, headers, what, timeout_ms)
 
     def server_time_ms(self) -> int:
         return self.public_time_ms("/api/v3/brokerage/time", self.host_client.v3_public_get_brokerage_time,

@@ -35,12 +35,13 @@ class GateAdapter(ExchangeAdapter):
     exchange_id = "gate"
     probe_endpoint = ("GET", "/api/v4/account/main_keys")
 
-    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str) -> ExchangeError:
+    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str,
+                  timeout_ms: int | None = None) -> ExchangeError:
         text = str(exc)
         for label, error in LABELS.items():
             if f'"{label}"' in text:
                 return error(f"gate {what}: {label}")
-        return super().translate(exc, status, headers, what)
+        return super().translate(exc, status, headers, what, timeout_ms)
 
     def server_time_ms(self) -> int:
         return self.public_time_ms("/api/v4/spot/time", self.host_client.public_spot_get_time,

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validat
 from keyguard.errors import ConfigError
 from keyguard.exchanges.base import Credentials, DeclaredIp, KeyDeclaration
 from keyguard.exchanges.keystate import KeyState, Permissions, Storage
-from keyguard.exchanges.limiter import RequestLimiter
 from keyguard.secrets.aws import AwsSecret
 
 
@@ -134,31 +133,13 @@ def load_inventory(path: Path) -> Inventory:
     return inventory
 
 
-def inspect_inventory(inventory: Inventory, *, timeout_ms: int = 10000, limiter: RequestLimiter | None = None,
+def inspect_inventory(inventory: Inventory, *, timeout_ms: int = 10000,
                       on_key: Callable[[KeyState], None] | None = None) -> list[KeyState]:
-    """Inspect every key; a key whose secret cannot be loaded is reported unknown, not skipped."""
-    from keyguard.exchanges import adapter_for, sandbox_adapter_kwargs
+    """Inspect every key once (the CLI's one-shot), on the host's shared rate budget; a key whose secret cannot
+    be loaded, or that the exchange could not answer for, is reported unknown, not skipped."""
+    from keyguard.exchanges.inspector import KeyInspector
 
-    states = []
-    for key in inventory.keys:
-        declared = key.declaration()
-        try:
-            credentials = key.credentials.load()
-            base = inventory.exchange_urls.get(key.exchange)
-            kwargs = dict(sandbox_adapter_kwargs(key.exchange, base)) if base else {}
-            adapter = adapter_for(key.exchange, credentials, source_ip=inventory.probe.source_ip,
-                                  timeout_ms=timeout_ms, limiter=limiter, **kwargs)
-            state = adapter.inspect(declared, probe_from=inventory.probe.from_ip)
-        except ConfigError as exc:
-            state = KeyState(exchange=key.exchange, key_id=key.id, purpose=key.purpose, services=key.services,
-                             storage=declared.storage, permissions=key.permissions,
-                             created_at=declared.created_at, superseded_at=declared.superseded_at,
-                             permissions_source="declared" if key.permissions else "unknown",
-                             inspection_error=str(exc), error_kind=type(exc).__name__)
-        states.append(state)
-        if on_key is not None:
-            on_key(state)
-    return states
+    return KeyInspector(request_timeout_s=timeout_ms / 1000).inspect(inventory, on_key=on_key)
 
 
 def keys_document(states: Sequence[KeyState], hosts: Sequence[Host] = (), now: datetime | None = None

@@ -29,12 +29,13 @@ class KrakenAdapter(ExchangeAdapter):
     exchange_id = "kraken"
     probe_endpoint = ("POST", "/0/private/GetApiKeyInfo")
 
-    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str) -> ExchangeError:
+    def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str,
+                  timeout_ms: int | None = None) -> ExchangeError:
         text = str(exc)
         for marker, error in ERRORS.items():
             if marker in text:
                 return error(f"kraken {what}: {marker}")
-        return super().translate(exc, status, headers, what)
+        return super().translate(exc, status, headers, what, timeout_ms)
 
     def server_time_ms(self) -> int:
         return self.public_time_ms("/0/public/Time", self.host_client.public_get_time,

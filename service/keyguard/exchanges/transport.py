@@ -20,13 +20,14 @@ class SourceAddressAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def bound_session(source_ip: str | None) -> requests.Session:
-    """A requests Session for ccxt's `session` option; None = the OS picks the source address."""
+def bound_session(source_ip: str | None, pool_size: int = 10) -> requests.Session:
+    """A requests Session for ccxt's `session` option; None = the OS picks the source address. `pool_size`
+    connections per host are kept open for reuse (the service shares one session between many keys)."""
     session = requests.Session()
     # ccxt's own default: no proxies from the environment, so the source address really is ours.
     session.trust_env = False
-    if source_ip:
-        adapter = SourceAddressAdapter(source_ip)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+    adapter = (SourceAddressAdapter(source_ip, pool_maxsize=pool_size) if source_ip
+               else HTTPAdapter(pool_maxsize=pool_size))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return session

@@ -48,6 +48,9 @@ class SandboxConfig(BaseModel):
     # 418 ban for requests sent during a 429 back-off: doubles per repeat, from base up to max (2 min .. 3 days).
     ban_base_s: float = 120.0
     ban_max_s: float = 259200.0
+    # Requests arriving this soon after a 429 were already in flight (concurrent clients): refused, not banned.
+    # Binance bans for repeated violations and for failing to back off, not for in-flight requests.
+    ban_grace_s: float = 0.5
     # Binance resets windows at clock boundaries; aligning them to the sandbox's start instead means a test
     # that runs for a few seconds never sees a window roll over halfway through.
     align_windows_to_start: bool = False

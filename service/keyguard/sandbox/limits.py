@@ -44,6 +44,7 @@ class WindowCounter:
 
 @dataclass
 class IpStanding:
+    backoff_since: float = 0.0
     backoff_until: float = 0.0
     banned_until: float = 0.0
     bans: int = 0
@@ -51,10 +52,14 @@ class IpStanding:
 
 @dataclass
 class BanLadder:
-    """Binance's rule: keep sending after a 429 and the IP is banned (418), each ban longer than the last."""
+    """Binance's rule: keep sending after a 429 and the IP is banned (418), each ban longer than the last.
+
+    A request that arrives within `grace_s` of the 429 was already on its way when the client got the answer:
+    it is counted and refused like any over-limit request, but it is not a failure to back off."""
 
     base_s: float
     max_s: float
+    grace_s: float = 0.0
     standings: dict[str, IpStanding] = field(default_factory=dict)
 
     def standing(self, ip: str) -> IpStanding:
@@ -65,7 +70,7 @@ class BanLadder:
         s = self.standing(ip)
         if now < s.banned_until:
             return s.banned_until - now
-        if now < s.backoff_until:
+        if now < s.backoff_until and now - s.backoff_since >= self.grace_s:
             s.bans += 1
             duration = min(self.base_s * (2 ** (s.bans - 1)), self.max_s)
             s.banned_until = now + duration
@@ -73,5 +78,8 @@ class BanLadder:
             return duration
         return None
 
-    def back_off(self, ip: str, until: float) -> None:
-        self.standing(ip).backoff_until = until
+    def back_off(self, ip: str, until: float, now: float) -> None:
+        s = self.standing(ip)
+        if now >= s.backoff_until:  # a new back-off; a 429 inside the grace does not restart it
+            s.backoff_since = now
+        s.backoff_until = max(s.backoff_until, until)

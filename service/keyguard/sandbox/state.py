@@ -201,7 +201,7 @@ class SandboxExchange:
         self.sapi_weight = WindowCounter(c.sapi_weight_limit, c.sapi_weight_window_s, origin)
         self.orders_short = WindowCounter(c.orders_short_limit, c.orders_short_window_s, origin)
         self.orders_long = WindowCounter(c.orders_long_limit, c.orders_long_window_s, origin)
-        self.bans = BanLadder(c.ban_base_s, c.ban_max_s)
+        self.bans = BanLadder(c.ban_base_s, c.ban_max_s, c.ban_grace_s)
         # Set when the server stops, so held ("drop") connections let go at once.
         self.stopping = threading.Event()
 
@@ -361,7 +361,7 @@ class SandboxExchange:
                 value = used if counter is pool else raw
                 if value > counter.limit:
                     retry = counter.seconds_to_reset(now)
-                    self.bans.back_off(ip, counter.window_start(now) + counter.window_s)
+                    self.bans.back_off(ip, counter.window_start(now) + counter.window_s, now)
                     name, num, _ = interval_of(int(counter.window_s))
                     raise SandboxRejection(
                         429,

@@ -32,6 +32,10 @@ class FindingRecord(SQLModel, table=True):
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None
+    # Consecutive cycles in which the resource was observed and the rule did not fire; resolves at the threshold.
+    clean_streak: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Whether its opening was alerted: a finding folded into an outage alert resolves without a page either.
+    alerted: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
 class AlertRecord(SQLModel, table=True):
@@ -67,3 +71,33 @@ class CheckRun(SQLModel, table=True):
     ok: bool = False
     findings: int = 0
     error: str | None = None
+    runner: str | None = Field(default=None, description="the replica that ran it")
+
+
+class CheckSchedule(SQLModel, table=True):
+    """One row per check scope: when it is next due, and its last outcome. Replicas claim a due row with
+    SELECT ... FOR UPDATE SKIP LOCKED and hold the lock while the check runs, so each cycle runs once."""
+
+    __tablename__ = "check_schedule"
+
+    scope: str = Field(primary_key=True)
+    next_due_at: datetime | None = None
+    last_started_at: datetime | None = None
+    last_finished_at: datetime | None = None
+    last_ok_at: datetime | None = None
+    last_error: str | None = None
+    last_runner: str | None = None
+
+
+class ObservationRecord(SQLModel, table=True):
+    """When each resource (a key, a document) was last observed successfully, and why the last try failed."""
+
+    __tablename__ = "observations"
+    __table_args__ = (UniqueConstraint("scope", "resource", name="uq_observations_scope_resource"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(index=True)
+    resource: str
+    last_attempt_at: datetime
+    last_ok_at: datetime | None = None
+    last_error: str | None = None

@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -158,6 +159,13 @@ class SqliteBudgetStore:
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn, self._pid = None, -1
+
+
+def default_budget_path(egress_ip: str, backend: str) -> Path:
+    """Where every process on the host finds the budget of `egress_ip`: the worker, the gateway and the service's
+    inspections all charge this one. $KEYGUARD_BUDGET_DIR moves the directory (default <tmp>/keyguard-budget)."""
+    directory = os.environ.get("KEYGUARD_BUDGET_DIR") or str(Path(tempfile.gettempdir()) / "keyguard-budget")
+    return Path(directory) / f"{egress_ip}.{backend}"
 
 
 def open_budget_store(backend: str, path: str | Path) -> BudgetStore:

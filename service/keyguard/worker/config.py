@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -42,13 +41,13 @@ class LimiterSettings(_Strict):
     account: str = "default"
     deadline_s: float = Field(default=10.0, gt=0)
     # One file per egress IP for the whole host, so every worker and tool on the IP shares one budget.
-    # None = <system temp dir>/keyguard-budget/<egress_ip>.
+    # None = <system temp dir>/keyguard-budget/<egress_ip>.<backend> (the service's inspections use it too).
     budget_path: Path | None = None
 
     def budget_file(self) -> Path:
-        if self.budget_path is not None:
-            return self.budget_path
-        return Path(tempfile.gettempdir()) / "keyguard-budget" / f"{self.egress_ip}.{self.backend}"
+        from keyguard.worker.budget_store import default_budget_path
+
+        return self.budget_path if self.budget_path is not None else default_budget_path(self.egress_ip, self.backend)
 
 
 class RiskSettings(_Strict):

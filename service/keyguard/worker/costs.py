@@ -120,8 +120,11 @@ BINANCE_SPOT_COSTS: dict[tuple[str, str], EndpointCost] = {
 
 
 def endpoint_cost(method: str, path: str, table: Mapping[tuple[str, str], EndpointCost] | None = None) -> EndpointCost:
-    """The cost entry for a call; unknown endpoints are charged conservatively, never as free."""
+    """The cost entry for a call; unknown Binance endpoints are charged conservatively, never as free. An empty
+    table (exchanges that publish no weights) charges every request 1."""
     costs = BINANCE_SPOT_COSTS if table is None else table
+    if not costs:
+        return EndpointCost(1)
     entry = costs.get((method.upper(), path.split("?", 1)[0]))
     if entry is None:
         pool = SAPI_WEIGHT if path.startswith("/sapi/") else REQUEST_WEIGHT

@@ -66,6 +66,28 @@ BINANCE_SPOT_POOLS: tuple[PoolSpec, ...] = (
     PoolSpec(SAPI_WEIGHT, 60, 12000, "ip"),
 )
 
+# Other exchanges publish no weights for their key-introspection calls: every request costs 1 against one
+# per-IP pool at (or under) the exchange's documented request rate. Conservative: their own 429 still stops us.
+OTHER_EXCHANGE_POOLS: dict[str, tuple[PoolSpec, ...]] = {
+    "bybit": (PoolSpec(REQUEST_WEIGHT, 5, 600),),  # 600 requests / 5 s per IP
+    "okx": (PoolSpec(REQUEST_WEIGHT, 2, 10),),  # private account endpoints: 5-20 / 2 s per user
+    "kucoin": (PoolSpec(REQUEST_WEIGHT, 30, 2000),),
+    "kraken": (PoolSpec(REQUEST_WEIGHT, 20, 15),),  # private call counter: 15, decaying
+    "coinbase": (PoolSpec(REQUEST_WEIGHT, 1, 30),),
+    "bitget": (PoolSpec(REQUEST_WEIGHT, 1, 10),),
+    "gate": (PoolSpec(REQUEST_WEIGHT, 10, 200),),
+    "blofin": (PoolSpec(REQUEST_WEIGHT, 60, 500),),
+}
+GENERIC_POOLS: tuple[PoolSpec, ...] = (PoolSpec(REQUEST_WEIGHT, 1, 5),)
+
+
+def exchange_pools(exchange: str) -> tuple[PoolSpec, ...]:
+    """The rate-limit pools Keyguard keeps for requests to `exchange` from one IP (Binance: its published ones)."""
+    if exchange == "binance":
+        return BINANCE_SPOT_POOLS
+    return OTHER_EXCHANGE_POOLS.get(exchange, GENERIC_POOLS)
+
+
 _INTERVAL_S = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400, "S": 1, "M": 60, "H": 3600, "D": 86400}
 
 
@@ -121,6 +143,8 @@ class Charge:
     key: str
     spec: PoolSpec
     amount: float
+    # A caller's own share of the pool (the service's inspections: 0.2), below the shared headroom.
+    share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -142,14 +166,15 @@ def budget_cap(spec: PoolSpec, headroom: float) -> float:
 
 
 def try_charge(state: BudgetState, charges: Sequence[Charge], ip: str, now: float, headroom: float) -> ChargeDecision:
-    """Charge every pool at once if all fit under the headroom; otherwise charge none and say how long to wait."""
+    """Charge every pool at once if all fit under the headroom (or the charge's own share); otherwise charge none
+    and say how long to wait. `ip` is the back-off key: the egress IP, per exchange."""
     until = state.banned_until.get(ip, 0.0)
     if until > now:
         return ChargeDecision(until - now, f"IP {ip} backing off after 429/418", banned=True)
     wait = 0.0
     reason = ""
     for charge in charges:
-        cap = budget_cap(charge.spec, headroom)
+        cap = budget_cap(charge.spec, headroom if charge.share is None else min(headroom, charge.share))
         if charge.amount > cap:
             return ChargeDecision(math.inf, f"{charge.key} costs {charge.amount} > budget {cap}", impossible=True)
         if state.used(charge.key, charge.spec.interval_s, now) + charge.amount > cap:
@@ -246,8 +271,11 @@ class SharedRateLimiter:
         *,
         egress_ip: str = "127.0.0.1",
         account: str = "default",
-        pools: Sequence[PoolSpec] = BINANCE_SPOT_POOLS,
+        exchange: str = "binance",
+        pools: Sequence[PoolSpec] | None = None,
         headroom: float = 0.9,
+        share: float | None = None,
+        share_tag: str = "inspect",
         costs: Mapping[tuple[str, str], EndpointCost] | None = None,
         default_deadline_s: float = 30.0,
         clock: Callable[[], float] = time.time,
@@ -255,19 +283,31 @@ class SharedRateLimiter:
     ) -> None:
         if not 0 < headroom <= 1:
             raise ValueError(f"headroom must be in (0, 1], got {headroom}")
+        if share is not None and not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
         self.store = store
         self.egress_ip = egress_ip
         self.account = account
-        self.pools = tuple(pools)
+        self.exchange = exchange
+        self.pools = tuple(pools if pools is not None else exchange_pools(exchange))
         self.headroom = headroom
-        self.costs = costs
+        # With a share, this caller also keeps its own count per IP pool and stays under share * limit there,
+        # while still charging (and being held by) the pool every process on the IP shares.
+        self.share = share
+        self.share_tag = share_tag
+        self.costs = costs if costs is not None or exchange == "binance" else {}
         self.default_deadline_s = default_deadline_s
         self.clock = clock
         self.sleep = sleep
 
+    @property
+    def backoff_key(self) -> str:
+        """A 429/418 stops every request from this IP to this exchange, whichever process sends it."""
+        return f"{self.exchange}:{self.egress_ip}"
+
     def pool_key(self, spec: PoolSpec) -> str:
         owner = f"ip:{self.egress_ip}" if spec.scope == "ip" else f"acct:{self.account}"
-        return f"{owner}:{spec.kind}:{interval_label(spec.interval_s)}"
+        return f"{self.exchange}:{owner}:{spec.kind}:{interval_label(spec.interval_s)}"
 
     def charges_for(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> list[Charge]:
         cost = endpoint_cost(method, path, self.costs)
@@ -282,7 +322,10 @@ class SharedRateLimiter:
                 amount = 1
             else:
                 continue
-            charges.append(Charge(self.pool_key(spec), spec, amount))
+            key = self.pool_key(spec)
+            charges.append(Charge(key, spec, amount))
+            if self.share is not None and spec.scope == "ip":
+                charges.append(Charge(f"{key}:{self.share_tag}", spec, amount, self.share))
         return charges
 
     def acquire(
@@ -294,7 +337,7 @@ class SharedRateLimiter:
         deadline = self.clock() + (self.default_deadline_s if deadline_s is None else deadline_s)
         while True:
             now = self.clock()
-            decision = self.store.update(partial(try_charge, charges=charges, ip=self.egress_ip, now=now,
+            decision = self.store.update(partial(try_charge, charges=charges, ip=self.backoff_key, now=now,
                                                  headroom=self.headroom))
             if decision.granted:
                 return Permit(method.upper(), path, now, weight)
@@ -340,7 +383,7 @@ class SharedRateLimiter:
                 if spec is not None:
                     correct_usage(state, self.pool_key(spec), interval_s, reported, sent_at, now)
             if backoff is not None:
-                record_backoff(state, self.egress_ip, backoff)
+                record_backoff(state, self.backoff_key, backoff)
 
         self.store.update(apply)
 
@@ -355,4 +398,4 @@ class SharedRateLimiter:
         }
 
     def banned_until(self) -> float:
-        return self.store.update(lambda s: s.banned_until.get(self.egress_ip, 0.0))
+        return self.store.update(lambda s: s.banned_until.get(self.backoff_key, 0.0))

@@ -1,0 +1,40 @@
+"""A keys inventory on a real sandbox exchange, for the live-check tests: n bot keys, each bound to 127.0.0.1,
+secrets in files beside the inventory; `withdraw` names the keys that can also withdraw."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from keyguard.sandbox import SandboxHandle
+
+TRADE = {"enableReading": True, "enableSpotAndMarginTrading": True}
+
+
+def make_inventory(tmp_path: Path, sandbox: SandboxHandle, count: int, withdraw: set[int] = frozenset(),
+                   probe: bool = True) -> tuple[Path, list[dict[str, Any]]]:
+    keys, created = [], []
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(exist_ok=True)
+    for i in range(count):
+        flags = {**TRADE, "enableWithdrawals": i in withdraw}
+        key = sandbox.create_key(label=f"bot-{i}", flags=flags, ip_restrict=True, ips=["127.0.0.1"])
+        created.append(key)
+        secret_file = secrets / f"bot-{i}.json"
+        secret_file.write_text(json.dumps({"api_key": key["api_key"], "secret": key["secret"]}))
+        keys.append({
+            "id": f"bot-{i}", "exchange": "binance", "purpose": "execution", "services": [f"svc-{i}"],
+            "credentials": {"file": str(secret_file)},
+            "storage": {"backend": "aws_secretsmanager", "kms": "customer_managed"},
+            "allowed_ips": [{"value": "127.0.0.1", "reason": "execution host EIP"}],
+        })
+    inventory = {
+        "hosts": [{"name": "exec", "ip": "127.0.0.1"}],
+        "exchange_urls": {"binance": sandbox.url},
+        "probe": {"source_ip": "127.0.0.1", "from": "127.0.0.2"} if probe else {"source_ip": "127.0.0.1"},
+        "keys": keys,
+    }
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(inventory))
+    return path, created
