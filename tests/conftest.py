@@ -10,7 +10,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from keyguard.policy import PolicyEngine
-from tests.servers import AlertReceiver, postgres_server
+from tests.servers import AlertReceiver, fresh_postgres_database, postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +40,13 @@ def moto_url() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def pg_store_url(postgres_url: str) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL for one test."""
+    with fresh_postgres_database(postgres_url) as url:
+        yield url
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ def postgres_server() -> Iterator[str]:
     port = free_port()
     subprocess.run([*as_user, f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "keyguard", "--no-sync",
                     "-E", "UTF8"], check=True, capture_output=True)
-    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off -c full_page_writes=off"
+    opts = (f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off -c full_page_writes=off "
+            "-c timezone=UTC")
     subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(root, "log"), "-w",
                     "start"], check=True, capture_output=True)
     try:
@@ -89,3 +90,22 @@ class AlertReceiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
+    """A database of its own on the session's PostgreSQL, so tests never see each other's schema or rows."""
+    import uuid
+
+    from sqlalchemy import create_engine
+
+    name = f"kg_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
