@@ -20,8 +20,10 @@ WEIGHT_LIMIT = 100
 
 @pytest.fixture
 def sandbox_config() -> SandboxConfig:
-    # The ban outlasts the window, so after Retry-After the budget is fresh again.
-    return SandboxConfig(weight_limit=WEIGHT_LIMIT, weight_window_s=WINDOW_S, ban_base_s=WINDOW_S * 1.5)
+    # The ban outlasts the window, so after Retry-After the budget is fresh again. No in-flight grace: the rogue
+    # below ignores its 429 straight away, and that alone must earn the ban.
+    return SandboxConfig(weight_limit=WEIGHT_LIMIT, weight_window_s=WINDOW_S, ban_base_s=WINDOW_S * 1.5,
+                         ban_grace_s=0)
 
 
 def exhaust_weight(sandbox: SandboxHandle, then_send: int) -> list[int]:

@@ -98,6 +98,7 @@ class ExchangeAdapter(ABC):
         options: Mapping[str, Any] | None = None,
         sessions: Callable[[str | None], requests.Session] | None = None,
         probe_limiter: RequestLimiter | None = None,
+        clients: ClientPool | None = None,
     ):
         self.credentials = credentials
         self.urls = dict(urls) if urls else None
@@ -111,6 +112,8 @@ class ExchangeAdapter(ABC):
         self._sessions = sessions or bound_session
         # Wall-clock time (time.time) by which every call must be done; None = only the per-request timeout.
         self.deadline: float | None = None
+        # Shared ccxt clients (the service's: building one costs milliseconds); None = this adapter's own.
+        self._pool = clients
         self._host_client: ccxt.Exchange | None = None
         self._other_clients: dict[str, ccxt.Exchange] = {}
         self._host_probe_ok = False  # the probe's signed call succeeded from the host during this inspection
@@ -119,7 +122,13 @@ class ExchangeAdapter(ABC):
 
     # -- clients --------------------------------------------------------------------------------------------
     def client(self, source_ip: str | None) -> ccxt.Exchange:
-        """A stock ccxt client for this exchange leaving from `source_ip` (None = the OS's choice)."""
+        """A stock ccxt client for this exchange, with this key's credentials, leaving from `source_ip` (None =
+        the OS's choice): the pool's client for this thread when there is a pool, else a new one."""
+        if self._pool is not None:
+            return self._pool.client(self, source_ip)
+        return self.new_client(source_ip)
+
+    def new_client(self, source_ip: str | None) -> ccxt.Exchange:
         session = self._sessions(source_ip)
         if _record_status not in session.hooks["response"]:
             session.hooks["response"].append(_record_status)
@@ -139,8 +148,15 @@ class ExchangeAdapter(ABC):
             config["options"] = dict(self.options)
         return getattr(ccxt, self.exchange_id)(config)
 
+    def apply_credentials(self, client: ccxt.Exchange) -> None:
+        client.apiKey = self.credentials.api_key
+        client.secret = self.credentials.secret.get_secret_value()
+        client.password = self.credentials.passphrase.get_secret_value() if self.credentials.passphrase else None
+
     @property
     def host_client(self) -> ccxt.Exchange:
+        if self._pool is not None:
+            return self._pool.client(self, self.source_ip)
         if self._host_client is None:
             self._host_client = self.client(self.source_ip)
         return self._host_client
@@ -154,8 +170,9 @@ class ExchangeAdapter(ABC):
         if left_s is not None and left_s <= 0:
             raise ExchangeTimeout(f"{self.exchange_id} {method} {path} not sent: the check's deadline has passed")
         permit = limiter.acquire(method, path, params, deadline_s=left_s)
-        if left_s is not None:  # never wait on the wire past the deadline either
-            client.timeout = max(1, min(self.timeout_ms, int((self.deadline - time.time()) * 1000)))  # type: ignore[operator]
+        client.timeout = self.timeout_ms
+        if self.deadline is not None:  # never wait on the wire past the deadline either
+            client.timeout = max(1, min(self.timeout_ms, int((self.deadline - time.time()) * 1000)))
         # Cleared first, so a call that gets no response never reports the previous call's status or headers.
         _last_status.value = 0
         client.last_response_headers = {}
@@ -167,7 +184,7 @@ class ExchangeAdapter(ABC):
             limiter.observe(permit, status, headers)
             raise self.translate(exc, status, headers, f"{method} {path}", int(client.timeout)) from None
         limiter.observe(permit, _last_status.value or 200, dict(client.last_response_headers or {}))
-        if client is self._host_client and (method, path) == self.probe_endpoint:
+        if (method, path) == self.probe_endpoint and client is self.host_client:
             self._host_probe_ok = True
         if not isinstance(result, dict):
             raise MalformedResponse(
@@ -287,9 +304,11 @@ class ExchangeAdapter(ABC):
             except (InvalidKey, IPRefused, PermissionRefused) as exc:
                 return ProbeResult(outcome="host_refused", host_ip=host, other_ip=other_ip,
                                    detail=f"the exchange refused the key from the host itself: {exc}")
-        other = self._other_clients.get(other_ip)
+        other = self._other_clients.get(other_ip) if self._pool is None else None
         if other is None:
-            other = self._other_clients[other_ip] = self.client(other_ip)
+            other = self.client(other_ip)
+            if self._pool is None:
+                self._other_clients[other_ip] = other
         self._limiters[id(other)] = self.probe_limiter or RetryAfterLimiter()
         try:
             self.probe_call(other)
@@ -327,6 +346,23 @@ class ExchangeAdapter(ABC):
             state.ip_binding_source = "unknown"
         else:
             state.ip_binding_source = "flagged"
+
+
+class ClientPool:
+    """ccxt clients kept per thread, exchange, source address and endpoints, lent to one key's call at a time with
+    that key's credentials set: a ccxt client costs milliseconds to build, too much to build per key per cycle."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def client(self, adapter: ExchangeAdapter, source_ip: str | None) -> ccxt.Exchange:
+        clients: dict[tuple[str, ...], ccxt.Exchange] = self._local.__dict__.setdefault("clients", {})
+        key = (adapter.exchange_id, str(source_ip), repr(adapter.urls), repr(adapter.options))
+        client = clients.get(key)
+        if client is None:
+            client = clients[key] = adapter.new_client(source_ip)
+        adapter.apply_credentials(client)
+        return client
 
 
 # ccxt does not keep the HTTP status; the limiter needs it to tell 429/418 from other errors. A call runs in one

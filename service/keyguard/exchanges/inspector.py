@@ -12,14 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 import requests
 
 from keyguard.config import BudgetSettings
 from keyguard.errors import ConfigError, KeyguardError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration
+from keyguard.exchanges.base import ClientPool, ExchangeAdapter, KeyDeclaration
 from keyguard.exchanges.errors import (
     Banned,
     ClockSkew,
@@ -73,8 +73,14 @@ class KeyInspector:
         self.clock = clock
         self._lock = threading.Lock()
         self._adapters: dict[tuple[Any, ...], ExchangeAdapter] = {}
+        self._used: set[tuple[Any, ...]] = set()  # adapters asked for this cycle; the others are dropped
         self._busy: set[int] = set()  # adapters still used by a thread left over from a cycle that timed out
         self._sessions: dict[str | None, requests.Session] = {}
+        self._clients = ClientPool()
+        # Kept for the inspector's life, so its threads (and the ccxt clients each keeps) serve every cycle.
+        self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="keyguard-inspect")
+        # Exchange clocks are read side by side on their own threads: one dead exchange must not hold the others.
+        self._clock_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyguard-clock")
         self._limiters: dict[tuple[str, str], Any] = {}
         self._limits_read: dict[str, float] = {}
 
@@ -113,6 +119,7 @@ class KeyInspector:
         fingerprint = hashlib.sha256(credentials.secret.get_secret_value().encode()).hexdigest()
         cache_key = (key.id, key.exchange.lower(), credentials.api_key, fingerprint, base, source, other)
         with self._lock:
+            self._used.add(cache_key)
             adapter = self._adapters.get(cache_key)
             if adapter is not None and id(adapter) not in self._busy:
                 return adapter
@@ -122,7 +129,7 @@ class KeyInspector:
             exchange, credentials, source_ip=source, timeout_ms=self.request_timeout_ms,
             limiter=self.limiter(exchange, self.budget.egress_ip or source or "127.0.0.1"),
             probe_limiter=self.limiter(exchange, other) if other else None,
-            sessions=self.session, **kwargs,
+            sessions=self.session, clients=self._clients, **kwargs,
         )
         with self._lock:
             self._adapters[cache_key] = adapter
@@ -136,44 +143,47 @@ class KeyInspector:
         started = self.clock()
         deadline = deadline if deadline is not None else started + 10 * self.request_timeout_ms / 1000
         states: list[KeyState | None] = [None] * len(inventory.keys)
-        adapters: dict[int, ExchangeAdapter] = {}
-        for index, key in enumerate(inventory.keys):
-            try:
-                adapters[index] = self.adapter(inventory, key)
-            except ConfigError as exc:
-                states[index] = failed_state(key, exc)
-        offsets = self._clock_offsets(adapters.values(), deadline)
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="keyguard-inspect")
-        futures: dict[Future[KeyState], int] = {}
-        try:
-            for index, adapter in adapters.items():
-                futures[pool.submit(self._inspect_one, adapter, inventory, index, offsets, deadline)] = index
-            pending = set(futures)
-            while pending:
-                left = deadline - self.clock()
-                if left <= 0:
-                    break
-                done, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
-                for future in done:
-                    states[futures[future]] = future.result()
-            for future in pending:
-                index = futures[future]
-                if future.cancel():
-                    self._release(adapters[index])
-                states[index] = failed_state(
-                    inventory.keys[index], None, kind="DeadlineExceeded",
-                    message=f"not inspected by the check's deadline ({deadline - started:.1f}s after it started)")
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        self._used.clear()
+        firsts: dict[str, ExchangeAdapter] = {}
+        for key in inventory.keys:  # one key per exchange reads its clock (and limits) for all of them
+            if key.exchange.lower() not in firsts:
+                try:
+                    firsts[key.exchange.lower()] = self.adapter(inventory, key)
+                except ConfigError:
+                    continue  # its own inspection reports why; another key of the exchange may serve
+        offsets = self._clock_offsets(firsts.values(), deadline)
+        # Credentials are loaded in the workers too: a Secrets Manager read per key must not run one by one.
+        futures = {self._executor.submit(self._inspect_one, inventory, index, offsets, deadline): index
+                   for index in range(len(inventory.keys))}
+        pending = set(futures)
+        while pending:
+            left = deadline - self.clock()
+            if left <= 0:
+                break
+            done, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+            for future in done:
+                states[futures[future]] = future.result()
+        for future in pending:  # not started by the deadline: never sent; started: its calls end by the deadline
+            index = futures[future]
+            future.cancel()
+            states[index] = failed_state(
+                inventory.keys[index], None, kind="DeadlineExceeded",
+                message=f"not inspected by the check's deadline ({deadline - started:.1f}s after it started)")
+        with self._lock:  # keys removed from the inventory, or whose credentials changed, let go of their clients
+            self._adapters = {k: v for k, v in self._adapters.items() if k in self._used}
         result = [s for s in states if s is not None]
         if on_key is not None:
             for state in result:
                 on_key(state)
         return result
 
-    def _inspect_one(self, adapter: ExchangeAdapter, inventory: Inventory, index: int,
-                     offsets: dict[str, int | None], deadline: float) -> KeyState:
+    def _inspect_one(self, inventory: Inventory, index: int, offsets: dict[str, int | None],
+                     deadline: float) -> KeyState:
         key = inventory.keys[index]
+        try:
+            adapter = self.adapter(inventory, key)
+        except ConfigError as exc:
+            return failed_state(key, exc)
         with self._lock:
             self._busy.add(id(adapter))
         try:
@@ -190,20 +200,21 @@ class KeyInspector:
             self._busy.discard(id(adapter))
 
     def _clock_offsets(self, adapters: Iterable[ExchangeAdapter], deadline: float) -> dict[str, int | None]:
-        """One time call (and, hourly, one limits read) per exchange per cycle, not one per key."""
-        firsts: dict[str, ExchangeAdapter] = {}
-        for adapter in adapters:
-            firsts.setdefault(adapter.exchange_id, adapter)
-        offsets: dict[str, int | None] = {}
-        for exchange, adapter in firsts.items():
+        """One time call (and, hourly, one limits read) per exchange per cycle, not one per key; an exchange whose
+        clock is not read by the deadline is inspected without it (its keys' clock facts stay unknown)."""
+
+        def read(adapter: ExchangeAdapter) -> int | None:
             adapter.deadline = deadline
             self._refresh_limits(adapter)
             try:
-                offsets[exchange] = adapter.server_time_offset_ms()
+                return adapter.server_time_offset_ms()
             except KeyguardError as exc:
-                log.warning("%s clock not read this cycle: %s", exchange, redact_text(str(exc)))
-                offsets[exchange] = None
-        return offsets
+                log.warning("%s clock not read this cycle: %s", adapter.exchange_id, redact_text(str(exc)))
+                return None
+
+        futures = {adapter.exchange_id: self._clock_executor.submit(read, adapter) for adapter in adapters}
+        wait(futures.values(), timeout=max(0.0, deadline - self.clock()))
+        return {exchange: f.result() if f.done() else None for exchange, f in futures.items()}
 
     def _refresh_limits(self, adapter: ExchangeAdapter) -> None:
         """Binance publishes its limits (exchangeInfo rateLimits): the budget follows what the exchange serves."""
