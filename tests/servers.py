@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,43 +54,78 @@ def postgres_server() -> Iterator[str]:
 
 
 class AlertReceiver:
-    """Records what apprise's json:// plugin POSTs; `fail_next` makes it answer 500 that many times."""
+    """An HTTP receiver on loopback standing in for a webhook, PagerDuty or Opsgenie: records every request
+    (method, path, query, headers, JSON body) and the bodies it accepted. `fail_next` answers 500 that many
+    times, `delay_s` answers late, `down()` refuses connections until `up()` (same port)."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
         self.fail_next = 0
+        self.delay_s = 0.0
+        self.answer: dict[str, Any] = {"result": "Request will be processed", "requestId": "req-1"}
         self._lock = threading.Lock()
+        self._port = 0
+        self.server: ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                path, _, query = self.path.partition("?")
+                body = json.loads(raw or b"{}")
+                if receiver.delay_s:
+                    time.sleep(receiver.delay_s)
                 with receiver._lock:
+                    receiver.requests.append({"method": "POST", "path": path, "query": query,
+                                              "headers": dict(self.headers), "body": body})
                     failing = receiver.fail_next > 0
                     if failing:
                         receiver.fail_next -= 1
                     else:
-                        receiver.received.append(json.loads(body or b"{}"))
-                self.send_response(500 if failing else 200)
+                        receiver.received.append(body)
+                answer = json.dumps(receiver.answer).encode()
+                self.send_response(500 if failing else 202)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        return Handler
+
+    @property
+    def port(self) -> int:
+        return self._port
 
     @property
     def url(self) -> str:
-        return f"json://127.0.0.1:{self.server.server_address[1]}/alerts"
+        return f"json://127.0.0.1:{self._port}/alerts"
+
+    def up(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler())
+        self.server.daemon_threads = True
+        self._port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def down(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
     def __enter__(self) -> AlertReceiver:
-        self.thread.start()
+        self.up()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.down()
 
 
 @contextmanager

@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "worker": ("keyguard.worker.cli", "The rate-limited, idempotent execution worker."),
     "infra": ("keyguard.infra.cli", "Check the Pulumi program and the live AWS resources against the rules."),
     "incident": ("keyguard.incidents.cli", "Response playbooks: contain first, then the checklist."),
+    "token": ("keyguard.api.cli", "API tokens with roles (viewer, operator): create, list, revoke."),
 }
 
 

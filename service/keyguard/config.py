@@ -17,6 +17,9 @@ class ServiceSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=0, le=65535)
     api_token_env: str = Field(default="KEYGUARD_API_TOKEN", description="env var holding the API bearer token")
+    run_rate_per_minute: int = Field(default=6, ge=1, description="POST /api/checks/run calls each token may make "
+                                                                  "per minute on one replica; more answer 429")
+    openapi: bool = Field(default=False, description="serve /docs, /redoc and /openapi.json")
 
 
 class StoreSettings(BaseModel):
@@ -29,8 +32,14 @@ class OpaSettings(BaseModel):
 
 
 class AlertSettings(BaseModel):
-    routes: list[AlertRoute] = Field(default_factory=list)
-    console: bool = Field(default=True, description="also print each alert to the service log")
+    model_config = {"extra": "forbid"}
+
+    routes: list[AlertRoute] = Field(default_factory=list, description="none: alerts go to the service log")
+    connect_timeout_s: float = Field(default=4.0, gt=0, description="per attempt, per route")
+    read_timeout_s: float = Field(default=10.0, gt=0, description="per attempt, per route")
+    backoff_base_s: float = Field(default=1.0, gt=0, description="first retry after about this long, then doubling")
+    backoff_cap_s: float = Field(default=60.0, gt=0, description="retries never further apart than this")
+    give_up_s: float = Field(default=3600.0, gt=0, description="undelivered this long: fallback routes, KG-SVC-003")
 
 
 class BudgetSettings(BaseModel):

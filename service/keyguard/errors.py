@@ -27,3 +27,7 @@ class ExchangeError(KeyguardError):
 
 class StoreError(KeyguardError):
     """The database could not be reached or holds something unexpected."""
+
+
+class AccessError(KeyguardError):
+    """An API token or role is unknown, duplicated or not allowed."""

@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from keyguard.alerts.notifier import Notifier
+from keyguard.alerts import DeliveryService, Notifier
 from keyguard.api.app import create_app
 from keyguard.checks.scheduler import CheckService, Collector, Observation
 from keyguard.config import ChecksSettings, InfraSettings, KeyguardSettings
@@ -40,6 +40,7 @@ class RunningService:
     url: str
     api_token: str
     store: Engine
+    delivery: DeliveryService
 
 
 def api_token_from(settings: KeyguardSettings, generate: bool) -> str:
@@ -68,15 +69,19 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
     """Start everything; the block runs while the service serves; everything stops when it exits."""
     store = create_store_engine(settings.store.url)
     init_store(store)
-    notifier = Notifier(settings.alerts.routes)
+    alerts = settings.alerts
+    delivery = DeliveryService(store, Notifier(alerts.routes, alerts.connect_timeout_s, alerts.read_timeout_s),
+                               give_up_s=alerts.give_up_s, backoff_base_s=alerts.backoff_base_s,
+                               backoff_cap_s=alerts.backoff_cap_s)
     with _engine_for(settings) as engine:
         checks = settings.checks
-        service = CheckService(engine, store, collectors, notifier, interval_s=checks.interval_s,
+        service = CheckService(engine, store, collectors, delivery.wake, interval_s=checks.interval_s,
                                deadline_s=checks.deadline_s, resolve_after=checks.resolve_after)
+        delivery.start()
         if run_first_check:
             service.run_once()  # before serving; the schedule then waits one interval, so start-up runs once
         service.start()
-        app = create_app(service, api_token)
+        app = create_app(service, api_token, settings.service)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.service.host, port=settings.service.port,
                                                log_level="warning", access_log=False, lifespan="off"))
         thread = threading.Thread(target=server.run, name="keyguard-api", daemon=True)
@@ -85,15 +90,17 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 service.stop()
+                delivery.stop()
                 raise ToolError(f"the API could not listen on {settings.service.host}:{settings.service.port}")
             time.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
-            yield RunningService(service, f"http://{settings.service.host}:{port}", api_token, store)
+            yield RunningService(service, f"http://{settings.service.host}:{port}", api_token, store, delivery)
         finally:
             server.should_exit = True
             thread.join(timeout=10)
             service.stop()
+            delivery.stop()
             store.dispose()
 
 

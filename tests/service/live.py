@@ -38,3 +38,21 @@ def make_inventory(tmp_path: Path, sandbox: SandboxHandle, count: int, withdraw:
     path = tmp_path / "inventory.json"
     path.write_text(json.dumps(inventory))
     return path, created
+
+
+def delivered_titles(service_url: str, token: str, receiver: Any, timeout_s: float = 30) -> list[str]:
+    """The alert titles the receiver got, once the service has delivered everything it queued (delivery runs
+    apart from the checks, so a check's alerts arrive a moment after it returns)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alerts = httpx.get(f"{service_url}/api/alerts", headers={"Authorization": f"Bearer {token}"}).json()
+        if all(a["delivered_at"] for a in alerts):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"alerts still undelivered after {timeout_s}s")
+    return [m["title"].removeprefix("[keyguard] ") for m in receiver.received]

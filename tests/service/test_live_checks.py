@@ -12,7 +12,7 @@ import httpx
 import pytest
 from tests.sandbox import fixtures
 from tests.servers import AlertReceiver
-from tests.service.live import make_inventory
+from tests.service.live import delivered_titles, make_inventory
 
 from keyguard.config import load_settings
 from keyguard.runtime import RunningService, build_collectors, run_service
@@ -41,8 +41,8 @@ def api(running: RunningService, method: str, path: str) -> Any:
     return response.json()
 
 
-def titles(receiver: AlertReceiver) -> list[str]:
-    return [m["title"].removeprefix("[keyguard] ") for m in receiver.received]
+def titles(running: RunningService, receiver: AlertReceiver) -> list[str]:
+    return delivered_titles(running.url, TOKEN, receiver)
 
 
 def open_ids(running: RunningService) -> set[tuple[str, str]]:
@@ -61,19 +61,19 @@ def test_an_exchange_outage_never_resolves_a_dangerous_key_and_pages_once(
 ) -> None:
     with start(tmp_path, five_keys, alert_receiver) as running:
         assert ("KG-KEY-101", "binance/bot-2") in open_ids(running)
-        before = len(alert_receiver.received)
+        before = len(titles(running, alert_receiver))
         assert httpx.get(running.url + "/health").json()["status"] == "ok"
 
         sandbox.set_faults({"endpoint": "*", "kind": "status", "status": 503})
         for _ in range(2):  # a 503 run spanning two cycles
             [result] = api(running, "POST", "/api/checks/run")
             assert result["ok"] and result["unverified"] == 5
-        outage = titles(alert_receiver)[before:]
+        outage = titles(running, alert_receiver)[before:]
         assert outage == ["NEW HIGH KG-SVC-002 on exchange:binance"]  # one page for the exchange, none per key
         still_open = open_ids(running)
         assert ("KG-KEY-101", "binance/bot-2") in still_open  # the key that can withdraw is not "resolved"
         assert {("KG-KEY-106", f"binance/bot-{i}") for i in range(5)} <= still_open  # each key says unverified
-        health = httpx.get(running.url + "/health").json()
+        health = api(running, "GET", "/health")  # the detail needs a token
         assert health["status"] == "degraded"
         assert [p["rule_id"] for p in health["problems"]] == ["KG-SVC-002"]
         observed = api(running, "GET", "/api/observations?scope=keys")
@@ -84,12 +84,12 @@ def test_an_exchange_outage_never_resolves_a_dangerous_key_and_pages_once(
         api(running, "POST", "/api/checks/run")
         assert ("KG-KEY-106", "binance/bot-0") in open_ids(running)  # one clean look is not yet resolution
         api(running, "POST", "/api/checks/run")
-        after = titles(alert_receiver)[before + 1:]
+        after = titles(running, alert_receiver)[before + 1:]
         # The outage resolves; the per-key "unverified" findings were never paged, so their end is not paged
         # either; the dangerous key was never resolved, so it never "regresses".
         assert after == ["RESOLVED HIGH KG-SVC-002 on exchange:binance"]
         assert ("KG-KEY-101", "binance/bot-2") in open_ids(running)
-        assert not any(t for t in titles(alert_receiver) if "KG-KEY-101" in t and not t.startswith("NEW"))
+        assert not any(t for t in titles(running, alert_receiver) if "KG-KEY-101" in t and not t.startswith("NEW"))
         assert httpx.get(running.url + "/health").json()["status"] == "ok"
         assert all(o["unverified"] is False and o["age_s"] is not None
                    for o in api(running, "GET", "/api/observations?scope=keys"))
@@ -99,13 +99,13 @@ def test_a_503_burst_on_the_schedule_pages_the_outage_once_and_resolves_nothing(
     tmp_path: Path, sandbox: SandboxHandle, five_keys: Path, alert_receiver: AlertReceiver
 ) -> None:
     """The reported scenario: 3 s of 503s, five keys, the check every 2 s on its own schedule."""
-    with start(tmp_path, five_keys, alert_receiver, interval_s=2):
+    with start(tmp_path, five_keys, alert_receiver, interval_s=2) as running:
         time.sleep(1)
         sandbox.set_faults({"endpoint": "*", "kind": "status", "status": 503})
         time.sleep(3)
         sandbox.set_faults()
         time.sleep(7)  # enough cycles for the outage to clear (two clean observations)
-        got = titles(alert_receiver)
+        got = titles(running, alert_receiver)
     assert "NEW CRITICAL KG-KEY-101 on binance/bot-2" in got
     assert [t for t in got if "KG-SVC-002" in t] == ["NEW HIGH KG-SVC-002 on exchange:binance",
                                                      "RESOLVED HIGH KG-SVC-002 on exchange:binance"]
@@ -121,8 +121,8 @@ def test_a_key_refused_by_the_exchange_is_paged_on_its_own(
         with sandbox.admin() as admin:
             admin.delete(f"/keys/{created[1]['api_key']}").raise_for_status()
         api(running, "POST", "/api/checks/run")
-    assert [t for t in titles(alert_receiver) if "KG-SVC" in t or "KG-KEY-106" in t] == [
-        "NEW HIGH KG-KEY-106 on binance/bot-1"]
+        assert [t for t in titles(running, alert_receiver) if "KG-SVC" in t or "KG-KEY-106" in t] == [
+            "NEW HIGH KG-KEY-106 on binance/bot-1"]
 
 
 @pytest.mark.parametrize("sandbox_config", [SandboxConfig(sapi_weight_limit=40, align_windows_to_start=True)])
@@ -141,7 +141,7 @@ def test_a_429_mid_cycle_stops_every_request_from_the_ip_and_earns_no_ban(
         assert 0 < len(unverified) < 80
         assert any("RateLimited" in o["last_error"] for o in unverified)  # the exchange's own 429
         assert any("RATE_BANNED" in o["last_error"] for o in unverified)  # the rest never sent
-        assert "NEW HIGH KG-SVC-002 on exchange:binance" in titles(alert_receiver)
+        assert "NEW HIGH KG-SVC-002 on exchange:binance" in titles(running, alert_receiver)
         standing = sandbox.exchange.bans.standing("127.0.0.1")
         assert standing.backoff_until > 0 and standing.bans == 0  # a 429, and no 418 ever
         # The execution worker on this host shares the budget: it is held by the same back-off.
@@ -167,7 +167,7 @@ def test_a_black_holed_exchange_ends_the_cycle_at_its_deadline_with_keys_unverif
         observed = api(running, "GET", "/api/observations?scope=keys")
         errors = {o["last_error"].split(":")[0] for o in observed}
         assert errors <= {"ExchangeTimeout", "DeadlineExceeded"} and "DeadlineExceeded" in errors
-        health = httpx.get(running.url + "/health").json()
+        health = api(running, "GET", "/health")
         assert health["status"] == "degraded" and health["problems"][0]["rule_id"] == "KG-SVC-002"
     started, finished = (time.mktime(time.strptime(run[k][:19], "%Y-%m-%dT%H:%M:%S")) for k in ("started_at",
                                                                                                   "finished_at"))

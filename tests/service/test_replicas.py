@@ -22,11 +22,11 @@ from tests.sandbox import fixtures
 from tests.servers import AlertReceiver
 from tests.service.live import make_inventory
 
-from keyguard.checks.scheduler import as_utc
 from keyguard.config import load_settings
 from keyguard.runtime import document_collector, run_service
 from keyguard.sandbox import SandboxHandle
 from keyguard.store import create_store_engine
+from keyguard.store.models import as_utc
 from keyguard.tools import PROJECT_ROOT
 
 sandbox_config = fixtures.sandbox_config
@@ -57,8 +57,9 @@ def test_two_replicas_run_each_cycle_once_and_page_each_transition_once(
 ) -> None:
     vendors = tmp_path / "vendors.yaml"
     write_vendor(vendors)
-    settings = load_settings(store={"url": pg_store_url}, service={"port": 0}, checks={"interval_s": 0.5},
-                             alerts={"routes": [{"url": alert_receiver.url}]})
+    # Operators pressing "run now" in a tight loop: far over the per-token run limit, which is not under test here.
+    settings = load_settings(store={"url": pg_store_url}, service={"port": 0, "run_rate_per_minute": 100_000},
+                             checks={"interval_s": 0.5}, alerts={"routes": [{"url": alert_receiver.url}]})
     statuses: list[int] = []
     stop = threading.Event()
 
@@ -140,7 +141,7 @@ def test_a_replica_killed_mid_cycle_hands_the_check_to_another(
         killed_at = datetime.now(UTC)
         taken = wait_for(lambda: [r for r in runs(pg_store_url, "keys")
                                   if f":{second.pid}:" in r[2] and r[0] not in started], 30)
-        health = httpx.get(url + "/health").json()
+        health = httpx.get(url + "/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 from tests.servers import AlertReceiver
+from tests.service.live import delivered_titles
 
 from keyguard.checks.scheduler import Collector
 from keyguard.config import load_settings
@@ -81,8 +82,8 @@ def test_drift_is_found_alerted_once_and_resolved(service: RunningService, vendo
     assert api(service, "GET", "/api/findings").json() == []
     resolved = api(service, "GET", "/api/findings?status=resolved").json()
     assert [f["rule_id"] for f in resolved] == ["KG-VEN-101"]
-    titles = [m["title"] for m in alert_receiver.received]
-    assert [t.split()[1] for t in titles] == ["NEW", "RESOLVED"]
+    titles = delivered_titles(service.url, TOKEN, alert_receiver)
+    assert [t.split()[0] for t in titles] == ["NEW", "RESOLVED"]
 
 
 def test_broken_input_keeps_last_good_findings_and_raises_its_own(service: RunningService, vendors_file: Path,
@@ -100,7 +101,7 @@ def test_broken_input_keeps_last_good_findings_and_raises_its_own(service: Runni
         api(service, "POST", "/api/checks/run")
     assert [f["rule_id"] for f in api(service, "GET", "/api/findings").json()] == ["KG-VEN-101"]
     assert httpx.get(service.url + "/health").json()["status"] == "ok"
-    assert "KG-SVC-001" in " ".join(m["title"] for m in alert_receiver.received)
+    assert "KG-SVC-001" in " ".join(delivered_titles(service.url, TOKEN, alert_receiver))
 
 
 def test_wrong_type_in_checked_document_is_a_finding_not_a_crash(service: RunningService,

@@ -1,5 +1,6 @@
-"""Alert delivery through apprise, from the outbox the drift step fills."""
+"""Alert delivery through apprise, from the outbox the transitions fill: durable, per route, with dedup keys."""
 
-from keyguard.alerts.notifier import AlertRoute, Notifier, deliver_pending
+from keyguard.alerts.delivery import DeliveryService
+from keyguard.alerts.notifier import AlertRoute, Notifier
 
-__all__ = ["AlertRoute", "Notifier", "deliver_pending"]
+__all__ = ["AlertRoute", "DeliveryService", "Notifier"]

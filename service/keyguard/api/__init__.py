@@ -1,5 +1,4 @@
-"""HTTP API (FastAPI): findings, checks, alerts, rules; bearer-token auth on everything but /health."""
+"""HTTP API (FastAPI): one router per resource under `routes/`, the caller's role from `deps`, bearer tokens in
+`access`, operator actions in `audit_log`; `/health` answers without a token, with its status only.
 
-from keyguard.api.app import create_app
-
-__all__ = ["create_app"]
+`keyguard.api.app.create_app` builds the app; this package imports nothing, so `keyguard token` stays light."""

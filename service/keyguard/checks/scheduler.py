@@ -25,14 +25,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from keyguard.alerts.notifier import Notifier, deliver_pending
 from keyguard.checks.transitions import apply_findings
 from keyguard.errors import KeyguardError
 from keyguard.policy.engine import PolicyEngine
 from keyguard.policy.models import Finding, Severity
 from keyguard.redact import redact_text
 from keyguard.store.db import session_scope
-from keyguard.store.models import CheckRun, CheckSchedule, FindingRecord, ObservationRecord
+from keyguard.store.models import CheckRun, CheckSchedule, FindingRecord, ObservationRecord, as_utc
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +85,19 @@ def check_failed_finding(scope: str, error: str) -> Finding:
     )
 
 
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands timestamps back without a zone; every timestamp Keyguard writes is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class CheckService:
     def __init__(self, engine: PolicyEngine, store: Engine, collectors: list[Collector],
-                 notifier: Notifier | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC), *,
+                 alerts_queued: Callable[[], None] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), *,
                  interval_s: float = 60.0, deadline_s: float | None = None, resolve_after: int = 2,
                  replica: str | None = None) -> None:
-        self.engine, self.store, self.collectors, self.notifier, self.clock = engine, store, collectors, notifier, clock
+        self.engine, self.store, self.collectors, self.clock = engine, store, collectors, clock
+        # Delivery runs apart from checking (alerts.delivery): a check only tells it that alerts are queued.
+        self.alerts_queued = alerts_queued
         self.interval_s = interval_s
         # A run that is not finished by then leaves what it did not reach unverified.
         self.deadline_s = deadline_s if deadline_s is not None else min(max(0.5, 0.8 * interval_s), 120.0)
@@ -138,7 +135,8 @@ class CheckService:
                     if result.ok:
                         claimed.last_ok_at = finished
                 results.append(result)
-                self._deliver()
+                if self.alerts_queued is not None and result.transitions:
+                    self.alerts_queued()
             return results
 
     @contextmanager
@@ -171,14 +169,6 @@ class CheckService:
             module: Any = postgresql if self.store.dialect.name == "postgresql" else sqlite
             session.execute(module.insert(CheckSchedule).values(scope=scope).on_conflict_do_nothing(
                 index_elements=["scope"]))
-
-    def _deliver(self) -> None:
-        if self.notifier is None:
-            return
-        try:
-            deliver_pending(self.store, self.notifier)
-        except Exception as exc:  # delivery trouble must not stop checking
-            log.error("alert delivery failed: %s", redact_text(str(exc)))
 
     def _run_collector(self, collector: Collector) -> CheckResult:
         now = self.clock()
@@ -258,7 +248,7 @@ class CheckService:
                 "error": row.last_error if row is not None else "never ran",
                 "runner": row.last_runner if row is not None else None,
             }
-        open_problems = [{"rule_id": p.rule_id, "resource": p.resource, "message": p.message} for p in problems]
+        open_problems = [{"rule_id": p.rule_id, "resource": p.resource} for p in problems]
         degraded = bool(open_problems) or any(not c["ok"] or c["stale"] for c in checks.values())
         return {"status": "degraded" if degraded else "ok", "checks": checks, "problems": open_problems}
 

@@ -124,6 +124,7 @@ def alert_for(t: Transition, now: datetime) -> AlertRecord:
             f"first seen {r.first_seen:%Y-%m-%d %H:%M:%S} UTC"
         )
     return AlertRecord(
-        transition=t.kind, scope=r.scope, fingerprint=r.fingerprint, rule_id=r.rule_id, severity=r.severity,
+        transition=t.kind, scope=r.scope, fingerprint=r.fingerprint, dedup_key=r.fingerprint, rule_id=r.rule_id,
+        severity=r.severity,
         resource=r.resource, title=redact_text(title), body=redact_text(body), created_at=now,
     )

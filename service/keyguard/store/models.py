@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands timestamps back without a zone; every timestamp Keyguard writes is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class FindingRecord(SQLModel, table=True):
@@ -57,6 +62,10 @@ class AlertRecord(SQLModel, table=True):
     attempts: int = 0
     delivered_routes: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     last_error: str | None = None
+    # The finding's fingerprint: receivers fold retries, crashes and replicas into one incident with it.
+    dedup_key: str = Field(default="", sa_column_kwargs={"server_default": text("''")})
+    # Whether its per-route deliveries exist yet (the delivery service makes them, once, for every route).
+    fanned_out: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
 class CheckRun(SQLModel, table=True):
@@ -101,3 +110,71 @@ class ObservationRecord(SQLModel, table=True):
     last_attempt_at: datetime
     last_ok_at: datetime | None = None
     last_error: str | None = None
+
+
+class AlertDelivery(SQLModel, table=True):
+    """One alert on one route: retried on its own backoff until that route accepts it; never dropped."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("alert_pk", "route", name="uq_alert_deliveries_alert_route"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    alert_pk: int = Field(index=True)
+    route: str = Field(index=True)
+    status: str = Field(default="pending", index=True, description="pending | delivered")
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+    # When the alert passed the give-up age on this route undelivered (the fallback routes then got it).
+    gave_up_at: datetime | None = None
+    # For a fallback delivery: the route whose failure it stands in for.
+    fallback_for: str | None = None
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """The evidence of delivery: every attempt on every route, with its outcome."""
+
+    __tablename__ = "delivery_attempts"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    delivery_pk: int = Field(index=True)
+    at: datetime
+    ok: bool
+    duration_ms: int
+    detail: str = ""
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the HTTP API. Only its sha256 is kept; a revoked token stays, so its name is never reused
+    and the audit log's names keep meaning one token."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_api_tokens_name"),
+        UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    name: str
+    role: str = Field(description="viewer | operator")
+    token_hash: str = Field(description="sha256 (hex) of the token; the token itself is never stored")
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    """One operator action, or one refused attempt at it: who, with which role, did what to what, and how it ended."""
+
+    __tablename__ = "audit_log"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(index=True, description="the token's name (env: the environment token; cli:<user>)")
+    role: str
+    action: str = Field(description="e.g. checks.run, policy.reload, token.create")
+    target: str
+    result: str = Field(description="ok | refused | failed")
+    detail: str = ""

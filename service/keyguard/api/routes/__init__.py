@@ -1,0 +1,1 @@
+"""One APIRouter per resource; `keyguard.api.app` includes them all."""
