@@ -7,7 +7,7 @@ sent to every route in order, through apprise with its default timeouts, in the 
 Each flip turns a vendor finding on and runs the check; latency = arrival at the healthy receiver minus the
 start of that check run.
 
-    uv run python -m bench.delivery [--flips 20]
+    uv run python -m bench.delivery [--flips 10]
 """
 
 from __future__ import annotations
@@ -46,12 +46,20 @@ def black_hole() -> socket.socket:
     return sock
 
 
-def legacy_deliver(running: RunningService, urls: list[str], sent: dict[int, set[int]]) -> None:
-    """The old loop: every undelivered alert to every route in order, in the caller's thread."""
+LEGACY_MAX_ATTEMPTS = 10
+
+
+def legacy_deliver(running: RunningService, urls: list[str], sent: dict[int, set[int]],
+                   attempts: dict[int, int]) -> None:
+    """The old loop: every undelivered alert (up to 10 attempts each) to every route in order, in the caller's
+    thread."""
     with session_scope(running.store) as session:
         alerts = session.exec(select(AlertRecord).order_by(AlertRecord.pk)).all()  # type: ignore[arg-type]
     for alert in alerts:
         done = sent.setdefault(alert.pk or 0, set())
+        if len(done) == len(urls) or attempts.get(alert.pk or 0, 0) >= LEGACY_MAX_ATTEMPTS:
+            continue
+        attempts[alert.pk or 0] = attempts.get(alert.pk or 0, 0) + 1
         for index, url in enumerate(urls):
             if index in done:
                 continue
@@ -69,15 +77,17 @@ def run(name: str, flips: int, legacy: bool) -> list[float]:
         vendors = Path(tmp) / "vendors.yaml"
         vendors.write_text(yaml.safe_dump({"kind": "vendors", "vendors": [VENDOR]}))
         routes = [] if legacy else [{"url": broken_url, "name": "broken"}, {"url": healthy.url, "name": "healthy"}]
-        settings = load_settings(store={"url": f"sqlite:///{tmp}/kg.db"}, service={"port": 0},
+        settings = load_settings(store={"url": f"sqlite:///{tmp}/kg.db"},
+                                 service={"port": 0, "run_rate_per_minute": 10_000},
                                  checks={"interval_s": 3600, "resolve_after": 1}, alerts={"routes": routes})
         sent: dict[int, set[int]] = {}
+        tries: dict[int, int] = {}
         with run_service(settings, [document_collector(vendors)], TOKEN) as running, \
                 httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:
             def check() -> None:
                 client.post(running.url + "/api/checks/run").raise_for_status()
                 if legacy:
-                    legacy_deliver(running, [broken_url, healthy.url], sent)
+                    legacy_deliver(running, [broken_url, healthy.url], sent, tries)
 
             for i in range(flips):
                 for facts in ({"requires_withdraw": True}, {}):
@@ -90,6 +100,7 @@ def run(name: str, flips: int, legacy: bool) -> list[float]:
                         latencies.append(arrived - started)
                 print(f"  {name}: flip {i + 1}/{flips}", end="\r", flush=True)
     hole.close()
+    print()
     return latencies
 
 
@@ -104,7 +115,7 @@ def wait(predicate: Callable[[], Any], timeout_s: float) -> float:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench.delivery")
-    parser.add_argument("--flips", type=int, default=20)
+    parser.add_argument("--flips", type=int, default=10)
     args = parser.parse_args(argv)
     logging.getLogger("keyguard").setLevel(logging.CRITICAL)
     logging.getLogger("apprise").setLevel(logging.CRITICAL)

@@ -160,17 +160,22 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--flips", type=int, default=20)
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--detection-keys", type=int, default=25)
+    parser.add_argument("--parts", default="cycle,detection", help="which halves to run (cycle, detection)")
     args = parser.parse_args(argv)
     import logging
 
     logging.getLogger("keyguard").setLevel(logging.ERROR)
+    parts = set(args.parts.split(","))
     inspector = KeyInspector(concurrency=8)
-    rows = [
+    rows = [] if "cycle" not in parts else [
         cycle_run("Keyguard: KeyInspector (8 at once, shared)", args.keys, args.latency_ms,
                   lambda inv: inspector.inspect(inv, time.time() + 60)),
         cycle_run("baseline: sequential, new clients per key", args.keys, args.latency_ms, baseline_inspect),
     ]
-    print_cycles(rows, args.keys, args.latency_ms)
+    if rows:
+        print_cycles(rows, args.keys, args.latency_ms)
+    if "detection" not in parts:
+        return
     print(f"\ndetection latency: {args.detection_keys} keys, interval {args.interval:g}s, {args.flips} flips "
           "(key gains withdraw -> NEW KG-KEY-101 at the receiver)")
     print(f"{'variant':<44}{'p50 s':>8}{'p99 s':>8}{'max s':>8}{'missed':>8}")

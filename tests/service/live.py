@@ -4,8 +4,12 @@ secrets in files beside the inventory; `withdraw` names the keys that can also w
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from keyguard.sandbox import SandboxHandle
 
@@ -40,19 +44,23 @@ def make_inventory(tmp_path: Path, sandbox: SandboxHandle, count: int, withdraw:
     return path, created
 
 
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, poll_s: float = 0.05) -> Any:
+    """The predicate's first truthy value, polled until `timeout_s` (then the test fails)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"not within {timeout_s}s")
+
+
 def delivered_titles(service_url: str, token: str, receiver: Any, timeout_s: float = 30) -> list[str]:
     """The alert titles the receiver got, once the service has delivered everything it queued (delivery runs
     apart from the checks, so a check's alerts arrive a moment after it returns)."""
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def settled() -> bool:
         alerts = httpx.get(f"{service_url}/api/alerts", headers={"Authorization": f"Bearer {token}"}).json()
-        if all(a["delivered_at"] for a in alerts):
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"alerts still undelivered after {timeout_s}s")
+        return all(a["delivered_at"] for a in alerts)
+
+    wait_for(settled, timeout_s)
     return [m["title"].removeprefix("[keyguard] ") for m in receiver.received]

@@ -4,7 +4,7 @@ that go down, answer 500, answer late, and speak PagerDuty's and Opsgenie's APIs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 import yaml
 from apprise.plugins import opsgenie, pagerduty
 from tests.servers import AlertReceiver
+from tests.service.live import wait_for
 
 from keyguard.config import load_settings
 from keyguard.runtime import RunningService, document_collector, run_service
@@ -43,16 +44,6 @@ def api(running: RunningService, method: str, path: str) -> Any:
     response = httpx.request(method, running.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout_s}s")
 
 
 def titles(receiver: AlertReceiver) -> list[str]:

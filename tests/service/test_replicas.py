@@ -20,7 +20,7 @@ import yaml
 from sqlalchemy import text
 from tests.sandbox import fixtures
 from tests.servers import AlertReceiver
-from tests.service.live import make_inventory
+from tests.service.live import make_inventory, wait_for
 
 from keyguard.config import load_settings
 from keyguard.runtime import document_collector, run_service
@@ -104,16 +104,6 @@ def serve(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str
             threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep draining its log
             return proc, match.group(1)
     raise AssertionError(f"keyguard serve exited with {proc.wait()} before serving")
-
-
-def wait_for(predicate: Any, timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout_s}s")
 
 
 def test_a_replica_killed_mid_cycle_hands_the_check_to_another(
