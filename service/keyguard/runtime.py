@@ -169,18 +169,22 @@ def build_collectors(settings: KeyguardSettings) -> list[Collector]:
 
 
 def wait_for_shutdown(service: CheckService | None = None) -> None:
-    """Block until SIGINT or SIGTERM; SIGHUP reloads the policies (a broken bundle is logged and refused)."""
+    """Block until SIGINT or SIGTERM; SIGHUP reloads the policies (a broken bundle is logged and refused).
+
+    The handlers only note the signal: a handler that takes a lock (Event.set) deadlocks when a second signal
+    arrives while the first is still inside it, and the service then ignores every later SIGTERM."""
     import signal
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    if service is not None:
-        def reload(*_: object) -> None:
-            try:
-                service.engine.reload()
-            except KeyguardError as exc:
-                log.error("policy reload refused, keeping the last good bundle: %s", exc)
-
-        signal.signal(signal.SIGHUP, reload)
-    stop.wait()
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    while True:
+        while received:
+            if received.pop(0) != signal.SIGHUP:
+                return
+            if service is not None:
+                try:
+                    service.engine.reload()
+                except KeyguardError as exc:
+                    log.error("policy reload refused, keeping the last good bundle: %s", exc)
+        time.sleep(0.1)
