@@ -227,3 +227,28 @@ def test_policy_reload_refuses_a_broken_bundle_and_keeps_serving_the_last_good_o
         assert result["ok"] and result["findings"] == 1  # still judged by the last good bundle
         (policies / "vendors" / "broken.rego").unlink()
         assert api(running, "POST", "/api/policy/reload").json()["reloaded"] is True
+
+
+def test_sighup_with_a_broken_bundle_keeps_serving_on_the_last_good_one(tmp_path: Path, vendors_file: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    config = tmp_path / "keyguard.yaml"
+    config.write_text(yaml.safe_dump({
+        "service": {"port": 0}, "store": {"url": f"sqlite:///{tmp_path}/hup.db"}, "checks": {"interval_s": 3600},
+        "documents": [vendors_file.name], "opa": {"policy_dir": str(policies)},
+    }))
+    env = {**os.environ, "KEYGUARD_API_TOKEN": TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "keyguard.cli", "serve", "--config", str(config)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=PROJECT_ROOT)
+    assert proc.stderr is not None
+    url = next(m.group(1) for line in proc.stderr if (m := re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)))
+    try:
+        (policies / "vendors" / "broken.rego").write_text("package keyguard.vendors.broken\n\ndeny contains")
+        proc.send_signal(signal.SIGHUP)
+        refused = next(line for line in proc.stderr if "policy reload refused" in line)
+        assert "broken.rego" in refused + proc.stderr.readline()  # the error names the file (next line)
+        run = httpx.post(f"{url}/api/checks/run", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        assert run.status_code == 200 and run.json()[0]["ok"]  # still judged by the last good bundle
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
