@@ -79,8 +79,8 @@ def serve(
     settings = load_settings(config)
     collectors = build_collectors(settings)
     with run_service(settings, collectors, api_token_from(settings, generate=False)) as running:
-        err.print(f"keyguard serving on {running.url} ({len(collectors)} checks every {settings.checks.interval_s:g}s)")
-        wait_for_shutdown(running.service)
+        wait_for_shutdown(running.service, ready=lambda: err.print(
+            f"keyguard serving on {running.url} ({len(collectors)} checks every {settings.checks.interval_s:g}s)"))
 
 
 def main() -> None:

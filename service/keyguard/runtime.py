@@ -8,7 +8,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,8 +168,10 @@ def build_collectors(settings: KeyguardSettings) -> list[Collector]:
     return collectors
 
 
-def wait_for_shutdown(service: CheckService | None = None) -> None:
+def wait_for_shutdown(service: CheckService | None = None, ready: Callable[[], None] | None = None) -> None:
     """Block until SIGINT or SIGTERM; SIGHUP reloads the policies (a broken bundle is logged and refused).
+
+    `ready` runs once the handlers are in place, so whatever it announces ("serving on ...") is safe to signal.
 
     The handlers only note the signal: a handler that takes a lock (Event.set) deadlocks when a second signal
     arrives while the first is still inside it, and the service then ignores every later SIGTERM."""
@@ -178,6 +180,8 @@ def wait_for_shutdown(service: CheckService | None = None) -> None:
     received: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: received.append(signum))
+    if ready is not None:
+        ready()
     while True:
         while received:
             if received.pop(0) != signal.SIGHUP:
