@@ -24,7 +24,8 @@ SUBCOMMANDS = {
     "sandbox": ("keyguard.sandbox.cli", "The Binance-compatible sandbox exchange with fault injection."),
     "worker": ("keyguard.worker.cli", "The rate-limited, idempotent execution worker."),
     "infra": ("keyguard.infra.cli", "Check the Pulumi program and the live AWS resources against the rules."),
-    "incident": ("keyguard.incidents.cli", "Response playbooks: contain first, then the checklist."),
+    "incident": ("keyguard.incidents.cli", "Incidents (list, timeline, ack, resolve) and the response playbooks."),
+    "silence": ("keyguard.incidents.silence_cli", "Silences and maintenance windows: add, list, end."),
     "token": ("keyguard.api.cli", "API tokens with roles (viewer, operator): create, list, revoke."),
 }
 

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from keyguard.alerts.notifier import AlertRoute
 from keyguard.errors import ConfigError
 from keyguard.policy.documents import load_document
+from keyguard.policy.models import Severity
 
 
 class ServiceSettings(BaseModel):
@@ -40,6 +41,19 @@ class AlertSettings(BaseModel):
     backoff_base_s: float = Field(default=1.0, gt=0, description="first retry after about this long, then doubling")
     backoff_cap_s: float = Field(default=60.0, gt=0, description="retries never further apart than this")
     give_up_s: float = Field(default=3600.0, gt=0, description="undelivered this long: fallback routes, KG-SVC-003")
+
+
+class IncidentSettings(BaseModel):
+    """Incidents: re-notification and escalation of what nobody acknowledged, and limits on silences."""
+
+    model_config = {"extra": "forbid"}
+
+    renotify_s: float = Field(default=300.0, gt=0, description="an unacknowledged incident is sent again this often")
+    escalate_after_s: float = Field(default=900.0, gt=0, description="unacknowledged this long: the next route tier "
+                                                                     "gets it too (and again after each period)")
+    renotify_min_severity: Severity = Field(default=Severity.critical, description="incidents below this are opened "
+                                                                                    "but not re-notified")
+    max_silence_s: float = Field(default=7 * 86400.0, gt=0, description="the longest a silence may last")
 
 
 class BudgetSettings(BaseModel):
@@ -83,6 +97,7 @@ class KeyguardSettings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     opa: OpaSettings = Field(default_factory=OpaSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     checks: ChecksSettings = Field(default_factory=ChecksSettings)
     inventory: Path | None = Field(default=None, description="keys inventory file (see examples/keyguard.yaml)")
     worker_state: Path | None = Field(default=None, description="live-state JSON the execution worker publishes")

@@ -22,6 +22,7 @@ from keyguard.api.app import create_app
 from keyguard.checks.scheduler import CheckService, Collector, Observation
 from keyguard.config import ChecksSettings, InfraSettings, KeyguardSettings
 from keyguard.errors import ConfigError, KeyguardError, ToolError
+from keyguard.incidents.lifecycle import EscalationPolicy
 from keyguard.policy.documents import load_document
 from keyguard.policy.engine import PolicyEngine
 from keyguard.store.db import create_store_engine, init_store
@@ -63,6 +64,12 @@ def _engine_for(settings: KeyguardSettings) -> Iterator[PolicyEngine]:
             yield engine
 
 
+def escalation_policy(settings: KeyguardSettings) -> EscalationPolicy:
+    incidents = settings.incidents
+    return EscalationPolicy(renotify_s=incidents.renotify_s, escalate_after_s=incidents.escalate_after_s,
+                            renotify_min_severity=incidents.renotify_min_severity)
+
+
 @contextlib.contextmanager
 def run_service(settings: KeyguardSettings, collectors: list[Collector], api_token: str,
                 run_first_check: bool = True) -> Iterator[RunningService]:
@@ -72,7 +79,7 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
     alerts = settings.alerts
     delivery = DeliveryService(store, Notifier(alerts.routes, alerts.connect_timeout_s, alerts.read_timeout_s),
                                give_up_s=alerts.give_up_s, backoff_base_s=alerts.backoff_base_s,
-                               backoff_cap_s=alerts.backoff_cap_s)
+                               backoff_cap_s=alerts.backoff_cap_s, escalation=escalation_policy(settings))
     with _engine_for(settings) as engine:
         checks = settings.checks
         service = CheckService(engine, store, collectors, delivery.wake, interval_s=checks.interval_s,
@@ -81,7 +88,7 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
         if run_first_check:
             service.run_once()  # before serving; the schedule then waits one interval, so start-up runs once
         service.start()
-        app = create_app(service, api_token, settings.service)
+        app = create_app(service, api_token, settings.service, settings.incidents)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.service.host, port=settings.service.port,
                                                log_level="warning", access_log=False, lifespan="off"))
         thread = threading.Thread(target=server.run, name="keyguard-api", daemon=True)

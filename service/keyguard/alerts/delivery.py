@@ -24,6 +24,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
 from keyguard.alerts.notifier import Notifier, Route
+from keyguard.incidents.lifecycle import EscalationPolicy, tick
 from keyguard.policy.models import Finding, Severity
 from keyguard.redact import redact_text
 from keyguard.store.db import session_scope
@@ -44,8 +45,10 @@ def backoff_s(attempts: int, base_s: float, cap_s: float, rng: random.Random) ->
 class DeliveryService:
     def __init__(self, store: Engine, notifier: Notifier, *, give_up_s: float = 3600.0, backoff_base_s: float = 1.0,
                  backoff_cap_s: float = 60.0, poll_s: float = 0.5,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), seed: int | None = None) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), seed: int | None = None,
+                 escalation: EscalationPolicy | None = None) -> None:
         self.store, self.notifier = store, notifier
+        self.escalation = escalation or EscalationPolicy()
         self.give_up_s, self.backoff_base_s, self.backoff_cap_s, self.poll_s = give_up_s, backoff_base_s, \
             backoff_cap_s, poll_s
         self.clock = clock
@@ -58,7 +61,9 @@ class DeliveryService:
 
     # -- one pass, callable from tests with an injected clock -----------------------------------------------
     def run_once(self) -> int:
-        """Fan out new alerts, give up on late ones, then attempt every due delivery on every route once."""
+        """Tick the incident clock, fan out new alerts, give up on late ones, then attempt every due delivery on
+        every route once."""
+        self.tick()
         self.fan_out()
         self.give_up()
         return sum(self.deliver_due(route) for route in self.notifier.routes)
@@ -73,12 +78,14 @@ class DeliveryService:
                 query = query.with_for_update(skip_locked=True)
             for alert in session.exec(query.limit(500)).all():
                 about_alerting = alert.rule_id == ALERTING_BROKEN_RULE
-                routes = [r for r in self.notifier.routes if r.wants(alert.severity)
+                routes = [r for r in self.notifier.routes if (r.wants(alert.severity) if r.fallback else r.takes(alert))
                           and (not r.fallback or about_alerting)]
+                if alert.silenced_by is not None:
+                    routes = []  # recorded and shown, not sent; the silence's end sends what is still open
                 for route in routes:
                     made += self._insert_delivery(session, alert, route, now, fallback_for=None)
                 alert.fanned_out = True
-                if not routes:
+                if not routes and alert.silenced_by is None:
                     alert.delivered_at = now  # no route wants this severity: nothing is owed
                 session.add(alert)
         return made
@@ -181,6 +188,11 @@ class DeliveryService:
             apply_findings(session, ALERTS_HEALTH_SCOPE, findings, now)
         return broken
 
+    def tick(self) -> int:
+        """Re-notify and escalate unacknowledged incidents, end silences; returns how many alerts it queued."""
+        with session_scope(self.store) as session:
+            return len(tick(session, self.clock(), self.escalation, self.notifier.tiers))
+
     # -- the loops ------------------------------------------------------------------------------------------
     def wake(self) -> None:
         """New alerts were queued: fan them out now instead of at the next poll."""
@@ -196,6 +208,8 @@ class DeliveryService:
                         for event in self._wake.values():
                             event.set()
                     if time.monotonic() - last_give_up >= min(5.0, self.give_up_s / 10):
+                        if self.tick():
+                            self._queued.set()  # fan the re-notifications out on the next turn, without waiting
                         self.give_up()
                         last_give_up = time.monotonic()
                 except Exception as exc:  # a store outage must not end delivery; it retries on the next poll

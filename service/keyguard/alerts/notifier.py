@@ -32,6 +32,8 @@ class AlertRoute(BaseModel):
     name: str | None = Field(default=None, description="how deliveries name the route (default: route-<index>)")
     min_severity: Severity = Severity.low
     fallback: bool = Field(default=False, description="receives what another route has not delivered in time")
+    tier: int = Field(default=0, ge=0, le=9, description="escalation tier: 0 gets every alert; a higher tier gets an "
+                                                        "incident once it is escalated that far")
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,20 @@ class Route:
     """One configured route. `send` makes one attempt; the caller records it and schedules the next."""
 
     def __init__(self, name: str, url: str | None, min_severity: Severity, fallback: bool,
-                 connect_timeout_s: float = 4.0, read_timeout_s: float = 10.0) -> None:
-        self.name, self.min_severity, self.fallback = name, min_severity, fallback
+                 connect_timeout_s: float = 4.0, read_timeout_s: float = 10.0, tier: int = 0) -> None:
+        self.name, self.min_severity, self.fallback, self.tier = name, min_severity, fallback, tier
         self.url = _with_timeouts(url, connect_timeout_s, read_timeout_s) if url else None
         self.scheme = url.split("://", 1)[0].lower() if url else LOG_ROUTE
 
     def wants(self, severity: str) -> bool:
         return Severity(severity).rank >= self.min_severity.rank
+
+    def takes(self, alert: AlertRecord) -> bool:
+        """Whether this (primary) route is owed `alert`: its severity, its tier, and a transition the receiver can
+        act on (PagerDuty and Opsgenie have no acknowledge through apprise: a trigger there would re-open)."""
+        if not self.wants(alert.severity) or self.tier > alert.tier:
+            return False
+        return not (alert.transition == "acknowledged" and self.scheme in ("pagerduty", "opsgenie"))
 
     def send(self, alert: AlertRecord) -> SendResult:
         started = time.monotonic()
@@ -62,7 +71,8 @@ class Route:
         target = apprise.Apprise()
         if not target.add(self.url_for(alert)):
             return SendResult(False, 0, "apprise refused the route URL for this alert")
-        notify_type = apprise.NotifyType.SUCCESS if alert.transition == "resolved" else apprise.NotifyType.FAILURE
+        notify_type = {"resolved": apprise.NotifyType.SUCCESS, "acknowledged": apprise.NotifyType.INFO}.get(
+            alert.transition, apprise.NotifyType.FAILURE)
         if self.scheme == "pagerduty":
             body = body.split("\n", 1)[0][:900]  # the event's summary: PagerDuty keeps 1024 characters
         try:
@@ -126,7 +136,7 @@ class Notifier:
                 raise ConfigError(f"alerts.routes[{index}].name {name!r} is used twice (or is the reserved 'log')")
             names.add(name)
             self.routes.append(Route(name, route.url, route.min_severity, route.fallback, connect_timeout_s,
-                                     read_timeout_s))
+                                     read_timeout_s, route.tier))
         if not any(not r.fallback for r in self.routes):
             self.routes.append(Route(LOG_ROUTE, None, Severity.low, fallback=False))
         if not any(r.fallback for r in self.routes):
@@ -143,6 +153,11 @@ class Notifier:
     @property
     def fallbacks(self) -> list[Route]:
         return [r for r in self.routes if r.fallback]
+
+    @property
+    def tiers(self) -> list[int]:
+        """The escalation tiers the primary routes form, lowest first."""
+        return sorted({r.tier for r in self.primary})
 
 
 def _with_timeouts(url: str, connect_s: float, read_s: float) -> str:

@@ -8,14 +8,27 @@ from fastapi.responses import JSONResponse
 from keyguard.api.access import TokenRegistry
 from keyguard.api.deps import ApiContext
 from keyguard.api.quota import TokenQuota
-from keyguard.api.routes import alerts, audit, checks, findings, health, observations, playbooks, policy, rules
+from keyguard.api.routes import (
+    alerts,
+    audit,
+    checks,
+    findings,
+    health,
+    incidents,
+    observations,
+    playbooks,
+    policy,
+    rules,
+    silences,
+)
 from keyguard.checks.scheduler import CheckService
-from keyguard.config import ServiceSettings
+from keyguard.config import IncidentSettings, ServiceSettings
 
-ROUTERS = (health, findings, checks, observations, alerts, rules, policy, playbooks, audit)
+ROUTERS = (health, findings, checks, observations, alerts, incidents, silences, rules, policy, playbooks, audit)
 
 
-def create_app(service: CheckService, api_token: str, settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(service: CheckService, api_token: str, settings: ServiceSettings | None = None,
+               incidents_settings: IncidentSettings | None = None) -> FastAPI:
     """`api_token`: the environment token, an operator named `env`; other tokens live in the store."""
     if len(api_token) < 16:
         raise ValueError("the API token must be at least 16 characters")
@@ -27,6 +40,7 @@ def create_app(service: CheckService, api_token: str, settings: ServiceSettings 
         service=service,
         tokens=TokenRegistry(service.store, api_token, service.clock),
         run_quota=TokenQuota(limit=settings.run_rate_per_minute, window_s=60.0),
+        max_silence_s=(incidents_settings or IncidentSettings()).max_silence_s,
     )
 
     @app.exception_handler(Exception)

@@ -29,6 +29,7 @@ class ApiContext:
     tokens: TokenRegistry
     run_quota: TokenQuota
     rules: list[dict[str, str]] = field(default_factory=list)  # the rule catalogue, read once per policy bundle
+    max_silence_s: float = 7 * 86400.0
 
 
 def get_context(request: Request) -> ApiContext:

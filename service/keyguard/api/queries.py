@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
 
 from keyguard.api.schemas import AlertOut, CheckOut, DeliveryOut, FindingOut, ObservationOut
+from keyguard.incidents.lifecycle import active_silences, silence_for
 from keyguard.policy.models import Severity
 from keyguard.redact import redact_value
-from keyguard.store.models import AlertDelivery, AlertRecord, CheckRun, FindingRecord, ObservationRecord, as_utc
+from keyguard.store.models import (
+    AlertDelivery,
+    AlertRecord,
+    CheckRun,
+    FindingRecord,
+    ObservationRecord,
+    Silence,
+    as_utc,
+)
 
 
-def _finding_out(record: FindingRecord) -> FindingOut:
-    return FindingOut.model_validate(redact_value(record.model_dump()))
+def _finding_out(record: FindingRecord, silences: list[Silence]) -> FindingOut:
+    silence = silence_for(silences, record.rule_id, record.resource) if record.status != "resolved" else None
+    return FindingOut.model_validate({**redact_value(record.model_dump()),
+                                      "silenced_by": silence.pk if silence else None})
 
 
 def findings(session: Session, status: str | None, severity: Severity | None, scope: str | None) -> list[FindingOut]:
-    """Most severe first; `severity` is a floor."""
+    """Most severe first; `severity` is a floor. A finding an active silence matches says which."""
     query = select(FindingRecord)
     if status:
         query = query.where(FindingRecord.status == status)
@@ -27,12 +38,14 @@ def findings(session: Session, status: str | None, severity: Severity | None, sc
     if severity is not None:
         rows = [r for r in rows if Severity(r.severity).rank >= severity.rank]
     rows.sort(key=lambda r: (-Severity(r.severity).rank, r.rule_id, r.resource))
-    return [_finding_out(r) for r in rows]
+    silences = active_silences(session, datetime.now(UTC))
+    return [_finding_out(r, silences) for r in rows]
 
 
 def findings_with_fingerprint(session: Session, fingerprint: str) -> list[FindingOut]:
     rows = session.exec(select(FindingRecord).where(FindingRecord.fingerprint == fingerprint)).all()
-    return [_finding_out(r) for r in rows]
+    silences = active_silences(session, datetime.now(UTC))
+    return [_finding_out(r, silences) for r in rows]
 
 
 def recent_checks(session: Session, limit: int) -> list[CheckOut]:
@@ -60,7 +73,7 @@ def observations(session: Session, now: datetime, scope: str | None, unverified:
 def recent_alerts(session: Session, limit: int, undelivered: bool = False) -> list[AlertOut]:
     query = select(AlertRecord)
     if undelivered:
-        query = query.where(col(AlertRecord.delivered_at).is_(None))
+        query = query.where(col(AlertRecord.delivered_at).is_(None), col(AlertRecord.silenced_by).is_(None))
     rows = session.exec(query.order_by(col(AlertRecord.pk).desc()).limit(limit)).all()
     deliveries: dict[int, list[DeliveryOut]] = {}
     if rows:

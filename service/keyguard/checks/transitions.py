@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
+from keyguard.incidents.lifecycle import on_transitions
 from keyguard.policy.models import Finding
 from keyguard.redact import redact_text, redact_value
 from keyguard.store.models import AlertRecord, FindingRecord
@@ -85,9 +86,11 @@ def apply_findings(session: Session, scope: str, findings: list[Finding], now: d
                 transitions.append(Transition("resolved", record, paged=record.alerted))
                 record.alerted = False
         session.add(record)
-    for t in transitions:
-        if t.paged:
-            session.add(alert_for(t, now))
+    pairs = [(t, alert_for(t, now) if t.paged else None) for t in transitions]
+    for _, alert in pairs:
+        if alert is not None:
+            session.add(alert)
+    on_transitions(session, pairs, now)  # incidents open and resolve; silences hold alerts back
     return transitions
 
 

@@ -1,17 +1,30 @@
-"""`keyguard incident show RULE`: what to do, in order, when paged for a finding."""
+"""`keyguard incident show RULE`: what to do, in order, when paged for a finding; `keyguard incident
+list|timeline|ack|resolve`: the incidents in the store, acted on as `cli:<user>` and audited."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlmodel import col, select
 
+from keyguard.api.audit_log import AuditResult, record_action
+from keyguard.api.cli import ConfigOption, _cli_actor, _store, _when
+from keyguard.incidents import lifecycle
 from keyguard.incidents.playbooks import playbook_for
+from keyguard.store.db import session_scope
+from keyguard.store.models import Incident
 
-app = typer.Typer(help="Response playbooks: contain first, then the checklist.", no_args_is_help=True)
+app = typer.Typer(help="Incidents (list, timeline, ack, resolve) and the response playbooks.", no_args_is_help=True)
 out = Console()
+err = Console(stderr=True)
+NoteOption = Annotated[str, typer.Option("--note", help="What you did or are doing; it goes on the timeline.")]
 
 
 @app.command()
@@ -34,6 +47,106 @@ def show(
             out.print(f"  - {step}", soft_wrap=True, markup=False)
 
 
+def _incident_json(incident: Incident) -> dict[str, object]:
+    values = incident.model_dump()
+    return {k: _when(v) if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+@app.command("list")
+def list_(
+    config: ConfigOption = None,
+    status: Annotated[str, typer.Option("--status", help="active (open or acknowledged), open, acknowledged, "
+                                                         "resolved, or all")] = "active",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the incidents as JSON.")] = False,
+) -> None:
+    """The incidents, newest first."""
+    if status not in ("active", "open", "acknowledged", "resolved", "all"):
+        raise typer.BadParameter("one of active, open, acknowledged, resolved, all", param_hint="--status")
+    with _store(config) as store, session_scope(store) as session:
+        query = select(Incident)
+        if status == "active":
+            query = query.where(col(Incident.status).in_(lifecycle.ACTIVE))
+        elif status != "all":
+            query = query.where(Incident.status == status)
+        rows = [_incident_json(i) for i in session.exec(query.order_by(col(Incident.pk).desc()).limit(500))]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("#", "status", "severity", "rule", "resource", "opened (UTC)", "tier", "by")
+    for i in rows:
+        table.add_row(str(i["pk"]), str(i["status"]), str(i["severity"]), str(i["rule_id"]), str(i["resource"]),
+                      str(i["opened_at"])[:16].replace("T", " "), str(i["tier"]),
+                      str(i["resolved_by"] or i["acknowledged_by"] or ""))
+    out.print(table)
+
+
+@app.command()
+def timeline(
+    pk: Annotated[int, typer.Argument(help="The incident number (keyguard incident list).")],
+    config: ConfigOption = None,
+) -> None:
+    """One incident and its timeline: who did what, when."""
+    with _store(config) as store, session_scope(store) as session:
+        try:
+            incident, events, alerts = lifecycle.timeline(session, pk)
+        except lifecycle.IncidentError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        out.print(f"[bold]#{incident.pk}[/] {escape(incident.title)}: {incident.status}, tier {incident.tier}, "
+                  f"{incident.notifications} notification(s)")
+        for event in events:
+            out.print(f"  {_when(event.at)}  {event.kind:<16} {escape(event.actor):<20} {escape(event.detail)}",
+                      soft_wrap=True)
+        held = sum(1 for a in alerts if a.silenced_by is not None)
+        out.print(f"  {len(alerts)} alert(s), {sum(1 for a in alerts if a.delivered_at)} delivered, {held} held by "
+                  "silences (GET /api/incidents/{pk} lists every delivery attempt)".replace("{pk}", str(pk)))
+
+
+def _act(action: str, pk: int, note: str, config: Path | None, force: bool = False) -> None:
+    actor = _cli_actor()
+    now = datetime.now(UTC)
+    with _store(config) as store:
+        try:
+            if action == "ack":
+                incident, changed = lifecycle.acknowledge(store, pk, actor, now, note)
+            else:
+                incident, changed = lifecycle.resolve(store, pk, actor, now, note, force)
+        except lifecycle.IncidentError as exc:
+            record_action(store, actor, "cli", f"incident.{action}", str(pk), AuditResult.failed, str(exc))
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(1 if exc.status_code == 409 else 2) from None
+        record_action(store, actor, "cli", f"incident.{action}", str(pk), AuditResult.ok,
+                      f"{incident.rule_id} on {incident.resource}: {incident.status}" + ("" if changed else " already"))
+    if changed:
+        err.print(f"incident #{pk} ({escape(incident.title)}) {incident.status} by {escape(actor)}")
+    else:
+        who = incident.resolved_by or incident.acknowledged_by
+        when = _when(incident.resolved_at or incident.acknowledged_at)
+        err.print(f"incident #{pk} was already {incident.status} (by {escape(who or '?')} at {when})")
+
+
+@app.command()
+def ack(
+    pk: Annotated[int, typer.Argument(help="The incident number (keyguard incident list).")],
+    note: NoteOption = "",
+    config: ConfigOption = None,
+) -> None:
+    """Acknowledge: you are on it. Re-notification and escalation stop; the routes hear who acknowledged."""
+    _act("ack", pk, note, config)
+
+
+@app.command()
+def resolve(
+    pk: Annotated[int, typer.Argument(help="The incident number (keyguard incident list).")],
+    note: NoteOption = "",
+    force: Annotated[bool, typer.Option("--force", help="Close it even though its finding still fires.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Resolve. Refused (exit 1) while its finding still fires, unless --force: it resolves itself once the key is
+    observed clean."""
+    _act("resolve", pk, note, config, force)
+
+
 @app.callback()
 def _incident() -> None:
-    """Response playbooks: contain first, then the checklist."""
+    """Incidents (list, timeline, ack, resolve) and the response playbooks."""

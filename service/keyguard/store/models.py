@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -66,6 +66,12 @@ class AlertRecord(SQLModel, table=True):
     dedup_key: str = Field(default="", sa_column_kwargs={"server_default": text("''")})
     # Whether its per-route deliveries exist yet (the delivery service makes them, once, for every route).
     fanned_out: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    # The routes of tiers up to this one get it (0: the first line; an escalated incident's alerts reach further).
+    tier: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The incident it belongs to, if its finding opened one.
+    incident_pk: int | None = Field(default=None, index=True)
+    # The silence that held it back: recorded and shown, not sent.
+    silenced_by: int | None = None
 
 
 class CheckRun(SQLModel, table=True):
@@ -178,3 +184,65 @@ class AuditEntry(SQLModel, table=True):
     target: str
     result: str = Field(description="ok | refused | failed")
     detail: str = ""
+
+
+class Incident(SQLModel, table=True):
+    """A critical or high finding someone has to act on: opened by the finding, acknowledged and resolved by people
+    (or resolved by the finding itself), re-notified and escalated while nobody acknowledges it."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        # At most one incident per finding is not resolved, whichever replica or cycle opens it.
+        Index("uq_incidents_active_fingerprint", "scope", "fingerprint", unique=True,
+              sqlite_where=text("status != 'resolved'"), postgresql_where=text("status != 'resolved'")),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    scope: str
+    fingerprint: str = Field(index=True)
+    rule_id: str
+    severity: str
+    resource: str
+    title: str
+    status: str = Field(default="open", index=True, description="open | acknowledged | resolved")
+    opened_at: datetime
+    tier: int = Field(default=0, description="the highest route tier it has reached")
+    last_notified_at: datetime
+    notifications: int = 1
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+
+
+class IncidentEvent(SQLModel, table=True):
+    """One line of an incident's timeline."""
+
+    __tablename__ = "incident_events"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    incident_pk: int = Field(index=True)
+    at: datetime
+    kind: str = Field(description="opened | renotified | escalated | acknowledged | resolved | finding_resolved | "
+                                   "regressed | silenced | silence_expired | note")
+    actor: str = Field(description="keyguard, or the operator (token name, cli:<user>)")
+    detail: str = ""
+
+
+class Silence(SQLModel, table=True):
+    """A silence or maintenance window: alerts whose rule and resource match are recorded and shown, not sent,
+    from `starts_at` until `ends_at`. When it ends, what it held back and is still open is sent."""
+
+    __tablename__ = "silences"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    rule: str = Field(description="rule id or glob (KG-KEY-*, * for any)")
+    resource: str = Field(description="resource or glob (binance/bot-*, * for any)")
+    reason: str
+    author: str
+    created_at: datetime
+    starts_at: datetime
+    ends_at: datetime
+    # When Keyguard noticed it ended (expiry) or an operator ended it early, and who.
+    ended_at: datetime | None = None
+    ended_by: str | None = None
