@@ -16,7 +16,7 @@ from keyguard.checks.transitions import apply_findings
 from keyguard.errors import ConfigError, StoreError
 from keyguard.policy.models import Finding
 from keyguard.store import AlertRecord, FindingRecord, create_store_engine, init_store, session_scope
-from keyguard.store.models import AlertDelivery, DeliveryAttempt
+from keyguard.store.models import AlertDelivery, DeliveryAttempt, Incident, IncidentEvent, Silence
 
 CANARY = "CANARY-SECRET-9f8e7d6c5b4a"
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -31,7 +31,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     engine = create_store_engine(url)
     init_store(engine)
     with session_scope(engine) as s:  # isolate from earlier tests sharing the PostgreSQL database
-        for model in (AlertRecord, FindingRecord, AlertDelivery, DeliveryAttempt):
+        for model in (AlertRecord, FindingRecord, AlertDelivery, DeliveryAttempt, Incident, IncidentEvent, Silence):
             for row in s.exec(select(model)):
                 s.delete(row)
     yield engine

@@ -188,6 +188,13 @@ class DeliveryService:
             apply_findings(session, ALERTS_HEALTH_SCOPE, findings, now)
         return broken
 
+    @property
+    def housekeeping_s(self) -> float:
+        """How often the dispatcher gives up on late deliveries and ticks the incident clock: fine enough for the
+        shortest configured period, at most every 5 s, never faster than it polls."""
+        policy = self.escalation
+        return max(self.poll_s, min(5.0, self.give_up_s / 10, policy.renotify_s / 4, policy.escalate_after_s / 4))
+
     def tick(self) -> int:
         """Re-notify and escalate unacknowledged incidents, end silences; returns how many alerts it queued."""
         with session_scope(self.store) as session:
@@ -207,7 +214,7 @@ class DeliveryService:
                     if self.fan_out():
                         for event in self._wake.values():
                             event.set()
-                    if time.monotonic() - last_give_up >= min(5.0, self.give_up_s / 10):
+                    if time.monotonic() - last_give_up >= self.housekeeping_s:
                         if self.tick():
                             self._queued.set()  # fan the re-notifications out on the next turn, without waiting
                         self.give_up()
