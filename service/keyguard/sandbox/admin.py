@@ -56,6 +56,27 @@ class ClockSet(BaseModel):
     skew_ms: int
 
 
+class SubAccountSpec(BaseModel):
+    """Make `account` a sub-account of `master`; Binance names it by `email` in the master's sub-account calls."""
+
+    master: str
+    account: str
+    email: str
+
+
+class AddressSpec(BaseModel):
+    """An address filed in an account's withdrawal address book, as its owner (or an intruder) would in the web UI.
+    network defaults to the coin's own (the sandbox lists one network per coin, named after the coin)."""
+
+    account: str = "main"
+    coin: str
+    address: str
+    network: str | None = None
+    name: str = ""
+    tag: str = ""
+    white_status: bool = False
+
+
 def _known(exchange: SandboxExchange, api_key: str) -> None:
     if api_key not in exchange.keys:
         raise HTTPException(404, "no such key in the sandbox")
@@ -134,3 +155,26 @@ def set_clock(body: ClockSet, exchange: SandboxExchange = Depends(_exchange)) ->
 @router.get("/orders")
 def list_orders(account: str = "main", exchange: SandboxExchange = Depends(_exchange)) -> list[dict[str, Any]]:
     return [render_order(o, query=True) for o in exchange.orders_of(account)]
+
+
+@router.post("/sub-accounts", status_code=201)
+def add_sub_account(body: SubAccountSpec, exchange: SandboxExchange = Depends(_exchange)) -> dict[str, Any]:
+    try:
+        return exchange.add_sub_account(body.master, body.account, body.email).public_view()
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/sub-accounts")
+def list_sub_accounts(exchange: SandboxExchange = Depends(_exchange)) -> list[dict[str, Any]]:
+    with exchange.lock:
+        return [s.public_view() for s in exchange.sub_accounts.values()]
+
+
+@router.post("/addresses", status_code=201)
+def add_address(body: AddressSpec, exchange: SandboxExchange = Depends(_exchange)) -> dict[str, Any]:
+    try:
+        return exchange.add_withdraw_address(body.account, body.coin, body.address, body.network, body.name,
+                                             body.tag, body.white_status)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None

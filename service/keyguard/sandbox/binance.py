@@ -1,4 +1,5 @@
-"""Binance spot REST face of the sandbox: signing, recvWindow, IP allowlist, permissions, weights, orders."""
+"""Binance spot REST face of the sandbox: signing, recvWindow, IP allowlist, permissions, weights, orders, and the
+wallet and sub-account key endpoints that incident containment and foreign-activity detection read and call."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -16,7 +18,15 @@ from starlette.responses import JSONResponse, Response
 
 from keyguard.sandbox.config import interval_of
 from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
-from keyguard.sandbox.state import Order, SandboxExchange, SandboxKey, SandboxRejection, missing
+from keyguard.sandbox.state import (
+    Order,
+    SandboxExchange,
+    SandboxKey,
+    SandboxRejection,
+    SubAccount,
+    missing,
+    parse_ip_list,
+)
 
 # Security types: NONE (public), KEY (signed, any live key), or the flag a signed call needs.
 NONE, KEY = "NONE", "KEY"
@@ -52,6 +62,8 @@ class Endpoint:
     sapi: bool = False
     # Futures venues (fapi/dapi) have limits of their own the sandbox does not model: not charged.
     charged: bool = True
+    # "Request Weight(UID)": the weight is charged to the calling account's pool for this endpoint, not the IP's.
+    uid: bool = False
 
 
 def _fixed(w: int) -> Callable[[dict[str, str]], int]:
@@ -96,6 +108,27 @@ def _integer(params: dict[str, str], name: str) -> int | None:
 
 def _f(value: float) -> str:
     return f"{value:.8f}"
+
+
+def _utc(ms: int) -> str:
+    """Binance's wallet timestamps: "2019-10-12 11:12:02", UTC."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _invalid(name: str) -> SandboxRejection:
+    return SandboxRejection(400, -1130, f"Data sent for parameter '{name}' is not valid.")
+
+
+def _page(params: dict[str, str], offset_name: str, size_name: str, default: int, most: int,
+          first_page: int | None = None) -> tuple[int, int]:
+    """(start index, size) of the page asked for. A size above the documented maximum is served at the maximum
+    (the docs give the cap, not an error for passing it)."""
+    size = _integer(params, size_name) or default
+    size = min(max(size, 1), most)
+    if first_page is None:
+        return _integer(params, offset_name) or 0, size
+    page = max(_integer(params, offset_name) or first_page, first_page)
+    return (page - first_page) * size, size
 
 
 # -- renderers ------------------------------------------------------------------------------------------
@@ -298,10 +331,193 @@ def h_api_restrictions(c: Call) -> tuple[Any, dict[str, str]]:
 
 
 def h_withdraw(c: Call) -> tuple[Any, dict[str, str]]:
-    coin = _required(c.params, "coin")
-    address = _required(c.params, "address")
-    amount = _number(c.params, "amount", required=True) or 0.0
-    return {"id": c.exchange.withdraw(c.account, coin, amount, address)}, {}
+    p = c.params
+    coin = _required(p, "coin")
+    address = _required(p, "address")
+    amount = _number(p, "amount", required=True) or 0.0
+    wallet_type = _integer(p, "walletType") or 0
+    if wallet_type not in (0, 1):
+        raise _invalid("walletType")
+    wid = c.exchange.withdraw(c.account, coin, amount, address, network=p.get("network") or None,
+                              address_tag=p.get("addressTag") or None,
+                              withdraw_order_id=p.get("withdrawOrderId") or None, name=p.get("name") or None,
+                              wallet_type=wallet_type)
+    return {"id": wid}, {}
+
+
+DAY_MS = 86_400_000
+
+
+def render_withdrawal(w: dict[str, Any]) -> dict[str, Any]:
+    """A row of GET /sapi/v1/capital/withdraw/history. withdrawOrderId only when the withdrawal had one, addressTag
+    only when it had a tag, completeTime only once completed (status 6), as Binance documents them."""
+    row: dict[str, Any] = {
+        "id": w["id"], "amount": _f(w["amount"]), "transactionFee": "0", "coin": w["coin"], "status": w["status"],
+        "address": w["address"], "txId": w["tx_id"], "applyTime": _utc(w["time_ms"]), "network": w["network"],
+        # 1 would be a transfer to another Binance account; the sandbox has no chain, and no other exchange users.
+        "transferType": 0, "info": "", "confirmNo": 1, "walletType": w["wallet_type"], "txKey": "",
+    }
+    if w["address_tag"]:
+        row["addressTag"] = w["address_tag"]
+    if w["withdraw_order_id"]:
+        row["withdrawOrderId"] = w["withdraw_order_id"]
+    if w["status"] == 6:
+        row["completeTime"] = _utc(w["complete_time_ms"])
+    return row
+
+
+def h_withdraw_history(c: Call) -> tuple[Any, dict[str, str]]:
+    p = c.params
+    now = c.exchange.now_ms()
+    client_id = p.get("withdrawOrderId") or None
+    # Default window: the last 90 days, or the last 7 when a withdrawOrderId is asked for; a longer window is
+    # refused with -4047 (Binance documents only the 90-day message; the 7-day one says its own limit).
+    span_days = 7 if client_id else 90
+    start = _integer(p, "startTime")
+    end = _integer(p, "endTime")
+    end = now if end is None else end
+    start = now - span_days * DAY_MS if start is None else start
+    if end - start > span_days * DAY_MS:
+        raise SandboxRejection(400, -4047, f"Time interval must be within 0-{span_days} days")
+    status = _integer(p, "status")
+    id_list = [i for i in (p.get("idList") or "").split(",") if i]
+    if len(id_list) > 45:
+        raise _invalid("idList")
+    rows = [w for w in c.exchange.withdrawals_of(c.account)
+            if start <= w["time_ms"] <= end
+            and (not p.get("coin") or w["coin"] == p["coin"])
+            and (client_id is None or w["withdraw_order_id"] == client_id)
+            and (status is None or w["status"] == status)
+            and (not id_list or w["id"] in id_list)]
+    rows.sort(key=lambda w: w["time_ms"], reverse=True)  # newest first
+    offset, limit = _page(p, "offset", "limit", 1000, 1000)
+    return [render_withdrawal(w) for w in rows[offset:offset + limit]], {}
+
+
+def h_transfer_history(c: Call) -> tuple[Any, dict[str, str]]:
+    p = c.params
+    kind = _required(p, "type")
+    now = c.exchange.now_ms()
+    start = _integer(p, "startTime")
+    end = _integer(p, "endTime")
+    if start is None and end is None:
+        start = now - 7 * DAY_MS  # neither sent: the last 7 days
+    rows = [t for t in c.exchange.transfers_of(c.account) if t["type"] == kind
+            and (start is None or t["timestamp"] >= start) and (end is None or t["timestamp"] <= end)]
+    rows.sort(key=lambda t: t["timestamp"], reverse=True)
+    first, size = _page(p, "current", "size", 10, 100, first_page=1)
+    page = [{"asset": t["asset"], "amount": _plain(t["amount"]), "type": t["type"], "status": t["status"],
+             "tranId": t["tranId"], "timestamp": t["timestamp"]} for t in rows[first:first + size]]
+    # With nothing to list Binance answers {"total": 0} without "rows" (clients read it as optional).
+    return ({"total": len(rows), "rows": page} if rows else {"total": 0}), {}
+
+
+def _plain(value: float) -> str:
+    """An amount the way the transfer history writes it: "1", "0.5" (no padding zeros)."""
+    text = f"{value:.8f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def h_withdraw_addresses(c: Call) -> tuple[Any, dict[str, str]]:
+    return c.exchange.addresses_of(c.account), {}
+
+
+# -- master account: its sub-accounts' API keys ---------------------------------------------------------
+def _sub_account_key(c: Call) -> tuple[SubAccount, SandboxKey]:
+    """The sub-account named by `email` and its key named by `subAccountApiKey`. An email that is not a
+    sub-account of the caller's account is Binance's -5021 PARENT_SUB_HAVE_NO_RELATION, whether it belongs to another
+    master or to nobody (Binance answers a made-up email the same way). For a key that is not that sub-account's
+    live key the docs give no code: the sandbox answers -1130 INVALID_PARAMETER, Binance's general code for a
+    parameter value it cannot use."""
+    email = _required(c.params, "email")
+    api_key = _required(c.params, "subAccountApiKey")
+    ex = c.exchange
+    with ex.lock:
+        sub = ex.sub_account_by_email(email)
+        if sub is None or sub.master != c.account:
+            raise SandboxRejection(400, -5021, "This parent sub have no relation")
+        key = ex.keys.get(api_key)
+        if key is None or key.revoked or key.exchange != "binance" or key.account != sub.account:
+            raise _invalid("subAccountApiKey")
+        return sub, key
+
+
+def _ip_restriction_body(key: SandboxKey) -> dict[str, Any]:
+    # Binance writes ipRestrict as a string here ("true"), unlike the boolean of /sapi/v1/account/apiRestrictions.
+    return {"ipRestrict": "true" if key.ip_restrict else "false", "ipList": list(key.ips),
+            "updateTime": key.update_time_ms or key.create_time_ms, "apiKey": key.api_key}
+
+
+def _ip_list(params: dict[str, str], required: bool) -> list[str]:
+    raw = _required(params, "ipAddress") if required else params.get("ipAddress", "")
+    try:
+        return parse_ip_list(raw)
+    except ValueError:
+        raise _invalid("ipAddress") from None
+
+
+def h_get_sub_ip_restriction(c: Call) -> tuple[Any, dict[str, str]]:
+    _, key = _sub_account_key(c)
+    return _ip_restriction_body(key), {}
+
+
+def h_set_sub_ip_restriction(c: Call) -> tuple[Any, dict[str, str]]:
+    """status 1: unrestricted, 2: trusted IPs only. Binance's docs do not say whether a second call adds to the
+    list or replaces it; the sandbox replaces the restriction and the list (the response carries the whole list, and
+    containment must be able to narrow it). status 2 without ipAddress leaves a restricted key with no trusted IP:
+    refused from everywhere."""
+    _, key = _sub_account_key(c)
+    status = _required(c.params, "status")
+    if status not in ("1", "2"):
+        raise _invalid("status")
+    ips = _ip_list(c.params, required=False)
+    key = c.exchange.set_ip_restriction(key.api_key, status == "2", ips)
+    body: dict[str, Any] = {"status": status}
+    if key.ip_restrict and key.ips:  # "only return if you open IP restriction and input IP address"
+        body["ipList"] = list(key.ips)
+    body.update({"updateTime": key.update_time_ms, "apiKey": key.api_key})
+    return body, {}
+
+
+def h_delete_sub_ips(c: Call) -> tuple[Any, dict[str, str]]:
+    """Drops the given IPs; the restriction stays on, so a restricted key whose list empties is refused everywhere."""
+    _, key = _sub_account_key(c)
+    key = c.exchange.remove_ips(key.api_key, _ip_list(c.params, required=True))
+    return _ip_restriction_body(key), {}
+
+
+def h_delete_sub_key(c: Call) -> tuple[Any, dict[str, str]]:
+    _, key = _sub_account_key(c)
+    c.exchange.revoke_key(key.api_key)
+    return {}, {}
+
+
+# POST /sapi/v1/sub-account/subAccountApiPermission: parameter -> the sandbox's flag. Withdrawals are not among
+# them: a master cannot grant a sub-account key withdrawals through the API.
+SUB_KEY_PERMISSIONS = {
+    "canTrade": "enableSpotAndMarginTrading",
+    "canMarginLoanRepay": "enableMargin",
+    "canFuturesTrade": "enableFutures",
+    "canUniversalTransfer": "permitsUniversalTransfer",
+    "canVanillaOptions": "enableVanillaOptions",
+}
+
+
+def h_sub_key_permission(c: Call) -> tuple[Any, dict[str, str]]:
+    _, key = _sub_account_key(c)
+    changes: dict[str, bool] = {}
+    for param, flag in SUB_KEY_PERMISSIONS.items():
+        raw = c.params.get(param)
+        if raw is None or raw == "":
+            continue
+        if raw.lower() not in ("true", "false"):
+            raise _invalid(param)
+        changes[flag] = raw.lower() == "true"
+    key = c.exchange.set_flags(key.api_key, changes)
+    body: dict[str, Any] = {"apiName": key.label, "apikey": key.api_key}
+    body.update({param: bool(key.flags.get(flag)) for param, flag in SUB_KEY_PERMISSIONS.items()})
+    body["timestamp"] = key.update_time_ms
+    return body, {}
 
 
 def h_universal_transfer(c: Call) -> tuple[Any, dict[str, str]]:
@@ -357,6 +573,24 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/sapi/v1/account/apiRestrictions"): Endpoint(_fixed(1), KEY, h_api_restrictions, sapi=True),
     ("POST", "/sapi/v1/capital/withdraw/apply"): Endpoint(_fixed(1), WITHDRAW, h_withdraw, sapi=True),
     ("POST", "/sapi/v1/asset/transfer"): Endpoint(_fixed(1), UNIVERSAL_TRANSFER, h_universal_transfer, sapi=True),
+    # Wallet history and the address book: what foreign-activity detection reads (USER_DATA: any readable key).
+    ("GET", "/sapi/v1/capital/withdraw/history"): Endpoint(_fixed(18000), READ, h_withdraw_history, sapi=True,
+                                                           uid=True),
+    ("GET", "/sapi/v1/asset/transfer"): Endpoint(_fixed(1), READ, h_transfer_history, sapi=True),
+    ("GET", "/sapi/v1/capital/withdraw/address/list"): Endpoint(_fixed(10), READ, h_withdraw_addresses, sapi=True),
+    # A master account's control of its sub-accounts' keys: what incident containment calls. Binance requires
+    # "Enable Spot & Margin Trading" on the master's key for the calls that change a key (TRADE).
+    ("GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction"): Endpoint(
+        _fixed(3000), READ, h_get_sub_ip_restriction, sapi=True, uid=True),
+    ("POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction"): Endpoint(
+        _fixed(3000), TRADE, h_set_sub_ip_restriction, sapi=True, uid=True),
+    ("DELETE", "/sapi/v1/sub-account/subAccountApi/ipRestriction/ipList"): Endpoint(
+        _fixed(3000), TRADE, h_delete_sub_ips, sapi=True, uid=True),
+    ("DELETE", "/sapi/v1/sub-account/subAccountApi"): Endpoint(
+        _fixed(3000), TRADE, h_delete_sub_key, sapi=True, uid=True),
+    # USER_DATA in the docs: no trading permission asked of the master's key.
+    ("POST", "/sapi/v1/sub-account/subAccountApiPermission"): Endpoint(
+        _fixed(3000), READ, h_sub_key_permission, sapi=True, uid=True),
     # What a stock ccxt client's loadMarkets also asks for, so it needs no options to run against the sandbox.
     ("GET", "/sapi/v1/capital/config/getall"): Endpoint(_fixed(10), READ, h_capital_config, sapi=True),
     ("GET", "/sapi/v1/margin/allPairs"): Endpoint(_fixed(1), KEY, h_empty_list, sapi=True),
@@ -432,13 +666,19 @@ async def handle(request: Request) -> Response:
     headers: dict[str, str] = {}
     try:
         if endpoint.charged:
-            headers = exchange.charge_ip(ip, endpoint.weight(params), endpoint.sapi)
+            if endpoint.uid:
+                headers = exchange.charge_raw(ip)
+            else:
+                headers = exchange.charge_ip(ip, endpoint.weight(params), endpoint.sapi)
         if before is not None:
             return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
         key = None
         if endpoint.security != NONE:
             with exchange.lock:
                 key = authenticate(exchange, endpoint.security, ip, request.headers, query, body, params)
+        if endpoint.uid and key is not None:
+            # Only an authenticated call has an account to charge.
+            headers.update(exchange.charge_uid(key.account, f"{method} {path}", endpoint.weight(params)))
         payload, extra = endpoint.handler(Call(exchange, params, key, ip))
         headers.update(extra)
     except SandboxRejection as rejection:

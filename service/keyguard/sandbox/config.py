@@ -40,6 +40,10 @@ class SandboxConfig(BaseModel):
     # SAPI endpoints have their own per-IP weight pool (12000 per minute).
     sapi_weight_limit: int = 12000
     sapi_weight_window_s: int = 60
+    # SAPI endpoints marked "Weight(UID)" are counted per account instead, each endpoint in a pool of its own
+    # (Binance: 180000 per minute), and answer with X-SAPI-USED-UID-WEIGHT-1M.
+    sapi_uid_weight_limit: int = 180000
+    sapi_uid_weight_window_s: int = 60
     # ORDERS per account (Binance: 100 per 10 s, 200000 per day).
     orders_short_limit: int = 100
     orders_short_window_s: int = 10

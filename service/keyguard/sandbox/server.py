@@ -42,6 +42,22 @@ class SandboxHandle:
             response.raise_for_status()
             return response.json()
 
+    def add_sub_account(self, master: str, account: str, email: str) -> dict[str, Any]:
+        """Make `account` a sub-account of `master` through the admin API (POST /admin/sub-accounts)."""
+        with self.admin() as client:
+            response = client.post("/sub-accounts", json={"master": master, "account": account, "email": email})
+            response.raise_for_status()
+            return response.json()
+
+    def add_withdraw_address(self, account: str, coin: str, address: str, **extra: Any) -> dict[str, Any]:
+        """File an address in an account's withdrawal address book through the admin API (POST /admin/addresses);
+        `extra`: network, name, tag, white_status."""
+        with self.admin() as client:
+            response = client.post("/addresses", json={"account": account, "coin": coin, "address": address,
+                                                       **extra})
+            response.raise_for_status()
+            return response.json()
+
     def set_faults(self, *faults: Fault | dict[str, Any]) -> None:
         self.exchange.set_faults([f if isinstance(f, Fault) else Fault(**f) for f in faults])
 

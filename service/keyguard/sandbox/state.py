@@ -6,6 +6,7 @@ Every public method takes the lock, so tests may change state from their own thr
 from __future__ import annotations
 
 import base64
+import ipaddress
 import secrets
 import threading
 import time
@@ -33,6 +34,9 @@ BINANCE_FLAGS = (
     "permitsUniversalTransfer",
     "enableWithdrawals",
 )
+
+# The flags that let a key change something (everything but reading): what a read-only key lacks.
+WRITE_FLAGS = tuple(name for name in BINANCE_FLAGS if name not in ("enableReading", "enableFixReadOnly"))
 
 # Exchanges whose keys come with a passphrase chosen at creation.
 PASSPHRASE_EXCHANGES = ("okx", "kucoin", "bitget", "blofin")
@@ -70,6 +74,8 @@ class SandboxKey:
     expire_time_ms: int | None = None
     passphrase: str | None = None
     revoked: bool = False
+    # When the key's settings (IP list, permissions) were last changed through the exchange's API.
+    update_time_ms: int | None = None
 
     def public_view(self) -> dict[str, Any]:
         """Everything but the secret and passphrase: what the admin API may show after creation."""
@@ -88,6 +94,38 @@ class SandboxKey:
 
     def allows_ip(self, ip: str) -> bool:
         return not self.ip_restrict or ip in self.ips
+
+
+@dataclass
+class SubAccount:
+    """An account that belongs to a master account: the master's keys manage the sub-account's keys, and Binance
+    names the sub-account by its email."""
+
+    account: str
+    master: str
+    email: str
+    create_time_ms: int
+
+    def public_view(self) -> dict[str, Any]:
+        return {"account": self.account, "master": self.master, "email": self.email,
+                "create_time_ms": self.create_time_ms}
+
+
+def parse_ip_list(raw: str) -> list[str]:
+    """A comma-separated IP list as exchanges take it ("1.2.3.4,5.6.7.8"), blanks dropped, duplicates folded;
+    ValueError naming the first entry that is not an IP address."""
+    out: list[str] = []
+    for part in raw.split(","):
+        ip = part.strip()
+        if not ip:
+            continue
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ValueError(ip) from None
+        if ip not in out:
+            out.append(ip)
+    return out
 
 
 @dataclass
@@ -189,6 +227,10 @@ class SandboxExchange:
         self.trades: list[Trade] = []
         self.withdrawals: list[dict[str, Any]] = []
         self.transfers: list[dict[str, Any]] = []
+        # account -> its withdrawal address book (what GET /sapi/v1/capital/withdraw/address/list shows).
+        self.address_book: dict[str, list[dict[str, Any]]] = {}
+        # sub-account name -> its relation to its master.
+        self.sub_accounts: dict[str, SubAccount] = {}
         self.faults: list[Fault] = []
         # Kraken refuses a nonce not above the last one seen for the key.
         self.kraken_nonces: dict[str, int] = {}
@@ -199,6 +241,7 @@ class SandboxExchange:
         self.weight = WindowCounter(c.weight_limit, c.weight_window_s, origin)
         self.raw_requests = WindowCounter(c.raw_request_limit, c.raw_request_window_s, origin)
         self.sapi_weight = WindowCounter(c.sapi_weight_limit, c.sapi_weight_window_s, origin)
+        self.sapi_uid_weight = WindowCounter(c.sapi_uid_weight_limit, c.sapi_uid_weight_window_s, origin)
         self.orders_short = WindowCounter(c.orders_short_limit, c.orders_short_window_s, origin)
         self.orders_long = WindowCounter(c.orders_long_limit, c.orders_long_window_s, origin)
         self.bans = BanLadder(c.ban_base_s, c.ban_max_s, c.ban_grace_s)
@@ -291,6 +334,36 @@ class SandboxExchange:
     def revoke_key(self, api_key: str) -> None:
         with self.lock:
             self.keys[api_key].revoked = True
+            self.keys[api_key].update_time_ms = self.now_ms()
+
+    def set_ip_restriction(self, api_key: str, restrict: bool, ips: list[str]) -> SandboxKey:
+        """Replace a key's IP restriction and list, as an exchange's key-management API does; the key is refused
+        from any other address on its next request."""
+        with self.lock:
+            key = self.keys[api_key]
+            key.ip_restrict = restrict
+            key.ips = list(ips)
+            key.update_time_ms = self.now_ms()
+            return key
+
+    def remove_ips(self, api_key: str, ips: list[str]) -> SandboxKey:
+        """Drop addresses from a key's IP list; the restriction itself stays as it was."""
+        with self.lock:
+            key = self.keys[api_key]
+            key.ips = [ip for ip in key.ips if ip not in ips]
+            key.update_time_ms = self.now_ms()
+            return key
+
+    def set_flags(self, api_key: str, flags: dict[str, bool]) -> SandboxKey:
+        """Change some of a key's permission flags through an exchange's key-management API."""
+        with self.lock:
+            unknown = set(flags) - set(BINANCE_FLAGS)
+            if unknown:
+                raise ValueError(f"unknown permission flags {sorted(unknown)}; known: {list(BINANCE_FLAGS)}")
+            key = self.keys[api_key]
+            key.flags.update(flags)
+            key.update_time_ms = self.now_ms()
+            return key
 
     # -- accounts ---------------------------------------------------------------------------------------
     def _ensure_account(self, account: str) -> None:
@@ -298,6 +371,39 @@ class SandboxExchange:
             self.balances[account] = dict(self.config.starting_balances)
             self.locked[account] = {}
             self.funding[account] = {}
+
+    def add_sub_account(self, master: str, account: str, email: str) -> SubAccount:
+        """Make `account` a sub-account of `master` under `email`. One level only, as on Binance and Bybit: a master
+        cannot itself be a sub-account, nor a sub-account have sub-accounts. ValueError says what conflicts."""
+        with self.lock:
+            if "@" not in email.strip("@"):
+                raise ValueError(f"{email!r} is not an email address")
+            if account == master:
+                raise ValueError("an account cannot be its own sub-account")
+            if account in self.sub_accounts:
+                raise ValueError(f"{account!r} is already a sub-account of {self.sub_accounts[account].master!r}")
+            if master in self.sub_accounts:
+                raise ValueError(f"{master!r} is a sub-account, so it cannot have sub-accounts")
+            if any(s.master == account for s in self.sub_accounts.values()):
+                raise ValueError(f"{account!r} is a master account, so it cannot become a sub-account")
+            if self.sub_account_by_email(email) is not None:
+                raise ValueError(f"the email {email!r} is already taken")
+            self._ensure_account(master)
+            self._ensure_account(account)
+            sub = SubAccount(account=account, master=master, email=email, create_time_ms=self.now_ms())
+            self.sub_accounts[account] = sub
+            return sub
+
+    def sub_account_by_email(self, email: str) -> SubAccount | None:
+        with self.lock:
+            wanted = email.lower()
+            return next((s for s in self.sub_accounts.values() if s.email.lower() == wanted), None)
+
+    def master_of(self, account: str) -> str | None:
+        """The master of a sub-account; None for an account that is not one."""
+        with self.lock:
+            sub = self.sub_accounts.get(account)
+            return sub.master if sub else None
 
     def set_balance(self, account: str, asset: str, free: float) -> None:
         with self.lock:
@@ -337,16 +443,7 @@ class SandboxExchange:
         """Charge one request; return usage headers, or raise 418 (banned) / 429 (over the limit)."""
         with self.lock:
             now = self.now()
-            ban_left = self.bans.check(ip, now)
-            if ban_left is not None:
-                until_ms = int((now + ban_left) * 1000)
-                raise SandboxRejection(
-                    418,
-                    -1003,
-                    f"Way too much request weight used; IP banned until {until_ms}. "
-                    "Please use WebSocket Streams for live updates to avoid bans.",
-                    {"Retry-After": str(max(1, int(ban_left + 0.999)))},
-                )
+            self._refuse_if_banned(ip, now)
             raw = self.raw_requests.add(ip, 1, now)
             pool = self.sapi_weight if sapi else self.weight
             used = pool.add(ip, weight, now)
@@ -370,6 +467,58 @@ class SandboxExchange:
                         f"per {num} {name}. Please use WebSocket Streams for live updates to avoid polling the API.",
                         {**headers, "Retry-After": str(retry)},
                     )
+            return headers
+
+    def _refuse_if_banned(self, ip: str, now: float) -> None:
+        ban_left = self.bans.check(ip, now)
+        if ban_left is not None:
+            until_ms = int((now + ban_left) * 1000)
+            raise SandboxRejection(
+                418,
+                -1003,
+                f"Way too much request weight used; IP banned until {until_ms}. "
+                "Please use WebSocket Streams for live updates to avoid bans.",
+                {"Retry-After": str(max(1, int(ban_left + 0.999)))},
+            )
+
+    def charge_raw(self, ip: str) -> dict[str, str]:
+        """Admit a request to an endpoint weighted per account (UID): a banned IP is still refused and the request
+        still counts as a raw request of its IP, but its weight goes to the account (see charge_uid)."""
+        with self.lock:
+            now = self.now()
+            self._refuse_if_banned(ip, now)
+            raw = self.raw_requests.add(ip, 1, now)
+            if raw > self.raw_requests.limit:
+                retry = self.raw_requests.seconds_to_reset(now)
+                self.bans.back_off(ip, self.raw_requests.window_start(now) + self.raw_requests.window_s, now)
+                name, num, _ = interval_of(int(self.raw_requests.window_s))
+                raise SandboxRejection(
+                    429,
+                    -1003,
+                    f"Too much request weight used; current limit is {self.raw_requests.limit} raw_requests per "
+                    f"{num} {name}. Please use WebSocket Streams for live updates to avoid polling the API.",
+                    {"Retry-After": str(retry)},
+                )
+            return {}
+
+    def charge_uid(self, account: str, endpoint: str, weight: float) -> dict[str, str]:
+        """Charge a UID-weighted SAPI call to the account's pool for that endpoint (Binance: "each endpoint with UID
+        limits has an independent 180000 per minute limit"); usage header, or 429 past the limit. The limit is the
+        account's, so going over it is not held against the IP: no back-off, no ban."""
+        with self.lock:
+            now = self.now()
+            counter = self.sapi_uid_weight
+            used = counter.add(f"{account} {endpoint}", weight, now)
+            name, num, suffix = interval_of(int(counter.window_s))
+            headers = {f"X-SAPI-USED-UID-WEIGHT-{suffix}": str(int(used))}
+            if used > counter.limit:
+                raise SandboxRejection(
+                    429,
+                    -1003,
+                    f"Too much request weight used; current limit is {counter.limit} request weight per {num} "
+                    f"{name}. Please use WebSocket Streams for live updates to avoid polling the API.",
+                    {**headers, "Retry-After": str(counter.seconds_to_reset(now))},
+                )
             return headers
 
     def charge_order(self, account: str) -> dict[str, str]:
@@ -564,15 +713,62 @@ class SandboxExchange:
             return [o for o in self.orders.values() if o.account == account]
 
     # -- wallet -----------------------------------------------------------------------------------------
-    def withdraw(self, account: str, coin: str, amount: float, address: str) -> str:
+    def withdraw(self, account: str, coin: str, amount: float, address: str, *, network: str | None = None,
+                 address_tag: str | None = None, withdraw_order_id: str | None = None, name: str | None = None,
+                 wallet_type: int = 0) -> str:
+        """Debit the spot (wallet_type 0) or funding (1) wallet and record the withdrawal. It completes at once: the
+        sandbox has no chain to wait for. A `name` files the address in the account's address book, as Binance
+        does with the name given to a withdrawal."""
         with self.lock:
-            if self.balances[account].get(coin, 0.0) < amount:
+            wallet = self.funding if wallet_type == 1 else self.balances
+            if wallet[account].get(coin, 0.0) < amount:
                 raise SandboxRejection(400, -4026, "User has insufficient balance")
-            self.balances[account][coin] -= amount
+            wallet[account][coin] -= amount
             wid = secrets.token_hex(16)
-            self.withdrawals.append({"id": wid, "account": account, "coin": coin, "amount": amount,
-                                     "address": address, "time_ms": self.now_ms()})
+            now_ms = self.now_ms()
+            self.withdrawals.append({
+                "id": wid, "account": account, "coin": coin, "amount": amount, "address": address,
+                "address_tag": address_tag or "", "network": network or coin, "withdraw_order_id": withdraw_order_id,
+                "wallet_type": wallet_type, "status": 6, "tx_id": secrets.token_hex(32), "time_ms": now_ms,
+                "complete_time_ms": now_ms,
+            })
+            if name and self._find_address(account, coin, network or coin, address, address_tag or "") is None:
+                self._file_address(account, coin, network or coin, address, address_tag or "", name, False)
             return wid
+
+    def withdrawals_of(self, account: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(w) for w in self.withdrawals if w["account"] == account]
+
+    # -- address book -----------------------------------------------------------------------------------
+    def add_withdraw_address(self, account: str, coin: str, address: str, network: str | None = None,
+                             name: str = "", tag: str = "", white_status: bool = False) -> dict[str, Any]:
+        """File an address in the account's withdrawal address book, as its owner would in the web UI (the API has
+        no way to do it). ValueError if that coin, network, address and tag are filed already."""
+        with self.lock:
+            self._ensure_account(account)
+            if self._find_address(account, coin, network or coin, address, tag) is not None:
+                raise ValueError(f"{address!r} ({coin} on {network or coin}) is already in the address book")
+            return dict(self._file_address(account, coin, network or coin, address, tag, name, white_status))
+
+    def addresses_of(self, account: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(a) for a in self.address_book.get(account, [])]
+
+    def _find_address(self, account: str, coin: str, network: str, address: str, tag: str) -> dict[str, Any] | None:
+        wanted = (coin, network, address, tag)
+        for entry in self.address_book.get(account, []):
+            if (entry["coin"], entry["network"], entry["address"], entry["addressTag"]) == wanted:
+                return entry
+        return None
+
+    def _file_address(self, account: str, coin: str, network: str, address: str, tag: str, name: str,
+                      white_status: bool) -> dict[str, Any]:
+        # Binance's row: origin is blank unless originType is "others", which is what a hand-filed address is.
+        entry = {"address": address, "addressTag": tag, "coin": coin, "name": name, "network": network,
+                 "origin": "", "originType": "others", "whiteStatus": white_status}
+        self.address_book.setdefault(account, []).append(entry)
+        return entry
 
     def transfer(self, account: str, kind: str, asset: str, amount: float) -> int:
         with self.lock:
@@ -585,5 +781,9 @@ class SandboxExchange:
             dst[account][asset] = dst[account].get(asset, 0.0) + amount
             tran_id = len(self.transfers) + 1
             self.transfers.append({"tranId": tran_id, "account": account, "type": kind, "asset": asset,
-                                   "amount": amount})
+                                   "amount": amount, "status": "CONFIRMED", "timestamp": self.now_ms()})
             return tran_id
+
+    def transfers_of(self, account: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(t) for t in self.transfers if t["account"] == account]
