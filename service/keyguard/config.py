@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from keyguard.alerts.notifier import AlertRoute
 from keyguard.errors import ConfigError
 from keyguard.policy.documents import load_document
 from keyguard.policy.models import Severity
@@ -30,6 +29,19 @@ class StoreSettings(BaseModel):
 class OpaSettings(BaseModel):
     url: str | None = Field(default=None, description="external OPA; None starts a managed opa on loopback")
     policy_dir: Path | None = None
+
+
+class AlertRoute(BaseModel):
+    """One place alerts go: an apprise URL (checked when the service starts), its minimum severity and tier."""
+
+    model_config = {"extra": "forbid"}
+
+    url: str
+    name: str | None = Field(default=None, description="how deliveries name the route (default: route-<index>)")
+    min_severity: Severity = Severity.low
+    fallback: bool = Field(default=False, description="receives what another route has not delivered in time")
+    tier: int = Field(default=0, ge=0, le=9, description="escalation tier: 0 gets every alert; a higher tier gets an "
+                                                        "incident once it is escalated that far")
 
 
 class AlertSettings(BaseModel):
@@ -54,6 +66,29 @@ class IncidentSettings(BaseModel):
     renotify_min_severity: Severity = Field(default=Severity.critical, description="incidents below this are opened "
                                                                                     "but not re-notified")
     max_silence_s: float = Field(default=7 * 86400.0, gt=0, description="the longest a silence may last")
+
+
+CONTAINED_BY_DEFAULT = ("KG-ACT-101", "KG-ACT-102", "KG-ACT-103", "KG-ACT-104", "KG-KEY-101", "KG-KEY-102")
+
+
+class ContainmentSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = Field(default=True, description="contain automatically for the rules switched on")
+    rules: dict[str, bool] = Field(default_factory=dict, description="per rule: contain automatically or not; "
+                                                                     "on by default for foreign activity "
+                                                                     "(KG-ACT-101..104) and a bot key that can "
+                                                                     "withdraw or transfer (KG-KEY-101, 102)")
+    unroutable_ip: str = Field(default="192.0.2.1", description="the only address a cut key is bound to "
+                                                                "(TEST-NET-1: nobody has it)")
+    aws_exempt_principals: list[str] = Field(default_factory=list, description="principal ARNs that may still "
+                                                                               "read a contained key's secret "
+                                                                               "(the service's own role, to "
+                                                                               "re-check it)")
+    request_timeout_s: float = Field(default=5.0, gt=0)
+
+    def automatic(self, rule_id: str) -> bool:
+        return self.enabled and self.rules.get(rule_id, rule_id in CONTAINED_BY_DEFAULT)
 
 
 class BudgetSettings(BaseModel):
@@ -98,6 +133,7 @@ class KeyguardSettings(BaseSettings):
     opa: OpaSettings = Field(default_factory=OpaSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    containment: ContainmentSettings = Field(default_factory=ContainmentSettings)
     checks: ChecksSettings = Field(default_factory=ChecksSettings)
     inventory: Path | None = Field(default=None, description="keys inventory file (see examples/keyguard.yaml)")
     worker_state: Path | None = Field(default=None, description="live-state JSON the execution worker publishes")

@@ -20,11 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from keyguard.alerts.notifier import AlertRoute
-from keyguard.checks.scheduler import Collector
-from keyguard.config import load_settings
 from keyguard.errors import KeyguardError
-from keyguard.runtime import api_token_from, keys_collector, run_service
 
 console = Console()
 
@@ -115,6 +111,11 @@ def demo(
         ".keyguard/demo"),
 ) -> None:
     """Start the service, sandbox exchange, execution worker and managed OPA on embedded defaults."""
+    # Imported here, not at the top: `keyguard --help` and every other command must not pay for ccxt and uvicorn.
+    from keyguard.alerts.notifier import AlertRoute
+    from keyguard.checks.scheduler import Collector
+    from keyguard.config import load_settings
+    from keyguard.runtime import api_token_from, keys_collector, run_service
     from keyguard.sandbox.server import run_sandbox
     from keyguard.worker import run_demo_worker
 
@@ -150,7 +151,7 @@ def demo(
                 checks={"interval_s": interval},
                 alerts={"routes": [AlertRoute(url=inbox.url).model_dump()]},
             )
-            collectors = [keys_collector(inventory, settings.checks),
+            collectors = [keys_collector(inventory, settings.checks, settings.store.url),
                           Collector(scope="execution", collect=worker_state)]
             time.sleep(min(3.0, interval))  # let the worker publish a first state before the first check
             token = api_token_from(settings, generate=True)

@@ -19,9 +19,11 @@ from sqlalchemy.engine import Engine
 
 from keyguard.alerts import DeliveryService, Notifier
 from keyguard.api.app import create_app
+from keyguard.checks.activity import ActivityLedger
 from keyguard.checks.scheduler import CheckService, Collector, Observation
 from keyguard.config import ChecksSettings, InfraSettings, KeyguardSettings
 from keyguard.errors import ConfigError, KeyguardError, ToolError
+from keyguard.incidents.containment import ContainmentService
 from keyguard.incidents.lifecycle import EscalationPolicy
 from keyguard.policy.documents import load_document
 from keyguard.policy.engine import PolicyEngine
@@ -42,6 +44,7 @@ class RunningService:
     api_token: str
     store: Engine
     delivery: DeliveryService
+    containment: ContainmentService | None = None
 
 
 def api_token_from(settings: KeyguardSettings, generate: bool) -> str:
@@ -80,10 +83,15 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
     delivery = DeliveryService(store, Notifier(alerts.routes, alerts.connect_timeout_s, alerts.read_timeout_s),
                                give_up_s=alerts.give_up_s, backoff_base_s=alerts.backoff_base_s,
                                backoff_cap_s=alerts.backoff_cap_s, escalation=escalation_policy(settings))
+    containment = None
+    if settings.inventory is not None:
+        containment = ContainmentService(store, settings.inventory, settings.containment,
+                                         alerts_queued=delivery.wake)
     with _engine_for(settings) as engine:
         checks = settings.checks
         service = CheckService(engine, store, collectors, delivery.wake, interval_s=checks.interval_s,
-                               deadline_s=checks.deadline_s, resolve_after=checks.resolve_after)
+                               deadline_s=checks.deadline_s, resolve_after=checks.resolve_after,
+                               on_transitions=containment.consider if containment is not None else None)
         delivery.start()
         if run_first_check:
             service.run_once()  # before serving; the schedule then waits one interval, so start-up runs once
@@ -102,16 +110,20 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
             time.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
-            yield RunningService(service, f"http://{settings.service.host}:{port}", api_token, store, delivery)
+            yield RunningService(service, f"http://{settings.service.host}:{port}", api_token, store, delivery,
+                                 containment)
         finally:
             server.should_exit = True
             thread.join(timeout=10)
             service.stop()
+            if containment is not None:
+                containment.stop()
             delivery.stop()
             store.dispose()
 
 
-def keys_collector(inventory_path: Path, checks: ChecksSettings | None = None) -> Collector:
+def keys_collector(inventory_path: Path, checks: ChecksSettings | None = None,
+                   store_url: str | None = None) -> Collector:
     """Inspect every key of the inventory at its exchange, concurrently, on the host's shared rate budget, by the
     run's deadline. The inventory is re-read each cycle, so an edit takes effect without a restart and a broken
     edit fails this check instead of the service."""
@@ -122,10 +134,23 @@ def keys_collector(inventory_path: Path, checks: ChecksSettings | None = None) -
     checks = checks or ChecksSettings()
     inspector = KeyInspector(checks.budget, concurrency=checks.concurrency,
                              request_timeout_s=checks.request_timeout_s)
+    ledgers: list[ActivityLedger] = []
+
+    def ledger() -> ActivityLedger:  # watched accounts' foreign activity is kept in the service's store
+        if not ledgers:
+            store = create_store_engine(store_url or "sqlite:///keyguard.db")
+            init_store(store)
+            ledgers.append(ActivityLedger(store))
+        return ledgers[0]
 
     def collect(deadline: float) -> Observation:
         inventory = load_inventory(inventory_path)
-        return keys_observation(inspector.inspect(inventory, deadline), inventory.hosts)
+        states = inspector.inspect(inventory, deadline)
+        now = datetime.now(UTC)
+        for key, state in zip(inventory.keys, states, strict=True):
+            if key.activity is not None and state.activity_raw is not None:
+                state.activity = ledger().document(key, state.activity_raw, now)
+        return keys_observation(states, inventory.hosts)
 
     return Collector(scope="keys", collect=collect, takes_deadline=True)
 
@@ -167,7 +192,7 @@ def build_collectors(settings: KeyguardSettings) -> list[Collector]:
     """Every check the settings ask for; each collector builds one policy input document."""
     collectors = [document_collector(path) for path in settings.documents]
     if settings.inventory is not None:
-        collectors.append(keys_collector(settings.inventory, settings.checks))
+        collectors.append(keys_collector(settings.inventory, settings.checks, settings.store.url))
     if settings.worker_state is not None:
         collectors.append(worker_state_collector(settings.worker_state))
     if settings.infra is not None:

@@ -14,8 +14,8 @@ from urllib.parse import quote, urlencode
 
 import apprise
 import requests
-from pydantic import BaseModel, Field
 
+from keyguard.config import AlertRoute
 from keyguard.errors import ConfigError
 from keyguard.policy.models import Severity
 from keyguard.redact import redact_text
@@ -23,17 +23,6 @@ from keyguard.store.models import AlertRecord
 
 log = logging.getLogger("keyguard.alerts")
 LOG_ROUTE = "log"
-
-
-class AlertRoute(BaseModel):
-    model_config = {"extra": "forbid"}
-
-    url: str
-    name: str | None = Field(default=None, description="how deliveries name the route (default: route-<index>)")
-    min_severity: Severity = Severity.low
-    fallback: bool = Field(default=False, description="receives what another route has not delivered in time")
-    tier: int = Field(default=0, ge=0, le=9, description="escalation tier: 0 gets every alert; a higher tier gets an "
-                                                        "incident once it is escalated that far")
 
 
 @dataclass(frozen=True)

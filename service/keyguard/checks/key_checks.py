@@ -28,6 +28,8 @@ def keys_observation(states: Sequence[KeyState], hosts: Sequence[Host] = ()) -> 
     failed_at: dict[str, list[KeyState]] = defaultdict(list)
     for state in states:
         reason = unverified_reason(state)
+        if reason is None and state.activity is not None and state.activity.get("error"):
+            reason = f"account activity not read: {state.activity['error']}"  # its address book is unknown too
         if reason is not None:
             observation.unobserved[key_resource(state)] = reason
         if exchange_side(state):

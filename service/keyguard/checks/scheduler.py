@@ -72,6 +72,8 @@ class CheckResult:
     transitions: list[str] = field(default_factory=list)
     error: str | None = None
     unverified: int = 0
+    # (kind, rule_id, resource, scope) of each transition, for what acts on them (containment).
+    changes: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def check_failed_finding(scope: str, error: str) -> Finding:
@@ -94,8 +96,11 @@ class CheckService:
                  alerts_queued: Callable[[], None] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), *,
                  interval_s: float = 60.0, deadline_s: float | None = None, resolve_after: int = 2,
-                 replica: str | None = None) -> None:
+                 replica: str | None = None,
+                 on_transitions: Callable[[list[tuple[str, str, str, str]]], None] | None = None) -> None:
         self.engine, self.store, self.collectors, self.clock = engine, store, collectors, clock
+        # Called, once a check's transitions are committed, with (kind, rule_id, resource, scope) of each.
+        self.on_transitions = on_transitions
         # Delivery runs apart from checking (alerts.delivery): a check only tells it that alerts are queued.
         self.alerts_queued = alerts_queued
         self.interval_s = interval_s
@@ -137,6 +142,8 @@ class CheckService:
                 results.append(result)
                 if self.alerts_queued is not None and result.transitions:
                     self.alerts_queued()
+                if self.on_transitions is not None and result.changes:
+                    self.on_transitions(result.changes)
             return results
 
     @contextmanager
@@ -191,9 +198,11 @@ class CheckService:
             health.append(check_failed_finding(collector.scope, result.error or "unknown error"))
         with session_scope(self.store) as session:
             if result.ok and observation is not None:
-                result.transitions = [t.kind for t in apply_findings(
+                changed = apply_findings(
                     session, collector.scope, result.findings, now, resolve_after=self.resolve_after,
-                    unobserved=observation.unobserved, inhibited=observation.inhibited)]
+                    unobserved=observation.unobserved, inhibited=observation.inhibited)
+                result.transitions = [t.kind for t in changed]
+                result.changes = [(t.kind, t.record.rule_id, t.record.resource, collector.scope) for t in changed]
                 self._record_observations(session, collector.scope, observation, now)
             else:
                 self._record_failure(session, collector.scope, result.error or "unknown error", now)

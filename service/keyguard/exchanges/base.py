@@ -165,6 +165,25 @@ class ExchangeAdapter(ABC):
     def call(self, client: ccxt.Exchange, method: str, path: str, fn: Callable[[], Any],
              params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One exchange call through the limiter; returns the JSON object or raises a typed ExchangeError."""
+        result = self.call_any(client, method, path, fn, params)
+        if not isinstance(result, dict):
+            raise MalformedResponse(
+                f"{self.exchange_id} {method} {path} answered with a body that is not a JSON object: "
+                f"{redact_text(str(result))[:120]!r}"
+            )
+        return result
+
+    def call_list(self, client: ccxt.Exchange, method: str, path: str, fn: Callable[[], Any],
+                  params: Mapping[str, Any] | None = None) -> list[Any]:
+        """As `call`, for the endpoints that answer with a JSON array (allOrders, withdraw history)."""
+        result = self.call_any(client, method, path, fn, params)
+        if not isinstance(result, list):
+            raise MalformedResponse(f"{self.exchange_id} {method} {path} answered with a body that is not a JSON "
+                                    f"array: {redact_text(str(result))[:120]!r}")
+        return result
+
+    def call_any(self, client: ccxt.Exchange, method: str, path: str, fn: Callable[[], Any],
+                 params: Mapping[str, Any] | None = None) -> Any:
         limiter = self._limiters.get(id(client), self.limiter)
         left_s = None if self.deadline is None else self.deadline - time.time()
         if left_s is not None and left_s <= 0:
@@ -186,11 +205,6 @@ class ExchangeAdapter(ABC):
         limiter.observe(permit, _last_status.value or 200, dict(client.last_response_headers or {}))
         if (method, path) == self.probe_endpoint and client is self.host_client:
             self._host_probe_ok = True
-        if not isinstance(result, dict):
-            raise MalformedResponse(
-                f"{self.exchange_id} {method} {path} answered with a body that is not a JSON object: "
-                f"{redact_text(str(result))[:120]!r}"
-            )
         return result
 
     def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str,

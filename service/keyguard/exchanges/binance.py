@@ -3,6 +3,7 @@ reported, so the binding is verified by the probe."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import ccxt
@@ -57,3 +58,29 @@ class BinanceAdapter(ExchangeAdapter):
         state.sources.update({"ip_restricted": "reported", "created_at": "reported"})
         if declared.allowed_ips:
             state.sources["allowed_ips"] = "declared"
+
+    # -- activity (foreign-activity detection) ----------------------------------------------------------------
+    TRANSFER_TYPES: ClassVar[tuple[str, ...]] = (
+        "MAIN_FUNDING", "MAIN_UMFUTURE", "MAIN_CMFUTURE", "MAIN_MARGIN", "MAIN_OPTION", "MAIN_PORTFOLIO_MARGIN")
+
+    def read_activity(self, since_ms: int, symbols: list[str], transfer_types: list[str]) -> dict[str, Any]:
+        """The account's records since `since_ms`: orders of `symbols` (allOrders), withdrawals, universal
+        transfers out of the spot wallet, and the withdrawal address book; each through the shared budget."""
+        client = self.host_client
+        orders: list[dict[str, Any]] = []
+        for symbol in symbols:
+            params = {"symbol": symbol, "startTime": since_ms, "limit": 1000}
+            orders += self.call_list(client, "GET", "/api/v3/allOrders",
+                                     partial(client.private_get_allorders, params), params)
+        params = {"startTime": since_ms}
+        withdrawals = self.call_list(client, "GET", "/sapi/v1/capital/withdraw/history",
+                                     lambda: client.sapi_get_capital_withdraw_history(params), params)
+        transfers: list[dict[str, Any]] = []
+        for kind in sorted({*self.TRANSFER_TYPES, *transfer_types}):
+            query = {"type": kind, "startTime": since_ms, "size": 100}
+            body = self.call(client, "GET", "/sapi/v1/asset/transfer",
+                             partial(client.sapi_get_asset_transfer, query), query)
+            transfers += [row for row in body.get("rows") or [] if isinstance(row, dict)]
+        addresses = self.call_list(client, "GET", "/sapi/v1/capital/withdraw/address/list",
+                                   client.sapi_get_capital_withdraw_address_list)
+        return {"orders": orders, "withdrawals": withdrawals, "transfers": transfers, "addresses": addresses}

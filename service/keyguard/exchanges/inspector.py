@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
+from keyguard.checks.activity import Journals, read_activity
 from keyguard.config import BudgetSettings
 from keyguard.errors import ConfigError, KeyguardError
 from keyguard.exchanges.base import ClientPool, ExchangeAdapter, KeyDeclaration
@@ -83,6 +85,13 @@ class KeyInspector:
         self._clock_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyguard-clock")
         self._limiters: dict[tuple[str, str], Any] = {}
         self._limits_read: dict[str, float] = {}
+        self.journals = Journals()  # the workers' journals, for watched keys' activity
+
+    def close(self) -> None:
+        """Let the worker threads and the journals go (the service keeps one inspector for its life)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._clock_executor.shutdown(wait=False, cancel_futures=True)
+        self.journals.dispose()
 
     # -- shared parts ---------------------------------------------------------------------------------------
     def session(self, source_ip: str | None) -> requests.Session:
@@ -188,8 +197,16 @@ class KeyInspector:
             self._busy.add(id(adapter))
         try:
             adapter.deadline = deadline
-            return adapter.inspect(key.declaration(), probe_from=inventory.probe.from_ip,
-                                   time_offset_ms=offsets.get(adapter.exchange_id))
+            state = adapter.inspect(key.declaration(), probe_from=inventory.probe.from_ip,
+                                    time_offset_ms=offsets.get(adapter.exchange_id))
+            if key.activity is not None:
+                now = datetime.fromtimestamp(self.clock(), UTC)
+                if state.inspection_error is None:
+                    state.activity_raw = read_activity(adapter, key, self.journals, now)
+                else:
+                    state.activity_raw = {"error": "not read: the key itself could not be inspected",
+                                          "since": None}
+            return state
         except Exception as exc:  # an adapter bug is a blind spot on this key, never a crashed cycle
             return failed_state(key, None, kind=type(exc).__name__, message=redact_text(str(exc)))
         finally:

@@ -63,6 +63,34 @@ class SecretSource(BaseModel):
                            passphrase=SecretStr(passphrase) if passphrase else None)
 
 
+class ActivityWatch(BaseModel):
+    """Watch the account's activity: orders no Keyguard journal sent, withdrawals, transfers, the address book."""
+
+    model_config = {"extra": "forbid"}
+
+    symbols: list[str] = Field(default_factory=list, description="symbols whose orders are read (default: the "
+                                                                 "workers' strategy symbols and journal symbols)")
+    expected_withdrawal_addresses: list[str] = Field(default_factory=list)
+    expected_transfer_types: list[str] = Field(default_factory=list)
+    lookback_h: float = Field(default=24.0, gt=0, le=24, description="how far back each read goes (Binance's "
+                                                                      "allOrders takes at most 24 h per call)")
+
+
+class ExchangeAdmin(BaseModel):
+    """A separate admin (master-account) key that can cut the bot key at the exchange; the bots never see it."""
+
+    model_config = {"extra": "forbid"}
+
+    credentials: SecretSource
+    sub_account_email: str | None = Field(default=None, description="Binance: the sub-account the bot key is on")
+
+
+class KeyContainment(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    admin: ExchangeAdmin | None = None
+
+
 class InventoryKey(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -77,6 +105,16 @@ class InventoryKey(BaseModel):
     created_at: datetime | None = None
     superseded_at: datetime | None = None
     active: bool = True
+    workers: list[Path] = Field(default_factory=list, description="the worker configs trading with this key: "
+                                                                  "their journals say what Keyguard sent, their "
+                                                                  "kill switches are engaged on containment")
+    activity: ActivityWatch | None = None
+    containment: KeyContainment | None = None
+
+    @property
+    def resource(self) -> str:
+        """The name findings give this key (lib.key_resource)."""
+        return f"{self.exchange.lower()}/{self.id}"
 
     def declaration(self) -> KeyDeclaration:
         return KeyDeclaration(
@@ -127,9 +165,14 @@ def load_inventory(path: Path) -> Inventory:
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ConfigError(f"{path}: field {field}: {first['msg']}") from None
     for key in inventory.keys:
-        # A secret file named relative to the inventory is relative to the inventory's directory.
-        if key.credentials.file is not None and not key.credentials.file.is_absolute():
-            key.credentials.file = path.parent / key.credentials.file
+        # A file named relative to the inventory is relative to the inventory's directory.
+        sources = [key.credentials]
+        if key.containment is not None and key.containment.admin is not None:
+            sources.append(key.containment.admin.credentials)
+        for source in sources:
+            if source.file is not None and not source.file.is_absolute():
+                source.file = path.parent / source.file
+        key.workers = [w if w.is_absolute() else path.parent / w for w in key.workers]
     return inventory
 
 

@@ -65,6 +65,9 @@ class KeyState(BaseModel):
     probe: ProbeResult | None = None
     # fact -> reported | probed | declared, for every fact set (permissions, ip_restricted, created_at, ...).
     sources: dict[str, FactSource] = Field(default_factory=dict)
+    # A watched key's account activity: the raw records as read, then the policy input the ledger made of them.
+    activity_raw: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)
+    activity: dict[str, Any] | None = None
 
     @property
     def known(self) -> bool:
@@ -90,6 +93,7 @@ class KeyState(BaseModel):
             "inspection_error": self.inspection_error,
             "server_time_offset_ms": self.server_time_offset_ms,
             "storage": self.storage.model_dump(),
+            **({"activity": self.activity} if self.activity is not None else {}),
         }
 
 

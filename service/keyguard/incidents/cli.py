@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -145,6 +145,93 @@ def resolve(
     """Resolve. Refused (exit 1) while its finding still fires, unless --force: it resolves itself once the key is
     observed clean."""
     _act("resolve", pk, note, config, force)
+
+
+def _print_outcome(outcome: Any, dry_run: bool = False) -> None:
+    colour = {"done": "green", "planned": "cyan", "partial": "yellow"}.get(outcome.result, "red")
+    out.print(f"[bold]{outcome.action} {escape(outcome.resource)}[/]: [{colour}]{outcome.result}[/]"
+              + (f" (incident #{outcome.incident_pk})" if outcome.incident_pk else "")
+              + (" (dry run: nothing changed)" if dry_run else ""))
+    for step in outcome.steps:
+        mark = {"done": "green", "planned": "cyan", "not_available": "yellow"}.get(step.result, "red")
+        out.print(f"  {_when(step.started_at)} {step.ms:>5} ms  [{mark}]{step.result:<13}[/] {step.action:<18} "
+                  f"{escape(step.target)}\n      {escape(step.detail)}", soft_wrap=True)
+    if outcome.detail:
+        out.print(f"  {escape(outcome.detail)}", soft_wrap=True)
+
+
+@app.command()
+def contain(
+    key: Annotated[str, typer.Argument(help="The key's id in the inventory (or exchange/id).")],
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why (it goes on the timeline).")] = "manual containment",
+) -> None:
+    """Contain a key now: kill switch, cancel open orders, cut the key at the exchange, block its secret. Prints
+    each step with its result; exit 0 when every step was done (or, with --dry-run, planned), 1 otherwise."""
+    from keyguard.config import load_settings
+    from keyguard.incidents.containment import ContainmentService
+
+    settings = load_settings(config)
+    if settings.inventory is None:
+        raise typer.BadParameter("the config names no inventory (inventory: keyguard.yaml)", param_hint="--config")
+    actor = _cli_actor()
+    with _store(config) as store:
+        service = ContainmentService(store, settings.inventory, settings.containment)
+        resolved = service._resolve(key)
+        incident_pk = _latest_incident(store, resolved.resource)
+        outcome = service.contain(resolved, trigger=f"{reason} ({actor})", actor=actor, dry_run=dry_run,
+                                  incident_pk=incident_pk)
+        if not dry_run:
+            record_action(store, actor, "cli", "incident.contain", resolved.resource,
+                          AuditResult.ok if outcome.result == "done" else AuditResult.failed,
+                          f"{outcome.result}: " + "; ".join(f"{s.action} {s.result}" for s in outcome.steps))
+        service.stop()
+    _print_outcome(outcome, dry_run)
+    raise typer.Exit(0 if outcome.result in ("done", "planned") else 1)
+
+
+@app.command()
+def release(
+    key: Annotated[str, typer.Argument(help="The key's id in the inventory (or exchange/id).")],
+    reason: Annotated[str, typer.Option("--reason", help="Who checked what: the release reviews the activity "
+                                                         "seen before the containment.")],
+    config: ConfigOption = None,
+) -> None:
+    """Lift a containment after re-checking the key at the exchange: a key still unsafe stays contained (exit 1)."""
+    from keyguard.config import load_settings
+    from keyguard.incidents.containment import ContainmentService, key_recheck
+    from keyguard.policy.engine import PolicyEngine
+
+    settings = load_settings(config)
+    if settings.inventory is None:
+        raise typer.BadParameter("the config names no inventory (inventory: keyguard.yaml)", param_hint="--config")
+    actor = _cli_actor()
+    with _store(config) as store:
+        service = ContainmentService(store, settings.inventory, settings.containment)
+        if settings.opa.url:
+            engine = PolicyEngine.external(settings.opa.url, policy_root=settings.opa.policy_dir, load=True)
+            outcome = service.release(key, reason=reason, actor=actor,
+                                      recheck=key_recheck(engine, store, settings.inventory, settings.checks))
+        else:
+            with PolicyEngine.managed(policy_root=settings.opa.policy_dir) as engine:
+                outcome = service.release(key, reason=reason, actor=actor,
+                                          recheck=key_recheck(engine, store, settings.inventory, settings.checks))
+        record_action(store, actor, "cli", "incident.release", outcome.resource,
+                      AuditResult.ok if outcome.result == "done" else
+                      AuditResult.refused if outcome.result == "refused" else AuditResult.failed,
+                      f"{outcome.result}: {outcome.detail or reason}")
+        service.stop()
+    _print_outcome(outcome)
+    raise typer.Exit(0 if outcome.result == "done" else 1)
+
+
+def _latest_incident(store: Any, resource: str) -> int | None:
+    with session_scope(store) as session:
+        incident = session.exec(select(Incident).where(Incident.resource == resource,
+                                                       col(Incident.status).in_(lifecycle.ACTIVE))
+                                .order_by(col(Incident.pk).desc())).first()
+        return incident.pk if incident else None
 
 
 @app.callback()

@@ -18,6 +18,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -258,21 +259,29 @@ def tick(session: Session, now: datetime, policy: EscalationPolicy, tiers: Seque
         higher = sorted(t for t in tiers if t > incident.tier)
         escalated = sum(1 for t in tiers if min(tiers, default=0) < t <= incident.tier)
         if higher and age_s >= policy.escalate_after_s * (escalated + 1):
-            incident.tier = min(higher)
-            _event(session, incident, now, "escalated", KEYGUARD,
-                   f"unacknowledged for {age_s / 60:.0f} min: escalated to route tier {incident.tier}")
-            queued.append(_queue(session, incident, now, "escalated",
-                                 f"unacknowledged for {age_s / 60:.0f} min; escalated to tier {incident.tier}"))
+            kind, tier = "escalated", higher[0]
         elif (now - as_utc(incident.last_notified_at)).total_seconds() >= policy.renotify_s:
-            _event(session, incident, now, "renotified", KEYGUARD,
-                   f"unacknowledged for {age_s / 60:.0f} min (notification {incident.notifications + 1})")
-            queued.append(_queue(session, incident, now, "renotify",
-                                 f"still unacknowledged after {age_s / 60:.0f} min"))
+            kind, tier = "renotify", incident.tier
         else:
             continue
-        incident.last_notified_at = now
-        incident.notifications += 1
-        session.add(incident)
+        # Only while it is still open: an acknowledgement committed since this pass read it wins (SQLite has no
+        # row locks; on PostgreSQL the row is locked already).
+        guarded = update(Incident).where(col(Incident.pk) == incident.pk, col(Incident.status) == "open")
+        claimed = session.execute(guarded.values(tier=tier, last_notified_at=now,
+                                                 notifications=incident.notifications + 1))
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        session.refresh(incident)
+        if kind == "escalated":
+            _event(session, incident, now, "escalated", KEYGUARD,
+                   f"unacknowledged for {age_s / 60:.0f} min: escalated to route tier {tier}")
+            queued.append(_queue(session, incident, now, "escalated",
+                                 f"unacknowledged for {age_s / 60:.0f} min; escalated to tier {tier}"))
+        else:
+            _event(session, incident, now, "renotified", KEYGUARD,
+                   f"unacknowledged for {age_s / 60:.0f} min (notification {incident.notifications})")
+            queued.append(_queue(session, incident, now, "renotify",
+                                 f"still unacknowledged after {age_s / 60:.0f} min"))
     return queued
 
 

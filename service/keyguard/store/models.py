@@ -246,3 +246,57 @@ class Silence(SQLModel, table=True):
     # When Keyguard noticed it ended (expiry) or an operator ended it early, and who.
     ended_at: datetime | None = None
     ended_by: str | None = None
+
+
+class ActivityEvent(SQLModel, table=True):
+    """Something an exchange recorded on a watched account that Keyguard did not send (an order), or that moves
+    funds (a withdrawal, a transfer). Kept until an operator's release reviews it, so a stolen key's trace does
+    not age out of the exchange's history window and quietly resolve its finding."""
+
+    __tablename__ = "activity_events"
+    __table_args__ = (UniqueConstraint("resource", "kind", "ref", name="uq_activity_events_resource_kind_ref"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    resource: str = Field(index=True, description="the key, exchange/key-id")
+    kind: str = Field(description="order | withdrawal | transfer")
+    ref: str = Field(description="the exchange's id for it")
+    at: datetime | None = Field(default=None, description="when the exchange says it happened")
+    record: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    first_seen: datetime
+    cleared_at: datetime | None = None
+    cleared_by: str | None = None
+
+
+class ContainmentRun(SQLModel, table=True):
+    """One containment (or its release) of one key: who or what started it, and how it ended."""
+
+    __tablename__ = "containment_runs"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    resource: str = Field(index=True)
+    action: str = Field(description="contain | release")
+    trigger: str = Field(description="the rule that started it, or the operator's reason")
+    actor: str
+    dry_run: bool = False
+    incident_pk: int | None = Field(default=None, index=True)
+    started_at: datetime
+    finished_at: datetime | None = None
+    result: str = Field(default="running", description="running | done | partial | failed | refused | planned")
+    # What undoing it needs (previous IP list, the secret's ARN and statement id), for the release.
+    undo: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ContainmentStep(SQLModel, table=True):
+    """{action, target, started, finished, result: done | failed | not_available | planned, detail}: a step that
+    cannot be confirmed is failed, never done."""
+
+    __tablename__ = "containment_steps"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    run_pk: int = Field(index=True)
+    action: str
+    target: str
+    started_at: datetime
+    finished_at: datetime
+    result: str
+    detail: str = ""

@@ -116,6 +116,15 @@ BINANCE_SPOT_COSTS: dict[tuple[str, str], EndpointCost] = {
     ("GET", "/sapi/v1/account/apiRestrictions"): EndpointCost(1, weight_pool=SAPI_WEIGHT),
     ("POST", "/sapi/v1/capital/withdraw/apply"): EndpointCost(600, weight_pool=SAPI_WEIGHT),
     ("POST", "/sapi/v1/asset/transfer"): EndpointCost(900, weight_pool=SAPI_WEIGHT),
+    # Activity reads (foreign-activity detection). Withdraw history also costs 18,000 of the account's 180,000 UID
+    # weight per minute: read at most every few seconds per account, which a check interval of 60 s keeps to 10%.
+    ("GET", "/sapi/v1/capital/withdraw/history"): EndpointCost(1, weight_pool=SAPI_WEIGHT),
+    ("GET", "/sapi/v1/asset/transfer"): EndpointCost(1, weight_pool=SAPI_WEIGHT),
+    ("GET", "/sapi/v1/capital/withdraw/address/list"): EndpointCost(10, weight_pool=SAPI_WEIGHT),
+    # Master-account control of a sub-account key (containment, with a separate admin key); their cost is on the
+    # master's UID weight (3,000), the IP weight is 1.
+    ("GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction"): EndpointCost(1, weight_pool=SAPI_WEIGHT),
+    ("POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction"): EndpointCost(1, weight_pool=SAPI_WEIGHT),
 }
 
 

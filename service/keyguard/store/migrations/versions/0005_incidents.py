@@ -1,4 +1,5 @@
-"""Incidents (with their timelines), silences and maintenance windows, and route tiers on alerts.
+"""Incidents (with their timelines), silences and maintenance windows, route tiers on alerts, foreign activity
+and containment runs with their steps.
 
 Revision ID: 0005_incidents
 Revises: 0004_delivery
@@ -83,8 +84,59 @@ def upgrade() -> None:
             sa.Column("ended_by", sa.String(), nullable=True),
         )
 
+    if "activity_events" not in tables:
+        op.create_table(
+            "activity_events",
+            sa.Column("pk", sa.Integer(), primary_key=True),
+            sa.Column("resource", sa.String(), nullable=False),
+            sa.Column("kind", sa.String(), nullable=False),
+            sa.Column("ref", sa.String(), nullable=False),
+            sa.Column("at", sa.DateTime(timezone=True), nullable=True),
+            sa.Column("record", sa.JSON(), nullable=False),
+            sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("cleared_at", sa.DateTime(timezone=True), nullable=True),
+            sa.Column("cleared_by", sa.String(), nullable=True),
+            sa.UniqueConstraint("resource", "kind", "ref", name="uq_activity_events_resource_kind_ref"),
+        )
+        op.create_index("ix_activity_events_resource", "activity_events", ["resource"])
+
+    if "containment_runs" not in tables:
+        op.create_table(
+            "containment_runs",
+            sa.Column("pk", sa.Integer(), primary_key=True),
+            sa.Column("resource", sa.String(), nullable=False),
+            sa.Column("action", sa.String(), nullable=False),
+            sa.Column("trigger", sa.String(), nullable=False),
+            sa.Column("actor", sa.String(), nullable=False),
+            sa.Column("dry_run", sa.Boolean(), nullable=False),
+            sa.Column("incident_pk", sa.Integer(), nullable=True),
+            sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+            sa.Column("result", sa.String(), nullable=False),
+            sa.Column("undo", sa.JSON(), nullable=False),
+        )
+        op.create_index("ix_containment_runs_resource", "containment_runs", ["resource"])
+        op.create_index("ix_containment_runs_incident_pk", "containment_runs", ["incident_pk"])
+
+    if "containment_steps" not in tables:
+        op.create_table(
+            "containment_steps",
+            sa.Column("pk", sa.Integer(), primary_key=True),
+            sa.Column("run_pk", sa.Integer(), nullable=False),
+            sa.Column("action", sa.String(), nullable=False),
+            sa.Column("target", sa.String(), nullable=False),
+            sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("result", sa.String(), nullable=False),
+            sa.Column("detail", sa.String(), nullable=False),
+        )
+        op.create_index("ix_containment_steps_run_pk", "containment_steps", ["run_pk"])
+
 
 def downgrade() -> None:
+    op.drop_table("containment_steps")
+    op.drop_table("containment_runs")
+    op.drop_table("activity_events")
     op.drop_table("silences")
     op.drop_table("incident_events")
     op.drop_table("incidents")

@@ -1,0 +1,604 @@
+"""Containment: the seed's "first five minutes", run by Keyguard within a second of the finding.
+
+For one key, in order: engage the kill switch of every worker trading with it (a file every process obeys, so it
+holds across processes and restarts); cancel its open orders at the exchange; cut the key at the exchange where an
+API allows it (Binance: a master-account admin key restricts the sub-account key to an unroutable address; Bybit:
+the key is made read-only and bound to that address); and in AWS deny every principal but the exempt ones the
+GetSecretValue of the key's secret (a Deny statement in the secret's resource policy, removed only by a release).
+
+Every step is recorded as {action, target, started, finished, result, detail}: `done` only when read back and
+confirmed, `failed` when it could not be done or confirmed, `not_available` (with the manual step) where no API
+exists, `planned` in a dry run. Nothing is assumed done. A release is an operator action that re-checks the key
+first: a key still unsafe stays contained."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from keyguard.config import ContainmentSettings
+from keyguard.errors import ConfigError, KeyguardError
+from keyguard.exchanges.inventory import Inventory, InventoryKey, SecretSource, load_inventory
+from keyguard.redact import redact_text
+from keyguard.store.db import session_scope
+from keyguard.store.models import AlertRecord, ContainmentRun, ContainmentStep, FindingRecord, Incident, as_utc
+
+log = logging.getLogger("keyguard.containment")
+
+STATEMENT_ID = "KeyguardContainment"
+LEFT_TO_A_PERSON = ("change the exchange account's password and 2FA",
+                    "check the withdrawal address book and remove what you do not know",
+                    "contact the exchange's support if funds moved (give them the withdrawal ids)",
+                    "find where the secret leaked before issuing a replacement key")
+
+
+@dataclass
+class Step:
+    action: str
+    target: str
+    started_at: datetime
+    finished_at: datetime
+    result: str  # done | failed | not_available | planned
+    detail: str
+
+    @property
+    def ms(self) -> int:
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+    def line(self) -> str:
+        return f"{self.action} {self.target}: {self.result} ({self.ms} ms) {self.detail}".strip()
+
+
+@dataclass
+class Outcome:
+    run_pk: int
+    resource: str
+    action: str
+    result: str
+    steps: list[Step] = field(default_factory=list)
+    incident_pk: int | None = None
+    detail: str = ""
+
+
+class StepFailed(Exception):
+    """A step that ran and did not succeed, or could not be confirmed."""
+
+
+class NotAvailable(Exception):
+    """No API can do this step here; the message is the manual step to take."""
+
+
+class ContainmentService:
+    """Contains and releases keys of one inventory; automatic containment runs on its own threads."""
+
+    def __init__(self, store: Engine, inventory_path: Path, settings: ContainmentSettings | None = None, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 alerts_queued: Callable[[], None] | None = None) -> None:
+        self.store, self.inventory_path = store, inventory_path
+        self.settings = settings or ContainmentSettings()
+        self.clock = clock
+        self.alerts_queued = alerts_queued
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyguard-contain")
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.finished: list[Outcome] = []  # automatic runs, newest last (what a caller may wait on)
+
+    # -- automatic ------------------------------------------------------------------------------------------
+    def consider(self, transitions: list[tuple[str, str, str, str]]) -> None:
+        """(kind, rule_id, resource, scope) of a check's transitions: contain the keys whose new finding's rule is
+        switched on, each on its own thread, so the check cycle is not held."""
+        for kind, rule_id, resource, scope in transitions:
+            if kind in ("new", "regressed", "waiver_expired") and self.settings.automatic(rule_id):
+                self._executor.submit(self._automatic, rule_id, resource, scope)
+
+    def _automatic(self, rule_id: str, resource: str, scope: str) -> None:
+        try:
+            key = self._key(resource)
+            if key is None:
+                log.warning("no inventory key is named %s; %s not contained", resource, rule_id)
+                return
+            active = self.active_run(resource)
+            incident_pk = self._incident(scope, rule_id, resource)
+            if active is not None:
+                self._note(incident_pk, f"{rule_id}: already contained by run #{active.pk}")
+                return
+            self.finished.append(self.contain(key, trigger=rule_id, actor="keyguard", incident_pk=incident_pk))
+        except Exception as exc:  # a crash here must be seen, not lost in a thread
+            log.error("automatic containment of %s failed: %s", resource, redact_text(f"{type(exc).__name__}: {exc}"))
+
+    def stop(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)
+
+    # -- contain ----------------------------------------------------------------------------------------------
+    def contain(self, key: InventoryKey | str, *, trigger: str, actor: str, dry_run: bool = False,
+                incident_pk: int | None = None) -> Outcome:
+        key = self._resolve(key)
+        with self._key_lock(key.resource):
+            now = self.clock()
+            with session_scope(self.store) as session:
+                run = ContainmentRun(resource=key.resource, action="contain", trigger=redact_text(trigger)[:300],
+                                     actor=actor, dry_run=dry_run, incident_pk=incident_pk, started_at=now)
+                session.add(run)
+                session.flush()
+                run_pk = run.pk or 0
+            undo: dict[str, Any] = {}
+            steps = [
+                self._step("kill_switch", self._workers_target(key), dry_run,
+                           lambda: self._kill(key, trigger, undo), "engage the kill switch of every worker"),
+                self._step("cancel_open_orders", key.resource, dry_run, lambda: self._cancel(key),
+                           "cancel every open order of the key"),
+                self._step("cut_key", key.resource, dry_run, lambda: self._cut(key, undo),
+                           f"cut the key at the exchange (Binance: bound to {self.settings.unroutable_ip} by the "
+                           "master account; Bybit: deleted)"),
+                self._step("block_secret", self._secret_target(key), dry_run, lambda: self._block(key, undo),
+                           "deny GetSecretValue on the key's secret to every principal but the exempt ones"),
+            ]
+            return self._finish(run_pk, key, "contain", steps, undo, incident_pk, dry_run)
+
+    def _step(self, action: str, target: str, dry_run: bool, do: Callable[[], str], plan: str) -> Step:
+        started = self.clock()
+        if dry_run:
+            return Step(action, target, started, self.clock(), "planned", f"would {plan}")
+        try:
+            detail, result = do(), "done"
+        except NotAvailable as exc:
+            detail, result = str(exc), "not_available"
+        except (StepFailed, KeyguardError) as exc:
+            detail, result = str(exc), "failed"
+        except Exception as exc:  # anything unexpected is a failed step, never a done one
+            detail, result = f"{type(exc).__name__}: {exc}", "failed"
+        step = Step(action, target, started, self.clock(), result, redact_text(detail)[:600])
+        (log.info if result == "done" else log.warning)("containment %s", step.line())
+        return step
+
+    def _finish(self, run_pk: int, key: InventoryKey, action: str, steps: list[Step], undo: dict[str, Any],
+                incident_pk: int | None, dry_run: bool, refused: str | None = None) -> Outcome:
+        results = {s.result for s in steps}
+        if refused is not None:
+            result = "refused"
+        elif dry_run:
+            result = "planned"
+        elif "failed" in results:
+            result = "partial" if "done" in results else "failed"
+        else:
+            result = "done"
+        with session_scope(self.store) as session:
+            run = session.get(ContainmentRun, run_pk)
+            assert run is not None
+            run.finished_at, run.result = self.clock(), result
+            run.undo = {**run.undo, **undo}
+            session.add(run)
+            for s in steps:
+                session.add(ContainmentStep(run_pk=run_pk, action=s.action, target=s.target, started_at=s.started_at,
+                                            finished_at=s.finished_at, result=s.result, detail=s.detail))
+            incident = session.get(Incident, incident_pk) if incident_pk else None
+            if incident is not None and not dry_run:
+                from keyguard.incidents.lifecycle import _event
+
+                for s in steps:
+                    _event(session, incident, s.finished_at, action, run.actor, s.line())
+                if refused:
+                    _event(session, incident, self.clock(), action, run.actor, f"refused: {refused}")
+                session.add(self._alert(session, incident, key, action, result, steps, refused))
+        if incident_pk and self.alerts_queued is not None and not dry_run:
+            self.alerts_queued()
+        return Outcome(run_pk, key.resource, action, result, steps, incident_pk, refused or "")
+
+    def _alert(self, session: Any, incident: Incident, key: InventoryKey, action: str, result: str,
+               steps: list[Step], refused: str | None) -> AlertRecord:
+        finding = session.exec(select(FindingRecord).where(FindingRecord.scope == incident.scope,
+                                                           FindingRecord.fingerprint == incident.fingerprint)).first()
+        verb = {"contain": "CONTAINED" if result == "done" else "CONTAINMENT " + result.upper(),
+                "release": "RELEASED" if result == "done" else "RELEASE " + result.upper()}[action]
+        lines = [f"{action} of key {key.id} ({key.resource}): {result}" + (f": {refused}" if refused else "")]
+        for label, wanted in (("Done", "done"), ("FAILED, do it by hand", "failed"),
+                              ("Not available here, do it by hand", "not_available")):
+            chosen = [s for s in steps if s.result == wanted]
+            if chosen:
+                lines.append(f"{label}:")
+                lines += [f"  - {s.action} {s.target}: {s.detail}" for s in chosen]
+        if action == "contain":
+            lines.append("Left to a person: " + "; ".join(LEFT_TO_A_PERSON) + ".")
+            lines.append(f"Release (re-checks the key first): keyguard incident release {key.id} --reason ...")
+        title = f"[keyguard] {verb} {incident.severity.upper()} {incident.rule_id} on {incident.resource} " \
+                f"(incident #{incident.pk})"
+        from keyguard.incidents.lifecycle import active_silences, silence_for
+
+        silence = silence_for(active_silences(session, self.clock()), incident.rule_id, incident.resource)
+        return AlertRecord(transition="contained" if action == "contain" else "released", scope=incident.scope,
+                           fingerprint=incident.fingerprint, dedup_key=incident.fingerprint, rule_id=incident.rule_id,
+                           severity=finding.severity if finding else incident.severity, resource=incident.resource,
+                           title=redact_text(title), body=redact_text("\n".join(lines)), created_at=self.clock(),
+                           tier=incident.tier, incident_pk=incident.pk, silenced_by=silence.pk if silence else None)
+
+    # -- the steps ----------------------------------------------------------------------------------------------
+    def _kill(self, key: InventoryKey, trigger: str, undo: dict[str, Any]) -> str:
+        from keyguard.worker.config import load_worker_config
+        from keyguard.worker.killswitch import KillSwitch
+
+        if not key.workers:
+            raise NotAvailable("no worker is linked to this key (keys[].workers in the inventory): stop every "
+                               "process that trades with it by hand")
+        engaged, failed, was = [], [], []
+        for path in key.workers:
+            try:
+                switch = KillSwitch(load_worker_config(path).kill_switch_path)
+                if switch.engaged:
+                    was.append(str(switch.path))
+                switch.set(True, f"containment of {key.resource}: {trigger}", by="keyguard-containment")
+                if not KillSwitch(switch.path).engaged:  # read back by a fresh reader, as another process would
+                    raise StepFailed(f"{switch.path} does not read back as engaged")
+                engaged.append(str(switch.path))
+            except (KeyguardError, StepFailed, OSError) as exc:
+                failed.append(f"{path}: {exc}")
+        undo["kill_switches"] = [p for p in engaged if p not in was]  # a release lifts only what it engaged
+        if failed:
+            raise StepFailed(f"engaged {len(engaged)}, failed {len(failed)}: {'; '.join(failed)}")
+        return f"engaged and read back: {', '.join(engaged)}"
+
+    def _cancel(self, key: InventoryKey) -> str:
+        if key.exchange.lower() != "binance":
+            raise NotAvailable(f"cancel every open order of the key in {key.exchange}'s web interface (Keyguard "
+                               "cancels on Binance only, for now)")
+        with self._adapter(key, key.credentials) as adapter:
+            client = adapter.host_client
+            before = adapter.call_list(client, "GET", "/api/v3/openOrders", lambda: client.private_get_openorders())
+            symbols = sorted({str(o.get("symbol")) for o in before if isinstance(o, dict)})
+            for symbol in symbols:
+                params = {"symbol": symbol}
+                adapter.call_any(client, "DELETE", "/api/v3/openOrders",
+                                 lambda p=params: client.private_delete_openorders(p), params)
+            after = adapter.call_list(client, "GET", "/api/v3/openOrders", lambda: client.private_get_openorders())
+        if after:
+            raise StepFailed(f"{len(after)} order(s) still open after cancelling on {', '.join(symbols)}")
+        if not before:
+            return "no open orders (read back: none open)"
+        return f"cancelled {len(before)} open order(s) on {', '.join(symbols)}; read back: none open"
+
+    def _cut(self, key: InventoryKey, undo: dict[str, Any]) -> str:
+        exchange, ip = key.exchange.lower(), self.settings.unroutable_ip
+        admin = key.containment.admin if key.containment else None
+        if exchange == "binance":
+            if admin is None or not admin.sub_account_email:
+                raise NotAvailable("no Binance API lets a key restrict or delete itself: delete the key in Binance's "
+                                   "API Management now (or give the inventory a master-account admin key and the "
+                                   "sub-account's email: keys[].containment.admin)")
+            with self._adapter(key, admin.credentials) as adapter:
+                client = adapter.host_client
+                api_key = key.credentials.load().api_key
+                query = {"email": admin.sub_account_email, "subAccountApiKey": api_key}
+                before = adapter.call(client, "GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction",
+                                      lambda: client.sapi_get_sub_account_subaccountapi_iprestriction(query), query)
+                undo["binance_ip_list"] = list(before.get("ipList") or [])
+                undo["binance_ip_restrict"] = str(before.get("ipRestrict", "false")).lower() == "true"
+                params = {**query, "status": "2", "ipAddress": ip}
+                adapter.call(client, "POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction",
+                             lambda: client.sapiv2_post_sub_account_subaccountapi_iprestriction(params), params)
+                after = adapter.call(client, "GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction",
+                                     lambda: client.sapi_get_sub_account_subaccountapi_iprestriction(query), query)
+            if list(after.get("ipList") or []) != [ip] or str(after.get("ipRestrict")).lower() != "true":
+                raise StepFailed(f"the master account reads back {after.get('ipList')!r}, not [{ip}]")
+            return (f"bound to {ip} only by the master account (was {undo['binance_ip_list'] or 'unrestricted'}); "
+                    "read back")
+        if exchange == "bybit":
+            # A read-only Bybit key may still update itself back: a stolen one is deleted (revoke first).
+            with self._adapter(key, key.credentials) as adapter:
+                client = adapter.host_client
+                adapter.call(client, "POST", "/v5/user/delete-api", lambda: client.private_post_v5_user_delete_api({}))
+                try:
+                    adapter.call(client, "GET", "/v5/user/query-api", lambda: client.private_get_v5_user_query_api())
+                except KeyguardError as exc:
+                    undo["bybit_deleted"] = True
+                    return f"deleted at Bybit; read back: the key is refused ({exc.__class__.__name__})"
+            raise StepFailed("Bybit still answers to the key after delete-api")
+        raise NotAvailable(f"no {key.exchange} API to restrict or delete a key is known: delete it in the exchange's "
+                           "API management page now")
+
+    def _block(self, key: InventoryKey, undo: dict[str, Any]) -> str:
+        secret = key.credentials.aws_secret
+        if secret is None:
+            where = f"file {key.credentials.file}" if key.credentials.file else "environment variables"
+            raise NotAvailable(f"the secret is in {where}, which no policy can lock: remove it from the host and "
+                               "restart the workers")
+        client = secret._client()
+        try:
+            current = json.loads(client.get_resource_policy(SecretId=secret.secret_id).get("ResourcePolicy") or "{}")
+        except Exception as exc:
+            raise StepFailed(f"could not read the resource policy of {secret.secret_id}: {_aws_error(exc)}") from None
+        statements = [s for s in current.get("Statement", []) if s.get("Sid") != STATEMENT_ID]
+        deny: dict[str, Any] = {"Sid": STATEMENT_ID, "Effect": "Deny", "Principal": "*",
+                                "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+        if self.settings.aws_exempt_principals:
+            deny["Condition"] = {"ArnNotEquals": {"aws:PrincipalArn": list(self.settings.aws_exempt_principals)}}
+        policy = {"Version": current.get("Version", "2012-10-17"), "Statement": [*statements, deny]}
+        try:
+            client.put_resource_policy(SecretId=secret.secret_id, ResourcePolicy=json.dumps(policy),
+                                       BlockPublicPolicy=False)
+            back = json.loads(client.get_resource_policy(SecretId=secret.secret_id).get("ResourcePolicy") or "{}")
+        except Exception as exc:
+            raise StepFailed(f"could not write the deny statement on {secret.secret_id}: {_aws_error(exc)}") from None
+        if not any(s.get("Sid") == STATEMENT_ID and s.get("Effect") == "Deny" for s in back.get("Statement", [])):
+            raise StepFailed(f"the deny statement does not read back on {secret.secret_id}")
+        undo["aws_secret"] = {"secret_id": secret.secret_id, "region": secret.region,
+                              "endpoint_url": secret.endpoint_url}
+        exempt = ", ".join(self.settings.aws_exempt_principals) or "none"
+        return f"GetSecretValue denied on {secret.secret_id} (exempt: {exempt}); read back"
+
+    # -- release ------------------------------------------------------------------------------------------------
+    def release(self, key: InventoryKey | str, *, reason: str, actor: str,
+                recheck: Callable[[InventoryKey, datetime], list[str]]) -> Outcome:
+        """Lift the containment of `key` after `recheck` (the key's open problems at the exchange, now) finds
+        nothing. Activity seen before the containment is taken as reviewed by this release; anything seen since,
+        or any other problem, refuses it and everything stays as it is."""
+        reason = redact_text(reason.strip())
+        if not reason:
+            raise ConfigError("a release needs a reason (who checked what)")
+        if isinstance(key, str) and self._key(key) is None:
+            return self._release_retired(key, reason, actor)
+        key = self._resolve(key)
+        with self._key_lock(key.resource):
+            active = self.active_run(key.resource)
+            if active is None:
+                raise ConfigError(f"key {key.id} ({key.resource}) is not contained")
+            now = self.clock()
+            with session_scope(self.store) as session:
+                run = ContainmentRun(resource=key.resource, action="release", trigger=reason[:300], actor=actor,
+                                     incident_pk=active.incident_pk, started_at=now)
+                session.add(run)
+                session.flush()
+                run_pk = run.pk or 0
+            from keyguard.checks.activity import ActivityLedger
+
+            ledger = ActivityLedger(self.store)
+            undo = dict(active.undo)
+            # The key is re-checked from the host as it will be used: a cut key is restored first, and cut again if
+            # the re-check finds it unsafe.
+            steps = [self._step("restore_key", key.resource, False, lambda: self._restore(key, undo), "")]
+            started = self.clock()
+            try:
+                problems = list(recheck(key, as_utc(active.started_at)))
+            except Exception as exc:  # a re-check that could not run is not a clean one
+                problems = [f"the re-check could not run: {redact_text(f'{type(exc).__name__}: {exc}')}"]
+            since = ledger.pending(key.resource, after=as_utc(active.started_at))
+            problems += [f"{e.kind} {e.ref} seen at the exchange after the containment started" for e in since]
+            steps.append(Step("recheck", key.resource, started, self.clock(), "failed" if problems else "done",
+                              "; ".join(problems)[:600] if problems else "no open problem at the exchange"))
+            if problems:
+                if steps[0].result == "done":
+                    recut: dict[str, Any] = {}
+                    steps.append(self._step("cut_key", key.resource, False, lambda: self._cut(key, recut), ""))
+                return self._finish(run_pk, key, "release", steps, {}, active.incident_pk, False,
+                                    refused="the key is still unsafe: " + "; ".join(problems)[:500])
+            steps.append(self._step("clear_activity", key.resource, False,
+                                    lambda: f"{ledger.clear(key.resource, as_utc(active.started_at), actor, now)} "
+                                            "event(s) seen before the containment marked reviewed", ""))
+            steps.append(self._step("lift_kill_switch", self._workers_target(key), False,
+                                    lambda: self._unkill(undo, reason, actor), ""))
+            steps.append(self._step("unblock_secret", self._secret_target(key), False,
+                                    lambda: self._unblock(undo), ""))
+            return self._finish(run_pk, key, "release", steps, {}, active.incident_pk, False)
+
+    def _release_retired(self, name: str, reason: str, actor: str) -> Outcome:
+        """A contained key that is no longer in the inventory (replaced): nothing to re-check, so its kill switches
+        and its secret's block are lifted and its exchange-side cut stays (the key is retired)."""
+        with session_scope(self.store) as session:
+            runs = session.exec(select(ContainmentRun.resource).distinct()).all()
+        resource = next((r for r in runs if r == name or r.endswith("/" + name)), None)
+        active = self.active_run(resource) if resource else None
+        if resource is None or active is None:
+            raise ConfigError(f"no key {name!r} in {self.inventory_path}, and no containment of it in force")
+        exchange, _, key_id = resource.partition("/")
+        retired = InventoryKey(id=key_id, exchange=exchange,
+                               credentials=SecretSource(api_key_env="RETIRED", secret_env="RETIRED"))
+        with session_scope(self.store) as session:
+            run = ContainmentRun(resource=resource, action="release", trigger=reason[:300], actor=actor,
+                                 incident_pk=active.incident_pk, started_at=self.clock())
+            session.add(run)
+            session.flush()
+            run_pk = run.pk or 0
+        undo = dict(active.undo)
+        steps = [Step("recheck", resource, self.clock(), self.clock(), "not_available",
+                      "the key is no longer in the inventory (retired): its exchange-side cut stays"),
+                 self._step("lift_kill_switch", ",".join(undo.get("kill_switches") or []) or "(none)", False,
+                            lambda: self._unkill(undo, reason, actor), ""),
+                 self._step("unblock_secret", str((undo.get("aws_secret") or {}).get("secret_id", "(none)")), False,
+                            lambda: self._unblock(undo), "")]
+        return self._finish(run_pk, retired, "release", steps, {}, active.incident_pk, False)
+
+    def _unkill(self, undo: dict[str, Any], reason: str, actor: str) -> str:
+        from keyguard.worker.killswitch import KillSwitch
+
+        paths = undo.get("kill_switches") or []
+        if not paths:
+            raise NotAvailable("this containment engaged no kill switch (none linked, or engaged already): "
+                               "release those by hand if they should trade")
+        for path in paths:
+            KillSwitch(path).set(False, f"released by {actor}: {reason}", by=actor)
+            if KillSwitch(path).engaged:
+                raise StepFailed(f"{path} still reads engaged")
+        return f"released: {', '.join(paths)}"
+
+    def _restore(self, key: InventoryKey, undo: dict[str, Any]) -> str:
+        if "binance_ip_list" in undo:
+            admin = key.containment.admin if key.containment else None
+            if admin is None or not admin.sub_account_email:
+                raise StepFailed("the admin key is no longer in the inventory: restore the key's IP list by hand")
+            with self._adapter(key, admin.credentials) as adapter:
+                client = adapter.host_client
+                api_key = key.credentials.load().api_key
+                ips = undo["binance_ip_list"]
+                params = {"email": admin.sub_account_email, "subAccountApiKey": api_key,
+                          "status": "2" if undo.get("binance_ip_restrict") else "1"}
+                if ips:
+                    params["ipAddress"] = ",".join(ips)
+                adapter.call(client, "POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction",
+                             lambda: client.sapiv2_post_sub_account_subaccountapi_iprestriction(params), params)
+            return f"IP list restored to {ips or 'unrestricted'}"
+        if undo.get("bybit_deleted"):
+            raise NotAvailable("the key was deleted at Bybit: issue a new key and put it in the inventory")
+        raise NotAvailable("the containment did not change the key at the exchange")
+
+    def _unblock(self, undo: dict[str, Any]) -> str:
+        from keyguard.secrets.aws import AwsSecret
+
+        if not undo.get("aws_secret"):
+            raise NotAvailable("the containment did not block a secret")
+        secret = AwsSecret(**undo["aws_secret"])
+        client = secret._client()
+        current = json.loads(client.get_resource_policy(SecretId=secret.secret_id).get("ResourcePolicy") or "{}")
+        statements = [s for s in current.get("Statement", []) if s.get("Sid") != STATEMENT_ID]
+        if statements:
+            client.put_resource_policy(SecretId=secret.secret_id,
+                                       ResourcePolicy=json.dumps({**current, "Statement": statements}))
+        else:
+            client.delete_resource_policy(SecretId=secret.secret_id)
+        back = json.loads(client.get_resource_policy(SecretId=secret.secret_id).get("ResourcePolicy") or "{}")
+        if any(s.get("Sid") == STATEMENT_ID for s in back.get("Statement", [])):
+            raise StepFailed(f"the deny statement still reads back on {secret.secret_id}")
+        return f"deny statement removed from {secret.secret_id} (read back)"
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    def inventory(self) -> Inventory:
+        return load_inventory(self.inventory_path)
+
+    def _resolve(self, key: InventoryKey | str) -> InventoryKey:
+        if isinstance(key, InventoryKey):
+            return key
+        found = self._key(key)
+        if found is None:
+            ids = ", ".join(k.id for k in self.inventory().keys)
+            raise ConfigError(f"no key {key!r} in {self.inventory_path} (keys: {ids})")
+        return found
+
+    def _key(self, name: str) -> InventoryKey | None:
+        return next((k for k in self.inventory().keys if name in (k.id, k.resource)), None)
+
+    @contextmanager
+    def _key_lock(self, resource: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(resource, threading.Lock())
+        with lock:
+            yield
+
+    @contextmanager
+    def _adapter(self, key: InventoryKey, credentials_source: Any) -> Iterator[Any]:
+        """An adapter with `credentials_source`'s key, on the host's shared budget (the worker's headroom: a
+        containment must not wait behind the inspections' share)."""
+        from keyguard.exchanges import adapter_for, sandbox_adapter_kwargs
+        from keyguard.worker.budget_store import default_budget_path, open_budget_store
+        from keyguard.worker.limiter import SharedRateLimiter
+
+        inventory = self.inventory()
+        exchange = key.exchange.lower()
+        base = inventory.exchange_urls.get(exchange)
+        source = inventory.probe.source_ip
+        ip = source or "127.0.0.1"
+        limiter = SharedRateLimiter(open_budget_store("file", default_budget_path(ip, "file")), egress_ip=ip,
+                                    exchange=exchange, default_deadline_s=self.settings.request_timeout_s)
+        adapter = adapter_for(exchange, credentials_source.load(), source_ip=source, limiter=limiter,
+                              timeout_ms=int(self.settings.request_timeout_s * 1000),
+                              **(dict(sandbox_adapter_kwargs(exchange, base)) if base else {}))
+        adapter.deadline = time.time() + 4 * self.settings.request_timeout_s
+        yield adapter
+
+    def _workers_target(self, key: InventoryKey) -> str:
+        return ",".join(str(p) for p in key.workers) or "(no worker linked)"
+
+    def _secret_target(self, key: InventoryKey) -> str:
+        secret = key.credentials.aws_secret
+        return secret.secret_id if secret else "(secret not in Secrets Manager)"
+
+    def active_run(self, resource: str) -> ContainmentRun | None:
+        """The key's containment still in force: its last real contain not followed by a successful release."""
+        with session_scope(self.store) as session:
+            runs = session.exec(select(ContainmentRun).where(ContainmentRun.resource == resource,
+                                                             col(ContainmentRun.dry_run).is_(False))
+                                .order_by(col(ContainmentRun.pk).desc())).all()
+            for run in runs:
+                if run.action == "release" and run.result in ("done", "partial"):
+                    return None
+                if run.action == "contain" and run.result != "running":
+                    session.expunge(run)
+                    return run
+        return None
+
+    def _incident(self, scope: str, rule_id: str, resource: str) -> int | None:
+        with session_scope(self.store) as session:
+            incident = session.exec(select(Incident).where(Incident.scope == scope, Incident.rule_id == rule_id,
+                                                           Incident.resource == resource,
+                                                           col(Incident.status).in_(("open", "acknowledged")))).first()
+            return incident.pk if incident else None
+
+    def _note(self, incident_pk: int | None, detail: str) -> None:
+        if incident_pk is None:
+            return
+        from keyguard.incidents.lifecycle import _event
+
+        with session_scope(self.store) as session:
+            incident = session.get(Incident, incident_pk)
+            if incident is not None:
+                _event(session, incident, self.clock(), "contain", "keyguard", detail)
+
+
+def steps_of(store: Engine, run_pk: int) -> list[ContainmentStep]:
+    with session_scope(store) as session:
+        rows = list(session.exec(select(ContainmentStep).where(ContainmentStep.run_pk == run_pk)
+                                 .order_by(col(ContainmentStep.pk))).all())
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def _aws_error(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', '')}".strip(": ")
+    return type(exc).__name__
+
+
+def key_recheck(engine: Any, store: Engine, inventory_path: Path, checks: Any = None
+                ) -> Callable[[InventoryKey, datetime], list[str]]:
+    """The release's re-check: the key inspected at its exchange now (and its account's activity, leaving out what
+    was seen before the containment, which the release reviews), through the policy set. Unsafe is a critical
+    finding on the key, or a key that could not be verified."""
+    from keyguard.checks.activity import ActivityLedger
+    from keyguard.config import ChecksSettings
+    from keyguard.exchanges.inspector import KeyInspector, unverified_reason
+    from keyguard.exchanges.inventory import keys_document
+
+    def recheck(key: InventoryKey, reviewed_before: datetime) -> list[str]:
+        settings = checks or ChecksSettings()
+        inventory = load_inventory(inventory_path)
+        single = inventory.model_copy(update={"keys": [key]})
+        inspector = KeyInspector(settings.budget, concurrency=1, request_timeout_s=settings.request_timeout_s)
+        try:
+            [state] = inspector.inspect(single)
+        finally:
+            inspector.close()
+        problems = []
+        reason = unverified_reason(state)
+        if reason is not None:
+            problems.append(f"the key could not be verified: {reason}")
+        if key.activity is not None and state.activity_raw is not None:
+            state.activity = ActivityLedger(store).document(key, state.activity_raw, datetime.now(UTC),
+                                                            reviewed_before=reviewed_before)
+        for finding in engine.evaluate(keys_document([state], inventory.hosts), source="keys"):
+            if str(finding.severity) == "critical" and (finding.resource == key.resource
+                                                        or finding.resource.startswith(key.resource + "/")):
+                problems.append(f"{finding.id}: {finding.message}")
+        return problems
+
+    return recheck
