@@ -70,6 +70,7 @@ class Outcome:
     steps: list[Step] = field(default_factory=list)
     incident_pk: int | None = None
     detail: str = ""
+    detected_at: float | None = None  # time.time() when the finding's transition reached containment
 
 
 class StepFailed(Exception):
@@ -91,6 +92,9 @@ class ContainmentService:
         self.clock = clock
         self.alerts_queued = alerts_queued
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyguard-contain")
+        # Steps run beside a containment's own thread on a pool of their own: a full `_executor` never waits on
+        # itself.
+        self._steps = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyguard-contain-step")
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.finished: list[Outcome] = []  # automatic runs, newest last (what a caller may wait on)
@@ -99,11 +103,12 @@ class ContainmentService:
     def consider(self, transitions: list[tuple[str, str, str, str]]) -> None:
         """(kind, rule_id, resource, scope) of a check's transitions: contain the keys whose new finding's rule is
         switched on, each on its own thread, so the check cycle is not held."""
+        detected_at = time.time()
         for kind, rule_id, resource, scope in transitions:
             if kind in ("new", "regressed", "waiver_expired") and self.settings.automatic(rule_id):
-                self._executor.submit(self._automatic, rule_id, resource, scope)
+                self._executor.submit(self._automatic, rule_id, resource, scope, detected_at)
 
-    def _automatic(self, rule_id: str, resource: str, scope: str) -> None:
+    def _automatic(self, rule_id: str, resource: str, scope: str, detected_at: float) -> None:
         try:
             key = self._key(resource)
             if key is None:
@@ -114,12 +119,15 @@ class ContainmentService:
             if active is not None:
                 self._note(incident_pk, f"{rule_id}: already contained by run #{active.pk}")
                 return
-            self.finished.append(self.contain(key, trigger=rule_id, actor="keyguard", incident_pk=incident_pk))
+            outcome = self.contain(key, trigger=rule_id, actor="keyguard", incident_pk=incident_pk)
+            outcome.detected_at = detected_at
+            self.finished.append(outcome)
         except Exception as exc:  # a crash here must be seen, not lost in a thread
             log.error("automatic containment of %s failed: %s", resource, redact_text(f"{type(exc).__name__}: {exc}"))
 
     def stop(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)
+        self._steps.shutdown(wait=True, cancel_futures=False)
 
     # -- contain ----------------------------------------------------------------------------------------------
     def contain(self, key: InventoryKey | str, *, trigger: str, actor: str, dry_run: bool = False,
@@ -134,17 +142,19 @@ class ContainmentService:
                 session.flush()
                 run_pk = run.pk or 0
             undo: dict[str, Any] = {}
-            steps = [
-                self._step("kill_switch", self._workers_target(key), dry_run,
-                           lambda: self._kill(key, trigger, undo), "engage the kill switch of every worker"),
-                self._step("cancel_open_orders", key.resource, dry_run, lambda: self._cancel(key),
-                           "cancel every open order of the key"),
-                self._step("cut_key", key.resource, dry_run, lambda: self._cut(key, undo),
-                           f"cut the key at the exchange (Binance: bound to {self.settings.unroutable_ip} by the "
-                           "master account; Bybit: deleted)"),
-                self._step("block_secret", self._secret_target(key), dry_run, lambda: self._block(key, undo),
-                           "deny GetSecretValue on the key's secret to every principal but the exempt ones"),
-            ]
+            kill = self._step("kill_switch", self._workers_target(key), dry_run,
+                              lambda: self._kill(key, trigger, undo), "engage the kill switch of every worker")
+            # The secret is blocked alongside the exchange steps (it needs neither); the orders are cancelled with
+            # the key before the key is cut.
+            block = self._steps.submit(
+                self._step, "block_secret", self._secret_target(key), dry_run, lambda: self._block(key, undo),
+                "deny GetSecretValue on the key's secret to every principal but the exempt ones")
+            cancel = self._step("cancel_open_orders", key.resource, dry_run, lambda: self._cancel(key),
+                                "cancel every open order of the key")
+            cut = self._step("cut_key", key.resource, dry_run, lambda: self._cut(key, undo),
+                             f"cut the key at the exchange (Binance: bound to {self.settings.unroutable_ip} by the "
+                             "master account; Bybit: deleted)")
+            steps = [kill, cancel, cut, block.result()]
             return self._finish(run_pk, key, "contain", steps, undo, incident_pk, dry_run)
 
     def _step(self, action: str, target: str, dry_run: bool, do: Callable[[], str], plan: str) -> Step:
