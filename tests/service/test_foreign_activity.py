@@ -162,7 +162,7 @@ def test_an_order_keyguard_did_not_send_is_found_and_contained_then_released_onl
     def contained() -> list[dict[str, Any]]:
         timeline = desk.api("GET", f"/api/incidents/{incident['pk']}")["timeline"]
         steps = [e for e in timeline if e["kind"] == "contain"]
-        return steps if len(steps) >= 4 else []
+        return steps if len(steps) >= 5 else []
 
     steps = wait_for(contained, timeout_s=30)
     assert all(": done" in s["detail"] for s in steps), steps
@@ -174,6 +174,16 @@ def test_an_order_keyguard_did_not_send_is_found_and_contained_then_released_onl
     assert desk.secret_denied()
     report = wait_for(lambda: [m for m in alert_receiver.received if "CONTAINED" in m["title"]])[0]
     assert "kill_switch" in report["message"] and "Left to a person" in report["message"]
+
+    # The evidence pack, read before the key was cut: both orders, the foreign one marked, the journal beside.
+    pack = desk.api("GET", f"/api/incidents/{incident['pk']}/evidence")
+    assert sorted(o["sent_by_keyguard"] for o in pack["orders"]) == [False, True]
+    assert len(pack["journal"]) == 1 and pack["subject"]["reported"]["enableWithdrawals"] is False
+    written = keyguard("incident", "evidence", str(incident["pk"]), "--out", str(desk.config.parent / "pack"),
+                       "--config", str(desk.config))
+    assert written.returncode == 0, written.stderr
+    assert "Orders Keyguard did not send" in (desk.config.parent / "pack" / f"incident-{incident['pk']}.md").read_text()
+    assert desk.key["secret"] not in (desk.config.parent / "pack" / f"incident-{incident['pk']}.json").read_text()
 
     # Withdrawals enabled on the key meanwhile: the release re-checks it, refuses, and leaves it cut.
     desk.set_flags(**TRADE, enableWithdrawals=True)

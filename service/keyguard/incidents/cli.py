@@ -226,6 +226,34 @@ def release(
     raise typer.Exit(0 if outcome.result == "done" else 1)
 
 
+@app.command()
+def evidence(
+    pk: Annotated[int, typer.Argument(help="The incident number (keyguard incident list).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for incident-N.json and incident-N.md.")] = Path("."),
+    config: ConfigOption = None,
+) -> None:
+    """Write the incident's evidence pack, read at the exchange while its key was contained: JSON (every order,
+    trade, withdrawal and transfer of the last 24 h, foreign ones marked, the key's state, the journals' view) and
+    a readable summary."""
+    from keyguard.incidents.evidence import summary
+    from keyguard.store.models import ContainmentRun
+
+    with _store(config) as store, session_scope(store) as session:
+        incident = session.get(Incident, pk)
+        run = session.exec(select(ContainmentRun).where(ContainmentRun.incident_pk == pk,
+                                                        col(ContainmentRun.evidence).is_not(None))
+                           .order_by(col(ContainmentRun.pk).desc())).first()
+        if incident is None or run is None:
+            err.print(f"[bold red]error:[/] incident #{pk} " + ("does not exist" if incident is None else
+                      "has no evidence pack: no containment of its key read one (see keyguard incident timeline)"))
+            raise typer.Exit(2)
+        pack, title = dict(run.evidence or {}), f"Incident #{pk}: {incident.title}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"incident-{pk}.json").write_text(json.dumps(pack, indent=2, default=str))
+    (out / f"incident-{pk}.md").write_text(summary(pack, title))
+    err.print(f"wrote {out / f'incident-{pk}.json'} and {out / f'incident-{pk}.md'}")
+
+
 def _latest_incident(store: Any, resource: str) -> int | None:
     with session_scope(store) as session:
         incident = session.exec(select(Incident).where(Incident.resource == resource,

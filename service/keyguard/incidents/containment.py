@@ -38,6 +38,7 @@ from keyguard.store.models import AlertRecord, ContainmentRun, ContainmentStep, 
 log = logging.getLogger("keyguard.containment")
 
 STATEMENT_ID = "KeyguardContainment"
+EVIDENCE_WAIT_S = 1.0
 LEFT_TO_A_PERSON = ("change the exchange account's password and 2FA",
                     "check the withdrawal address book and remove what you do not know",
                     "contact the exchange's support if funds moved (give them the withdrawal ids)",
@@ -149,12 +150,28 @@ class ContainmentService:
             block = self._steps.submit(
                 self._step, "block_secret", self._secret_target(key), dry_run, lambda: self._block(key, undo),
                 "deny GetSecretValue on the key's secret to every principal but the exempt ones")
+            pack: dict[str, Any] = {}
+            evidence = self._steps.submit(
+                self._step, "evidence", key.resource, dry_run, lambda: self._evidence(key, pack),
+                "read the account's last 24 h (orders, trades, withdrawals, transfers) and the key's state")
             cancel = self._step("cancel_open_orders", key.resource, dry_run, lambda: self._cancel(key),
                                 "cancel every open order of the key")
+            # The evidence is read with the key itself, so the cut waits for it, a moment at most: revoke first.
+            try:
+                evidence.result(timeout=EVIDENCE_WAIT_S)
+            except TimeoutError:
+                log.warning("evidence for %s not read within %.1fs: cutting the key anyway", key.resource,
+                            EVIDENCE_WAIT_S)
             cut = self._step("cut_key", key.resource, dry_run, lambda: self._cut(key, undo),
                              f"cut the key at the exchange (Binance: bound to {self.settings.unroutable_ip} by the "
                              "master account; Bybit: deleted)")
-            steps = [kill, cancel, cut, block.result()]
+            steps = [kill, cancel, cut, block.result(), evidence.result()]
+            if pack:
+                with session_scope(self.store) as session:
+                    stored = session.get(ContainmentRun, run_pk)
+                    if stored is not None:
+                        stored.evidence = pack
+                        session.add(stored)
             return self._finish(run_pk, key, "contain", steps, undo, incident_pk, dry_run)
 
     def _step(self, action: str, target: str, dry_run: bool, do: Callable[[], str], plan: str) -> Step:
@@ -257,6 +274,19 @@ class ContainmentService:
         if failed:
             raise StepFailed(f"engaged {len(engaged)}, failed {len(failed)}: {'; '.join(failed)}")
         return f"engaged and read back: {', '.join(engaged)}"
+
+    def _evidence(self, key: InventoryKey, pack: dict[str, Any]) -> str:
+        from keyguard.incidents.evidence import read_evidence
+
+        if key.exchange.lower() != "binance":
+            raise NotAvailable(f"export the account's orders, trades, withdrawals and transfers from {key.exchange}'s "
+                               "web interface (Keyguard reads them on Binance only, for now)")
+        with self._adapter(key, key.credentials) as adapter:
+            pack.update(read_evidence(adapter, key, self.clock()))
+        counts = pack["counts"]
+        return (f"{counts['orders']} orders ({counts['foreign_orders']} foreign), {counts['trades']} trades, "
+                f"{counts['withdrawals']} withdrawals, {counts['transfers']} transfers; kept with the run "
+                "(keyguard incident evidence N)")
 
     def _cancel(self, key: InventoryKey) -> str:
         if key.exchange.lower() != "binance":

@@ -284,6 +284,8 @@ class ContainmentRun(SQLModel, table=True):
     result: str = Field(default="running", description="running | done | partial | failed | refused | planned")
     # What undoing it needs (previous IP list, the secret's ARN and statement id), for the release.
     undo: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The evidence pack read at the exchange while containing (orders, trades, withdrawals, transfers, the key).
+    evidence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class ContainmentStep(SQLModel, table=True):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlmodel import col, select
@@ -17,7 +17,7 @@ from keyguard.api.schemas import (
     TimelineEntry,
 )
 from keyguard.incidents import lifecycle
-from keyguard.store.models import AlertDelivery, DeliveryAttempt, Incident, as_utc
+from keyguard.store.models import AlertDelivery, ContainmentRun, DeliveryAttempt, Incident, as_utc
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 
@@ -76,6 +76,17 @@ def get_incident(pk: int, _: ViewerDep, session: SessionDep) -> IncidentDetailOu
     silences = lifecycle.active_silences(session, datetime.now(UTC))
     return IncidentDetailOut.model_validate({**incident_out(incident, _silence_pk(silences, incident)).model_dump(),
                                              "timeline": entries})
+
+
+@router.get("/{pk}/evidence")
+def get_evidence(pk: int, _: ViewerDep, session: SessionDep) -> dict[str, Any]:
+    """The evidence pack its key's containment read at the exchange (the newest, if contained more than once)."""
+    run = session.exec(select(ContainmentRun).where(ContainmentRun.incident_pk == pk,
+                                                    col(ContainmentRun.evidence).is_not(None))
+                       .order_by(col(ContainmentRun.pk).desc())).first()
+    if run is None:
+        raise HTTPException(status_code=404, detail=f"incident #{pk} has no evidence pack")
+    return dict(run.evidence or {})
 
 
 def _act(action: str, pk: int, body: IncidentActionIn, operator: OperatorDep,

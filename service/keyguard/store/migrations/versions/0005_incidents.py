@@ -114,6 +114,7 @@ def upgrade() -> None:
             sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
             sa.Column("result", sa.String(), nullable=False),
             sa.Column("undo", sa.JSON(), nullable=False),
+            sa.Column("evidence", sa.JSON(), nullable=True),
         )
         op.create_index("ix_containment_runs_resource", "containment_runs", ["resource"])
         op.create_index("ix_containment_runs_incident_pk", "containment_runs", ["incident_pk"])
