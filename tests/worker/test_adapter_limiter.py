@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,23 @@ def test_adapter_calls_charge_the_shared_budget_and_a_429_stops_the_worker(
     with pytest.raises(RateLimitRefused) as refused:
         worker_limiter.acquire("POST", "/api/v3/order", deadline_s=1.0)
     assert refused.value.code == RATE_BANNED
+
+
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(sapi_uid_weight_limit=20_000)])
+def test_an_accounts_uid_limit_429_does_not_stop_the_ips_other_requests(
+    sandbox: SandboxHandle, trading_key: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Withdraw history costs 18,000 of the account's UID weight: a second read in the minute is refused for the
+    account, and the worker's orders from the same IP go on (a ban-style back-off here would stop trading and
+    containment alike)."""
+    monkeypatch.setattr(BinanceAdapter, "WITHDRAW_HISTORY_EVERY_S", 0.0)
+    limiter = SharedRateLimiter(FileBudgetStore(tmp_path / "budget"), egress_ip="127.0.0.1", headroom=1.0)
+    adapter = BinanceAdapter(Credentials(api_key=trading_key["api_key"], secret=trading_key["secret"]),
+                             limiter=limiter, **sandbox_adapter_kwargs("binance", sandbox.url))
+    since_ms = int((time.time() - 3600) * 1000)
+    assert adapter.withdraw_history(since_ms) == []
+    with pytest.raises(RateLimited):
+        adapter.withdraw_history(since_ms)
+    permit = limiter.acquire("POST", "/api/v3/order", deadline_s=0.5)  # not RATE_BANNED
+    assert permit is not None
+    adapter.server_time_ms()

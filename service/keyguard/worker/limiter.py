@@ -262,6 +262,16 @@ class Permit:
     weight: int
 
 
+SAPI_IP_LIMIT = 12_000
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
 class SharedRateLimiter:
     """Charges linked pools from a shared budget; refuses with a code rather than waiting past a deadline."""
 
@@ -365,8 +375,13 @@ class SharedRateLimiter:
             kind == ORDERS and (kind, interval_s) in by_kind and reported > by_kind[(kind, interval_s)].limit
             for kind, interval_s, reported in reports
         )
+        # A SAPI endpoint's UID limit is the account's (Binance: 180,000 per minute per endpoint): a 429 that reports
+        # the account's UID weight and not an IP weight over its limit is no reason to stop the IP's other requests.
+        lowered = {name.lower(): value for name, value in headers.items()}
+        uid_limit_hit = status == 429 and any(n.startswith("x-sapi-used-uid-weight") for n in lowered) and not any(
+            n.startswith("x-sapi-used-ip-weight") and _int(v) > SAPI_IP_LIMIT for n, v in lowered.items())
         backoff = None
-        if status == 418 or (status == 429 and not order_limit_hit):
+        if status == 418 or (status == 429 and not order_limit_hit and not uid_limit_hit):
             delay = retry_after_s(headers)
             if delay is None:
                 weight_pool = next((s for s in self.pools if s.kind == REQUEST_WEIGHT), None)
