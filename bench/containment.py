@@ -122,8 +122,8 @@ def main(argv: list[str]) -> None:
     for noisy in ("keyguard", "apprise", "werkzeug", "botocore"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
     latencies, from_check = run(args.runs)
-    print(f"{args.runs} foreign orders, each contained in 4 steps (kill switch, cancel orders, cut the key, "
-          "block the secret), every step read back")
+    print(f"{args.runs} foreign orders, each contained in 5 steps (kill switch, evidence pack, cancel orders, cut "
+          "the key, block the secret), every step read back")
     print(f"{'variant':<58}{'p50 s':>8}{'p99 s':>8}{'max s':>8}")
     print(f"{'Keyguard: finding committed -> last step done':<58}{statistics.median(latencies):>8.3f}"
           f"{percentile(latencies, 0.99):>8.3f}{max(latencies):>8.3f}")

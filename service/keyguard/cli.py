@@ -86,6 +86,7 @@ def serve(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up is not news to an operator
     install_log_redaction()
     command = typer.main.get_command(app)
     try:

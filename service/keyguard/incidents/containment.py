@@ -144,18 +144,18 @@ class ContainmentService:
                 run_pk = run.pk or 0
             undo: dict[str, Any] = {}
             kill = self._step("kill_switch", self._workers_target(key), dry_run,
-                              lambda: self._kill(key, trigger, undo), "engage the kill switch of every worker")
+                              lambda: self._kill(key, trigger, undo), "engage the kill switch of every worker", key)
             # The secret is blocked alongside the exchange steps (it needs neither); the orders are cancelled with
             # the key before the key is cut.
             block = self._steps.submit(
                 self._step, "block_secret", self._secret_target(key), dry_run, lambda: self._block(key, undo),
-                "deny GetSecretValue on the key's secret to every principal but the exempt ones")
+                "deny GetSecretValue on the key's secret to every principal but the exempt ones", key)
             pack: dict[str, Any] = {}
             evidence = self._steps.submit(
                 self._step, "evidence", key.resource, dry_run, lambda: self._evidence(key, pack),
-                "read the account's last 24 h (orders, trades, withdrawals, transfers) and the key's state")
+                "read the account's last 24 h (orders, trades, withdrawals, transfers) and the key's state", key)
             cancel = self._step("cancel_open_orders", key.resource, dry_run, lambda: self._cancel(key),
-                                "cancel every open order of the key")
+                                "cancel every open order of the key", key)
             # The evidence is read with the key itself, so the cut waits for it, a moment at most: revoke first.
             try:
                 evidence.result(timeout=EVIDENCE_WAIT_S)
@@ -164,7 +164,7 @@ class ContainmentService:
                             EVIDENCE_WAIT_S)
             cut = self._step("cut_key", key.resource, dry_run, lambda: self._cut(key, undo),
                              f"cut the key at the exchange (Binance: bound to {self.settings.unroutable_ip} by the "
-                             "master account; Bybit: deleted)")
+                             "master account; Bybit: deleted)", key)
             steps = [kill, cancel, cut, block.result(), evidence.result()]
             if pack:
                 with session_scope(self.store) as session:
@@ -174,9 +174,13 @@ class ContainmentService:
                         session.add(stored)
             return self._finish(run_pk, key, "contain", steps, undo, incident_pk, dry_run)
 
-    def _step(self, action: str, target: str, dry_run: bool, do: Callable[[], str], plan: str) -> Step:
+    def _step(self, action: str, target: str, dry_run: bool, do: Callable[[], str], plan: str,
+              key: InventoryKey | None = None) -> Step:
         started = self.clock()
         if dry_run:
+            missing = self._unavailable(action, key) if key is not None else None
+            if missing is not None:
+                return Step(action, target, started, self.clock(), "not_available", missing)
             return Step(action, target, started, self.clock(), "planned", f"would {plan}")
         try:
             detail, result = do(), "done"
@@ -189,6 +193,24 @@ class ContainmentService:
         step = Step(action, target, started, self.clock(), result, redact_text(detail)[:600])
         (log.info if result == "done" else log.warning)("containment %s", step.line())
         return step
+
+    def _unavailable(self, action: str, key: InventoryKey) -> str | None:
+        """What a dry run can tell without a call: the steps this key's configuration cannot do, and the manual
+        step instead."""
+        exchange = key.exchange.lower()
+        admin = key.containment.admin if key.containment else None
+        if action == "kill_switch" and not key.workers:
+            return "no worker is linked to this key (keys[].workers): stop every process that trades with it by hand"
+        if action in ("cancel_open_orders", "evidence") and exchange != "binance":
+            return f"do it in {key.exchange}'s web interface (Keyguard does it on Binance only, for now)"
+        if action == "cut_key" and exchange == "binance" and (admin is None or not admin.sub_account_email):
+            return ("no Binance API lets a key restrict or delete itself: delete the key in Binance's API Management "
+                    "(or give the inventory a master-account admin key: keys[].containment.admin)")
+        if action == "cut_key" and exchange not in ("binance", "bybit"):
+            return f"delete the key in {key.exchange}'s API management page"
+        if action == "block_secret" and key.credentials.aws_secret is None:
+            return "the secret is not in Secrets Manager: remove it from the host and restart the workers"
+        return None
 
     def _finish(self, run_pk: int, key: InventoryKey, action: str, steps: list[Step], undo: dict[str, Any],
                 incident_pk: int | None, dry_run: bool, refused: str | None = None) -> Outcome:
