@@ -170,3 +170,49 @@ def test_a_step_that_fails_is_reported_failed_and_the_others_still_run(
 def test_an_unknown_key_is_a_clear_error(deployment: Deployment) -> None:
     run = keyguard("incident", "contain", "bot-9", "--config", str(deployment.config))
     assert run.returncode == 2 and "no key 'bot-9'" in run.stderr and "bot-1" in run.stderr
+
+
+def bybit_deployment(tmp_path: Path, sandbox: SandboxHandle, admin: bool) -> tuple[Path, dict[str, Any]]:
+    key = sandbox.create_key(exchange="bybit", account="bot", label="bot-b", flags=TRADE)
+    entry: dict[str, Any] = {
+        "id": "bot-b", "exchange": "bybit", "purpose": "execution", "services": ["worker"],
+        "credentials": {"file": "bot-b.json"}, "allowed_ips": [{"value": "127.0.0.1", "reason": "EIP"}],
+    }
+    (tmp_path / "bot-b.json").write_text(json.dumps({"api_key": key["api_key"], "secret": key["secret"]}))
+    if admin:  # the master account's key, with the wallet permission Bybit requires to manage sub-account keys
+        master = sandbox.create_key(exchange="bybit", account="master", label="admin",
+                                    flags={**TRADE, "permitsUniversalTransfer": True})
+        sandbox.add_sub_account("master", "bot", "bot-b@sub.example")
+        (tmp_path / "admin.json").write_text(json.dumps({"api_key": master["api_key"], "secret": master["secret"]}))
+        entry["containment"] = {"admin": {"credentials": {"file": "admin.json"}}}
+    else:
+        sandbox.add_sub_account("master", "bot", "bot-b@sub.example")
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump({
+        "hosts": [{"name": "exec-1", "ip": "127.0.0.1"}], "exchange_urls": {"bybit": sandbox.url},
+        "probe": {"source_ip": "127.0.0.1"}, "keys": [entry]}))
+    config = tmp_path / "keyguard.yaml"
+    config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path}/kg.db"}, "inventory": "inventory.yaml"}))
+    return config, key
+
+
+def revoked(sandbox: SandboxHandle, api_key: str) -> bool:
+    with sandbox.admin() as admin:  # the exchange's own view of the key
+        return bool(admin.get(f"/keys/{api_key}").json()["revoked"])
+
+
+def test_a_bybit_key_is_deleted_by_the_master_account(tmp_path: Path, sandbox: SandboxHandle) -> None:
+    config, key = bybit_deployment(tmp_path, sandbox, admin=True)
+    run = keyguard("incident", "contain", "bot-b", "--config", str(config))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "deleted by the master account" in run.stdout and revoked(sandbox, key["api_key"])
+    # What Keyguard cannot do on Bybit is said, with the manual step.
+    assert "cancel_open_orders" in run.stdout and "not_available" in run.stdout
+
+
+def test_a_bybit_key_that_may_not_delete_itself_is_a_failed_step_with_the_manual_one(
+        tmp_path: Path, sandbox: SandboxHandle) -> None:
+    config, key = bybit_deployment(tmp_path, sandbox, admin=False)
+    run = keyguard("incident", "contain", "bot-b", "--config", str(config))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "failed" in run.stdout and "delete the key in Bybit's API management now" in run.stdout
+    assert not revoked(sandbox, key["api_key"])  # and nothing claims it was done

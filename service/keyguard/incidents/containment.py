@@ -355,18 +355,44 @@ class ContainmentService:
             return (f"bound to {ip} only by the master account (was {undo['binance_ip_list'] or 'unrestricted'}); "
                     "read back")
         if exchange == "bybit":
-            # A read-only Bybit key may still update itself back: a stolen one is deleted (revoke first).
+            # A read-only Bybit key may still update itself back: a stolen one is deleted (revoke first). The master's
+            # admin key deletes a sub-account's key (delete-sub-api); without one, the key deletes itself, which
+            # Bybit allows only a key holding a wallet permission (the dangerous kind).
+            api_key = key.credentials.load().api_key
+            try:
+                how = self._bybit_delete(key, admin, api_key)
+            except KeyguardError as exc:
+                raise StepFailed(f"{exc}; delete the key in Bybit's API management now") from None
             with self._adapter(key, key.credentials) as adapter:
                 client = adapter.host_client
-                adapter.call(client, "POST", "/v5/user/delete-api", lambda: client.private_post_v5_user_delete_api({}))
                 try:
                     adapter.call(client, "GET", "/v5/user/query-api", lambda: client.private_get_v5_user_query_api())
                 except KeyguardError as exc:
                     undo["bybit_deleted"] = True
-                    return f"deleted at Bybit; read back: the key is refused ({exc.__class__.__name__})"
-            raise StepFailed("Bybit still answers to the key after delete-api")
+                    return f"{how} at Bybit; read back: the key is refused ({exc.__class__.__name__})"
+            raise StepFailed("Bybit still answers to the key after its deletion")
         raise NotAvailable(f"no {key.exchange} API to restrict or delete a key is known: delete it in the exchange's "
                            "API management page now")
+
+    def _bybit_delete(self, key: InventoryKey, admin: Any, api_key: str) -> str:
+        with self._adapter(key, admin.credentials if admin else key.credentials) as adapter:
+            client = adapter.host_client
+            if admin is not None:
+                body = {"apikey": api_key}
+                adapter.call(client, "POST", "/v5/user/delete-sub-api",
+                             lambda: client.private_post_v5_user_delete_sub_api(body), body)
+                how = "deleted by the master account"
+            else:
+                me = adapter.call(client, "GET", "/v5/user/query-api",
+                                  lambda: client.private_get_v5_user_query_api()).get("result") or {}
+                if me.get("isMaster") is False:
+                    adapter.call(client, "POST", "/v5/user/delete-sub-api",
+                                 lambda: client.private_post_v5_user_delete_sub_api({}), {})
+                else:
+                    adapter.call(client, "POST", "/v5/user/delete-api",
+                                 lambda: client.private_post_v5_user_delete_api({}), {})
+                how = "deleted by itself"
+        return how
 
     def _block(self, key: InventoryKey, undo: dict[str, Any]) -> str:
         secret = key.credentials.aws_secret
