@@ -96,7 +96,7 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
         if run_first_check:
             service.run_once()  # before serving; the schedule then waits one interval, so start-up runs once
         service.start()
-        app = create_app(service, api_token, settings.service, settings.incidents)
+        app = create_app(service, api_token, settings.service, settings.incidents, containment, settings.checks)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.service.host, port=settings.service.port,
                                                log_level="warning", access_log=False, lifespan="off"))
         thread = threading.Thread(target=server.run, name="keyguard-api", daemon=True)

@@ -223,3 +223,24 @@ def test_a_withdrawal_a_transfer_and_a_new_address_are_findings_with_the_exchang
     [transfer] = found["KG-ACT-103"]["evidence"]["transfers"]
     assert (transfer["type"], transfer["amount"]) == ("MAIN_FUNDING", 100.0)
     assert found["KG-ACT-104"]["evidence"]["withdrawal_addresses"][0]["address"] == "T-thief-address"
+
+
+def test_operators_contain_through_the_api_viewers_cannot_and_every_run_is_listed(desk: Desk) -> None:
+    from keyguard.api.access import create_token
+
+    viewer = create_token(desk.running.store, "dashboard", "viewer")
+    denied = httpx.post(desk.running.url + "/api/containment/bot-1/contain", json={"reason": "drill"},
+                        headers={"Authorization": f"Bearer {viewer}"}, timeout=60)
+    assert denied.status_code == 403
+    planned = desk.api("POST", "/api/containment/bot-1/contain", json={"reason": "drill", "dry_run": True})
+    assert planned["result"] == "planned" and {s["result"] for s in planned["steps"]} == {"planned"}
+    assert not KillSwitch(desk.kill_switch_path).engaged and len(desk.open_orders()) == 1  # nothing changed
+    not_contained = httpx.post(desk.running.url + "/api/containment/bot-1/release", json={"reason": "x"},
+                               headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    assert not_contained.status_code == 409 and "not contained" in not_contained.text
+    done = desk.api("POST", "/api/containment/bot-1/contain", json={"reason": "on-call saw a strange fill"})
+    assert done["result"] == "done" and [s["action"] for s in done["steps"]] == [
+        "kill_switch", "cancel_open_orders", "cut_key", "block_secret", "evidence"]
+    assert [r["result"] for r in desk.api("GET", "/api/containment?resource=binance/bot-1")] == ["done", "planned"]
+    audit = desk.api("GET", "/api/audit?action=incident.contain")
+    assert [(a["actor"], a["result"]) for a in audit] == [("env", "ok"), ("env", "ok"), ("dashboard", "refused")]

@@ -50,12 +50,11 @@ def test_adapter_calls_charge_the_shared_budget_and_a_429_stops_the_worker(
 
 @pytest.mark.parametrize("sandbox_config", [SandboxConfig(sapi_uid_weight_limit=20_000)])
 def test_an_accounts_uid_limit_429_does_not_stop_the_ips_other_requests(
-    sandbox: SandboxHandle, trading_key: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox: SandboxHandle, trading_key: dict[str, Any], tmp_path: Path
 ) -> None:
     """Withdraw history costs 18,000 of the account's UID weight: a second read in the minute is refused for the
     account, and the worker's orders from the same IP go on (a ban-style back-off here would stop trading and
     containment alike)."""
-    monkeypatch.setattr(BinanceAdapter, "WITHDRAW_HISTORY_EVERY_S", 0.0)
     limiter = SharedRateLimiter(FileBudgetStore(tmp_path / "budget"), egress_ip="127.0.0.1", headroom=1.0)
     adapter = BinanceAdapter(Credentials(api_key=trading_key["api_key"], secret=trading_key["secret"]),
                              limiter=limiter, **sandbox_adapter_kwargs("binance", sandbox.url))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -12,6 +14,7 @@ from keyguard.api.routes import (
     alerts,
     audit,
     checks,
+    containment,
     findings,
     health,
     incidents,
@@ -24,11 +27,13 @@ from keyguard.api.routes import (
 from keyguard.checks.scheduler import CheckService
 from keyguard.config import IncidentSettings, ServiceSettings
 
-ROUTERS = (health, findings, checks, observations, alerts, incidents, silences, rules, policy, playbooks, audit)
+ROUTERS = (health, findings, checks, observations, alerts, incidents, silences, containment, rules, policy, playbooks,
+           audit)
 
 
 def create_app(service: CheckService, api_token: str, settings: ServiceSettings | None = None,
-               incidents_settings: IncidentSettings | None = None) -> FastAPI:
+               incidents_settings: IncidentSettings | None = None, containment_service: Any = None,
+               checks_settings: Any = None) -> FastAPI:
     """`api_token`: the environment token, an operator named `env`; other tokens live in the store."""
     if len(api_token) < 16:
         raise ValueError("the API token must be at least 16 characters")
@@ -41,6 +46,7 @@ def create_app(service: CheckService, api_token: str, settings: ServiceSettings 
         tokens=TokenRegistry(service.store, api_token, service.clock),
         run_quota=TokenQuota(limit=settings.run_rate_per_minute, window_s=60.0),
         max_silence_s=(incidents_settings or IncidentSettings()).max_silence_s,
+        containment=containment_service, checks=checks_settings,
     )
 
     @app.exception_handler(Exception)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +30,8 @@ class ApiContext:
     run_quota: TokenQuota
     rules: list[dict[str, str]] = field(default_factory=list)  # the rule catalogue, read once per policy bundle
     max_silence_s: float = 7 * 86400.0
+    containment: Any = None  # the ContainmentService, when the service has an inventory
+    checks: Any = None  # the ChecksSettings, for a release's re-check
 
 
 def get_context(request: Request) -> ApiContext:

@@ -179,7 +179,7 @@ def contain(
     with _store(config) as store:
         service = ContainmentService(store, settings.inventory, settings.containment)
         resolved = service._resolve(key)
-        incident_pk = _latest_incident(store, resolved.resource)
+        incident_pk = service.latest_incident(resolved.resource)
         outcome = service.contain(resolved, trigger=f"{reason} ({actor})", actor=actor, dry_run=dry_run,
                                   incident_pk=incident_pk)
         if not dry_run:
@@ -252,14 +252,6 @@ def evidence(
     (out / f"incident-{pk}.json").write_text(json.dumps(pack, indent=2, default=str))
     (out / f"incident-{pk}.md").write_text(summary(pack, title))
     err.print(f"wrote {out / f'incident-{pk}.json'} and {out / f'incident-{pk}.md'}")
-
-
-def _latest_incident(store: Any, resource: str) -> int | None:
-    with session_scope(store) as session:
-        incident = session.exec(select(Incident).where(Incident.resource == resource,
-                                                       col(Incident.status).in_(lifecycle.ACTIVE))
-                                .order_by(col(Incident.pk).desc())).first()
-        return incident.pk if incident else None
 
 
 @app.callback()

@@ -151,15 +151,14 @@ class ContainmentService:
                 self._step, "block_secret", self._secret_target(key), dry_run, lambda: self._block(key, undo),
                 "deny GetSecretValue on the key's secret to every principal but the exempt ones", key)
             pack: dict[str, Any] = {}
+            own_read = threading.Event()  # set once the records only the key itself can read are in
             evidence = self._steps.submit(
-                self._step, "evidence", key.resource, dry_run, lambda: self._evidence(key, pack),
+                self._step, "evidence", key.resource, dry_run, lambda: self._evidence(key, pack, own_read),
                 "read the account's last 24 h (orders, trades, withdrawals, transfers) and the key's state", key)
             cancel = self._step("cancel_open_orders", key.resource, dry_run, lambda: self._cancel(key),
                                 "cancel every open order of the key", key)
             # The evidence is read with the key itself, so the cut waits for it, a moment at most: revoke first.
-            try:
-                evidence.result(timeout=EVIDENCE_WAIT_S)
-            except TimeoutError:
+            if not dry_run and not own_read.wait(EVIDENCE_WAIT_S):
                 log.warning("evidence for %s not read within %.1fs: cutting the key anyway", key.resource,
                             EVIDENCE_WAIT_S)
             cut = self._step("cut_key", key.resource, dry_run, lambda: self._cut(key, undo),
@@ -297,18 +296,36 @@ class ContainmentService:
             raise StepFailed(f"engaged {len(engaged)}, failed {len(failed)}: {'; '.join(failed)}")
         return f"engaged and read back: {', '.join(engaged)}"
 
-    def _evidence(self, key: InventoryKey, pack: dict[str, Any]) -> str:
+    def _evidence(self, key: InventoryKey, pack: dict[str, Any], own_read: threading.Event) -> str:
         from keyguard.incidents.evidence import read_evidence
 
-        if key.exchange.lower() != "binance":
-            raise NotAvailable(f"export the account's orders, trades, withdrawals and transfers from {key.exchange}'s "
-                               "web interface (Keyguard reads them on Binance only, for now)")
-        with self._adapter(key, key.credentials) as adapter:
-            pack.update(read_evidence(adapter, key, self.clock()))
+        try:
+            if key.exchange.lower() != "binance":
+                raise NotAvailable(f"export the account's orders, trades, withdrawals and transfers from "
+                                   f"{key.exchange}'s web interface (Keyguard reads them on Binance only, for now)")
+            with self._adapter(key, key.credentials) as adapter:
+                pack.update(read_evidence(adapter, key, self.clock()))
+        finally:
+            own_read.set()
+        # Then, with the key being cut meanwhile, every other key of the inventory at the exchange, each with its own
+        # credentials: what it may do now, its IP binding, when it was made (Binance reports no last use).
+        pack["other_keys"] = [self._key_state(other) for other in self.inventory().keys
+                              if other.resource != key.resource and other.exchange.lower() == key.exchange.lower()]
         counts = pack["counts"]
         return (f"{counts['orders']} orders ({counts['foreign_orders']} foreign), {counts['trades']} trades, "
                 f"{counts['withdrawals']} withdrawals, {counts['transfers']} transfers; kept with the run "
                 "(keyguard incident evidence N)")
+
+    def _key_state(self, key: InventoryKey) -> dict[str, Any]:
+        try:
+            with self._adapter(key, key.credentials) as adapter:
+                client = adapter.host_client
+                reported = adapter.call(client, "GET", "/sapi/v1/account/apiRestrictions",
+                                        client.sapi_get_account_apirestrictions)
+            return {"id": key.id, "resource": key.resource, "reported": reported,
+                    "last_used": "not reported by the exchange"}
+        except Exception as exc:  # one unreadable key is itself evidence, never a lost pack
+            return {"id": key.id, "resource": key.resource, "error": redact_text(f"{type(exc).__name__}: {exc}")}
 
     def _cancel(self, key: InventoryKey) -> str:
         if key.exchange.lower() != "binance":
@@ -621,6 +638,14 @@ class ContainmentService:
                     session.expunge(run)
                     return run
         return None
+
+    def latest_incident(self, resource: str) -> int | None:
+        """The newest active incident on the key, which a containment by hand reports to."""
+        with session_scope(self.store) as session:
+            incident = session.exec(select(Incident).where(Incident.resource == resource,
+                                                           col(Incident.status).in_(("open", "acknowledged")))
+                                    .order_by(col(Incident.pk).desc())).first()
+            return incident.pk if incident else None
 
     def _incident(self, scope: str, rule_id: str, resource: str) -> int | None:
         with session_scope(self.store) as session:

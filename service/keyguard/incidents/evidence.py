@@ -61,7 +61,8 @@ def read_evidence(adapter: Any, key: InventoryKey, now: datetime) -> dict[str, A
         order["sent_by_keyguard"] = order.get("orderId") not in foreign_ids
     for trade in trades:
         trade["sent_by_keyguard"] = trade.get("orderId") not in foreign_ids
-    activity = adapter.read_activity(since_ms, [], list(watch.expected_transfer_types) if watch else [])
+    activity = adapter.read_activity(since_ms, [], list(watch.expected_transfer_types) if watch else [],
+                                     withdrawals_max_age_s=15.0)
     restrictions = adapter.call(client, "GET", "/sapi/v1/account/apiRestrictions",
                                 client.sapi_get_account_apirestrictions)
     pack = {
@@ -113,6 +114,16 @@ def summary(pack: dict[str, Any], title: str) -> str:
             lines += [f"## {name}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
             lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
             lines.append("")
+    others = pack.get("other_keys") or []
+    if others:
+        lines += ["## The inventory's other keys at the exchange, now", "", "| key | may | IP restricted | error |",
+                  "|---|---|---|---|"]
+        for other in others:
+            reported = other.get("reported") or {}
+            may = ", ".join(sorted(k for k, v in reported.items() if v is True)) or "-"
+            lines.append(f"| {other.get('resource')} | {may} | {reported.get('ipRestrict', '?')} | "
+                         f"{other.get('error', '')} |")
+        lines.append("")
     lines.append("Next: compare the journal's orders with the exchange's (both in the JSON), find where the secret "
                  "leaked, change the account password and 2FA.")
     return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -40,6 +41,24 @@ class WindowCounter:
 
     def seconds_to_reset(self, now: float) -> int:
         return max(1, math.ceil(self.window_start(now) + self.window_s - now))
+
+
+@dataclass
+class CallLog:
+    """Admitted calls per key, for limits written "N requests per T seconds" and counted over the last T seconds
+    (OKX's per-endpoint, per-user-ID limits): a call over the limit is refused and not logged, so a client that
+    waits T seconds after its last admitted call always gets through."""
+
+    _times: dict[str, deque[float]] = field(default_factory=dict)
+
+    def admit(self, key: str, limit: int, window_s: float, now: float) -> bool:
+        times = self._times.setdefault(key, deque())
+        while times and times[0] <= now - window_s:
+            times.popleft()
+        if len(times) >= limit:
+            return False
+        times.append(now)
+        return True
 
 
 @dataclass

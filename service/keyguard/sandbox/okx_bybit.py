@@ -1,6 +1,6 @@
 """OKX and Bybit faces of the sandbox, each with its own signing scheme and error codes: key introspection on both;
-on Bybit also spot orders and the key-control calls incident containment makes (update/delete a key, a master's
-update/delete of a sub-account's key).
+a master's query/modify/delete of a sub-account's key on both; on Bybit also spot orders and a key's update/delete
+of itself (the key-control calls incident containment makes).
 
 OKX lives under /okx (point ccxt's urls.api.rest at <sandbox>/okx); Bybit under /bybit (urls.api.* at <sandbox>/bybit).
 """
@@ -61,12 +61,18 @@ def _okx_authenticate(exchange: SandboxExchange, request: Request, signed_path: 
     return key
 
 
-def okx_config_body(key: SandboxKey) -> dict[str, Any]:
+def okx_perms(key: SandboxKey) -> list[str]:
+    """The key's OKX permissions: read_only always; trade with spot trading; withdraw with withdrawals."""
     perms = ["read_only"]
     if key.flags.get("enableSpotAndMarginTrading"):
         perms.append("trade")
     if key.flags.get("enableWithdrawals"):
         perms.append("withdraw")
+    return perms
+
+
+def okx_config_body(key: SandboxKey) -> dict[str, Any]:
+    perms = okx_perms(key)
     uid = str(abs(hash(key.account)) % 10**12)
     return {"acctLv": "1", "autoLoan": False, "ctIsoMode": "automatic", "greeksType": "PA", "level": "Lv1",
             "levelTmp": "", "mgnIsoMode": "automatic", "posMode": "net_mode", "uid": uid, "mainUid": uid,
@@ -91,9 +97,182 @@ def _okx_not_found(call: FaceCall, request: Request) -> Response:
     return _okx_error(404, "50000", f"The sandbox does not implement {request.method} {request.url.path}.")
 
 
+class OkxRejection(Exception):
+    """An OKX error: its HTTP status (OKX's error table gives one per code), code and message."""
+
+    def __init__(self, status: int, code: str, msg: str):
+        super().__init__(msg)
+        self.status = status
+        self.code = code
+        self.msg = msg
+
+
+OkxHandler = Callable[[SandboxExchange, SandboxKey, dict[str, Any]], list[dict[str, Any]]]
+
+
+def _okx_private(handler: OkxHandler, limit: int, window_s: float) -> Callable[[FaceCall, Request], Response]:
+    """A signed OKX route: authenticate, count the call against the endpoint's limit ("Rate limit rule: User ID":
+    per endpoint and account, every authenticated call counted, refused ones too), read the parameters (the query
+    of a GET, the JSON body of a POST), run the handler under the state lock and wrap its data in OKX's envelope,
+    or its rejection in OKX's error."""
+
+    def route(call: FaceCall, request: Request) -> Response:
+        exchange = call.exchange
+        with exchange.lock:
+            key = _okx_authenticate(exchange, request, call.path_and_query, call.body, call.ip)
+            if isinstance(key, JSONResponse):
+                return key
+            if not exchange.admit_call(f"okx {request.method} {call.path} {key.account}", limit, window_s):
+                return _okx_error(429, "50011", "Too Many Requests")
+            try:
+                data = handler(exchange, key, _okx_params(request.method, call))
+            except OkxRejection as rejection:
+                return _okx_error(rejection.status, rejection.code, rejection.msg)
+        return JSONResponse({"code": "0", "msg": "", "data": data})
+
+    return route
+
+
+def _okx_params(method: str, call: FaceCall) -> dict[str, Any]:
+    if method == "GET":
+        return dict(parse_qsl(call.query, keep_blank_values=True))
+    if not call.body.strip():
+        raise OkxRejection(400, "50000", "Body for POST request cannot be empty.")
+    try:
+        params = json.loads(call.body)
+    except ValueError:
+        raise OkxRejection(400, "50002", "JSON syntax error") from None
+    if not isinstance(params, dict):
+        raise OkxRejection(400, "50002", "JSON syntax error")
+    return params
+
+
+def _okx_string(p: dict[str, Any], name: str, required: bool = False) -> str | None:
+    """A string parameter: None when absent; a required one absent or empty is 50014, a non-string one 51000."""
+    value = p.get(name)
+    if value is None or (required and value == ""):
+        if required:
+            raise OkxRejection(400, "50014", f"Parameter {name} can not be empty.")
+        return None
+    if not isinstance(value, str):
+        raise OkxRejection(400, "51000", f"Parameter {name} error")
+    return value
+
+
+# -- a master's control of its sub-accounts' keys ---------------------------------------------------------
+# The sandbox names an OKX sub-account (subAcct) by its sandbox account name, the "desk" of
+# add_sub_account("main", "desk", email): OKX names sub-accounts by a login name, not an email (Binance's way).
+OKX_SUB_KEY_PERMS = ("read_only", "trade")
+OKX_MAX_KEY_IPS = 20
+
+
+def _okx_require_master(exchange: SandboxExchange, key: SandboxKey, ip_bound: bool, trade: bool) -> None:
+    """"Applies to master accounts only" (a sub-account's key: 59500); modify/delete add "master accounts API Key
+    must be linked to IP addresses" (50035) and "Permission: Trade" (50120)."""
+    if exchange.master_of(key.account) is not None:
+        raise OkxRejection(200, "59500", "Only the API key of the main account has permission.")
+    if ip_bound and not (key.ip_restrict and key.ips):
+        raise OkxRejection(403, "50035", "This endpoint requires that APIKey must be bound to IP")
+    if trade and "trade" not in okx_perms(key):
+        raise OkxRejection(200, "50120", "This API key doesn't have permission to use this function")
+
+
+def _okx_sub_account(exchange: SandboxExchange, caller: SandboxKey, p: dict[str, Any]) -> str:
+    """subAcct: one of the caller's sub-accounts, else OKX's 59510."""
+    name = _okx_string(p, "subAcct", required=True)
+    sub = exchange.sub_accounts.get(name or "")
+    if sub is None or sub.master != caller.account:
+        raise OkxRejection(200, "59510", "Sub-account does not exist")
+    return sub.account
+
+
+def _okx_sub_key(exchange: SandboxExchange, sub_account: str, api_key: str) -> SandboxKey:
+    """A live OKX key of that sub-account; any other key (unknown, deleted, another account's) is 59506."""
+    target = exchange.keys.get(api_key)
+    if target is None or target.revoked or target.exchange != "okx" or target.account != sub_account:
+        raise OkxRejection(200, "59506", "API key doesn't exist.")
+    return target
+
+
+def _okx_sub_key_row(key: SandboxKey) -> dict[str, Any]:
+    return {"label": key.label, "apiKey": key.api_key, "perm": ",".join(okx_perms(key)),
+            "ip": ",".join(key.ips) if key.ip_restrict else "", "ts": str(key.create_time_ms)}
+
+
+def _okx_query_sub_keys(exchange: SandboxExchange, key: SandboxKey, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET /api/v5/users/subaccount/apikey: the sub-account's live keys, oldest first; `apiKey` narrows to that key
+    (none listed when it is not one of them). Master accounts only, permission Read, no IP binding asked."""
+    _okx_require_master(exchange, key, ip_bound=False, trade=False)
+    api_key = _okx_string(p, "apiKey")
+    sub_account = _okx_sub_account(exchange, key, p)
+    keys = sorted((k for k in exchange.keys.values()
+                   if k.account == sub_account and k.exchange == "okx" and not k.revoked),
+                  key=lambda k: k.create_time_ms)
+    return [_okx_sub_key_row(k) for k in keys if api_key in (None, "", k.api_key)]
+
+
+def _okx_perm_flags(raw: str) -> dict[str, bool]:
+    """modify-apikey's `perm` ("read_only", "trade", comma-separated) as the flags that replace the key's: every
+    write permission off, spot trading back on with "trade". Sub-accounts cannot withdraw (59504)."""
+    perms = [part.strip() for part in raw.split(",") if part.strip()]
+    if "withdraw" in perms:
+        raise OkxRejection(200, "59504", "Sub-accounts don't support withdrawals. Please use your main account for "
+                                         "withdrawals.")
+    if not perms or any(perm not in OKX_SUB_KEY_PERMS for perm in perms):
+        raise OkxRejection(400, "51000", "Parameter perm error")
+    flags = {flag: False for flag in WRITE_FLAGS}
+    flags["enableSpotAndMarginTrading"] = "trade" in perms
+    return flags
+
+
+def _okx_ip_binding(raw: str) -> tuple[bool, list[str]]:
+    """modify-apikey's `ip`: "a,b" binds the key to those addresses (up to 20, else 59503); "" unbinds it."""
+    try:
+        ips = parse_ip_list(raw)
+    except ValueError:
+        raise OkxRejection(400, "51000", "Parameter ip error") from None
+    if len(ips) > OKX_MAX_KEY_IPS:
+        raise OkxRejection(200, "59503", "Each API key can bind up to 20 IP addresses")
+    return bool(ips), ips
+
+
+def _okx_modify_sub_key(exchange: SandboxExchange, key: SandboxKey, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """POST /api/v5/users/subaccount/modify-apikey: each of label, perm and ip that is sent replaces the key's
+    (checked whole before anything changes); the new IP list holds from the key's next call."""
+    _okx_require_master(exchange, key, ip_bound=True, trade=True)
+    api_key = _okx_string(p, "apiKey", required=True)
+    label = _okx_string(p, "label")
+    perm = _okx_string(p, "perm")
+    ip = _okx_string(p, "ip")
+    flags = _okx_perm_flags(perm) if perm is not None else None
+    binding = _okx_ip_binding(ip) if ip is not None else None
+    sub_account = _okx_sub_account(exchange, key, p)
+    target = _okx_sub_key(exchange, sub_account, api_key or "")
+    if label is not None:
+        exchange.set_label(target.api_key, label)
+    if flags is not None:
+        exchange.set_flags(target.api_key, flags)
+    if binding is not None:
+        exchange.set_ip_restriction(target.api_key, *binding)
+    return [{"subAcct": sub_account, **_okx_sub_key_row(target)}]
+
+
+def _okx_delete_sub_key(exchange: SandboxExchange, key: SandboxKey, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """POST /api/v5/users/subaccount/delete-apikey: the key is invalid at once; its next call is 50111."""
+    _okx_require_master(exchange, key, ip_bound=True, trade=True)
+    api_key = _okx_string(p, "apiKey", required=True)
+    sub_account = _okx_sub_account(exchange, key, p)
+    exchange.revoke_key(_okx_sub_key(exchange, sub_account, api_key or "").api_key)
+    return [{"subAcct": sub_account}]
+
+
 handle_okx = face_endpoint("/okx", {
     ("GET", "/api/v5/public/time"): _okx_time,
     ("GET", "/api/v5/account/config"): _okx_account_config,
+    # OKX's limits: 20 requests per 2 s for the query, 1 request per second for modify and delete (per user ID).
+    ("GET", "/api/v5/users/subaccount/apikey"): _okx_private(_okx_query_sub_keys, 20, 2.0),
+    ("POST", "/api/v5/users/subaccount/modify-apikey"): _okx_private(_okx_modify_sub_key, 1, 1.0),
+    ("POST", "/api/v5/users/subaccount/delete-apikey"): _okx_private(_okx_delete_sub_key, 1, 1.0),
 }, not_found=_okx_not_found)
 
 

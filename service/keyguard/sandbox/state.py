@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from keyguard.sandbox.config import SandboxConfig, SymbolSpec, interval_of
-from keyguard.sandbox.limits import BanLadder, WindowCounter
+from keyguard.sandbox.limits import BanLadder, CallLog, WindowCounter
 
 # Binance's apiRestrictions flag set, in the order the exchange returns it.
 BINANCE_FLAGS = (
@@ -245,6 +245,8 @@ class SandboxExchange:
         self.orders_short = WindowCounter(c.orders_short_limit, c.orders_short_window_s, origin)
         self.orders_long = WindowCounter(c.orders_long_limit, c.orders_long_window_s, origin)
         self.bans = BanLadder(c.ban_base_s, c.ban_max_s, c.ban_grace_s)
+        # Per-endpoint, per-account limits of the faces that count them over a sliding window (OKX).
+        self.calls = CallLog()
         # Set when the server stops, so held ("drop") connections let go at once.
         self.stopping = threading.Event()
 
@@ -351,6 +353,14 @@ class SandboxExchange:
         with self.lock:
             key = self.keys[api_key]
             key.ips = [ip for ip in key.ips if ip not in ips]
+            key.update_time_ms = self.now_ms()
+            return key
+
+    def set_label(self, api_key: str, label: str) -> SandboxKey:
+        """Rename a key through an exchange's key-management API."""
+        with self.lock:
+            key = self.keys[api_key]
+            key.label = label
             key.update_time_ms = self.now_ms()
             return key
 
@@ -480,6 +490,12 @@ class SandboxExchange:
                 "Please use WebSocket Streams for live updates to avoid bans.",
                 {"Retry-After": str(max(1, int(ban_left + 0.999)))},
             )
+
+    def admit_call(self, key: str, limit: int, window_s: float) -> bool:
+        """Count one call against a sliding-window limit ("`limit` requests per `window_s` seconds" for `key`, e.g.
+        an endpoint and an account); False, and not counted, when the window is already full."""
+        with self.lock:
+            return self.calls.admit(key, limit, window_s, self.now())
 
     def charge_raw(self, ip: str) -> dict[str, str]:
         """Admit a request to an endpoint weighted per account (UID): a banned IP is still refused and the request
