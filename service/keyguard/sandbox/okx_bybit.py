@@ -167,8 +167,8 @@ OKX_MAX_KEY_IPS = 20
 
 
 def _okx_require_master(exchange: SandboxExchange, key: SandboxKey, ip_bound: bool, trade: bool) -> None:
-    """"Applies to master accounts only" (a sub-account's key: 59500); modify/delete add "master accounts API Key
-    must be linked to IP addresses" (50035) and "Permission: Trade" (50120)."""
+    """OKX's "Applies to master accounts only" (a sub-account's key: 59500); modify and delete add "master accounts
+    API Key must be linked to IP addresses" (50035, HTTP 403) and "Permission: Trade" (50120)."""
     if exchange.master_of(key.account) is not None:
         raise OkxRejection(200, "59500", "Only the API key of the main account has permission.")
     if ip_bound and not (key.ip_restrict and key.ips):
