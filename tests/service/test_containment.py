@@ -216,3 +216,26 @@ def test_a_bybit_key_that_may_not_delete_itself_is_a_failed_step_with_the_manual
     assert run.returncode == 1, run.stdout + run.stderr
     assert "failed" in run.stdout and "delete the key in Bybit's API management now" in run.stdout
     assert not revoked(sandbox, key["api_key"])  # and nothing claims it was done
+
+
+def test_an_okx_sub_account_key_is_made_read_only_and_bound_away_by_the_master(
+        tmp_path: Path, sandbox: SandboxHandle) -> None:
+    sandbox.add_sub_account("main", "desk", "desk@sub.example")
+    master = sandbox.create_key(exchange="okx", flags=TRADE, ip_restrict=True, ips=["127.0.0.1"], label="admin")
+    key = sandbox.create_key(exchange="okx", account="desk", flags=TRADE, label="bot-o")
+    for name, made in (("bot-o.json", key), ("admin.json", master)):
+        (tmp_path / name).write_text(json.dumps({"api_key": made["api_key"], "secret": made["secret"],
+                                                 "passphrase": made["passphrase"]}))
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump({
+        "hosts": [{"name": "exec-1", "ip": "127.0.0.1"}], "exchange_urls": {"okx": sandbox.url},
+        "probe": {"source_ip": "127.0.0.1"},
+        "keys": [{"id": "bot-o", "exchange": "okx", "purpose": "execution", "credentials": {"file": "bot-o.json"},
+                  "containment": {"admin": {"credentials": {"file": "admin.json"}, "sub_account": "desk"}}}]}))
+    config = tmp_path / "keyguard.yaml"
+    config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path}/kg.db"}, "inventory": "inventory.yaml"}))
+    run = keyguard("incident", "contain", "bot-o", "--config", str(config))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "made read-only and bound to 192.0.2.1 by the master account" in run.stdout
+    with sandbox.admin() as admin:  # the exchange's own view of the key
+        view = admin.get(f"/keys/{key['api_key']}").json()
+    assert view["ip_restrict"] and view["ips"] == ["192.0.2.1"] and not view["flags"].get("enableSpotAndMarginTrading")

@@ -83,6 +83,7 @@ class ExchangeAdmin(BaseModel):
 
     credentials: SecretSource
     sub_account_email: str | None = Field(default=None, description="Binance: the sub-account the bot key is on")
+    sub_account: str | None = Field(default=None, description="OKX: the sub-account's name (subAcct)")
 
 
 class KeyContainment(BaseModel):

@@ -162,8 +162,8 @@ class ContainmentService:
                 log.warning("evidence for %s not read within %.1fs: cutting the key anyway", key.resource,
                             EVIDENCE_WAIT_S)
             cut = self._step("cut_key", key.resource, dry_run, lambda: self._cut(key, undo),
-                             f"cut the key at the exchange (Binance: bound to {self.settings.unroutable_ip} by the "
-                             "master account; Bybit: deleted)", key)
+                             f"cut the key at the exchange (Binance, OKX: bound to {self.settings.unroutable_ip} by "
+                             "the master account; Bybit: deleted)", key)
             steps = [kill, cancel, cut, block.result(), evidence.result()]
             if pack:
                 with session_scope(self.store) as session:
@@ -205,7 +205,9 @@ class ContainmentService:
         if action == "cut_key" and exchange == "binance" and (admin is None or not admin.sub_account_email):
             return ("no Binance API lets a key restrict or delete itself: delete the key in Binance's API Management "
                     "(or give the inventory a master-account admin key: keys[].containment.admin)")
-        if action == "cut_key" and exchange not in ("binance", "bybit"):
+        if action == "cut_key" and exchange == "okx" and (admin is None or not admin.sub_account):
+            return "no OKX API lets a key restrict or delete itself: delete it in OKX's API management"
+        if action == "cut_key" and exchange not in ("binance", "bybit", "okx"):
             return f"delete the key in {key.exchange}'s API management page"
         if action == "block_secret" and key.credentials.aws_secret is None:
             return "the secret is not in Secrets Manager: remove it from the host and restart the workers"
@@ -371,6 +373,29 @@ class ContainmentService:
                 raise StepFailed(f"the master account reads back {after.get('ipList')!r}, not [{ip}]")
             return (f"bound to {ip} only by the master account (was {undo['binance_ip_list'] or 'unrestricted'}); "
                     "read back")
+        if exchange == "okx":
+            if admin is None or not admin.sub_account:
+                raise NotAvailable("no OKX API lets a key restrict or delete itself: delete it in OKX's API management "
+                                   "now (or give the inventory the master account's admin key and the sub-account's "
+                                   "name: keys[].containment.admin.sub_account)")
+            api_key = key.credentials.load().api_key
+            with self._adapter(key, admin.credentials) as adapter:
+                client = adapter.host_client
+                query = {"subAcct": admin.sub_account, "apiKey": api_key}
+                before = (adapter.call(client, "GET", "/api/v5/users/subaccount/apikey",
+                                       lambda: client.private_get_users_subaccount_apikey(query), query)
+                          .get("data") or [{}])[0]
+                undo["okx"] = {"perm": before.get("perm"), "ip": before.get("ip", "")}
+                body = {**query, "perm": "read_only", "ip": ip}
+                adapter.call(client, "POST", "/api/v5/users/subaccount/modify-apikey",
+                             lambda: client.private_post_users_subaccount_modify_apikey(body), body)
+                after = (adapter.call(client, "GET", "/api/v5/users/subaccount/apikey",
+                                      lambda: client.private_get_users_subaccount_apikey(query), query)
+                         .get("data") or [{}])[0]
+            if after.get("perm") != "read_only" or after.get("ip") != ip:
+                raise StepFailed(f"the master account reads back perm={after.get('perm')!r} ip={after.get('ip')!r}")
+            return (f"made read-only and bound to {ip} by the master account (was perm={undo['okx']['perm']}, "
+                    f"ip={undo['okx']['ip'] or 'unbound'}); read back")
         if exchange == "bybit":
             # A read-only Bybit key may still update itself back: a stolen one is deleted (revoke first). The master's
             # admin key deletes a sub-account's key (delete-sub-api); without one, the key deletes itself, which
@@ -551,6 +576,18 @@ class ContainmentService:
                 adapter.call(client, "POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction",
                              lambda: client.sapiv2_post_sub_account_subaccountapi_iprestriction(params), params)
             return f"IP list restored to {ips or 'unrestricted'}"
+        if "okx" in undo:
+            admin = key.containment.admin if key.containment else None
+            if admin is None or not admin.sub_account:
+                raise StepFailed("the admin key is no longer in the inventory: restore the key at OKX by hand")
+            previous = undo["okx"]
+            with self._adapter(key, admin.credentials) as adapter:
+                client = adapter.host_client
+                body = {"subAcct": admin.sub_account, "apiKey": key.credentials.load().api_key,
+                        "perm": previous.get("perm") or "read_only", "ip": previous.get("ip") or ""}
+                adapter.call(client, "POST", "/api/v5/users/subaccount/modify-apikey",
+                             lambda: client.private_post_users_subaccount_modify_apikey(body), body)
+            return f"restored perm={body['perm']} ip={body['ip'] or 'unbound'}"
         if undo.get("bybit_deleted"):
             raise NotAvailable("the key was deleted at Bybit: issue a new key and put it in the inventory")
         raise NotAvailable("the containment did not change the key at the exchange")
