@@ -90,6 +90,7 @@ def _write_inventory(state: Path, sandbox_url: str, created: dict[str, dict[str,
             "id": key_id, "exchange": "binance", "purpose": purpose, "services": [f"{key_id}-service"],
             "credentials": credentials, "storage": storage_facts,
             "allowed_ips": [{"value": "127.0.0.1", "reason": "demo execution host"}] if restricted else [],
+            **({"workers": ["worker.yaml"]} if key_id == "bot-exec" else {}),
         })
     inventory = {
         "hosts": [{"name": "demo-host", "ip": "127.0.0.1", "authorized": True}],
@@ -135,6 +136,10 @@ def demo(
             }
             inventory = _write_inventory(state_dir, sandbox.url, created)
             exec_key = created["bot-exec"]
+            # The worker trading with bot-exec, so containing that key engages its kill switch.
+            (state_dir / "worker.yaml").write_text(json.dumps({
+                "worker": "demo-worker", "state_dir": str(state_dir / "worker"),
+                "exchange": {"base_url": sandbox.url}}))
             _, stop_worker = run_demo_worker(
                 sandbox.url, exec_key["api_key"], exec_key["secret"], state_dir=state_dir / "worker",
                 on_state=lambda s: latest_state.update(doc=s.to_policy_input()),
@@ -150,6 +155,7 @@ def demo(
                 service={"host": "127.0.0.1", "port": port},
                 checks={"interval_s": interval},
                 alerts={"routes": [AlertRoute(url=inbox.url).model_dump()]},
+                inventory=str(inventory),
             )
             collectors = [keys_collector(inventory, settings.checks, settings.store.url),
                           Collector(scope="execution", collect=worker_state)]
@@ -173,7 +179,8 @@ def _banner(url: str, token: str, sandbox_url: str, interval: float, drift_after
     console.print(f"checks    every {interval:g}s: keys at the exchange, the execution worker's live state")
     console.print(f"try       curl -s -H 'Authorization: Bearer {token}' {url}/api/findings | python3 -m json.tool",
                   soft_wrap=True)
-    console.print(f"drift     in {drift_after:g}s the demo enables withdrawals on bot-exec at the exchange")
+    console.print(f"drift     in {drift_after:g}s the demo enables withdrawals on bot-exec at the exchange; Keyguard "
+                  "pages it and contains the key (kill switch, open orders cancelled)")
     console.rule()
 
 

@@ -165,6 +165,9 @@ def test_demo_shows_findings_then_the_drift_alert_and_never_a_secret(tmp_path: P
     assert "NEW CRITICAL KG-KEY-101 on binance/legacy-hedge" in output
     assert "NEW CRITICAL KG-KEY-101 on binance/bot-exec" in output  # the drift, caught live
     assert output.index("enabled withdrawals on bot-exec") < output.index("KG-KEY-101 on binance/bot-exec")
+    # ... and contained at once: the demo worker's kill switch engaged, its orders cancelled.
+    assert "CONTAINED CRITICAL KG-KEY-101 on binance/bot-exec" in output
+    assert json.loads((state / "worker" / "killswitch.json").read_text())["engaged"] is True
     assert api_answer and any(f["rule_id"] == "KG-KEY-101" for f in api_answer)
     secret = json.loads((state / "secrets" / "legacy-hedge.json").read_text())["secret"]
     assert secret not in output
