@@ -104,7 +104,10 @@ def timeline(
 
 def _act(action: str, pk: int, note: str, config: Path | None, force: bool = False) -> None:
     actor = _cli_actor()
-    now = datetime.now(UTC)
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
     with _store(config) as store:
         try:
             if action == "ack":

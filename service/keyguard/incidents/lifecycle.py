@@ -12,7 +12,7 @@ Every change lands on the incident's timeline with who made it (keyguard, or the
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -179,10 +179,20 @@ def _event(session: Session, incident: Incident, now: datetime, kind: str, actor
 
 
 # -- operator actions -------------------------------------------------------------------------------------------
-def acknowledge(store: Engine, pk: int, actor: str, now: datetime, note: str = "") -> tuple[Incident, bool]:
-    """Stop re-notification and escalation: someone is on it. Returns (incident, changed)."""
+Clock = datetime | Callable[[], datetime]
+
+
+def _at(now: Clock) -> datetime:
+    return now() if callable(now) else now
+
+
+def acknowledge(store: Engine, pk: int, actor: str, now: Clock, note: str = "") -> tuple[Incident, bool]:
+    """Stop re-notification and escalation: someone is on it. Returns (incident, changed). With a clock, the time is
+    read once the incident is locked, so a re-notification the incident clock sent first is also earlier on the
+    timeline."""
     with session_scope(store) as session:
         incident = _locked(session, pk)
+        now = _at(now)
         changed = incident.status == "open"
         if changed:
             incident.status, incident.acknowledged_at, incident.acknowledged_by = "acknowledged", now, actor
@@ -195,12 +205,13 @@ def acknowledge(store: Engine, pk: int, actor: str, now: datetime, note: str = "
     return incident, changed
 
 
-def resolve(store: Engine, pk: int, actor: str, now: datetime, note: str = "",
+def resolve(store: Engine, pk: int, actor: str, now: Clock, note: str = "",
             force: bool = False) -> tuple[Incident, bool]:
     """Close the incident. While its finding is still open the key may still be dangerous, so that needs `force`
     (and the timeline and the receivers say the finding is still open). Returns (incident, changed)."""
     with session_scope(store) as session:
         incident = _locked(session, pk)
+        now = _at(now)
         if incident.status == "resolved":
             session.expunge(incident)
             return incident, False
@@ -226,9 +237,13 @@ def resolve(store: Engine, pk: int, actor: str, now: datetime, note: str = "",
 
 
 def _locked(session: Session, pk: int) -> Incident:
+    """The incident, locked for this transaction: FOR UPDATE on PostgreSQL; on SQLite a no-op write takes the
+    database's write lock, so the incident clock's pass and this action happen one after the other."""
     query = select(Incident).where(Incident.pk == pk)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
+    else:
+        session.execute(update(Incident).where(col(Incident.pk) == pk).values(status=Incident.status))
     incident = session.exec(query).first()
     if incident is None:
         raise IncidentError(f"no incident #{pk}", 404)

@@ -91,12 +91,12 @@ def get_evidence(pk: int, _: ViewerDep, session: SessionDep) -> dict[str, Any]:
 
 def _act(action: str, pk: int, body: IncidentActionIn, operator: OperatorDep,
          service: CheckServiceDep) -> IncidentActionOut:
-    now = service.clock()
     try:
         if action == "ack":
-            incident, changed = lifecycle.acknowledge(service.store, pk, operator.actor, now, body.note)
+            incident, changed = lifecycle.acknowledge(service.store, pk, operator.actor, service.clock, body.note)
         else:
-            incident, changed = lifecycle.resolve(service.store, pk, operator.actor, now, body.note, body.force)
+            incident, changed = lifecycle.resolve(service.store, pk, operator.actor, service.clock, body.note,
+                                                  body.force)
     except lifecycle.IncidentError as exc:
         raise HTTPException(status_code=exc.status_code, detail=str(exc)) from None
     if changed and service.alerts_queued is not None:
