@@ -181,7 +181,7 @@ class OpaSidecar:
             port = sock.getsockname()[1]
         self.process = subprocess.Popen(
             [binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
-             "--ignore", "schemas", "--ignore", "pulumi", "--ignore", "*_test.rego", str(self.policy_root)],
+             "--ignore", "pulumi", "--ignore", "*_test.rego", str(self.policy_root)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         self.url = f"http://127.0.0.1:{port}"

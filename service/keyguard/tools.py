@@ -12,6 +12,7 @@ OPA_VERSION = "1.22.2"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = PROJECT_ROOT / ".tools" / "bin"
 POLICY_DIR = PROJECT_ROOT / "policies"
+SCHEMA_DIR = PROJECT_ROOT / "schemas"
 
 
 def opa_binary() -> str:
@@ -45,8 +46,15 @@ def regal_binary() -> str | None:
 def policy_dir() -> Path:
     return Path(os.environ.get("KEYGUARD_POLICY_DIR", POLICY_DIR))
 
-# Directories under policies/ that are not policy data (JSON Schemas, the CrossGuard pack).
-OPA_IGNORE = ("schemas", "pulumi")
+
+def schema_dir() -> Path:
+    """The input kinds' JSON Schemas: beside the bundle, not in it (OPA would load them as conflicting data)."""
+    return Path(os.environ.get("KEYGUARD_SCHEMA_DIR", SCHEMA_DIR))
+
+
+# The directory under policies/ that is not policy (the CrossGuard pack: Python and its PulumiPolicy.yaml). OPA's
+# own tools load it harmlessly as data.pulumi, so `opa test|check|build policies` need no flag.
+OPA_IGNORE = ("pulumi",)
 
 
 def opa_ignore_args() -> list[str]:

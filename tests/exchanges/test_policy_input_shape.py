@@ -1,4 +1,4 @@
-"""Every adapter's KeyState, inspected or failed, is a valid `keys` policy input (policies/schemas)."""
+"""Every adapter's KeyState, inspected or failed, is a valid `keys` policy input (schemas/)."""
 
 from __future__ import annotations
 

@@ -114,6 +114,18 @@ def test_policy_gate_passes_on_the_shipped_rule_set() -> None:
     assert "regal lint" in proc.stdout  # setup builds Regal, so the lint is part of the gate
 
 
+@pytest.mark.parametrize("command", [["test"], ["check", "--strict"], ["build", "-o", "{tmp}/bundle.tar.gz"]])
+def test_standard_opa_tools_take_the_policy_directory_with_no_flags(command: list[str], tmp_path: Path) -> None:
+    """`policies/` is a plain OPA bundle directory: Conftest, Pulumi's OPA bridge or a bare `opa` can use it."""
+    from keyguard.tools import opa_binary
+
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in command]
+    proc = subprocess.run([opa_binary(), *args, str(POLICY_DIR)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if command == ["test"]:
+        assert "PASS" in proc.stdout and "FAIL" not in proc.stdout
+
+
 def test_policy_gate_fails_on_unformatted_rego(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     shutil.copytree(POLICY_DIR, policies)

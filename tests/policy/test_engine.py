@@ -73,12 +73,13 @@ SCHEMA = {
 def bundle_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "policies"
     (root / "vendors").mkdir(parents=True)
-    (root / "schemas").mkdir()
+    (tmp_path / "schemas").mkdir()
     (root / "main.rego").write_text(MAIN)
     (root / "vendors" / "withdraw.rego").write_text(RULE)
     (root / "vendors" / "data.json").write_text(json.dumps({"forbidden_value": True}))
-    (root / "schemas" / "vendors.schema.json").write_text(json.dumps(SCHEMA))
+    (tmp_path / "schemas" / "vendors.schema.json").write_text(json.dumps(SCHEMA))
     monkeypatch.setenv("KEYGUARD_POLICY_DIR", str(root))
+    monkeypatch.setenv("KEYGUARD_SCHEMA_DIR", str(tmp_path / "schemas"))
     return root
 
 

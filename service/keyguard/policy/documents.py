@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from keyguard.errors import ConfigError
-from keyguard.tools import policy_dir
+from keyguard.tools import schema_dir
 
 
 def load_document(path: Path) -> dict[str, Any]:
@@ -55,10 +55,6 @@ def _timestamps_as_text(value: Any) -> Any:
     if isinstance(value, date):
         return f"{value.isoformat()}T00:00:00Z"
     return value
-
-
-def schema_dir() -> Path:
-    return policy_dir() / "schemas"
 
 
 @cache
