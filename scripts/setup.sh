@@ -23,7 +23,9 @@ fi
 say "syncing the locked Python environment"
 uv sync --frozen --quiet
 
-opa_ok() { [ -x "$TOOLS/opa" ] && "$TOOLS/opa" version 2>/dev/null | grep -q "^Version: $OPA_VERSION$"; }
+# The output is captured first: `opa version | grep -q` under pipefail fails whenever grep exits before opa has
+# written everything (opa then dies of SIGPIPE), which made a fresh build look like the wrong version.
+opa_ok() { [ -x "$TOOLS/opa" ] && [[ $'\n'"$("$TOOLS/opa" version 2>/dev/null)"$'\n' == *$'\n'"Version: $OPA_VERSION"$'\n'* ]]; }
 if ! opa_ok; then
   if command -v go >/dev/null 2>&1; then
     say "building opa $OPA_VERSION from the Go module proxy (about a minute)"

@@ -174,6 +174,8 @@ def load_inventory(path: Path) -> Inventory:
             if source.file is not None and not source.file.is_absolute():
                 source.file = path.parent / source.file
         key.workers = [w if w.is_absolute() else path.parent / w for w in key.workers]
+        if key.workers and key.activity is None:
+            key.activity = ActivityWatch()  # a key Keyguard's workers trade with is watched for everything else
     return inventory
 
 
