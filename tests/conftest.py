@@ -43,6 +43,14 @@ def moto_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials and region for boto3 against moto's server (never a real account)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+
+
+@pytest.fixture
 def pg_store_url(postgres_url: str) -> Iterator[str]:
     """A fresh database on the session's PostgreSQL for one test."""
     with fresh_postgres_database(postgres_url) as url:

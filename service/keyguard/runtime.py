@@ -59,7 +59,8 @@ def api_token_from(settings: KeyguardSettings, generate: bool) -> str:
 
 
 @contextlib.contextmanager
-def _engine_for(settings: KeyguardSettings) -> Iterator[PolicyEngine]:
+def policy_engine_for(settings: KeyguardSettings) -> Iterator[PolicyEngine]:
+    """The settings' OPA: the external one at opa.url, else one keyguard starts and stops."""
     if settings.opa.url:
         yield PolicyEngine.external(settings.opa.url, policy_root=settings.opa.policy_dir, load=True)
     else:
@@ -87,7 +88,7 @@ def run_service(settings: KeyguardSettings, collectors: list[Collector], api_tok
     if settings.inventory is not None:
         containment = ContainmentService(store, settings.inventory, settings.containment,
                                          alerts_queued=delivery.wake)
-    with _engine_for(settings) as engine:
+    with policy_engine_for(settings) as engine:
         checks = settings.checks
         service = CheckService(engine, store, collectors, delivery.wake, interval_s=checks.interval_s,
                                deadline_s=checks.deadline_s, resolve_after=checks.resolve_after,

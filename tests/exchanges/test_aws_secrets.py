@@ -19,10 +19,7 @@ REGION = "eu-west-1"
 CANARY = "CANARY-aws-secret-5e1f0c9d7b"
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+pytestmark = pytest.mark.usefixtures("aws_env")  # boto3 against moto (tests/conftest.py)
 
 
 def store_secret(moto_url: str, name: str, value: dict[str, Any], cmk: bool) -> str:

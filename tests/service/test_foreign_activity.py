@@ -47,11 +47,7 @@ TRADE = {"enableReading": True, "enableSpotAndMarginTrading": True}
 EMAIL = "bot-1@sub.example"
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+pytestmark = pytest.mark.usefixtures("aws_env")  # boto3 against moto (tests/conftest.py)
 
 
 @dataclass

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -49,22 +51,34 @@ class Journals:
                 self._engines[url] = journal_engine(url)
             return self._engines[url]
 
+    def _sessions(self, configs: list[Any]) -> Iterator[tuple[Any, Session]]:
+        """(config, session) for each worker's journal; a worker that never ran has none."""
+        for config in configs:
+            url = config.journal()
+            if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+                continue
+            with Session(self.engine(url)) as session:
+                yield config, session
+
+    def orders(self, configs: list[Any]) -> list[tuple[str, Any]]:
+        """(worker, JournalOrder) for every order in the workers' journals (the evidence pack's view)."""
+        from keyguard.worker.journal import JournalOrder
+
+        return [(config.worker, order) for config, session in self._sessions(configs)
+                for order in session.exec(select(JournalOrder))]
+
     def sent(self, configs: list[Any]) -> tuple[set[str], set[str]]:
-        """(client order ids the workers sent, symbols they traded). Orders a worker adopted from the exchange
-        (origin external) are not Keyguard's."""
+        """(client order ids the workers sent, symbols they traded), read each cycle: two columns only. Orders a
+        worker adopted from the exchange (origin external) are not Keyguard's."""
         from keyguard.worker.journal import JournalOrder
 
         ids: set[str] = set()
         symbols: set[str] = set()
-        for config in configs:
-            url = config.journal()
-            if url.startswith("sqlite:///") and not _sqlite_exists(url):
-                continue  # a worker that never ran has sent nothing
-            with Session(self.engine(url)) as session:
-                for client_id, symbol in session.exec(select(JournalOrder.client_order_id, JournalOrder.symbol)
-                                                      .where(JournalOrder.origin == "worker")):
-                    ids.add(client_id)
-                    symbols.add(symbol)
+        for _, session in self._sessions(configs):
+            for client_id, symbol in session.exec(select(JournalOrder.client_order_id, JournalOrder.symbol)
+                                                  .where(JournalOrder.origin == "worker")):
+                ids.add(client_id)
+                symbols.add(symbol)
         return ids, symbols
 
     def dispose(self) -> None:
@@ -72,10 +86,16 @@ class Journals:
             engine.dispose()
 
 
-def _sqlite_exists(url: str) -> bool:
-    from pathlib import Path
+def sent_by_workers(orders: list[tuple[str, Any]]) -> tuple[set[str], set[str]]:
+    """(client order ids, symbols) of the journal orders a worker sent itself (not adopted from the exchange)."""
+    mine = [order for _, order in orders if order.origin == "worker"]
+    return {o.client_order_id for o in mine}, {o.symbol for o in mine}
 
-    return Path(url.removeprefix("sqlite:///")).is_file()
+
+def watched_symbols(key: InventoryKey, configs: list[Any], journal_symbols: set[str]) -> list[str]:
+    """The symbols whose orders are read: the watch's own list, else the workers' strategy and journal symbols."""
+    declared = set(key.activity.symbols) if key.activity else set()
+    return sorted(declared or ({c.strategy.symbol for c in configs} | journal_symbols))
 
 
 def read_activity(adapter: Any, key: InventoryKey, journals: Journals, now: datetime) -> dict[str, Any]:
@@ -92,7 +112,7 @@ def read_activity(adapter: Any, key: InventoryKey, journals: Journals, now: date
     try:
         configs = worker_configs(key)
         sent_ids, journal_symbols = journals.sent(configs)
-        symbols = sorted(set(watch.symbols) or ({c.strategy.symbol for c in configs} | journal_symbols))
+        symbols = watched_symbols(key, configs, journal_symbols)
         raw = reader(int(since.timestamp() * 1000), symbols, list(watch.expected_transfer_types))
     except KeyguardError as exc:
         out["error"] = redact_text(str(exc))

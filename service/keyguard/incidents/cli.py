@@ -4,6 +4,8 @@ list|timeline|ack|resolve`: the incidents in the store, acted on as `cli:<user>`
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -172,24 +174,15 @@ def contain(
 ) -> None:
     """Contain a key now: kill switch, cancel open orders, cut the key at the exchange, block its secret. Prints
     each step with its result; exit 0 when every step was done (or, with --dry-run, planned), 1 otherwise."""
-    from keyguard.config import load_settings
-    from keyguard.incidents.containment import ContainmentService
-
-    settings = load_settings(config)
-    if settings.inventory is None:
-        raise typer.BadParameter("the config names no inventory (inventory: keyguard.yaml)", param_hint="--config")
     actor = _cli_actor()
-    with _store(config) as store:
-        service = ContainmentService(store, settings.inventory, settings.containment)
-        resolved = service._resolve(key)
-        incident_pk = service.latest_incident(resolved.resource)
+    with _containment(config) as (_, store, service):
+        resolved = service.key_named(key)
         outcome = service.contain(resolved, trigger=f"{reason} ({actor})", actor=actor, dry_run=dry_run,
-                                  incident_pk=incident_pk)
+                                  incident_pk=service.latest_incident(resolved.resource))
         if not dry_run:
             record_action(store, actor, "cli", "incident.contain", resolved.resource,
                           AuditResult.ok if outcome.result == "done" else AuditResult.failed,
                           f"{outcome.result}: " + "; ".join(f"{s.action} {s.result}" for s in outcome.steps))
-        service.stop()
     _print_outcome(outcome, dry_run)
     raise typer.Exit(0 if outcome.result in ("done", "planned") else 1)
 
@@ -202,31 +195,37 @@ def release(
     config: ConfigOption = None,
 ) -> None:
     """Lift a containment after re-checking the key at the exchange: a key still unsafe stays contained (exit 1)."""
-    from keyguard.config import load_settings
-    from keyguard.incidents.containment import ContainmentService, key_recheck
-    from keyguard.policy.engine import PolicyEngine
+    from keyguard.incidents.containment import key_recheck
+    from keyguard.runtime import policy_engine_for
 
-    settings = load_settings(config)
-    if settings.inventory is None:
-        raise typer.BadParameter("the config names no inventory (inventory: keyguard.yaml)", param_hint="--config")
     actor = _cli_actor()
-    with _store(config) as store:
-        service = ContainmentService(store, settings.inventory, settings.containment)
-        if settings.opa.url:
-            engine = PolicyEngine.external(settings.opa.url, policy_root=settings.opa.policy_dir, load=True)
-            outcome = service.release(key, reason=reason, actor=actor,
-                                      recheck=key_recheck(engine, store, settings.inventory, settings.checks))
-        else:
-            with PolicyEngine.managed(policy_root=settings.opa.policy_dir) as engine:
-                outcome = service.release(key, reason=reason, actor=actor,
-                                          recheck=key_recheck(engine, store, settings.inventory, settings.checks))
+    with _containment(config) as (settings, store, service), policy_engine_for(settings) as engine:
+        assert settings.inventory is not None
+        outcome = service.release(key, reason=reason, actor=actor,
+                                  recheck=key_recheck(engine, store, settings.inventory, settings.checks))
         record_action(store, actor, "cli", "incident.release", outcome.resource,
                       AuditResult.ok if outcome.result == "done" else
                       AuditResult.refused if outcome.result == "refused" else AuditResult.failed,
                       f"{outcome.result}: {outcome.detail or reason}")
-        service.stop()
     _print_outcome(outcome)
     raise typer.Exit(0 if outcome.result == "done" else 1)
+
+
+@contextmanager
+def _containment(config: Path | None) -> Iterator[tuple[Any, Any, Any]]:
+    """(settings, store, ContainmentService) for the config's inventory; a config without one is bad input."""
+    from keyguard.config import load_settings
+    from keyguard.incidents.containment import ContainmentService
+
+    settings = load_settings(config)
+    if settings.inventory is None:
+        raise typer.BadParameter("the config names no inventory (inventory: keyguard.yaml)", param_hint="--config")
+    with _store(config) as store:
+        service = ContainmentService(store, settings.inventory, settings.containment)
+        try:
+            yield settings, store, service
+        finally:
+            service.stop()
 
 
 @app.command()

@@ -98,6 +98,7 @@ class ContainmentService:
         self._steps = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyguard-contain-step")
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._inventory: tuple[tuple[int, int, int], Inventory] | None = None
         self.finished: list[Outcome] = []  # automatic runs, newest last (what a caller may wait on)
 
     # -- automatic ------------------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ class ContainmentService:
     # -- contain ----------------------------------------------------------------------------------------------
     def contain(self, key: InventoryKey | str, *, trigger: str, actor: str, dry_run: bool = False,
                 incident_pk: int | None = None) -> Outcome:
-        key = self._resolve(key)
+        key = self.key_named(key)
         with self._key_lock(key.resource):
             now = self.clock()
             with session_scope(self.store) as session:
@@ -235,12 +236,12 @@ class ContainmentService:
                                             finished_at=s.finished_at, result=s.result, detail=s.detail))
             incident = session.get(Incident, incident_pk) if incident_pk else None
             if incident is not None and not dry_run:
-                from keyguard.incidents.lifecycle import _event
+                from keyguard.incidents.lifecycle import add_event
 
                 for s in steps:
-                    _event(session, incident, s.finished_at, action, run.actor, s.line())
+                    add_event(session, incident, s.finished_at, action, run.actor, s.line())
                 if refused:
-                    _event(session, incident, self.clock(), action, run.actor, f"refused: {refused}")
+                    add_event(session, incident, self.clock(), action, run.actor, f"refused: {refused}")
                 session.add(self._alert(session, incident, key, action, result, steps, refused))
         if incident_pk and self.alerts_queued is not None and not dry_run:
             self.alerts_queued()
@@ -364,9 +365,7 @@ class ContainmentService:
                                       lambda: client.sapi_get_sub_account_subaccountapi_iprestriction(query), query)
                 undo["binance_ip_list"] = list(before.get("ipList") or [])
                 undo["binance_ip_restrict"] = str(before.get("ipRestrict", "false")).lower() == "true"
-                params = {**query, "status": "2", "ipAddress": ip}
-                adapter.call(client, "POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction",
-                             lambda: client.sapiv2_post_sub_account_subaccountapi_iprestriction(params), params)
+                _binance_restrict(adapter, query, True, [ip])
                 after = adapter.call(client, "GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction",
                                      lambda: client.sapi_get_sub_account_subaccountapi_iprestriction(query), query)
             if list(after.get("ipList") or []) != [ip] or str(after.get("ipRestrict")).lower() != "true":
@@ -477,7 +476,7 @@ class ContainmentService:
             raise ConfigError("a release needs a reason (who checked what)")
         if isinstance(key, str) and self._key(key) is None:
             return self._release_retired(key, reason, actor)
-        key = self._resolve(key)
+        key = self.key_named(key)
         with self._key_lock(key.resource):
             active = self.active_run(key.resource)
             if active is None:
@@ -565,16 +564,10 @@ class ContainmentService:
             admin = key.containment.admin if key.containment else None
             if admin is None or not admin.sub_account_email:
                 raise StepFailed("the admin key is no longer in the inventory: restore the key's IP list by hand")
+            ips = undo["binance_ip_list"]
             with self._adapter(key, admin.credentials) as adapter:
-                client = adapter.host_client
-                api_key = key.credentials.load().api_key
-                ips = undo["binance_ip_list"]
-                params = {"email": admin.sub_account_email, "subAccountApiKey": api_key,
-                          "status": "2" if undo.get("binance_ip_restrict") else "1"}
-                if ips:
-                    params["ipAddress"] = ",".join(ips)
-                adapter.call(client, "POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction",
-                             lambda: client.sapiv2_post_sub_account_subaccountapi_iprestriction(params), params)
+                query = {"email": admin.sub_account_email, "subAccountApiKey": key.credentials.load().api_key}
+                _binance_restrict(adapter, query, bool(undo.get("binance_ip_restrict")), ips)
             return f"IP list restored to {ips or 'unrestricted'}"
         if "okx" in undo:
             admin = key.containment.admin if key.containment else None
@@ -613,9 +606,15 @@ class ContainmentService:
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def inventory(self) -> Inventory:
-        return load_inventory(self.inventory_path)
+        """The inventory, parsed again only when its file changed: every step and adapter of a containment asks."""
+        stat = self.inventory_path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        with self._guard:
+            if self._inventory is None or self._inventory[0] != stamp:
+                self._inventory = (stamp, load_inventory(self.inventory_path))
+            return self._inventory[1]
 
-    def _resolve(self, key: InventoryKey | str) -> InventoryKey:
+    def key_named(self, key: InventoryKey | str) -> InventoryKey:
         if isinstance(key, InventoryKey):
             return key
         found = self._key(key)
@@ -694,21 +693,20 @@ class ContainmentService:
     def _note(self, incident_pk: int | None, detail: str) -> None:
         if incident_pk is None:
             return
-        from keyguard.incidents.lifecycle import _event
+        from keyguard.incidents.lifecycle import add_event
 
         with session_scope(self.store) as session:
             incident = session.get(Incident, incident_pk)
             if incident is not None:
-                _event(session, incident, self.clock(), "contain", "keyguard", detail)
+                add_event(session, incident, self.clock(), "contain", "keyguard", detail)
 
 
-def steps_of(store: Engine, run_pk: int) -> list[ContainmentStep]:
-    with session_scope(store) as session:
-        rows = list(session.exec(select(ContainmentStep).where(ContainmentStep.run_pk == run_pk)
-                                 .order_by(col(ContainmentStep.pk))).all())
-        for row in rows:
-            session.expunge(row)
-        return rows
+def _binance_restrict(adapter: Any, query: dict[str, str], restricted: bool, ips: list[str]) -> None:
+    """Set a sub-account key's IP restriction from its master account (status 2: only `ips`; 1: unrestricted)."""
+    client = adapter.host_client
+    params = {**query, "status": "2" if restricted else "1", **({"ipAddress": ",".join(ips)} if ips else {})}
+    adapter.call(client, "POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction",
+                 lambda: client.sapiv2_post_sub_account_subaccountapi_iprestriction(params), params)
 
 
 def _aws_error(exc: Exception) -> str:

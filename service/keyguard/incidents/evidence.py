@@ -20,33 +20,23 @@ WINDOW_H = 24
 
 def read_evidence(adapter: Any, key: InventoryKey, now: datetime) -> dict[str, Any]:
     """Read the pack with the key itself (before it is cut). Binance only, for now."""
-    from keyguard.checks.activity import Journals, worker_configs
-    from keyguard.worker.journal import JournalOrder
+    from keyguard.checks.activity import Journals, sent_by_workers, watched_symbols, worker_configs
 
     since = now - timedelta(hours=WINDOW_H)
     since_ms = int(since.timestamp() * 1000)
     configs = worker_configs(key)
     journals = Journals()
     try:
-        sent_ids, journal_symbols = journals.sent(configs)
-        journal_rows: list[dict[str, Any]] = []
-        for config in configs:
-            url = config.journal()
-            if url.startswith("sqlite:///") and not _exists(url):
-                continue
-            from sqlmodel import Session, select
-
-            with Session(journals.engine(url)) as session:
-                for row in session.exec(select(JournalOrder)):
-                    journal_rows.append({"worker": config.worker, "client_order_id": row.client_order_id,
-                                         "symbol": row.symbol, "side": row.side, "quantity": row.quantity,
-                                         "status": str(row.status), "origin": row.origin,
-                                         "exchange_order_id": row.exchange_order_id,
-                                         "executed_qty": row.executed_qty})
+        orders_in_journals = journals.orders(configs)
     finally:
         journals.dispose()
+    sent_ids, journal_symbols = sent_by_workers(orders_in_journals)
+    journal_rows = [{"worker": worker, "client_order_id": row.client_order_id, "symbol": row.symbol, "side": row.side,
+                     "quantity": row.quantity, "status": str(row.status), "origin": row.origin,
+                     "exchange_order_id": row.exchange_order_id, "executed_qty": row.executed_qty}
+                    for worker, row in orders_in_journals]
     watch = key.activity
-    symbols = sorted(set(watch.symbols if watch else []) or ({c.strategy.symbol for c in configs} | journal_symbols))
+    symbols = watched_symbols(key, configs, journal_symbols)
     client = adapter.host_client
     orders: list[dict[str, Any]] = []
     trades: list[dict[str, Any]] = []
@@ -128,8 +118,3 @@ def summary(pack: dict[str, Any], title: str) -> str:
                  "leaked, change the account password and 2FA.")
     return "\n".join(lines) + "\n"
 
-
-def _exists(url: str) -> bool:
-    from pathlib import Path
-
-    return Path(url.removeprefix("sqlite:///")).is_file()

@@ -99,7 +99,7 @@ def add_silence(store: Engine, *, rule: str, resource: str, reason: str, author:
         session.flush()
         for incident in session.exec(select(Incident).where(col(Incident.status).in_(ACTIVE))).all():
             if silence_for([silence], incident.rule_id, incident.resource):
-                _event(session, incident, now, "silenced", author,
+                add_event(session, incident, now, "silenced", author,
                        f"silence #{silence.pk} from {starts_at:%Y-%m-%d %H:%M} to {ends_at:%Y-%m-%d %H:%M} UTC: "
                        f"{reason}")
         session.refresh(silence)
@@ -156,13 +156,13 @@ def on_transitions(session: Session, pairs: Sequence[tuple[Transition, AlertReco
             detail = f"{transition.kind}: {redact_text(record.message)}"
             if silence is not None:
                 detail += f" (silenced by #{silence.pk} until {as_utc(silence.ends_at):%Y-%m-%d %H:%M} UTC: not sent)"
-            _event(session, incident, now, "opened", KEYGUARD, detail)
+            add_event(session, incident, now, "opened", KEYGUARD, detail)
             if alert is not None:
                 alert.body += f"\nIncident #{incident.pk}; acknowledge: keyguard incident ack {incident.pk}"
         elif transition.kind == "resolved" and incident is not None:
             incident.status, incident.resolved_at, incident.resolved_by = "resolved", now, KEYGUARD
             session.add(incident)
-            _event(session, incident, now, "finding_resolved", KEYGUARD,
+            add_event(session, incident, now, "finding_resolved", KEYGUARD,
                    f"{record.rule_id} no longer fires for {record.resource}; incident resolved")
         if alert is not None and incident is not None:
             alert.incident_pk, alert.tier = incident.pk, incident.tier
@@ -173,7 +173,7 @@ def _active_incident(session: Session, scope: str, fingerprint: str) -> Incident
                                                col(Incident.status).in_(ACTIVE))).first()
 
 
-def _event(session: Session, incident: Incident, now: datetime, kind: str, actor: str, detail: str) -> None:
+def add_event(session: Session, incident: Incident, now: datetime, kind: str, actor: str, detail: str) -> None:
     session.add(IncidentEvent(incident_pk=incident.pk or 0, at=now, kind=kind, actor=actor,
                               detail=redact_text(detail)[:1000]))
 
@@ -197,7 +197,7 @@ def acknowledge(store: Engine, pk: int, actor: str, now: Clock, note: str = "") 
         if changed:
             incident.status, incident.acknowledged_at, incident.acknowledged_by = "acknowledged", now, actor
             session.add(incident)
-            _event(session, incident, now, "acknowledged", actor, note)
+            add_event(session, incident, now, "acknowledged", actor, note)
             _queue(session, incident, now, "acknowledged", f"acknowledged by {actor}" + (f": {note}" if note else ""))
         session.flush()
         session.refresh(incident)
@@ -227,7 +227,7 @@ def resolve(store: Engine, pk: int, actor: str, now: Clock, note: str = "",
         incident.status, incident.resolved_at, incident.resolved_by = "resolved", now, actor
         session.add(incident)
         detail = note + (" (finding still open: closed by force)" if still_open else "")
-        _event(session, incident, now, "resolved", actor, detail.strip())
+        add_event(session, incident, now, "resolved", actor, detail.strip())
         _queue(session, incident, now, "resolved", f"incident resolved by {actor}" +
                ("; the finding is still open" if still_open else "") + (f": {note}" if note else ""))
         session.flush()
@@ -288,12 +288,12 @@ def tick(session: Session, now: datetime, policy: EscalationPolicy, tiers: Seque
             continue
         session.refresh(incident)
         if kind == "escalated":
-            _event(session, incident, now, "escalated", KEYGUARD,
+            add_event(session, incident, now, "escalated", KEYGUARD,
                    f"unacknowledged for {age_s / 60:.0f} min: escalated to route tier {tier}")
             queued.append(_queue(session, incident, now, "escalated",
                                  f"unacknowledged for {age_s / 60:.0f} min; escalated to tier {tier}"))
         else:
-            _event(session, incident, now, "renotified", KEYGUARD,
+            add_event(session, incident, now, "renotified", KEYGUARD,
                    f"unacknowledged for {age_s / 60:.0f} min (notification {incident.notifications})")
             queued.append(_queue(session, incident, now, "renotify",
                                  f"still unacknowledged after {age_s / 60:.0f} min"))
@@ -328,7 +328,7 @@ def _end(session: Session, silence: Silence, now: datetime) -> list[AlertRecord]
             session.add(incident)
     for incident in session.exec(select(Incident).where(col(Incident.status).in_(ACTIVE))).all():
         if silence_for([silence], incident.rule_id, incident.resource):
-            _event(session, incident, now, "silence_expired", KEYGUARD, f"silence #{silence.pk} {how}")
+            add_event(session, incident, now, "silence_expired", KEYGUARD, f"silence #{silence.pk} {how}")
     return queued
 
 

@@ -86,7 +86,7 @@ def contain(key: str, body: ContainIn, operator: OperatorDep, context: ContextDe
     """Kill switch, evidence, cancel orders, cut the key, block its secret: each step read back, or failed."""
     service = _service(context)
     try:
-        resolved = service._resolve(key)
+        resolved = service.key_named(key)
         outcome = service.contain(resolved, trigger=f"{body.reason} ({operator.actor})", actor=operator.actor,
                                   dry_run=body.dry_run, incident_pk=service.latest_incident(resolved.resource))
     except KeyguardError as exc:

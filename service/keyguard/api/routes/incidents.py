@@ -17,7 +17,7 @@ from keyguard.api.schemas import (
     TimelineEntry,
 )
 from keyguard.incidents import lifecycle
-from keyguard.store.models import AlertDelivery, ContainmentRun, DeliveryAttempt, Incident, as_utc
+from keyguard.store.models import AlertDelivery, ContainmentRun, DeliveryAttempt, Incident, Silence, as_utc
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 
@@ -43,7 +43,7 @@ def list_incidents(
     return [incident_out(i, _silence_pk(silences, i)) for i in rows]
 
 
-def _silence_pk(silences: list, incident: Incident) -> int | None:  # type: ignore[type-arg]
+def _silence_pk(silences: list[Silence], incident: Incident) -> int | None:
     if incident.status == "resolved":
         return None
     silence = lifecycle.silence_for(silences, incident.rule_id, incident.resource)
