@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from keyguard.errors import PolicyError
-from keyguard.policy.catalogue import load_rules, render_markdown
+from keyguard.policy.bundle import resolve_bundle
+from keyguard.policy.catalogue import load_rules, render_markdown, severities
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the catalogue file is out of date")
     args = parser.parse_args(argv)
     try:
-        text = render_markdown(load_rules(args.policies))
+        bundle = resolve_bundle(args.policies)
+        text = render_markdown(load_rules(bundle), severities(bundle))
     except PolicyError as exc:
         print(f"gen_rule_catalogue: {exc}", file=sys.stderr)
         return 2

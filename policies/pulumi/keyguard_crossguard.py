@@ -23,7 +23,6 @@ from typing import Any
 from pulumi_policy import proxy as unknowns
 
 PACK_DIR = Path(__file__).resolve().parent
-POLICY_ROOT = Path(os.environ.get("KEYGUARD_POLICY_DIR", PACK_DIR.parent))
 MANDATORY_SEVERITIES = frozenset({"critical", "high"})
 UNKNOWN_SENTINELS = frozenset(
     value for name, value in vars(unknowns).items() if name.startswith("UNKNOWN_") and isinstance(value, str)
@@ -166,22 +165,44 @@ def violations(resources: Sequence[StackResource], findings: Iterable[Mapping[st
     return out
 
 
-class OpaSidecar:
-    """A private `opa run --server` on 127.0.0.1 with the Keyguard policies, for one pack process."""
+def policy_bundle(source: Path | None = None) -> Path:
+    """The one Keyguard policy bundle (keyguard.policy.bundle): KEYGUARD_POLICY_BUNDLE (a .tar.gz written by
+    `keyguard policy bundle -o FILE`), else the one keyguard itself loads when it is installed beside the pack
+    (`source` a policy directory or bundle, default the checkout's policies/ or the packaged bundle)."""
+    configured = os.environ.get("KEYGUARD_POLICY_BUNDLE")
+    if source is None and configured:
+        if not Path(configured).is_file():
+            raise PackError(f"KEYGUARD_POLICY_BUNDLE={configured} does not exist")
+        return Path(configured)
+    try:
+        from keyguard.errors import KeyguardError
+        from keyguard.policy.bundle import resolve_bundle
+    except ImportError:
+        raise PackError("no Keyguard policy bundle: set KEYGUARD_POLICY_BUNDLE to the file "
+                        "`keyguard policy bundle -o FILE` writes, or install keyguard in the pack's venv") from None
+    try:
+        return resolve_bundle(source).path
+    except KeyguardError as exc:
+        raise PackError(str(exc)) from None
 
-    def __init__(self, policy_root: Path = POLICY_ROOT) -> None:
-        self.policy_root = policy_root
+
+class OpaSidecar:
+    """A private `opa run --server` on 127.0.0.1 with the Keyguard policy bundle, for one pack process."""
+
+    def __init__(self, source: Path | None = None) -> None:
+        self.source = source
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def start(self, timeout: float = 20.0) -> str:
-        binary = _opa_binary(self.policy_root)
+        binary = _opa_binary()
+        bundle = policy_bundle(self.source)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.process = subprocess.Popen(
-            [binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
-             "--ignore", "pulumi", "--ignore", "*_test.rego", str(self.policy_root)],
+            [binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error", "--bundle",
+             str(bundle)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         self.url = f"http://127.0.0.1:{port}"
@@ -189,7 +210,7 @@ class OpaSidecar:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 stderr = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise PackError(f"opa exited while loading {self.policy_root}: {stderr[:500]}")
+                raise PackError(f"opa exited while loading {bundle}: {stderr[:500]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1):  # noqa: S310 - loopback
                     return self.url
@@ -206,10 +227,10 @@ class OpaSidecar:
             self.process.stderr.close()
 
 
-def _opa_binary(policy_root: Path) -> str:
+def _opa_binary() -> str:
     configured = os.environ.get("KEYGUARD_OPA_BIN")
     candidates = [configured] if configured else []
-    candidates += [str(policy_root.parent / ".tools" / "bin" / "opa"), shutil.which("opa")]
+    candidates += [str(PACK_DIR.parents[1] / ".tools" / "bin" / "opa"), shutil.which("opa")]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate

@@ -9,10 +9,15 @@ from pathlib import Path
 from keyguard.errors import ToolError
 
 OPA_VERSION = "1.22.2"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parent
+# A checkout (or an editable install of one); in an installed wheel these paths do not exist.
+PROJECT_ROOT = PACKAGE_DIR.parents[1]
 TOOLS_DIR = PROJECT_ROOT / ".tools" / "bin"
 POLICY_DIR = PROJECT_ROOT / "policies"
 SCHEMA_DIR = PROJECT_ROOT / "schemas"
+# What a wheel carries instead (hatch_build.py puts them there).
+PACKAGED_BUNDLE = PACKAGE_DIR / "bundle" / "keyguard-policies.tar.gz"
+PACKAGED_SCHEMAS = PACKAGE_DIR / "schemas"
 
 
 def opa_binary() -> str:
@@ -44,12 +49,29 @@ def regal_binary() -> str | None:
 
 
 def policy_dir() -> Path:
+    """The policy source directory (for `keyguard policy test`): KEYGUARD_POLICY_DIR, else the checkout's."""
     return Path(os.environ.get("KEYGUARD_POLICY_DIR", POLICY_DIR))
 
 
+def policy_source() -> Path | None:
+    """KEYGUARD_POLICY_DIR (a directory or a built bundle), else the checkout's policies/; None in a wheel."""
+    configured = os.environ.get("KEYGUARD_POLICY_DIR")
+    if configured:
+        return Path(configured)
+    return POLICY_DIR if POLICY_DIR.is_dir() else None
+
+
+def packaged_bundle() -> Path:
+    return PACKAGED_BUNDLE
+
+
 def schema_dir() -> Path:
-    """The input kinds' JSON Schemas: beside the bundle, not in it (OPA would load them as conflicting data)."""
-    return Path(os.environ.get("KEYGUARD_SCHEMA_DIR", SCHEMA_DIR))
+    """The input kinds' JSON Schemas: beside the bundle, not in it (OPA would load them as conflicting data).
+    KEYGUARD_SCHEMA_DIR, else the checkout's schemas/, else the copy a wheel carries."""
+    configured = os.environ.get("KEYGUARD_SCHEMA_DIR")
+    if configured:
+        return Path(configured)
+    return SCHEMA_DIR if SCHEMA_DIR.is_dir() else PACKAGED_SCHEMAS
 
 
 # The directory under policies/ that is not policy (the CrossGuard pack: Python and its PulumiPolicy.yaml). OPA's

@@ -130,12 +130,11 @@ def test_broken_data_json_names_file_and_line(bundle_dir: Path) -> None:
 
 
 def test_undefined_result_is_an_error_not_a_pass(bundle_dir: Path) -> None:
-    with PolicyEngine.managed(policy_root=bundle_dir) as engine:
-        # an empty set is defined; only a missing entry point is undefined
-        main_id = next(p for p in engine._client.get_policies_list() if p.endswith("main.rego"))
-        engine._client.delete_policy(main_id)
-        with pytest.raises(PolicyError, match="undefined"):
-            engine.evaluate(vendors(("risky", True)))
+    # An empty set is defined; an entry point that says nothing for this kind is undefined.
+    (bundle_dir / "main.rego").write_text('package keyguard.main\n\nimport rego.v1\n\n'
+                                          'findings := set() if input.kind == "keys"\n')
+    with PolicyEngine.managed(policy_root=bundle_dir) as engine, pytest.raises(PolicyError, match="undefined"):
+        engine.evaluate(vendors(("risky", True)))
 
 
 def test_wrong_type_and_unknown_kind_are_clear_errors(bundle_dir: Path) -> None:

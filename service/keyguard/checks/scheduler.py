@@ -259,7 +259,10 @@ class CheckService:
             }
         open_problems = [{"rule_id": p.rule_id, "resource": p.resource} for p in problems]
         degraded = bool(open_problems) or any(not c["ok"] or c["stale"] for c in checks.values())
-        return {"status": "degraded" if degraded else "ok", "checks": checks, "problems": open_problems}
+        bundle = self.engine.bundle
+        policy = {"revision": bundle.revision, "modules": len(bundle.modules)} if bundle else {"revision": None}
+        return {"status": "degraded" if degraded else "ok", "checks": checks, "problems": open_problems,
+                "policy": policy}
 
     # -- the schedule ---------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -14,21 +14,15 @@ import ccxt
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions
 from keyguard.exchanges.errors import AmbiguousRefusal, ClockSkew, InvalidKey, MalformedResponse
-from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
+from keyguard.exchanges.keystate import KeyState, Permissions, flag_classes, from_ms
 
-TRADE_FLAGS = ("enableSpotAndMarginTrading", "enableMargin", "enableFutures", "enableVanillaOptions",
-               "enablePortfolioMarginTrading", "enableFixApiTrade")
-TRANSFER_FLAGS = ("enableInternalTransfer", "permitsUniversalTransfer")
 NON_FLAG_FIELDS = ("ipRestrict", "createTime", "tradingAuthorityExpirationTime")
 
 
 def binance_permissions(flags: dict[str, Any]) -> Permissions:
-    return Permissions(
-        read=bool(flags.get("enableReading")),
-        trade=any(bool(flags.get(f)) for f in TRADE_FLAGS),
-        transfer=any(bool(flags.get(f)) for f in TRANSFER_FLAGS),
-        withdraw=bool(flags.get("enableWithdrawals")),
-    )
+    """The permission classes the key's flags grant, by the rules' own map (data.lib.raw_permission_flags)."""
+    granted = flag_classes("binance", flags)
+    return Permissions(**{cls: cls in granted for cls in Permissions.model_fields})
 
 
 class BinanceAdapter(ExchangeAdapter):

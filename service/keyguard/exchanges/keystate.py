@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from keyguard.policy.bundle import policy_data
+
 FactSource = Literal["reported", "probed", "declared"]
 BindingSource = Literal["probed", "reported", "declared", "flagged", "unknown"]
 ProbeOutcome = Literal["bound", "unbound", "host_refused", "unknown"]
@@ -19,6 +21,13 @@ class Permissions(BaseModel):
     trade: bool | None = None
     transfer: bool | None = None
     withdraw: bool | None = None
+
+
+def flag_classes(exchange: str, flags: dict[str, Any]) -> set[str]:
+    """The classes the exchange's raw flags grant, by the map the rules use (data.lib.raw_permission_flags);
+    a set flag the map does not know grants nothing here, and the rules see the raw flag themselves."""
+    mapping = policy_data("lib", "raw_permission_flags", exchange)
+    return {cls for flag, value in flags.items() if value is True for cls in mapping.get(flag, [])}
 
 
 class AllowedIp(BaseModel):

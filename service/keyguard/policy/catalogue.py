@@ -4,81 +4,51 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from keyguard.errors import PolicyError
-from keyguard.tools import OPA_IGNORE, PROJECT_ROOT, opa_binary
+from keyguard.policy.bundle import PolicyBundle, resolve_bundle
+from keyguard.tools import PROJECT_ROOT, opa_binary
 
-SEVERITIES = ("critical", "high", "medium", "low")
 RULE_ID = re.compile(r"^KG-[A-Z]+-[0-9]{3}$")
 # Catalogue order follows docs/contracts.md: keys first, then the worker, infrastructure and vendors.
 AREA_ORDER = ("KG-KEY", "KG-IP", "KG-ROT", "KG-STO", "KG-EXE", "KG-LIVE", "KG-INF", "KG-VEN")
 
 
-def policy_files(policy_dir: Path) -> list[Path]:
-    """Rule files only: ignored (keyguard.tools.OPA_IGNORE) and hidden directories and tests are left out."""
-    files = []
-    for path in sorted(policy_dir.rglob("*.rego")):
-        parts = path.relative_to(policy_dir).parts
-        if any(part in OPA_IGNORE or part.startswith(".") for part in parts[:-1]):
-            continue
-        if path.name.endswith("_test.rego"):
-            continue
-        files.append(path)
-    return files
+def _inspect(bundle: PolicyBundle, opa: str) -> list[dict[str, Any]]:
+    """`opa inspect` the built bundle: exactly the modules OPA evaluates, nothing else."""
+    proc = subprocess.run(
+        [opa, "inspect", "--annotations", "--format", "json", str(bundle.path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    if proc.returncode != 0:
+        raise PolicyError(f"opa inspect {bundle.describe()} failed: {(proc.stderr or proc.stdout).strip()[:800]}")
+    refs: list[dict[str, Any]] = json.loads(proc.stdout or "{}").get("annotations") or []
+    return refs
 
 
-def _inspect(policy_dir: Path, opa: str) -> list[dict[str, Any]]:
-    """`opa inspect` takes one path and has no --ignore, so it reads a copy holding only the rule files."""
-    with tempfile.TemporaryDirectory(prefix="keyguard-rules-") as tmp:
-        root = Path(tmp)
-        for source in policy_files(policy_dir):
-            target = root / source.relative_to(policy_dir)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-        if not any(root.rglob("*.rego")):
-            raise PolicyError(f"{policy_dir}: no .rego rule files found")
-        proc = subprocess.run(
-            [opa, "inspect", "--annotations", "--format", "json", str(root)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if proc.returncode != 0:
-            message = (proc.stderr or proc.stdout).replace(str(root), str(policy_dir)).strip()
-            raise PolicyError(f"opa inspect failed: {message[:800]}")
-        refs = json.loads(proc.stdout or "{}").get("annotations") or []
-        for ref in refs:
-            loc = ref.get("location") or {}
-            if "file" in loc:  # point back at the real file, not the copy
-                loc["file"] = str(policy_dir / Path(loc["file"]).resolve().relative_to(root.resolve()))
-        return refs
-
-
-def _rule_from(ref: dict[str, Any], policy_dir: Path) -> dict[str, str] | None:
+def _rule_from(ref: dict[str, Any], bundle: PolicyBundle, severities: tuple[str, ...]) -> dict[str, str] | None:
     ann = ref.get("annotations") or {}
     custom = ann.get("custom") or {}
     if "id" not in custom:
         return None  # package and helper annotations describe, they do not define a rule
     loc = ref.get("location") or {}
-    where = f"{loc.get('file', '?')}:{loc.get('row', '?')}"
+    path = _source_path(str(loc.get("file", "?")), bundle)
+    where = f"{path}:{loc.get('row', '?')}"
     rule = {
         "id": str(custom["id"]),
         "severity": str(custom.get("severity", "")),
         "title": str(ann.get("title", "")).strip(),
         "remediation": str(custom.get("remediation", "")).strip(),
         "package": ".".join(str(p.get("value")) for p in ref.get("path", [])[1:-1]),
-        "path": _relative(Path(loc.get("file", "?")), policy_dir),
+        "path": path,
     }
     if not RULE_ID.match(rule["id"]):
         raise PolicyError(f"{where}: rule id {rule['id']!r} does not look like KG-<AREA>-<NNN>")
-    if rule["severity"] not in SEVERITIES:
-        allowed = ", ".join(SEVERITIES)
+    if rule["severity"] not in severities:
+        allowed = ", ".join(severities)
         raise PolicyError(f"{where}: rule {rule['id']} severity {rule['severity']!r} is not one of {allowed}")
     for field in ("title", "remediation"):
         if not rule[field]:
@@ -86,23 +56,35 @@ def _rule_from(ref: dict[str, Any], policy_dir: Path) -> dict[str, str] | None:
     return rule
 
 
-def _relative(path: Path, policy_dir: Path) -> str:
-    resolved = path.resolve()
-    for base in (PROJECT_ROOT, policy_dir.resolve().parent):
-        if resolved.is_relative_to(base):
-            return resolved.relative_to(base).as_posix()
-    return path.as_posix()
+def _source_path(member: str, bundle: PolicyBundle) -> str:
+    """A module's file as its author knows it: policies/keys/x.rego for a checkout, keys/x.rego in a bundle."""
+    member = member.lstrip("/")
+    if bundle.source.is_dir():
+        source = bundle.source.resolve()
+        base = PROJECT_ROOT if source.is_relative_to(PROJECT_ROOT) else source.parent
+        return (source / member).relative_to(base).as_posix()
+    return member
 
 
-def load_rules(policy_dir: Path, opa: str | None = None) -> list[dict[str, str]]:
+def severities(bundle: PolicyBundle) -> tuple[str, ...]:
+    """Most severe first, from the bundle's data.lib.severities (which the rules order least severe first)."""
+    try:
+        return tuple(reversed([str(s) for s in bundle.data["lib"]["severities"]]))
+    except (KeyError, TypeError):
+        raise PolicyError(f"bundle {bundle.describe()} has no data.lib.severities") from None
+
+
+def load_rules(source: PolicyBundle | Path | None = None, opa: str | None = None) -> list[dict[str, str]]:
     """Every rule's {id, severity, title, remediation, package, path}, sorted by id.
 
     A rule defined by several `deny` bodies appears once; two rules sharing an id with different
     METADATA are an error, as are a malformed id, an unknown severity or a missing title/remediation.
     """
+    bundle = source if isinstance(source, PolicyBundle) else resolve_bundle(source, opa)
+    allowed = severities(bundle)
     rules: dict[str, dict[str, str]] = {}
-    for ref in _inspect(policy_dir, opa or opa_binary()):
-        rule = _rule_from(ref, policy_dir)
+    for ref in _inspect(bundle, opa or opa_binary()):
+        rule = _rule_from(ref, bundle, allowed)
         if rule is None:
             continue
         seen = rules.get(rule["id"])
@@ -126,7 +108,7 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def render_markdown(rules: list[dict[str, str]]) -> str:
+def render_markdown(rules: list[dict[str, str]], order: tuple[str, ...]) -> str:
     lines = [
         "# Keyguard rule catalogue",
         "",
@@ -134,7 +116,7 @@ def render_markdown(rules: list[dict[str, str]]) -> str:
         "do not edit by hand. Each finding carries the id, severity and remediation shown here",
         "(`keyguard policy rules` prints the same list).",
         "",
-        f"{len(rules)} rules: " + ", ".join(f"{sum(r['severity'] == s for r in rules)} {s}" for s in SEVERITIES) + ".",
+        f"{len(rules)} rules: " + ", ".join(f"{sum(r['severity'] == s for r in rules)} {s}" for s in order) + ".",
         "",
         "| id | severity | title | remediation | package |",
         "|---|---|---|---|---|",

@@ -7,18 +7,26 @@ import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from keyguard.errors import PolicyError
+from keyguard.policy.bundle import export_bundle, resolve_bundle, schema_args
 from keyguard.policy.catalogue import load_rules
 from keyguard.policy.documents import load_document
-from keyguard.policy.engine import evaluate_documents
-from keyguard.policy.models import Severity
-from keyguard.policy.report import FailOnOption, JsonOption, OpaUrlOption, report_and_gate
+from keyguard.policy.engine import PolicyEngine
+from keyguard.policy.models import Finding, Severity, sort_findings
+from keyguard.policy.report import (
+    FailOnOption,
+    FormatOption,
+    JsonOption,
+    OpaUrlOption,
+    OutputOption,
+    report_and_gate,
+)
 from keyguard.policy.waivers import apply_waivers, load_waivers
 from keyguard.tools import opa_binary, opa_ignore_args, policy_dir, regal_binary
 
@@ -27,7 +35,8 @@ app = typer.Typer(help="Check documents against the Rego rule set, list the rule
 out = Console()
 err = Console(stderr=True)
 
-PolicyDirOption = Annotated[Path | None, typer.Option("--policy-dir", help="Rego policy directory.")]
+PolicyDirOption = Annotated[Path | None, typer.Option(
+    "--policy-dir", help="Rego policy directory or built bundle (default: the checkout's, else the packaged one).")]
 
 
 @app.command()
@@ -35,6 +44,8 @@ def check(
     files: Annotated[list[Path], typer.Argument(help="JSON or YAML input documents (each with a `kind`).")],
     fail_on: FailOnOption = Severity.high,
     as_json: JsonOption = False,
+    fmt: FormatOption = None,
+    output: OutputOption = None,
     waivers_file: Annotated[Path | None, typer.Option("--waivers", help="YAML/JSON with a `waivers` list.")] = None,
     policy_root: PolicyDirOption = None,
     opa_url: OpaUrlOption = None,
@@ -42,12 +53,34 @@ def check(
     """Evaluate input documents; exit 1 when any open finding is at or above --fail-on."""
     documents = [(str(path), load_document(path)) for path in files]  # parse all before starting OPA
     waivers, notes = load_waivers(waivers_file) if waivers_file else ([], [])
-    results = evaluate_documents(documents, opa_url, policy_root or policy_dir())
-    results, expired = apply_waivers(results, waivers, datetime.now(UTC))
+    per_document = evaluate_each(documents, opa_url, policy_root)
+    sources = [path for path, (_, found) in zip(files, per_document, strict=True) for _ in found]
+    results, expired = apply_waivers([f for _, found in per_document for f in found], waivers, datetime.now(UTC))
     for note in [*notes, *expired]:
         err.print(f"[yellow]waiver:[/] {note.message}")
-    report_and_gate(results, out, fail_on=fail_on, as_json=as_json,
-                    title=", ".join(name for name, _ in documents))
+
+    def sarif() -> dict[str, Any]:
+        from keyguard.gate.locate import compose, locate_in_document
+        from keyguard.gate.sarif import LocatedFinding, RuleText, sarif_log
+
+        trees = {path: compose(path) for path in files}
+        located = [LocatedFinding(f, locate_in_document(path, f.resource, f.evidence, trees[path]))
+                   for path, f in zip(sources, results, strict=True)]
+        titles = {r["id"]: RuleText(r["title"], r["remediation"]) for r in load_rules(policy_root)}
+        return sarif_log(located, titles)
+
+    report_and_gate(sort_findings(results), out, fail_on=fail_on, as_json=as_json, fmt=fmt, output=output,
+                    sarif=sarif, title=", ".join(name for name, _ in documents))
+
+
+def evaluate_each(documents: list[tuple[str, dict[str, Any]]], opa_url: str | None,
+                  policy_root: Path | None) -> list[tuple[str, list[Finding]]]:
+    """Each document's findings from one OPA, so the SARIF report can put a finding in the file it came from."""
+    if opa_url:
+        engine = PolicyEngine.external(opa_url, policy_root=policy_root)
+        return [(name, engine.evaluate(doc, source=name)) for name, doc in documents]
+    with PolicyEngine.managed(policy_root=policy_root) as managed:
+        return [(name, managed.evaluate(doc, source=name)) for name, doc in documents]
 
 
 @app.command()
@@ -56,7 +89,7 @@ def rules(
     policy_root: PolicyDirOption = None,
 ) -> None:
     """List every rule with its id, severity, title and remediation (from the rules' METADATA)."""
-    catalogue = load_rules(policy_root or policy_dir())
+    catalogue = load_rules(policy_root)
     if as_json:
         out.print_json(json.dumps(catalogue))
         return
@@ -85,7 +118,8 @@ def test_policies(
     unformatted = [line for line in fmt.stdout.splitlines() if line.strip()]
     if fmt.returncode != 0 or unformatted:
         raise PolicyError("not `opa fmt` clean (run `opa fmt -w policies`): " + ", ".join(unformatted))
-    strict = _run("strict check", [opa, "check", "--strict", *opa_ignore_args(), root])
+    # --schema: each area's input is type-checked against schemas/ (METADATA `schemas`), so a misspelt field fails.
+    strict = _run("strict check", [opa, "check", "--strict", *schema_args(), *opa_ignore_args(), root])
     if strict.returncode != 0:
         raise PolicyError(f"`opa check --strict` failed:\n{strict.stdout}{strict.stderr}")
     regal = regal_binary()
@@ -97,13 +131,13 @@ def test_policies(
         out.print("[bold]lint[/]: regal lint")
         if lint.returncode != 0:
             raise PolicyError(f"`regal lint` found violations:\n{lint.stdout[-4000:]}{lint.stderr[-2000:]}")
-    tests = _run("tests", [opa, "test", *opa_ignore_args(), root])
+    tests = _run("tests", [opa, "test", *schema_args(), *opa_ignore_args(), root])
     if tests.returncode != 0:
         fails = [ln for ln in tests.stdout.splitlines() if re.search(r"FAIL|ERROR|error", ln)]
         detail = "\n".join(fails[:50]) or tests.stdout[-3000:] + tests.stderr[-3000:]
         raise PolicyError(f"`opa test` failed:\n{detail}")
     summary = next((ln for ln in tests.stdout.splitlines() if ln.startswith("PASS:")), "PASS")
-    cov = _run("coverage", [opa, "test", *opa_ignore_args(), root, "--coverage", "--format", "json"])
+    cov = _run("coverage", [opa, "test", *schema_args(), *opa_ignore_args(), root, "--coverage", "--format", "json"])
     try:
         coverage = float(json.loads(cov.stdout).get("coverage", 0.0))
     except (json.JSONDecodeError, AttributeError):
@@ -111,3 +145,15 @@ def test_policies(
     out.print(f"{summary}; coverage {coverage:.1f}% (minimum {min_coverage:.0f}%)")
     if coverage < min_coverage:
         raise PolicyError(f"policy test coverage {coverage:.1f}% is below the required {min_coverage:.0f}%")
+
+
+@app.command("bundle")
+def bundle(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the bundle (.tar.gz).")],
+    policy_root: PolicyDirOption = None,
+) -> None:
+    """Write the versioned policy bundle every Keyguard component loads (for an OPA bundle server, or
+    KEYGUARD_POLICY_BUNDLE for the CrossGuard pack); a policy directory is checked and built first."""
+    built = resolve_bundle(policy_root)
+    export_bundle(built, output)
+    out.print(f"wrote {output}: {built.describe()}")

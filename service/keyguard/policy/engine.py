@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import logging
 import signal
 import socket
@@ -13,7 +12,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -23,78 +21,15 @@ from opa_client import OpaClient
 from opa_client.errors import RegoParseError
 
 from keyguard.errors import PolicyError, ToolError
+from keyguard.policy.bundle import PolicyBundle, activate, default_source, format_opa_errors, resolve_bundle
 from keyguard.policy.documents import validate_document
 from keyguard.policy.models import Finding, sort_findings
-from keyguard.tools import OPA_IGNORE, opa_binary, opa_ignore_args, policy_dir
+from keyguard.tools import opa_binary
 
 log = logging.getLogger(__name__)
 
 FINDINGS_PACKAGE = "keyguard/main"
 FINDINGS_RULE = "findings"
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """Policy modules (id -> source) and data documents (path -> value) read from a policy directory."""
-
-    root: Path
-    modules: dict[str, str] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-def _ignored(rel: Path) -> bool:
-    return any(part in OPA_IGNORE or part.startswith(".") for part in rel.parts[:-1])
-
-
-def read_bundle(root: Path) -> Bundle:
-    """Read every non-test .rego module and every data .json file; JSON errors name file and line."""
-    if not root.is_dir():
-        raise PolicyError(f"policy directory {root} does not exist")
-    modules: dict[str, str] = {}
-    data: dict[str, Any] = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if not path.is_file() or _ignored(rel):
-            continue
-        if path.suffix == ".rego" and not path.name.endswith("_test.rego"):
-            modules[rel.as_posix()] = path.read_text(encoding="utf-8")
-        elif path.suffix == ".json":
-            try:
-                value = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise PolicyError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON data: {exc.msg}") from None
-            if not isinstance(value, dict):
-                raise PolicyError(f"{path}: policy data must be a JSON object")
-            data["/".join(rel.parts[:-1])] = value
-    if not modules:
-        raise PolicyError(f"policy directory {root} holds no .rego modules")
-    return Bundle(root=root, modules=modules, data=data)
-
-
-def check_bundle(root: Path, opa: str | None = None) -> None:
-    """`opa check` the directory; on failure raise PolicyError listing each error as file:line: message."""
-    proc = subprocess.run(
-        [opa or opa_binary(), "check", "--format", "json", *opa_ignore_args(), str(root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if proc.returncode == 0:
-        return
-    raise PolicyError("policy bundle rejected:\n" + format_opa_errors(proc.stdout or proc.stderr))
-
-
-def format_opa_errors(raw: str | dict[str, Any]) -> str:
-    try:
-        doc = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError:
-        return raw.strip() if isinstance(raw, str) else str(raw)
-    lines = []
-    for err in doc.get("errors", []) or [doc]:
-        loc = err.get("location") or {}
-        where = f"{loc.get('file', '?')}:{loc.get('row', '?')}" if loc else "?"
-        lines.append(f"  {where}: {err.get('code', 'error')}: {err.get('message', '')}")
-    return "\n".join(lines)
 
 
 def _free_port() -> int:
@@ -117,10 +52,9 @@ class ManagedOpa:
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
-    def start(self, policy_root: Path | None = None, timeout: float = 20.0) -> str:
-        """Start OPA, loading `policy_root` (rules and data, not tests) in one go when given."""
-        ignore = [*opa_ignore_args(), "--ignore", "*_test.rego", "--ignore", ".*"]
-        load = [*ignore, str(policy_root)] if policy_root else []
+    def start(self, bundle: Path | None = None, timeout: float = 20.0) -> str:
+        """Start OPA, loading the built `bundle` (keyguard.policy.bundle) in one go when given."""
+        load = ["--bundle", str(bundle)] if bundle else []
         last_error = ""
         for _ in range(3):  # the ephemeral port may be taken between probe and bind
             self.port = _free_port()
@@ -172,11 +106,12 @@ class PolicyEngine:
 
     def __init__(self, url: str, policy_root: Path | None = None, sidecar: ManagedOpa | None = None,
                  load: bool = True) -> None:
-        self.policy_root = policy_root or policy_dir()
+        # A policy directory (built into a bundle on every load) or a built bundle file.
+        self.policy_root = policy_root or default_source()
         self._sidecar = sidecar
         self._connect(url)
         self._lock = threading.Lock()
-        self.bundle: Bundle | None = None
+        self.bundle: PolicyBundle | None = None
         if load:
             self.reload()
 
@@ -194,14 +129,14 @@ class PolicyEngine:
     @classmethod
     @contextlib.contextmanager
     def managed(cls, policy_root: Path | None = None, opa: str | None = None) -> Iterator[PolicyEngine]:
-        """Start a private OPA on loopback, load the policies, and stop OPA when the block exits."""
-        root = policy_root or policy_dir()
-        bundle = read_bundle(root)
-        check_bundle(root, opa)
+        """Start a private OPA on loopback, load the policy bundle, and stop OPA when the block exits."""
+        root = policy_root or default_source()
+        bundle = resolve_bundle(root, opa)
         sidecar = ManagedOpa(opa)
-        url = sidecar.start(root)
+        url = sidecar.start(bundle.path)
         engine = cls(url, policy_root=root, sidecar=sidecar, load=False)
         engine.bundle = bundle
+        activate(bundle)
         try:
             yield engine
         finally:
@@ -218,15 +153,14 @@ class PolicyEngine:
             self._sidecar.stop()
 
     # loading ------------------------------------------------------------------------------------
-    def reload(self) -> Bundle:
-        """Validate the policy directory, then replace what OPA holds; on any error keep the last good bundle."""
-        new = read_bundle(self.policy_root)
-        check_bundle(self.policy_root, self._sidecar.opa if self._sidecar else None)
+    def reload(self) -> PolicyBundle:
+        """Build and check the bundle, then replace what OPA holds; on any error keep the last good bundle."""
+        new = resolve_bundle(self.policy_root, self._sidecar.opa if self._sidecar else None)
         with self._lock:
             if self._sidecar is not None:
                 # A fresh sidecar loads the new bundle whole; the old one serves until the new one is healthy.
                 fresh = ManagedOpa(self._sidecar.opa)
-                fresh.start(self.policy_root)
+                fresh.start(new.path)
                 old_sidecar, self._sidecar = self._sidecar, fresh
                 self._connect(fresh.url)
                 old_sidecar.stop()
@@ -239,12 +173,13 @@ class PolicyEngine:
                         self._upload(old, previous=new)
                     raise
             self.bundle = new
-        log.info("policy bundle loaded: %d modules, %d data documents", len(new.modules), len(new.data))
+            activate(new)
+        log.info("policy bundle loaded: %s", new.describe())
         return new
 
-    def _upload(self, bundle: Bundle, previous: Bundle | None) -> None:
-        for path, value in bundle.data.items():
-            self._put_data(path, value)
+    def _upload(self, bundle: PolicyBundle, previous: PolicyBundle | None) -> None:
+        for key, value in bundle.data.items():
+            self._put_data(key, value)
         # OPA compiles each uploaded module against those already loaded, so a module that calls into one not
         # yet loaded (lib/) is refused at first; upload in passes until every module is in or no pass makes progress.
         pending = dict(bundle.modules)
@@ -267,15 +202,13 @@ class PolicyEngine:
                 with contextlib.suppress(Exception):
                     self._client.delete_policy(module_id)
 
-    def _put_data(self, path: str, value: dict[str, Any]) -> None:
-        items = value.items() if path == "" else [(path, value)]
-        for key, doc in items:
-            try:
-                response = requests.put(f"{self.url}/v1/data/{key}", json=doc, timeout=30)
-            except requests.RequestException as exc:
-                raise PolicyError(f"OPA at {self.url} unreachable while loading data {key}: {exc}") from None
-            if response.status_code != 204:
-                raise PolicyError(f"OPA rejected data document {key}: {response.text[:300]}")
+    def _put_data(self, key: str, doc: Any) -> None:
+        try:
+            response = requests.put(f"{self.url}/v1/data/{key}", json=doc, timeout=30)
+        except requests.RequestException as exc:
+            raise PolicyError(f"OPA at {self.url} unreachable while loading data {key}: {exc}") from None
+        if response.status_code != 204:
+            raise PolicyError(f"OPA rejected data document {key}: {response.text[:300]}")
 
     # evaluation ---------------------------------------------------------------------------------
     def evaluate(self, document: dict[str, Any], source: str = "input") -> list[Finding]:

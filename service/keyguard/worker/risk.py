@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from keyguard.policy.bundle import policy_data
+
 # Refusal codes.
 KILL_SWITCH = "KILL_SWITCH"
 STATE_HALTED = "STATE_HALTED"
@@ -38,15 +40,13 @@ class Stage(StrEnum):
     FULL_LIVE = "full-live"
 
 
-# Share of the target allocation each go-live stage may put at risk. Sandbox and paper move no real money,
-# so they rehearse at full size.
-STAGE_ALLOCATION_SHARE: dict[Stage, float] = {
-    Stage.SANDBOX: 1.0,
-    Stage.PAPER: 1.0,
-    Stage.MICRO_LIVE: 0.001,
-    Stage.SMALL_LIVE: 0.10,
-    Stage.FULL_LIVE: 1.0,
-}
+def stage_allocation_share(stage: Stage) -> float:
+    """Share of the target allocation a go-live stage may put at risk, from the rules' own data
+    (execution.golive.max_order_bps_of_target); a stage it does not cap (sandbox and paper move no real money,
+    full-live is the target) runs at full size."""
+    caps = policy_data("execution", "golive", "max_order_bps_of_target")
+    bps = caps.get(stage.value)
+    return 1.0 if bps is None else float(bps) / float(policy_data("execution", "bps_per_unit"))
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class RiskLimits:
         """Largest exposure (quote currency) per asset the current stage allows."""
         if self.target_allocation is None:
             return None
-        return self.target_allocation * STAGE_ALLOCATION_SHARE[self.stage]
+        return self.target_allocation * stage_allocation_share(self.stage)
 
 
 @dataclass(frozen=True)

@@ -20,5 +20,5 @@ def reload_policies(operator: OperatorDep, context: ContextDep) -> JSONResponse:
         operator.failed(str(exc))
         return JSONResponse(status_code=422, content={"reloaded": False, "error": str(exc)})
     context.rules.clear()
-    operator.ok(f"{len(bundle.modules)} modules loaded")
-    return JSONResponse({"reloaded": True, "modules": len(bundle.modules)})
+    operator.ok(f"bundle {bundle.revision}: {len(bundle.modules)} modules loaded")
+    return JSONResponse({"reloaded": True, "revision": bundle.revision, "modules": len(bundle.modules)})

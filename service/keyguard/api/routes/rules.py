@@ -13,5 +13,5 @@ router = APIRouter(prefix="/api/rules", tags=["rules"])
 @router.get("")
 def list_rules(_: ViewerDep, context: ContextDep) -> list[dict[str, str]]:
     if not context.rules:
-        context.rules.extend(load_rules(context.service.engine.policy_root))
+        context.rules.extend(load_rules(context.service.engine.bundle or context.service.engine.policy_root))
     return context.rules

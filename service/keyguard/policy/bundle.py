@@ -1,0 +1,224 @@
+"""The policy bundle: one `opa build` of the policy directory (rules and data, never tests), with a revision.
+
+Every consumer loads the built bundle, not the directory: the managed OPA (`opa run --bundle`), the upload to an
+external OPA, the rule catalogue (`opa inspect`), the CrossGuard pack, and the Python code that needs a value the
+rules also use (`policy_data()`). Which files count as policy is decided here and nowhere else (`build_args`).
+A wheel carries the bundle prebuilt (hatch_build.py runs `build_bundle`); a checkout builds it from policies/.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keyguard import __version__
+from keyguard.errors import PolicyError
+from keyguard.tools import OPA_IGNORE, opa_binary, packaged_bundle, policy_source, schema_dir
+
+# Not policy: tests, hidden files, and the CrossGuard pack's Python (keyguard.tools.OPA_IGNORE).
+BUILD_IGNORE = (*OPA_IGNORE, "*_test.rego", ".?*")  # ".*" would match the root "." itself
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """A built bundle: its file, revision, modules (id -> source) and the one merged data document."""
+
+    path: Path
+    revision: str
+    modules: dict[str, str]
+    data: dict[str, Any]
+    source: Path  # the directory it was built from, or the bundle file itself
+
+    def describe(self) -> str:
+        return f"revision {self.revision} ({len(self.modules)} modules) from {self.source}"
+
+
+def build_args(out: Path, revision: str | None = None) -> list[str]:
+    """`opa build` of the current directory as a bundle: the one place that says which files are policy."""
+    ignore = [arg for pattern in BUILD_IGNORE for arg in ("--ignore", pattern)]
+    return ["build", "--bundle", ".", *ignore, *(["--revision", revision] if revision else []), "--output", str(out)]
+
+
+def check_source(root: Path, opa: str | None = None) -> None:
+    """Reject a broken policy directory with file and line: invalid JSON data, then `opa check` (type-checked
+    against the input schemas when the schema directory exists, so a misspelt input field is an error)."""
+    if not root.is_dir():
+        raise PolicyError(f"policy directory {root} does not exist")
+    for path in sorted(root.rglob("data.json")):
+        rel = path.relative_to(root)
+        if any(part in OPA_IGNORE or part.startswith(".") for part in rel.parts[:-1]):
+            continue
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON data: {exc.msg}") from None
+        if not isinstance(value, dict):
+            raise PolicyError(f"{path}: policy data must be a JSON object")
+    if not any(p.suffix == ".rego" and not p.name.endswith("_test.rego") for p in root.rglob("*.rego")):
+        raise PolicyError(f"policy directory {root} holds no .rego modules")
+    proc = subprocess.run(
+        [opa or opa_binary(), "check", "--format", "json", *schema_args(),
+         *[arg for name in OPA_IGNORE for arg in ("--ignore", name)], str(root)],
+        capture_output=True, text=True, timeout=120,
+    )
+    if proc.returncode != 0:
+        raise PolicyError("policy bundle rejected:\n" + format_opa_errors(proc.stdout or proc.stderr))
+
+
+def schema_args() -> list[str]:
+    """The input schemas for OPA's type checker (METADATA `schemas` in each area's package)."""
+    schemas = schema_dir()
+    return ["--schema", str(schemas)] if schemas.is_dir() else []
+
+
+def format_opa_errors(raw: str | dict[str, Any]) -> str:
+    try:
+        doc = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        return raw.strip() if isinstance(raw, str) else str(raw)
+    lines = []
+    for err in doc.get("errors", []) or [doc]:
+        loc = err.get("location") or {}
+        where = f"{loc.get('file', '?')}:{loc.get('row', '?')}" if loc else "?"
+        lines.append(f"  {where}: {err.get('code', 'error')}: {err.get('message', '')}")
+    return "\n".join(lines)
+
+
+def build_bundle(root: Path, out: Path, opa: str | None = None, version: str = __version__) -> PolicyBundle:
+    """Check `root`, then build it into `out` with revision `<version>+<digest of the built policy>`."""
+    opa = opa or opa_binary()
+    check_source(root, opa)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    draft = out.with_name(out.name + ".draft")
+    try:
+        _opa_build(opa, root, draft)
+        digest = _content_digest(draft)
+        _opa_build(opa, root, out, f"{version}+{digest}")
+    finally:
+        draft.unlink(missing_ok=True)
+    bundle = load_bundle(out)
+    return PolicyBundle(out, bundle.revision, bundle.modules, bundle.data, root)
+
+
+def _opa_build(opa: str, root: Path, out: Path, revision: str | None = None) -> None:
+    proc = subprocess.run([opa, *build_args(out.resolve(), revision)], cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode != 0:
+        raise PolicyError(f"`opa build {root}` failed:\n{(proc.stderr or proc.stdout).strip()[:2000]}")
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            return {m.name.lstrip("/"): tar.extractfile(m).read()  # type: ignore[union-attr]
+                    for m in tar.getmembers() if m.isfile()}
+    except (OSError, tarfile.TarError) as exc:
+        raise PolicyError(f"{path}: not a readable OPA bundle (.tar.gz): {exc}") from None
+
+
+def _content_digest(path: Path) -> str:
+    members = _read_members(path)
+    digest = hashlib.sha256()
+    for name in sorted(members):
+        if name != ".manifest":
+            digest.update(name.encode() + b"\0" + members[name] + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def load_bundle(path: Path) -> PolicyBundle:
+    """Read a built bundle: its manifest's revision, its modules and its data."""
+    members = _read_members(path)
+    try:
+        manifest = json.loads(members.get(".manifest", b"{}"))
+        data = json.loads(members.get("data.json", b"{}"))
+    except json.JSONDecodeError as exc:
+        raise PolicyError(f"{path}: corrupt bundle manifest or data: {exc}") from None
+    modules = {name: body.decode("utf-8") for name, body in members.items() if name.endswith(".rego")}
+    if not modules:
+        raise PolicyError(f"{path}: the bundle holds no .rego modules")
+    revision = str(manifest.get("revision") or "")
+    if not revision:
+        raise PolicyError(f"{path}: the bundle has no revision (build it with `keyguard policy bundle`)")
+    return PolicyBundle(path=path, revision=revision, modules=modules, data=data, source=path)
+
+
+_workdir: Path | None = None
+_workdir_lock = threading.Lock()
+
+
+def _scratch() -> Path:
+    """A private directory for bundles built from a checkout, removed when the process exits."""
+    global _workdir
+    with _workdir_lock:
+        if _workdir is None:
+            _workdir = Path(tempfile.mkdtemp(prefix="keyguard-bundle-"))
+            atexit.register(shutil.rmtree, _workdir, True)
+        return _workdir
+
+
+def resolve_bundle(source: Path | None = None, opa: str | None = None) -> PolicyBundle:
+    """The bundle for `source`: a directory is checked and built; a .tar.gz is used as built. None means the
+    default: KEYGUARD_POLICY_DIR, else the checkout's policies/, else the bundle shipped in the package."""
+    source = source or default_source()
+    if source.is_dir():
+        scratch = Path(tempfile.mkdtemp(prefix="build-", dir=_scratch()))
+        return build_bundle(source, scratch / "keyguard-policies.tar.gz", opa)
+    if source.is_file():
+        return load_bundle(source)
+    raise PolicyError(f"policy bundle {source} does not exist (a policy directory or a built .tar.gz bundle)")
+
+
+def default_source() -> Path:
+    configured = policy_source()
+    if configured is not None:
+        return configured
+    shipped = packaged_bundle()
+    if shipped.is_file():
+        return shipped
+    raise PolicyError(f"no policy bundle: neither a checkout's policies/ nor the packaged {shipped} exists; set "
+                      "KEYGUARD_POLICY_DIR to a policy directory or bundle")
+
+
+_active: PolicyBundle | None = None
+_active_lock = threading.Lock()
+
+
+def activate(bundle: PolicyBundle) -> None:
+    """The bundle the engine has loaded: policy_data() answers from it from now on."""
+    global _active
+    with _active_lock:
+        _active = bundle
+
+
+def active_bundle() -> PolicyBundle:
+    global _active
+    with _active_lock:
+        if _active is None:
+            _active = resolve_bundle()
+        return _active
+
+
+def policy_data(*path: str) -> Any:
+    """A value from the loaded bundle's data (e.g. policy_data("execution", "retries")); the rules read the same."""
+    value: Any = active_bundle().data
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            raise PolicyError(f"policy data {'.'.join(path)} is missing from bundle {active_bundle().describe()}")
+        value = value[key]
+    return value
+
+
+def export_bundle(bundle: PolicyBundle, out: Path) -> Path:
+    """Copy the built bundle to `out` (for an OPA bundle server or the CrossGuard pack)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(bundle.path.read_bytes())
+    return out
