@@ -197,3 +197,17 @@ def test_the_installed_wheel_evaluates_policies_with_no_checkout(installed: Path
     exported = run_installed(installed, tmp_path, "policy", "bundle", "-o", str(tmp_path / "out.tar.gz"))
     assert exported.returncode == 0, exported.stderr
     assert json.loads(members(tmp_path / "out.tar.gz")[".manifest"])["revision"] == revision
+
+
+def test_worker_retry_bounds_and_headroom_follow_the_bundle_data(policies: Path) -> None:
+    from pydantic import ValidationError
+
+    from keyguard.worker.config import WorkerConfig
+
+    with pytest.raises(ValidationError, match=r"between 3 and 5 \(the policy's execution.retries bounds\)"):
+        WorkerConfig.model_validate({"data_retry": {"attempts": 7}})
+    assert WorkerConfig().limiter.headroom == 0.9
+    edit_data(policies, "execution", {"retries.data_max_attempts": 8, "rate_limit.headroom_fraction": 0.8})
+    bundles.activate(bundles.resolve_bundle(policies))
+    assert WorkerConfig.model_validate({"data_retry": {"attempts": 7}}).data_retry.attempts == 7
+    assert WorkerConfig().limiter.headroom == 0.8

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keyguard.errors import ConfigError
+from keyguard.policy.bundle import policy_data
+from keyguard.secrets.aws import AwsSecret
 from keyguard.worker.risk import RiskLimits, Stage
 
 
@@ -22,11 +24,21 @@ class ExchangeSettings(_Strict):
     base_url: str | None = None
     api_key_env: str = "KEYGUARD_WORKER_API_KEY"
     api_secret_env: str = "KEYGUARD_WORKER_API_SECRET"
+    # Secrets Manager {secret_id, region} holding {"api_key": ..., "secret": ...} (the inventory's format), read
+    # through the host's instance role when the worker starts; when set, the environment variables are not read.
+    aws_secret: AwsSecret | None = None
     source_address: str | None = None
     recv_window_ms: int = Field(default=5000, ge=1, le=60000)
     timeout_s: float = Field(default=5.0, gt=0)
 
     def credentials(self) -> tuple[str, str]:
+        if self.aws_secret is not None:
+            data = self.aws_secret.read_json()
+            key, secret = data.get("api_key"), data.get("secret")
+            if not key or not secret:
+                raise ConfigError(f"exchange.aws_secret: Secrets Manager secret {self.aws_secret.secret_id} must "
+                                  "hold a JSON object with api_key and secret")
+            return str(key), str(secret)
         key, secret = os.environ.get(self.api_key_env), os.environ.get(self.api_secret_env)
         if not key or not secret:
             raise ConfigError(f"exchange: set the environment variables {self.api_key_env} and {self.api_secret_env}"
@@ -36,7 +48,9 @@ class ExchangeSettings(_Strict):
 
 class LimiterSettings(_Strict):
     backend: Literal["file", "sqlite", "memory"] = "file"
-    headroom: float = Field(default=0.9, gt=0, le=1)
+    # The most the rate-budget rule accepts (execution.rate_limit.headroom_fraction in the policy bundle).
+    headroom: float = Field(default_factory=lambda: float(policy_data("execution", "rate_limit", "headroom_fraction")),
+                            gt=0, le=1)
     egress_ip: str = "127.0.0.1"
     account: str = "default"
     deadline_s: float = Field(default=10.0, gt=0)
@@ -70,9 +84,19 @@ class StrategySettings(_Strict):
 
 
 class DataRetrySettings(_Strict):
-    attempts: int = Field(default=4, ge=3, le=5)
+    attempts: int = 4
     base_s: float = 0.1
     cap_s: float = 2.0
+
+    @field_validator("attempts")
+    @classmethod
+    def _within_policy(cls, attempts: int) -> int:
+        """The bounds KG-EXE's retry rule enforces, read from the policy bundle (execution.retries)."""
+        low, high = policy_data("execution", "retries", "data_min_attempts"), policy_data(
+            "execution", "retries", "data_max_attempts")
+        if not low <= attempts <= high:
+            raise ValueError(f"must be between {low} and {high} (the policy's execution.retries bounds)")
+        return attempts
 
 
 class WorkerConfig(_Strict):
