@@ -211,3 +211,27 @@ def test_worker_retry_bounds_and_headroom_follow_the_bundle_data(policies: Path)
     bundles.activate(bundles.resolve_bundle(policies))
     assert WorkerConfig.model_validate({"data_retry": {"attempts": 7}}).data_retry.attempts == 7
     assert WorkerConfig().limiter.headroom == 0.8
+
+
+def test_the_crossguard_pack_runs_the_exported_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a Keyguard install the pack takes the file `keyguard policy bundle -o` wrote, and judges with it."""
+    import importlib
+
+    sys.path.insert(0, str(POLICY_DIR / "pulumi"))
+    pack = importlib.import_module("keyguard_crossguard")
+    exported = bundles.export_bundle(bundles.resolve_bundle(POLICY_DIR), tmp_path / "keyguard-policies.tar.gz")
+    monkeypatch.setenv("KEYGUARD_POLICY_BUNDLE", str(exported))
+    monkeypatch.setenv("KEYGUARD_OPA_BIN", opa_binary())
+    assert pack.policy_bundle() == exported
+    sidecar = pack.OpaSidecar()
+    sidecar.start()
+    try:
+        group = pack.StackResource("aws:ec2/securityGroup:SecurityGroup", "open", "urn:open", {
+            "ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}]})
+        findings = pack.evaluate(pack.stack_input([group]), sidecar.url)
+    finally:
+        sidecar.stop()
+    assert any(f["resource"] == "SecurityGroup/open" and f["severity"] == "critical" for f in findings), findings
+    monkeypatch.setenv("KEYGUARD_POLICY_BUNDLE", str(tmp_path / "missing.tar.gz"))
+    with pytest.raises(pack.PackError, match="does not exist"):
+        pack.policy_bundle()
