@@ -14,15 +14,14 @@ import ccxt
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions
 from keyguard.exchanges.errors import AmbiguousRefusal, ClockSkew, InvalidKey, MalformedResponse
-from keyguard.exchanges.keystate import KeyState, Permissions, flag_classes, from_ms
+from keyguard.exchanges.keystate import KeyState, Permissions, from_ms, permissions_from_flags
 
 NON_FLAG_FIELDS = ("ipRestrict", "createTime", "tradingAuthorityExpirationTime")
 
 
 def binance_permissions(flags: dict[str, Any]) -> Permissions:
     """The permission classes the key's flags grant, by the rules' own map (data.lib.raw_permission_flags)."""
-    granted = flag_classes("binance", flags)
-    return Permissions(**{cls: cls in granted for cls in Permissions.model_fields})
+    return permissions_from_flags("binance", flags)
 
 
 class BinanceAdapter(ExchangeAdapter):

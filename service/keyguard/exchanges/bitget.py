@@ -10,9 +10,7 @@ import ccxt
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
-from keyguard.exchanges.keystate import KeyState, Permissions
-
-TRADE = {"stow", "smow", "coow", "cpow", "ttow"}
+from keyguard.exchanges.keystate import KeyState, permissions_from_flags
 
 
 class BitgetAdapter(ExchangeAdapter):
@@ -40,7 +38,8 @@ class BitgetAdapter(ExchangeAdapter):
             ips = [ip.strip() for ip in str(data["ips"] or "").split(",") if ip.strip()]
         except (KeyError, TypeError):
             raise MalformedResponse("bitget GET /api/v2/spot/account/info: no data.authorities / data.ips") from None
+        # Every read authority ends in "r" (stor, wtor, ...); what the others grant is the rules' map.
         record_permissions(state, {code: True for code in sorted(codes)},
-                           Permissions(read=any(c.endswith("r") for c in codes), trade=bool(codes & TRADE),
-                                       transfer="wtow" in codes, withdraw="wwow" in codes))
+                           permissions_from_flags("bitget", {c: True for c in codes},
+                                                  can_always_read=any(c.endswith("r") for c in codes)))
         record_reported_ips(state, declared, ips)

@@ -16,9 +16,7 @@ from keyguard.exchanges.errors import (
     PermissionRefused,
     RateLimited,
 )
-from keyguard.exchanges.keystate import KeyState, Permissions, from_iso
-
-TRADE_GROUPS = ("Spot", "ContractTrade", "Derivatives", "Options")
+from keyguard.exchanges.keystate import KeyState, from_iso, permissions_from_flags
 
 
 class BybitAdapter(ExchangeAdapter):
@@ -49,15 +47,11 @@ class BybitAdapter(ExchangeAdapter):
         except (KeyError, TypeError, ValueError, AttributeError):
             raise MalformedResponse("bybit GET /v5/user/query-api: no result.readOnly / permissions / ips") from None
         wallet = set(groups.get("Wallet", []))
-        flags: dict[str, Any] = {group: bool(groups.get(group)) for group in TRADE_GROUPS}
+        # Each permission group as a flag, Wallet's entries one by one; what they grant is the rules' map.
+        flags: dict[str, Any] = {group: bool(items) for group, items in groups.items() if group != "Wallet"}
         flags.update({name: name in wallet for name in ("AccountTransfer", "SubMemberTransfer", "Withdraw")})
         flags["readOnly"] = read_only
-        record_permissions(state, flags, Permissions(
-            read=True,
-            trade=not read_only and any(flags[g] for g in TRADE_GROUPS),
-            transfer=not read_only and (flags["AccountTransfer"] or flags["SubMemberTransfer"]),
-            withdraw=not read_only and flags["Withdraw"],
-        ))
+        record_permissions(state, flags, permissions_from_flags("bybit", flags, can_always_read=True))
         # "*" is Bybit's way of saying "any address".
         record_reported_ips(state, declared, [ip for ip in ips if ip and ip != "*"])
         state.created_at = from_iso(result.get("createdAt"))

@@ -12,7 +12,7 @@ import ccxt
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions
 from keyguard.exchanges.errors import AmbiguousRefusal, MalformedResponse
-from keyguard.exchanges.keystate import KeyState, Permissions
+from keyguard.exchanges.keystate import KeyState, permissions_from_flags
 
 
 class CoinbaseAdapter(ExchangeAdapter):
@@ -39,7 +39,6 @@ class CoinbaseAdapter(ExchangeAdapter):
         if not all(isinstance(v, bool) for v in flags.values()):
             raise MalformedResponse("coinbase GET /api/v3/brokerage/key_permissions: can_view, can_trade or "
                                     "can_transfer missing or not a boolean")
-        record_permissions(state, flags, Permissions(read=flags["can_view"], trade=flags["can_trade"],
-                                                     transfer=flags["can_transfer"], withdraw=flags["can_transfer"]))
+        record_permissions(state, flags, permissions_from_flags("coinbase", flags))
         if declared.allowed_ips:
             state.sources["allowed_ips"] = "declared"

@@ -12,9 +12,8 @@ import ccxt
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
-from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
+from keyguard.exchanges.keystate import KeyState, from_ms, permissions_from_flags
 
-TRADE = {"spot", "margin", "futures", "delivery", "options"}
 LABELS: dict[str, type[ExchangeError]] = {
     "INVALID_KEY": InvalidKey, "INVALID_SIGNATURE": InvalidKey, "INVALID_CREDENTIALS": InvalidKey,
     "IP_FORBIDDEN": IPRefused,
@@ -66,9 +65,7 @@ class GateAdapter(ExchangeAdapter):
             ips = [str(ip) for ip in entry["ip_whitelist"] or []]
         except (KeyError, TypeError):
             raise MalformedResponse("gate main_keys entry: no perms[{name, read_only}] / ip_whitelist") from None
-        record_permissions(state, perms, Permissions(
-            read=True, trade=any(perms.get(n, False) for n in TRADE), transfer=perms.get("wallet", False),
-            withdraw=perms.get("withdraw", False)))
+        record_permissions(state, perms, permissions_from_flags("gate", perms, can_always_read=True))
         record_reported_ips(state, declared, ips)
         state.created_at = from_ms(int(entry.get("created_at") or 0) * 1000)
         state.sources["created_at"] = "reported"

@@ -24,10 +24,21 @@ class Permissions(BaseModel):
 
 
 def flag_classes(exchange: str, flags: dict[str, Any]) -> set[str]:
-    """The classes the exchange's raw flags grant, by the map the rules use (data.lib.raw_permission_flags);
-    a set flag the map does not know grants nothing here, and the rules see the raw flag themselves."""
+    """The classes the exchange's raw flags grant, by the map the rules use (data.lib.raw_permission_flags),
+    none when the exchange's read-only gate flag is set (data.lib.read_only_gate_flags, e.g. Bybit readOnly)."""
+    gate = policy_data("lib", "read_only_gate_flags").get(exchange)
+    if gate is not None and flags.get(gate) is True:
+        return set()
     mapping = policy_data("lib", "raw_permission_flags", exchange)
     return {cls for flag, value in flags.items() if value is True for cls in mapping.get(flag, [])}
+
+
+def permissions_from_flags(exchange: str, flags: dict[str, Any], can_always_read: bool = False) -> Permissions:
+    """Normalised classes from the key's raw flags, by the rules' own map; `can_always_read` where the exchange
+    answering the key's own call proves it reads."""
+    granted = flag_classes(exchange, flags)
+    return Permissions(read=can_always_read or "read" in granted, trade="trade" in granted,
+                       transfer="transfer" in granted, withdraw="withdraw" in granted)
 
 
 class AllowedIp(BaseModel):

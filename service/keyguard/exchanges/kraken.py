@@ -11,11 +11,8 @@ import ccxt
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse
-from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
+from keyguard.exchanges.keystate import KeyState, from_ms, permissions_from_flags
 
-READ = {"query-funds", "query-open-trades", "query-closed-trades", "query-ledger-entries"}
-TRADE = {"modify-trades", "cancel-close-orders"}
-WITHDRAW = {"withdraw-funds"}
 # GetApiKeyInfo needs no permission, so "Permission denied" there can only be the key's IP allowlist.
 ERRORS: dict[str, type[ExchangeError]] = {
     "EAPI:Invalid key": InvalidKey,
@@ -58,9 +55,8 @@ class KrakenAdapter(ExchangeAdapter):
         except (KeyError, TypeError):
             raise MalformedResponse("kraken POST /0/private/GetApiKeyInfo: no result.permissions / ipAllowlist"
                                     ) from None
-        record_permissions(state, {name: True for name in sorted(granted)},
-                           Permissions(read=bool(granted & READ), trade=bool(granted & TRADE), transfer=False,
-                                       withdraw=bool(granted & WITHDRAW)))
+        flags = {name: True for name in sorted(granted)}
+        record_permissions(state, flags, permissions_from_flags("kraken", flags))
         record_reported_ips(state, declared, ips)
         state.created_at = from_ms(int(result.get("createdTime") or 0) * 1000)
         state.expires_at = from_ms(int(result.get("validUntil") or 0) * 1000)

@@ -10,12 +10,7 @@ import ccxt
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, RateLimited
-from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
-
-TRADE = {"Spot", "Margin", "Futures"}
-TRANSFER = {"InnerTransfer", "FlexTransfers"}
-# KuCoin's "Transfer" permission is the withdrawal permission.
-WITHDRAW = {"Withdrawal", "Transfer"}
+from keyguard.exchanges.keystate import KeyState, from_ms, permissions_from_flags
 
 
 class KucoinAdapter(ExchangeAdapter):
@@ -43,9 +38,8 @@ class KucoinAdapter(ExchangeAdapter):
             ips = [ip.strip() for ip in str(data["ipWhitelist"] or "").split(",") if ip.strip()]
         except (KeyError, TypeError):
             raise MalformedResponse("kucoin GET /api/v1/user/api-key: no data.permission / data.ipWhitelist") from None
-        record_permissions(state, {name: True for name in sorted(granted)},
-                           Permissions(read="General" in granted, trade=bool(granted & TRADE),
-                                       transfer=bool(granted & TRANSFER), withdraw=bool(granted & WITHDRAW)))
+        flags = {name: True for name in sorted(granted)}
+        record_permissions(state, flags, permissions_from_flags("kucoin", flags))
         record_reported_ips(state, declared, ips)
         state.created_at = from_ms(data.get("createdAt"))
         state.sources["created_at"] = "reported"

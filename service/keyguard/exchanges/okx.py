@@ -9,7 +9,7 @@ import ccxt
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, RateLimited
-from keyguard.exchanges.keystate import KeyState, Permissions
+from keyguard.exchanges.keystate import KeyState, permissions_from_flags
 
 
 class OkxAdapter(ExchangeAdapter):
@@ -40,6 +40,5 @@ class OkxAdapter(ExchangeAdapter):
         # OKX's trade permission also allows transfers between the account's own wallets.
         record_permissions(state,
                            {"read_only": "read_only" in perm, "trade": "trade" in perm, "withdraw": "withdraw" in perm},
-                           Permissions(read="read_only" in perm or bool(perm), trade="trade" in perm,
-                                       transfer="trade" in perm, withdraw="withdraw" in perm))
+                           permissions_from_flags("okx", {p: True for p in perm}, can_always_read=bool(perm)))
         record_reported_ips(state, declared, ips)
