@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 OPA_VERSION="1.22.2"
 REGAL_VERSION="0.29.2"
+ACTIONLINT_VERSION="1.7.12"
 # sha256 of the official linux/amd64 static release, used only where Go is absent.
 OPA_SHA256_LINUX_AMD64="${OPA_SHA256_LINUX_AMD64:-}"
 TOOLS="$PWD/.tools/bin"
@@ -50,6 +51,21 @@ if command -v go >/dev/null 2>&1 && [ "$(cat "$TOOLS/regal.version" 2>/dev/null)
   dir=$(go mod download -json "github.com/styrainc/regal@v$REGAL_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   (cd "$dir" && GOFLAGS=-mod=mod go build -o "$TOOLS/regal" .)
   echo "$REGAL_VERSION" > "$TOOLS/regal.version"
+fi
+
+# actionlint (the GitHub workflow linter tests/gate runs) from the Go module proxy; the version it reports is
+# checked, like opa's. Without Go it is not built and the workflow lint test fails, naming this script.
+actionlint_ok() {
+  [ -x "$TOOLS/actionlint" ] && [[ $'\n'"$("$TOOLS/actionlint" -version 2>/dev/null)"$'\n' == *$'\n'"v$ACTIONLINT_VERSION"$'\n'* ]]
+}
+if ! actionlint_ok; then
+  if command -v go >/dev/null 2>&1; then
+    say "building actionlint $ACTIONLINT_VERSION from the Go module proxy"
+    GOBIN="$TOOLS" GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"
+    actionlint_ok || { echo "setup: actionlint at $TOOLS/actionlint is not version $ACTIONLINT_VERSION" >&2; exit 1; }
+  else
+    say "Go not found: actionlint $ACTIONLINT_VERSION not built (the workflow lint test will fail)" >&2
+  fi
 fi
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }

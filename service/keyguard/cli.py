@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "incident": ("keyguard.incidents.cli", "Incidents (list, timeline, ack, resolve) and the response playbooks."),
     "silence": ("keyguard.incidents.silence_cli", "Silences and maintenance windows: add, list, end."),
     "token": ("keyguard.api.cli", "API tokens with roles (viewer, operator): create, list, revoke."),
+    "gate": ("keyguard.gate.cli", "The pull-request gate: scan a diff for credentials, merge the checks' reports."),
 }
 
 

@@ -13,8 +13,16 @@ from keyguard.errors import ConfigError
 from keyguard.infra.capture import capture_program, read_stack_config
 from keyguard.policy.engine import evaluate_documents
 from keyguard.policy.models import Finding, Severity
-from keyguard.policy.report import FailOnOption, JsonOption, OpaUrlOption, report_and_gate
-from keyguard.tools import PROJECT_ROOT, policy_dir
+from keyguard.policy.report import (
+    FailOnOption,
+    FormatOption,
+    JsonOption,
+    OpaUrlOption,
+    OutputOption,
+    report_and_gate,
+    resolve_format,
+)
+from keyguard.tools import PROJECT_ROOT
 
 app = typer.Typer(help="Check the Pulumi program (under mocks) and the live stack against the infra rules.",
                   no_args_is_help=True)
@@ -46,7 +54,7 @@ def load_key_bindings(path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate_infra(document: dict[str, Any], opa_url: str | None, source: str) -> list[Finding]:
-    return evaluate_documents([(source, document)], opa_url, policy_dir())
+    return evaluate_documents([(source, document)], opa_url)
 
 
 @app.command()
@@ -62,15 +70,33 @@ def check(
     ] = None,
     fail_on: FailOnOption = Severity.high,
     as_json: JsonOption = False,
+    fmt: FormatOption = None,
+    output: OutputOption = None,
     opa_url: OpaUrlOption = None,
 ) -> None:
     """Run the program under Pulumi mocks, evaluate every resource it declares, exit 1 on a blocking finding."""
+    fmt = resolve_format(fmt, as_json)  # a bad combination fails before any work
     stack_config = read_stack_config(config, project_file, parse_overrides(overrides or []))
     bindings = load_key_bindings(key_bindings) if key_bindings else None
     captured = capture_program(program, stack_config)
     document = captured.to_policy_input(bindings)
     findings = evaluate_infra(document, opa_url, source=f"{program} ({config.name})")
-    report_and_gate(findings, out, fail_on=fail_on, as_json=as_json, title=f"infra {stack_config.stack}",
+
+    def sarif() -> dict[str, Any]:
+        from keyguard.gate.locate import locate_in_document, locate_in_program, program_sources
+        from keyguard.gate.sarif import LocatedFinding, RuleText, sarif_log
+        from keyguard.policy.catalogue import load_rules
+
+        # A key binding is about the --key-bindings file; a resource about the line of the program naming it.
+        sources = program_sources(program)
+        located = [LocatedFinding(f, locate_in_document(key_bindings, f.resource, f.evidence)
+                                  if key_bindings and f.resource.startswith("key/")
+                                  else locate_in_program(program, f.resource, sources)) for f in findings]
+        titles = {r["id"]: RuleText(r["title"], r["remediation"]) for r in load_rules()}
+        return sarif_log(located, titles)
+
+    report_and_gate(findings, out, fail_on=fail_on, as_json=as_json, fmt=fmt, output=output, sarif=sarif,
+                    title=f"infra {stack_config.stack}",
                     summary=f"{len(captured.resources)} resources captured from {program} under Pulumi mocks "
                     f"(stack {stack_config.project}/{stack_config.stack})")
 

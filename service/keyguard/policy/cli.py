@@ -17,8 +17,8 @@ from keyguard.errors import PolicyError
 from keyguard.policy.bundle import export_bundle, resolve_bundle, schema_args
 from keyguard.policy.catalogue import load_rules
 from keyguard.policy.documents import load_document
-from keyguard.policy.engine import PolicyEngine
-from keyguard.policy.models import Finding, Severity, sort_findings
+from keyguard.policy.engine import evaluate_each
+from keyguard.policy.models import Severity, sort_findings
 from keyguard.policy.report import (
     FailOnOption,
     FormatOption,
@@ -26,6 +26,7 @@ from keyguard.policy.report import (
     OpaUrlOption,
     OutputOption,
     report_and_gate,
+    resolve_format,
 )
 from keyguard.policy.waivers import apply_waivers, load_waivers
 from keyguard.tools import opa_binary, opa_ignore_args, policy_dir, regal_binary
@@ -51,6 +52,7 @@ def check(
     opa_url: OpaUrlOption = None,
 ) -> None:
     """Evaluate input documents; exit 1 when any open finding is at or above --fail-on."""
+    fmt = resolve_format(fmt, as_json)  # a bad combination fails before any work
     documents = [(str(path), load_document(path)) for path in files]  # parse all before starting OPA
     waivers, notes = load_waivers(waivers_file) if waivers_file else ([], [])
     per_document = evaluate_each(documents, opa_url, policy_root)
@@ -71,16 +73,6 @@ def check(
 
     report_and_gate(sort_findings(results), out, fail_on=fail_on, as_json=as_json, fmt=fmt, output=output,
                     sarif=sarif, title=", ".join(name for name, _ in documents))
-
-
-def evaluate_each(documents: list[tuple[str, dict[str, Any]]], opa_url: str | None,
-                  policy_root: Path | None) -> list[tuple[str, list[Finding]]]:
-    """Each document's findings from one OPA, so the SARIF report can put a finding in the file it came from."""
-    if opa_url:
-        engine = PolicyEngine.external(opa_url, policy_root=policy_root)
-        return [(name, engine.evaluate(doc, source=name)) for name, doc in documents]
-    with PolicyEngine.managed(policy_root=policy_root) as managed:
-        return [(name, managed.evaluate(doc, source=name)) for name, doc in documents]
 
 
 @app.command()

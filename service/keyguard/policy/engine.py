@@ -239,11 +239,17 @@ class PolicyEngine:
         return sort_findings(findings)
 
 
-def evaluate_documents(documents: list[tuple[str, dict[str, Any]]], opa_url: str | None = None,
-                       policy_root: Path | None = None) -> list[Finding]:
-    """One-shot evaluation for the CLI: an external OPA when given, else a managed one for the duration."""
+def evaluate_each(documents: list[tuple[str, dict[str, Any]]], opa_url: str | None = None,
+                  policy_root: Path | None = None) -> list[tuple[str, list[Finding]]]:
+    """One-shot evaluation for the CLI, each document's findings apart (a report can say which file a finding came
+    from): an external OPA when given, else a managed one for the duration."""
     if opa_url:
         engine = PolicyEngine.external(opa_url, policy_root=policy_root)
-        return sort_findings([f for name, doc in documents for f in engine.evaluate(doc, source=name)])
+        return [(name, engine.evaluate(doc, source=name)) for name, doc in documents]
     with PolicyEngine.managed(policy_root=policy_root) as managed:
-        return sort_findings([f for name, doc in documents for f in managed.evaluate(doc, source=name)])
+        return [(name, managed.evaluate(doc, source=name)) for name, doc in documents]
+
+
+def evaluate_documents(documents: list[tuple[str, dict[str, Any]]], opa_url: str | None = None,
+                       policy_root: Path | None = None) -> list[Finding]:
+    return sort_findings([f for _, found in evaluate_each(documents, opa_url, policy_root) for f in found])
