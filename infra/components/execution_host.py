@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import textwrap
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+
+from host_boot import HostBootArgs, boot_user_data
 
 AL2023_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 SSM_MANAGED_INSTANCE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
@@ -20,9 +21,10 @@ class ExecutionHostArgs:
     region: str
     secret_arns: pulumi.Input[dict[str, str]]
     kms_key_arn: pulumi.Input[str]
-    log_group_name: pulumi.Input[str]
     log_group_arn: pulumi.Input[str]
-    secret_name_prefix: str
+    # The release objects (wheel, requirements, opa) the host reads once, at boot.
+    release_object_arns: pulumi.Input[list[str]]
+    boot: HostBootArgs
     instance_type: str = "t3.small"
     ami_id: str | None = None
     # None: no SSH at all (reach the host through SSM Session Manager).
@@ -30,13 +32,13 @@ class ExecutionHostArgs:
     vpc_cidr: str = "10.20.0.0/16"
     subnet_id: str | None = None
     vpc_id: str | None = None
-    keyguard_package: str = "keyguard"
 
 
 class ExecutionHost(pulumi.ComponentResource):
     role: aws.iam.Role
     instance: aws.ec2.Instance
     static_ip: aws.ec2.Eip
+    static_ip_association: aws.ec2.EipAssociation
     security_group: aws.ec2.SecurityGroup
 
     def __init__(self, name: str, args: ExecutionHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -49,6 +51,14 @@ class ExecutionHost(pulumi.ComponentResource):
 
         ami = args.ami_id or aws.ssm.get_parameter_output(name=AL2023_AMI_PARAMETER, opts=pulumi.InvokeOptions(
             parent=self)).value
+        # Allocated before the instance and associated after it: the boot script names the address (the keys
+        # inventory binds every key to it), and replacing the instance keeps it.
+        self.static_ip = aws.ec2.Eip(
+            f"{name}-eip",
+            domain="vpc",
+            tags={"Name": f"{name}-static-ip", "keyguard:role": "exchange-egress"},
+            opts=child,
+        )
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
             ami=ami,
@@ -67,16 +77,13 @@ class ExecutionHost(pulumi.ComponentResource):
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 encrypted=True, volume_type="gp3", volume_size=20, delete_on_termination=True,
             ),
-            user_data=user_data(args.region, args.secret_name_prefix, args.log_group_name, args.keyguard_package),
+            user_data=boot_user_data(args.boot, name, self.static_ip.public_ip),
             user_data_replace_on_change=True,
             tags={"Name": f"{name}", "keyguard:role": "execution-host"},
             opts=child,
         )
-        self.static_ip = aws.ec2.Eip(
-            f"{name}-eip",
-            domain="vpc",
-            instance=self.instance.id,
-            tags={"Name": f"{name}-static-ip", "keyguard:role": "exchange-egress"},
+        self.static_ip_association = aws.ec2.EipAssociation(
+            f"{name}-eip-association", allocation_id=self.static_ip.allocation_id, instance_id=self.instance.id,
             opts=child,
         )
         self.register_outputs({
@@ -140,7 +147,7 @@ class ExecutionHost(pulumi.ComponentResource):
               child: pulumi.ResourceOptions) -> tuple[aws.iam.Role, aws.iam.InstanceProfile]:
         role = aws.iam.Role(
             f"{name}-role",
-            description="Keyguard execution host: reads the vault's secrets, writes its logs, SSM access",
+            description="Keyguard execution host: reads its release and vault secrets, writes its logs, SSM access",
             assume_role_policy=json.dumps({
                 "Version": "2012-10-17",
                 "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
@@ -152,8 +159,9 @@ class ExecutionHost(pulumi.ComponentResource):
             f"{name}-least-privilege",
             role=role.id,
             policy=pulumi.Output.all(
-                secrets=args.secret_arns, key=args.kms_key_arn, logs=args.log_group_arn
-            ).apply(lambda v: json.dumps(host_policy(args.region, v["secrets"], v["key"], v["logs"]))),
+                secrets=args.secret_arns, key=args.kms_key_arn, logs=args.log_group_arn,
+                release=args.release_object_arns,
+            ).apply(lambda v: json.dumps(host_policy(args.region, v["secrets"], v["key"], v["logs"], v["release"]))),
             opts=child,
         )
         aws.iam.RolePolicyAttachment(f"{name}-ssm", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_POLICY,
@@ -162,7 +170,8 @@ class ExecutionHost(pulumi.ComponentResource):
         return role, profile
 
 
-def host_policy(region: str, secret_arns: dict[str, str], kms_key_arn: str, log_group_arn: str) -> dict:
+def host_policy(region: str, secret_arns: dict[str, str], kms_key_arn: str, log_group_arn: str,
+                release_object_arns: list[str]) -> dict:
     """The host role's whole identity policy: exact actions on exact ARNs, nothing else."""
     log_group = log_group_arn.removesuffix(":*")
     return {
@@ -187,48 +196,14 @@ def host_policy(region: str, secret_arns: dict[str, str], kms_key_arn: str, log_
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "Resource": f"{log_group}:log-stream:*",
             },
+            {
+                "Sid": "ReadRelease",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": sorted(release_object_arns),
+            },
         ],
     }
-
-
-def user_data(region: str, secret_name_prefix: str, log_group_name: pulumi.Input[str],
-              keyguard_package: str) -> pulumi.Output[str]:
-    """Cloud-init script: install Keyguard, run the service and worker under systemd. No secret in it:
-    the processes fetch their keys from Secrets Manager with the instance role at start-up."""
-    return pulumi.Output.from_input(log_group_name).apply(lambda group: textwrap.dedent(f"""\
-        #!/bin/bash
-        set -euo pipefail
-        dnf install -y python3.11 python3.11-pip amazon-cloudwatch-agent
-        python3.11 -m venv /opt/keyguard
-        /opt/keyguard/bin/pip install '{keyguard_package}'
-        useradd --system --home /var/lib/keyguard --create-home keyguard || true
-        cat > /etc/keyguard.env <<'ENV'
-        AWS_REGION={region}
-        KEYGUARD_SECRETS_BACKEND=aws_secretsmanager
-        KEYGUARD_SECRET_PREFIX={secret_name_prefix}
-        KEYGUARD_LOG_GROUP={group}
-        ENV
-        for unit in service worker; do
-        cat > /etc/systemd/system/keyguard-$unit.service <<UNIT
-        [Unit]
-        Description=Keyguard $unit
-        After=network-online.target
-        Wants=network-online.target
-        [Service]
-        User=keyguard
-        EnvironmentFile=/etc/keyguard.env
-        ExecStart=/opt/keyguard/bin/keyguard $unit run
-        Restart=always
-        NoNewPrivileges=true
-        ProtectSystem=strict
-        StateDirectory=keyguard
-        [Install]
-        WantedBy=multi-user.target
-        UNIT
-        done
-        systemctl daemon-reload
-        systemctl enable --now keyguard-service keyguard-worker
-        """))
 
 
 def _first_subnet(vpc_cidr: str) -> str:

@@ -1,4 +1,5 @@
-"""The vault: a rotating customer-managed KMS key and one Secrets Manager secret per declared exchange key."""
+"""The vault: a rotating customer-managed KMS key, one Secrets Manager secret per declared exchange key, and the
+service's API token."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import pulumi
 import pulumi_aws as aws
 
 from stack_config import DeclaredKey
+
+# The API token's entry in `secret_arns` and its secret's name suffix; key names cannot hold a '/', so no declared
+# key can take it.
+API_TOKEN = "service/api-token"
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,9 @@ class VaultArgs:
 class Vault(pulumi.ComponentResource):
     key: aws.kms.Key
     secrets: dict[str, aws.secretsmanager.Secret]
+    api_token: aws.secretsmanager.Secret
+    # Every secret's name (deterministic, so the host's configs can name them before they exist).
+    secret_names: dict[str, str]
 
     def __init__(self, name: str, args: VaultArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("keyguard:infra:Vault", name, None, opts)
@@ -30,7 +38,7 @@ class Vault(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.key = aws.kms.Key(
             f"{name}-key",
-            description="Keyguard vault: encrypts the exchange API key secrets",
+            description="Keyguard vault: encrypts the exchange API key secrets and the service token",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             opts=child,
@@ -53,16 +61,32 @@ class Vault(pulumi.ComponentResource):
             )
             for key in args.keys
         }
+        # The operator token the service reads at start (`service.api_token_secret`); its value is put after
+        # deploy, like the keys', so it never passes through Pulumi's state.
+        self.api_token = aws.secretsmanager.Secret(
+            f"{name}-service-api-token",
+            name=f"{args.name_prefix}{API_TOKEN}",
+            description="Keyguard service API token (operator); value put after deploy",
+            kms_key_id=self.key.arn,
+            recovery_window_in_days=args.recovery_window_days,
+            tags={"keyguard:purpose": "service-api-token"},
+            opts=child,
+        )
+        self.secret_names = {**{k.name: f"{args.name_prefix}{k.name}" for k in args.keys},
+                             API_TOKEN: f"{args.name_prefix}{API_TOKEN}"}
         self.secret_arns = pulumi.Output.all(
-            **{key_name: secret.arn for key_name, secret in self.secrets.items()}
+            **{key_name: secret.arn for key_name, secret in self._all_secrets().items()}
         )
         self.register_outputs({"keyArn": self.key.arn, "secretArns": self.secret_arns})
 
+    def _all_secrets(self) -> dict[str, aws.secretsmanager.Secret]:
+        return {**self.secrets, API_TOKEN: self.api_token}
+
     def admit_only(self, reader_role_arn: pulumi.Input[str]) -> None:
         """Attach a resource policy to every secret so only the given role may read its value."""
-        for key_name, secret in self.secrets.items():
+        for key_name, secret in self._all_secrets().items():
             aws.secretsmanager.SecretPolicy(
-                f"{self._child_prefix}-{key_name}-policy",
+                f"{self._child_prefix}-{key_name.replace('/', '-')}-policy",
                 secret_arn=secret.arn,
                 policy=pulumi.Output.all(secret.arn, reader_role_arn).apply(
                     lambda values: json.dumps(_reader_only_policy(values[0], values[1]))

@@ -11,12 +11,16 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from keyguard.errors import ConfigError
 from keyguard.policy.documents import load_document
 from keyguard.policy.models import Severity
+from keyguard.secrets.aws import AwsSecret
 
 
 class ServiceSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=0, le=65535)
     api_token_env: str = Field(default="KEYGUARD_API_TOKEN", description="env var holding the API bearer token")
+    api_token_secret: AwsSecret | None = Field(default=None, description="Secrets Manager secret {secret_id, region} "
+                                                                         "holding the API bearer token (read at "
+                                                                         "start; replaces api_token_env)")
     run_rate_per_minute: int = Field(default=6, ge=1, description="POST /api/checks/run calls each token may make "
                                                                   "per minute on one replica; more answer 429")
     openapi: bool = Field(default=False, description="serve /docs, /redoc and /openapi.json")

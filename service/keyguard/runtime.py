@@ -48,6 +48,15 @@ class RunningService:
 
 
 def api_token_from(settings: KeyguardSettings, generate: bool) -> str:
+    """The operator token named `env`: from the Secrets Manager secret when one is configured (no fallback: a
+    secret that cannot be read stops the service), else from the environment variable."""
+    secret = settings.service.api_token_secret
+    if secret is not None:
+        token = secret.read_string().strip()
+        if len(token) < 16:
+            raise ConfigError(f"Secrets Manager secret {secret.secret_id} (service.api_token_secret) must hold an "
+                              "API token of at least 16 characters")
+        return token
     token = os.environ.get(settings.service.api_token_env, "")
     if token:
         if len(token) < 16:

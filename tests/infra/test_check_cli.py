@@ -15,13 +15,13 @@ from keyguard.infra.capture import CapturedStack
 from keyguard.policy import PolicyEngine
 from keyguard.tools import PROJECT_ROOT
 
-from .conftest import MUTATIONS
+from .conftest import MUTATIONS, release_overrides
 
 runner = CliRunner()
 
 
 def run_check(engine: PolicyEngine, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["infra", "check", "--opa-url", engine.url, *args])
+    result = runner.invoke(app, ["infra", "check", "--opa-url", engine.url, *release_overrides(), *args])
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
@@ -95,7 +95,8 @@ def test_config_override_reaches_the_program(infra_engine: PolicyEngine) -> None
 
 def test_bad_config_is_a_clear_error_without_traceback() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "keyguard.cli", "infra", "check", "--set", "keyguard:adminCidr=0.0.0.0/0"],
+        [sys.executable, "-m", "keyguard.cli", "infra", "check", *release_overrides(),
+         "--set", "keyguard:adminCidr=0.0.0.0/0"],
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
     )
     assert result.returncode == 2

@@ -149,7 +149,7 @@ def deploy_compliant(aws: LiveAws, base: dict[str, str], stack: str) -> Deployme
         # moto reports /dev/sda1 as the root device name, so the root mapping uses it.
         BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"Encrypted": True, "VolumeSize": 20}}],
         UserData=(
-            "#!/bin/bash\nexport KEYGUARD_SECRETS_BACKEND=aws_secretsmanager\nsystemctl enable --now keyguard-worker\n"
+            "#!/bin/bash\nset -euo pipefail\nsystemctl enable --now keyguard-worker keyguard-service\n"
         ),
     )["Instances"][0]["InstanceId"]
     address = ec2.allocate_address(Domain="vpc")

@@ -21,11 +21,11 @@ from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, StackValidationArgs
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from keyguard.infra.capture import CapturedStack, capture_program, read_stack_config
+from keyguard.infra.capture import CapturedStack, capture_program
 from keyguard.policy import PolicyEngine
 from keyguard.tools import POLICY_DIR, opa_binary
 
-from .conftest import DEV_CONFIG, MUTATIONS
+from .conftest import MUTATIONS, dev_config
 
 sys.path.insert(0, str(POLICY_DIR / "pulumi"))
 pack = importlib.import_module("keyguard_crossguard")
@@ -60,7 +60,7 @@ def judge(infra_engine: PolicyEngine) -> Any:
 
 
 def mutated(name: str) -> CapturedStack:
-    return capture_program(MUTATIONS / name, read_stack_config(DEV_CONFIG))
+    return capture_program(MUTATIONS / name, dev_config())
 
 
 def test_shipped_stack_passes_both_validators(judge: Any, shipped: CapturedStack) -> None:
@@ -95,21 +95,23 @@ def test_preview_unknowns_keep_associations_and_are_reported_as_advisory(judge: 
     for r in shipped.resources:
         props = dict(r["properties"])  # no id: nothing exists yet
         built[r["name"]] = policy_resource(r, props)
-    instance, key = built["exec-instance"], built["vault-key"]
-    built["exec-eip"] = policy_resource(resources["exec-eip"], {**resources["exec-eip"]["properties"],
-                                                                "instance": UNKNOWN_STRING_VALUE},
-                                        {"instance": [instance]})
-    for name in ("vault-bot-exec-1", "vault-monitor-1"):
+    instance, key, eip = built["exec-instance"], built["vault-key"], built["exec-eip"]
+    association = resources["exec-eip-association"]
+    built["exec-eip-association"] = policy_resource(
+        association, {**association["properties"], "allocationId": UNKNOWN_STRING_VALUE,
+                      "instanceId": UNKNOWN_STRING_VALUE}, {"allocationId": [eip], "instanceId": [instance]})
+    secret_names = ("vault-bot-exec-1", "vault-monitor-1", "vault-service-api-token")
+    for name in secret_names:
         built[name] = policy_resource(resources[name], {**resources[name]["properties"],
                                                         "kmsKeyId": UNKNOWN_STRING_VALUE}, {"kmsKeyId": [key]})
-    secrets = [built["vault-bot-exec-1"], built["vault-monitor-1"]]
+    secrets = [built[name] for name in secret_names]
     built["exec-least-privilege"] = policy_resource(
         resources["exec-least-privilege"], {**resources["exec-least-privilege"]["properties"],
                                             "policy": UNKNOWN_STRING_VALUE}, {"policy": [*secrets, key]})
     reported = run_validators(judge, StackValidationArgs(list(built.values())))
     assert reported["mandatory"] == []
     unknown_notes = [(m, where) for m, where in reported["advisory"] if "not known until apply" in m]
-    pending = ("exec-eip", "exec-least-privilege", "vault-bot-exec-1", "vault-monitor-1")
+    pending = ("exec-eip-association", "exec-least-privilege", *secret_names)
     assert {where for _, where in unknown_notes} == {built[name].urn for name in pending}
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ import yaml
 
 from keyguard.infra.capture import CapturedStack, InfraProgramError
 
-from .conftest import DEV_CONFIG, capture_with
+from .conftest import DEV_CONFIG, capture_with, stand_in_release, unit_settings, written_files
 
 DEV = yaml.safe_load(DEV_CONFIG.read_text())["config"]
 
@@ -26,6 +28,9 @@ def test_host_role_policy_grants_exact_actions_on_exact_arns(shipped: CapturedSt
     secret_arns = sorted(s["properties"]["arn"] for s in shipped.of_type("aws:secretsmanager/secret:Secret"))
     key_arn = one(shipped, "aws:kms/key:Key")["properties"]["arn"]
     log_arn = one(shipped, "aws:cloudwatch/logGroup:LogGroup")["properties"]["arn"]
+    bucket_arn = one(shipped, "aws:s3/bucket:Bucket")["properties"]["arn"]
+    objects = sorted(f"{bucket_arn}/{o['properties']['key']}"
+                     for o in shipped.of_type("aws:s3/bucketObjectv2:BucketObjectv2"))
     policy = json.loads(one(shipped, "aws:iam/rolePolicy:RolePolicy")["properties"]["policy"])
 
     assert policy["Statement"] == [
@@ -35,8 +40,11 @@ def test_host_role_policy_grants_exact_actions_on_exact_arns(shipped: CapturedSt
          "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}},
         {"Sid": "WriteHostLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{log_arn}:log-stream:*"},
+        {"Sid": "ReadRelease", "Effect": "Allow", "Action": "s3:GetObject", "Resource": objects},
     ]
-    assert len(secret_arns) == len(DEV["keyguard:keys"])
+    # One secret per declared key, and the service's API token.
+    assert len(secret_arns) == len(DEV["keyguard:keys"]) + 1
+    assert len(objects) == 3
 
 
 def test_host_role_is_assumable_by_ec2_only_and_gets_ssm_access(shipped: CapturedStack) -> None:
@@ -81,7 +89,9 @@ def test_instance_requires_imdsv2_and_encrypts_its_root_volume(shipped: Captured
 def test_elastic_ip_is_associated_with_the_instance_and_is_the_static_ip_output(shipped: CapturedStack) -> None:
     instance = one(shipped, "aws:ec2/instance:Instance")
     eip = one(shipped, "aws:ec2/eip:Eip")
-    assert eip["properties"]["instance"] == instance["id"]
+    association = one(shipped, "aws:ec2/eipAssociation:EipAssociation")["properties"]
+    assert (association["allocationId"], association["instanceId"]) == (eip["properties"]["allocationId"],
+                                                                        instance["id"])
     assert eip["properties"]["domain"] == "vpc"
     assert shipped.outputs["staticIp"] == eip["properties"]["publicIp"]
     assert shipped.outputs["instanceId"] == instance["id"]
@@ -103,7 +113,8 @@ def test_each_declared_key_has_a_secret_tagged_with_purpose_and_rotation_due(shi
         assert tags[f"keyguard/dev/{declared['name']}"] == {
             "keyguard:exchange": declared["exchange"], "keyguard:purpose": declared["purpose"],
             "keyguard:rotation-due": due.isoformat()}
-    assert set(shipped.outputs["secretArns"]) == {k["name"] for k in DEV["keyguard:keys"]}
+    assert tags["keyguard/dev/service/api-token"] == {"keyguard:purpose": "service-api-token"}
+    assert set(shipped.outputs["secretArns"]) == {k["name"] for k in DEV["keyguard:keys"]} | {"service/api-token"}
 
 
 def test_secret_policies_let_only_the_host_role_read(shipped: CapturedStack) -> None:
@@ -124,12 +135,77 @@ def test_log_group_keeps_logs_for_the_configured_retention(shipped: CapturedStac
     assert (group["name"], group["retentionInDays"]) == ("/keyguard/dev", DEV["keyguard:logRetentionDays"])
 
 
-def test_user_data_starts_service_and_worker_and_holds_no_secret(shipped: CapturedStack) -> None:
+def test_release_bucket_is_private_encrypted_and_tls_only(shipped: CapturedStack) -> None:
+    bucket = one(shipped, "aws:s3/bucket:Bucket")
+    block = one(shipped, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")["properties"]
+    assert block == {"bucket": bucket["id"], "blockPublicAcls": True, "blockPublicPolicy": True,
+                     "ignorePublicAcls": True, "restrictPublicBuckets": True}
+    encryption = one(shipped, "aws:s3/bucketServerSideEncryptionConfiguration:"
+                              "BucketServerSideEncryptionConfiguration")["properties"]
+    assert encryption["rules"] == [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]
+    [deny] = json.loads(one(shipped, "aws:s3/bucketPolicy:BucketPolicy")["properties"]["policy"])["Statement"]
+    assert (deny["Effect"], deny["Principal"], deny["Condition"]) == (
+        "Deny", "*", {"Bool": {"aws:SecureTransport": "false"}})
+
+
+def test_each_release_file_is_an_object_named_by_its_sha256_and_pinned_in_the_user_data(
+        shipped: CapturedStack) -> None:
     user_data = one(shipped, "aws:ec2/instance:Instance")["properties"]["userData"]
-    assert "systemctl enable --now keyguard-service keyguard-worker" in user_data
-    assert "KEYGUARD_SECRETS_BACKEND=aws_secretsmanager" in user_data
-    for arn in shipped.outputs["secretArns"].values():
-        assert arn not in user_data
+    objects = {o["name"]: o["properties"] for o in shipped.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
+    assert set(objects) == {"release-wheel", "release-requirements", "release-opa"}
+    for key, path in stand_in_release().items():
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        [stored] = [o for o in objects.values() if o["source"] == {"asset": "file", "name": Path(path).name}]
+        assert stored["key"] == f"releases/{digest}/{Path(path).name}", key
+        assert f" {digest}\n" in user_data
+    assert shipped.outputs["release"] == {Path(p).name: hashlib.sha256(Path(p).read_bytes()).hexdigest()
+                                          for p in stand_in_release().values()}
+
+
+def test_a_missing_release_file_stops_the_program_naming_the_key_and_how_to_build_it(tmp_path: Path) -> None:
+    with pytest.raises(InfraProgramError) as caught:
+        capture_with(**{"keyguard:wheel": str(tmp_path / "keyguard-0.1.0-py3-none-any.whl")})
+    assert "keyguard:wheel names" in str(caught.value) and "bash infra/release.sh" in str(caught.value)
+
+
+def test_the_host_config_names_the_vault_secrets_and_the_static_ip_never_a_value(shipped: CapturedStack) -> None:
+    files = written_files(one(shipped, "aws:ec2/instance:Instance")["properties"]["userData"])
+    service = yaml.safe_load(files["/etc/keyguard/service.yaml"])
+    assert service["service"]["api_token_secret"] == {"secret_id": "keyguard/dev/service/api-token",
+                                                      "region": "eu-west-1"}
+    inventory = yaml.safe_load(files["/etc/keyguard/inventory.yaml"])
+    static_ip = shipped.outputs["staticIp"]
+    assert inventory["hosts"] == [{"name": "exec", "ip": static_ip, "authorized": True}]
+    assert {k["id"]: (k["credentials"], [ip["value"] for ip in k["allowed_ips"]]) for k in inventory["keys"]} == {
+        k["name"]: ({"aws_secret": {"secret_id": f"keyguard/dev/{k['name']}", "region": "eu-west-1"}}, [static_ip])
+        for k in DEV["keyguard:keys"]}
+    worker = yaml.safe_load(files["/etc/keyguard/worker.yaml"])
+    assert worker["exchange"]["aws_secret"] == {"secret_id": "keyguard/dev/bot-exec-1", "region": "eu-west-1"}
+    assert (worker["stage"], worker["exchange"]["base_url"]) == ("paper", "https://api.binance.com")
+    assert "KEYGUARD_SECRET" not in "".join(files.values()) and "KEYGUARD_API_TOKEN" not in "".join(files.values())
+
+
+def test_units_run_the_real_commands_with_the_env_file_and_the_state_directory(shipped: CapturedStack) -> None:
+    files = written_files(one(shipped, "aws:ec2/instance:Instance")["properties"]["userData"])
+    service = unit_settings(files["/etc/systemd/system/keyguard-service.service"])
+    worker = unit_settings(files["/etc/systemd/system/keyguard-worker.service"])
+    assert service["ExecStart"] == "/opt/keyguard/bin/keyguard serve --config /etc/keyguard/service.yaml"
+    assert worker["ExecStart"] == "/opt/keyguard/bin/keyguard worker run --config /etc/keyguard/worker.yaml"
+    for settings in (service, worker):
+        assert settings["EnvironmentFile"] == "/etc/keyguard/keyguard.env"
+        assert (settings["User"], settings["StateDirectory"]) == ("keyguard", "keyguard")
+    env = files["/etc/keyguard/keyguard.env"]
+    assert "KEYGUARD_OPA_BIN=/opt/keyguard/bin/opa" in env.splitlines()
+    assert "KEYGUARD_POLICY_DIR" not in env
+
+
+def test_without_an_execution_key_the_host_runs_the_service_alone() -> None:
+    keys = '[{"name": "monitor-1", "exchange": "binance", "purpose": "monitoring", "issuedOn": "2026-11-01"}]'
+    stack = capture_with(**{"keyguard:keys": keys, "keyguard:worker": "null"})
+    files = written_files(one(stack, "aws:ec2/instance:Instance")["properties"]["userData"])
+    assert [p for p in files if p.startswith("/etc/systemd/system/")] == [
+        "/etc/systemd/system/keyguard-service.service"]
+    assert "worker_state" not in yaml.safe_load(files["/etc/keyguard/service.yaml"])
 
 
 def test_given_subnet_and_vpc_are_used_instead_of_a_new_network() -> None:
@@ -162,6 +238,18 @@ def test_capturing_twice_in_one_process_gives_the_same_resources(shipped: Captur
     ({"keyguard:subnetId": "subnet-1"}, "keyguard:subnetId and keyguard:vpcId must be set together"),
     ({"keyguard:logRetentionDays": "45"}, "keyguard:logRetentionDays is 45"),
     ({"keyguard:secretRecoveryWindowDays": "3"}, "keyguard:secretRecoveryWindowDays is 3"),
+    ({"keyguard:keys": '[{"name": "service-api-token", "exchange": "b", "purpose": "p", "issuedOn": "2026-01-01"}]'},
+     "keyguard:keys[0].name is 'service-api-token', the name of the vault's service API token"),
+    ({"keyguard:worker": '{"key": "monitor-2"}'}, "keyguard:worker.key is 'monitor-2', not a declared key"),
+    ({"keyguard:worker": '{"key": "bot-exec-1", "stage": "yolo"}'}, "keyguard:worker.stage is 'yolo'"),
+    ({"keyguard:keys": '[{"name": "a", "exchange": "okx", "purpose": "execution", "issuedOn": "2026-01-01"}]',
+      "keyguard:worker": '{"key": "a"}'}, "keyguard:worker.key names a on okx"),
+    ({"keyguard:keys": '[{"name": "a", "exchange": "binance", "purpose": "execution", "issuedOn": "2026-01-01"},'
+                       '{"name": "b", "exchange": "binance", "purpose": "execution", "issuedOn": "2026-01-01"}]',
+      "keyguard:worker": "null"}, "keyguard:worker is not set and there are several execution keys (a, b)"),
+    ({"keyguard:exchangeUrls": '{"binance": "ftp://x"}'}, "keyguard:exchangeUrls.binance is 'ftp://x'"),
+    ({"keyguard:hostRoot": "relative/dir"}, "keyguard:hostRoot is 'relative/dir'"),
+    ({"keyguard:requirements": ""}, "keyguard:requirements is not set"),
     ({"aws:region": ""}, "config aws:region is not set"),
 ])
 def test_bad_config_stops_the_program_with_a_message_naming_the_key(override: dict[str, str],

@@ -114,6 +114,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if typ == "aws:ec2/securityGroup:SecurityGroup":
             rid = f"sg-{h[:17]}"
             return rid, {"arn": f"arn:aws:ec2:{region}:{account}:security-group/{rid}"}
+        if typ == "aws:s3/bucket:Bucket":
+            bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix') or name}{h[:12]}"
+            return bucket, {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}",
+                            "bucketRegionalDomainName": f"{bucket}.s3.{region}.amazonaws.com"}
         if typ == "aws:ec2/vpc:Vpc":
             return f"vpc-{h[:17]}", {}
         if typ == "aws:ec2/subnet:Subnet":
@@ -124,7 +128,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 def _plain(value: Any) -> Any:
     """JSON-able copy of mock state (Pulumi may hand back tuples or non-JSON scalars)."""
-    return json.loads(json.dumps(value, default=str))
+    return json.loads(json.dumps(value, default=_asset_or_str))
+
+
+def _asset_or_str(value: Any) -> Any:
+    """An asset as what it is (kind and file name), not its repr: the capture stays the same run after run and
+    machine to machine; its content is pinned where it matters (the user data names its sha256)."""
+    if isinstance(value, pulumi.FileAsset):
+        return {"asset": "file", "name": Path(str(value.path)).name}
+    if isinstance(value, pulumi.StringAsset):
+        return {"asset": "string", "sha256": hashlib.sha256(str(value.text).encode()).hexdigest()}
+    return str(value)
 
 
 @dataclass(frozen=True)

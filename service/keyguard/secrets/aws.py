@@ -7,8 +7,6 @@ import json
 import logging
 from typing import Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import BaseModel
 
 from keyguard.errors import ConfigError
@@ -21,15 +19,25 @@ for _wire in ("botocore.parsers", "botocore.endpoint", "botocore.hooks"):
     logging.getLogger(_wire).setLevel(logging.INFO)
 
 
+def _aws_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (ClientError, BotoCoreError)
+
+
 class AwsSecret(BaseModel):
     secret_id: str
     region: str | None = None
     endpoint_url: str | None = None
 
     def _client(self) -> Any:
+        import boto3  # on first use: settings that merely name a secret do not pay for boto3's import
+
         return boto3.client("secretsmanager", region_name=self.region, endpoint_url=self.endpoint_url)
 
     def _fail(self, exc: Exception) -> ConfigError:
+        from botocore.exceptions import ClientError, NoCredentialsError
+
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "error")
             return ConfigError(f"Secrets Manager secret {self.secret_id}: {code} (region {self.region or 'default'})")
@@ -37,14 +45,24 @@ class AwsSecret(BaseModel):
             return ConfigError(f"Secrets Manager secret {self.secret_id}: no AWS credentials (instance role?)")
         return ConfigError(f"Secrets Manager secret {self.secret_id}: {exc.__class__.__name__}")
 
-    def read_json(self) -> dict[str, Any]:
-        """The secret's JSON object; errors name the secret and the AWS error code, never the value."""
+    def read_string(self) -> str:
+        """The secret's string value; errors name the secret and the AWS error code, never the value. A secret
+        created without a value yet (`put-secret-value` not run) is an error, not an empty string."""
         try:
             value = self._client().get_secret_value(SecretId=self.secret_id)
-        except (ClientError, BotoCoreError) as exc:
+        except _aws_errors() as exc:
             raise self._fail(exc) from None
+        text = value.get("SecretString")
+        if not text:
+            raise ConfigError(f"Secrets Manager secret {self.secret_id}: holds no string value "
+                              "(put one with `aws secretsmanager put-secret-value`)")
+        return str(text)
+
+    def read_json(self) -> dict[str, Any]:
+        """The secret's JSON object; errors name the secret and the AWS error code, never the value."""
+        text = self.read_string()
         try:
-            data = json.loads(value.get("SecretString") or "")
+            data = json.loads(text)
         except json.JSONDecodeError:
             raise ConfigError(f"Secrets Manager secret {self.secret_id}: value is not a JSON object "
                               "with api_key and secret") from None
@@ -56,7 +74,7 @@ class AwsSecret(BaseModel):
         """customer_managed, aws_managed, or unknown when the secret cannot be described."""
         try:
             described = self._client().describe_secret(SecretId=self.secret_id)
-        except (ClientError, BotoCoreError):
+        except _aws_errors():
             return "unknown"
         key = described.get("KmsKeyId")
         return "aws_managed" if not key or key.endswith(AWS_MANAGED_ALIAS) else "customer_managed"
