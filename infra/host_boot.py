@@ -94,59 +94,54 @@ class HostBootArgs:
 
 def boot_user_data(args: HostBootArgs, host_name: str, static_ip: pulumi.Input[str]) -> pulumi.Output[str]:
     """The host's user data, once its static IP, the release bucket and the log group are known."""
-    wheel, requirements, opa = args.release
 
     def render(values: dict[str, str]) -> str:
-        return render_user_data(BootPlan(
-            stack=args.stack, region=args.region, host_name=host_name, static_ip=values["ip"],
-            release_bucket=values["bucket"], wheel=wheel, requirements=requirements, opa=opa,
-            opa_version=args.opa_version, keys=args.keys, secret_names=args.secret_names,
-            api_token_secret=args.api_token_secret, log_group=values["group"], worker=args.worker,
-            service_port=args.service_port, exchange_urls=args.exchange_urls, layout=args.layout,
-        ))
+        return render_user_data(BootPlan(args, host_name, static_ip=values["ip"], release_bucket=values["bucket"],
+                                         log_group=values["group"]))
 
     return pulumi.Output.all(ip=static_ip, bucket=args.release_bucket, group=args.log_group).apply(render)
 
 
 @dataclass(frozen=True)
 class BootPlan:
-    stack: str
-    region: str
+    """The boot script's arguments with the values only known once resources exist."""
+
+    args: HostBootArgs
     host_name: str
     static_ip: str
     release_bucket: str
-    wheel: ReleaseArtifact
-    requirements: ReleaseArtifact
-    opa: ReleaseArtifact
-    opa_version: str
-    keys: Sequence[DeclaredKey]
-    # key name -> Secrets Manager secret name, and the API token's secret name
-    secret_names: Mapping[str, str]
-    api_token_secret: str
     log_group: str
-    worker: WorkerPlan | None = None
-    service_port: int = 8700
-    exchange_urls: Mapping[str, str] = field(default_factory=dict)
-    layout: HostLayout = field(default_factory=HostLayout)
+
+    @property
+    def wheel(self) -> ReleaseArtifact:
+        return self.args.release[0]
+
+    @property
+    def requirements(self) -> ReleaseArtifact:
+        return self.args.release[1]
+
+    @property
+    def opa(self) -> ReleaseArtifact:
+        return self.args.release[2]
 
 
 def _secret_ref(plan: BootPlan, name: str) -> dict[str, str]:
-    return {"secret_id": name, "region": plan.region}
+    return {"secret_id": name, "region": plan.args.region}
 
 
 def service_config(plan: BootPlan) -> dict[str, Any]:
     """`keyguard serve --config`: the API on loopback, its token from Secrets Manager, the store and every check
     under the state directory."""
-    layout = plan.layout
+    layout = plan.args.layout
     config: dict[str, Any] = {
-        "service": {"host": "127.0.0.1", "port": plan.service_port,
-                    "api_token_secret": _secret_ref(plan, plan.api_token_secret)},
+        "service": {"host": "127.0.0.1", "port": plan.args.service_port,
+                    "api_token_secret": _secret_ref(plan, plan.args.api_token_secret)},
         "store": {"url": f"sqlite:///{layout.state}/keyguard.db"},
         # The inspections charge the same per-IP budget as the worker (KEYGUARD_BUDGET_DIR, keyed by the EIP).
         "checks": {"interval_s": 60, "budget": {"backend": "file", "egress_ip": plan.static_ip}},
         "inventory": f"{layout.config}/inventory.yaml",
     }
-    if plan.worker is not None:
+    if plan.args.worker is not None:
         config["worker_state"] = f"{layout.state}/worker/live_state.json"
     return config
 
@@ -154,37 +149,38 @@ def service_config(plan: BootPlan) -> dict[str, Any]:
 def inventory(plan: BootPlan) -> dict[str, Any]:
     """The stack's keys: each one's secret is its vault secret, each one bound to the host's static IP only."""
     keys = []
-    for key in plan.keys:
+    for key in plan.args.keys:
         entry: dict[str, Any] = {
             "id": key.name,
             "exchange": key.exchange,
             "purpose": key.purpose,
-            "credentials": {"aws_secret": _secret_ref(plan, plan.secret_names[key.name])},
-            "allowed_ips": [{"value": plan.static_ip, "reason": f"{plan.host_name} static IP (stack {plan.stack})"}],
+            "credentials": {"aws_secret": _secret_ref(plan, plan.args.secret_names[key.name])},
+            "allowed_ips": [{"value": plan.static_ip,
+                             "reason": f"{plan.host_name} static IP (stack {plan.args.stack})"}],
             "created_at": f"{key.issued_on.isoformat()}T00:00:00Z",
         }
-        if plan.worker is not None and plan.worker.key == key.name:
+        if plan.args.worker is not None and plan.args.worker.key == key.name:
             entry["services"] = ["worker"]
-            entry["workers"] = [f"{plan.layout.config}/worker.yaml"]
+            entry["workers"] = [f"{plan.args.layout.config}/worker.yaml"]
         keys.append(entry)
     doc: dict[str, Any] = {"hosts": [{"name": plan.host_name, "ip": plan.static_ip, "authorized": True}]}
-    if plan.exchange_urls:
-        doc["exchange_urls"] = dict(plan.exchange_urls)
+    if plan.args.exchange_urls:
+        doc["exchange_urls"] = dict(plan.args.exchange_urls)
     doc["keys"] = keys
     return doc
 
 
 def worker_config(plan: BootPlan) -> dict[str, Any] | None:
     """`keyguard worker run --config`: the declared execution key, read from its vault secret at start."""
-    if plan.worker is None:
+    if plan.args.worker is None:
         return None
-    key = plan.worker.key
+    key = plan.args.worker.key
     return {
         "worker": key,
-        "stage": plan.worker.stage,
-        "state_dir": f"{plan.layout.state}/worker",
-        "exchange": {"base_url": plan.exchange_urls.get("binance", BINANCE_SPOT_URL),
-                     "aws_secret": _secret_ref(plan, plan.secret_names[key])},
+        "stage": plan.args.worker.stage,
+        "state_dir": f"{plan.args.layout.state}/worker",
+        "exchange": {"base_url": plan.args.exchange_urls.get("binance", BINANCE_SPOT_URL),
+                     "aws_secret": _secret_ref(plan, plan.args.secret_names[key])},
         "limiter": {"backend": "file", "egress_ip": plan.static_ip},
         "strategy": {"orders": None},  # runs until systemd stops it
     }
@@ -194,15 +190,15 @@ def env_file(plan: BootPlan) -> str:
     return "\n".join([
         "# The environment of keyguard-service and keyguard-worker (systemd EnvironmentFile). No secret here:",
         "# the API token and the exchange keys are read from Secrets Manager when each process starts.",
-        f"KEYGUARD_OPA_BIN={plan.layout.opa}",
-        f"KEYGUARD_BUDGET_DIR={plan.layout.state}/budget",
+        f"KEYGUARD_OPA_BIN={plan.args.layout.opa}",
+        f"KEYGUARD_BUDGET_DIR={plan.args.layout.state}/budget",
         "",
     ])
 
 
 def unit(plan: BootPlan, name: str, description: str, command: str, *, after: str = "",
          kill_signal: str | None = None) -> str:
-    layout = plan.layout
+    layout = plan.args.layout
     lines = [
         "[Unit]",
         f"Description={description}",
@@ -239,29 +235,29 @@ def unit(plan: BootPlan, name: str, description: str, command: str, *, after: st
 
 def units(plan: BootPlan) -> dict[str, str]:
     """systemd unit name -> unit file: the service always, the worker when the stack names one."""
-    layout = plan.layout
+    layout = plan.args.layout
     found = {}
-    if plan.worker is not None:
+    if plan.args.worker is not None:
         # Stopped like Ctrl-C: the worker finishes its cycle and publishes its last state.
-        found["keyguard-worker"] = unit(plan, "worker", f"Keyguard execution worker ({plan.worker.key})",
+        found["keyguard-worker"] = unit(plan, "worker", f"Keyguard execution worker ({plan.args.worker.key})",
                                         f"{layout.keyguard} worker run --config {layout.config}/worker.yaml",
                                         kill_signal="SIGINT")
     found["keyguard-service"] = unit(
-        plan, "service", f"Keyguard compliance service (API on 127.0.0.1:{plan.service_port})",
+        plan, "service", f"Keyguard compliance service (API on 127.0.0.1:{plan.args.service_port})",
         f"{layout.keyguard} serve --config {layout.config}/service.yaml",
-        after="keyguard-worker.service" if plan.worker is not None else "")
+        after="keyguard-worker.service" if plan.args.worker is not None else "")
     return found
 
 
 def cloudwatch_agent_config(plan: BootPlan) -> dict[str, Any]:
-    files = [{"file_path": f"{plan.layout.logs}/{name}.log", "log_group_name": plan.log_group,
+    files = [{"file_path": f"{plan.args.layout.logs}/{name}.log", "log_group_name": plan.log_group,
               "log_stream_name": f"{{instance_id}}/{name}"}
-             for name in (["worker"] if plan.worker is not None else []) + ["service"]]
+             for name in (["worker"] if plan.args.worker is not None else []) + ["service"]]
     return {"logs": {"logs_collected": {"files": {"collect_list": files}}}}
 
 
 def logrotate_config(plan: BootPlan) -> str:
-    return f"{plan.layout.logs}/*.log {{\n  daily\n  rotate 7\n  missingok\n  compress\n  delaycompress\n" \
+    return f"{plan.args.layout.logs}/*.log {{\n  daily\n  rotate 7\n  missingok\n  compress\n  delaycompress\n" \
            "  copytruncate\n}\n"
 
 
@@ -273,22 +269,22 @@ def _yaml(header: str, doc: dict[str, Any]) -> str:
 
 def files(plan: BootPlan) -> dict[str, str]:
     """Every file the boot script writes: path -> content."""
-    layout = plan.layout
+    layout = plan.args.layout
     written = {
         f"{layout.release}/keyguard.txt":
             f"keyguard @ file://{layout.release}/{plan.wheel.name} --hash=sha256:{plan.wheel.sha256}\n",
         f"{layout.config}/keyguard.env": env_file(plan),
         f"{layout.config}/service.yaml": _yaml(
-            f"keyguard serve --config: written by the Pulumi program (stack {plan.stack}); holds no secret",
+            f"keyguard serve --config: written by the Pulumi program (stack {plan.args.stack}); holds no secret",
             service_config(plan)),
         f"{layout.config}/inventory.yaml": _yaml(
-            f"The stack's keys (stack {plan.stack}); each names its Secrets Manager secret, never a value",
+            f"The stack's keys (stack {plan.args.stack}); each names its Secrets Manager secret, never a value",
             inventory(plan)),
     }
     worker = worker_config(plan)
     if worker is not None:
         written[f"{layout.config}/worker.yaml"] = _yaml(
-            f"keyguard worker run --config: written by the Pulumi program (stack {plan.stack}); holds no secret",
+            f"keyguard worker run --config: written by the Pulumi program (stack {plan.args.stack}); holds no secret",
             worker)
     written[f"{layout.config}/cloudwatch-agent.json"] = json.dumps(cloudwatch_agent_config(plan), indent=2) + "\n"
     written[layout.path("/etc/logrotate.d/keyguard")] = logrotate_config(plan)
@@ -298,7 +294,7 @@ def files(plan: BootPlan) -> dict[str, str]:
 
 
 def render_user_data(plan: BootPlan) -> str:
-    layout = plan.layout
+    layout = plan.args.layout
     fetches = [f"fetch {a.key} {layout.release}/{a.name} {a.sha256}" for a in (plan.wheel, plan.requirements, plan.opa)]
     writes = []
     for path, text in files(plan).items():
@@ -308,7 +304,7 @@ def render_user_data(plan: BootPlan) -> str:
     unit_names = " ".join(units(plan))
     script = [
         "#!/bin/bash",
-        f"# Keyguard execution host (stack {plan.stack}): install the pinned release, write its configs, start",
+        f"# Keyguard execution host (stack {plan.args.stack}): install the pinned release, write its configs, start",
         "# the service and the worker. No secret here: the processes read theirs from Secrets Manager.",
         "set -euo pipefail",
         "umask 022",
@@ -321,7 +317,7 @@ def render_user_data(plan: BootPlan) -> str:
         "",
         "# The release: each file must have the sha256 the Pulumi program pinned, or nothing is installed.",
         "fetch() {",
-        f'  retry aws s3api get-object --region {plan.region} --bucket {plan.release_bucket} --key "$1" "$2" '
+        f'  retry aws s3api get-object --region {plan.args.region} --bucket {plan.release_bucket} --key "$1" "$2" '
         ">/dev/null",
         '  echo "$3  $2" | sha256sum --check --strict -',
         "}",
@@ -333,8 +329,8 @@ def render_user_data(plan: BootPlan) -> str:
         f"retry {layout.install}/bin/pip install --no-input --require-hashes"
         f" -r {layout.release}/{plan.requirements.name} -r {layout.release}/keyguard.txt",
         f"install -m 0755 {layout.release}/{plan.opa.name} {layout.opa}",
-        f'[[ $\'\\n\'"$({layout.opa} version)"$\'\\n\' == *$\'\\n\'"Version: {plan.opa_version}"$\'\\n\'* ]] || '
-        f'{{ echo "{layout.opa} is not opa {plan.opa_version}" >&2; exit 1; }}',
+        f'[[ $\'\\n\'"$({layout.opa} version)"$\'\\n\' == *$\'\\n\'"Version: {plan.args.opa_version}"$\'\\n\'* ]] || '
+        f'{{ echo "{layout.opa} is not opa {plan.args.opa_version}" >&2; exit 1; }}',
         "",
         f"install -d -o {USER} -g {USER} -m 0750 {layout.logs}",
         f"{CLOUDWATCH_AGENT_CTL} -a fetch-config -m ec2 -s -c file:{layout.config}/cloudwatch-agent.json",

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from moto.server import ThreadedMotoServer
 
 from keyguard.policy import PolicyEngine
-from tests.servers import AlertReceiver, fresh_postgres_database, postgres_server
+from keyguard.tools import PROJECT_ROOT
+from tests.servers import UV, AlertReceiver, fresh_postgres_database, postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +21,16 @@ def policy_engine() -> Iterator[PolicyEngine]:
     """A managed `opa run --server` on 127.0.0.1 with the project's rule set loaded."""
     with PolicyEngine.managed() as engine:
         yield engine
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel as a user gets it (the policy bundle inside), built once per session from this checkout."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([UV, "build", "--wheel", "--quiet", "--out-dir", str(out)], cwd=PROJECT_ROOT, check=True,
+                   timeout=300)
+    [wheel] = out.glob("keyguard-*-py3-none-any.whl")
+    return wheel
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# `uv run` names itself in UV; the tests that build the wheel or install it call the same uv.
+UV = os.environ.get("UV") or shutil.which("uv") or "uv"
+
 
 def free_port() -> int:
     with socket.socket() as sock:

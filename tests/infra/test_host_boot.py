@@ -32,6 +32,7 @@ import yaml
 from keyguard.infra.capture import CapturedStack, capture_program, read_stack_config
 from keyguard.sandbox import SandboxHandle, run_sandbox
 from keyguard.tools import PROJECT_ROOT, opa_binary
+from tests.servers import UV
 
 from .conftest import DEV_CONFIG, SHIPPED_PROGRAM, unit_settings, written_files
 
@@ -63,15 +64,13 @@ class RunningUnit:
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def release(tmp_path_factory: pytest.TempPathFactory, built_wheel: Path) -> dict[str, Path]:
     """The release as infra/release.sh builds it: the wheel, its locked requirements, and the pinned opa."""
     out = tmp_path_factory.mktemp("release")
-    subprocess.run(["uv", "build", "--wheel", "--out-dir", str(out), "--quiet"], cwd=PROJECT_ROOT, check=True,
-                   timeout=180)
-    subprocess.run(["uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--quiet", "--output-file",
+    wheel = Path(shutil.copy(built_wheel, out))
+    subprocess.run([UV, "export", "--frozen", "--no-dev", "--no-emit-project", "--quiet", "--output-file",
                     str(out / "requirements.txt")], cwd=PROJECT_ROOT, check=True, timeout=120)
     shutil.copy(opa_binary(), out / "opa")
-    [wheel] = out.glob("keyguard-*-py3-none-any.whl")
     return {"keyguard:wheel": wheel, "keyguard:requirements": out / "requirements.txt",
             "keyguard:opaBinary": out / "opa"}
 
@@ -122,7 +121,7 @@ def install(root: Path, user_data: str, release: dict[str, Path]) -> Path:
     assert len(opa_lines) == 2
     subprocess.run(["bash", "-c", venv_line], check=True, timeout=120)
     args = [a for a in shlex.split(pip_args) if a != "--no-input"]  # pip's no-prompt flag; uv never prompts
-    subprocess.run(["uv", "pip", "install", "--quiet", "--python", f"{venv}/bin/python", *args], check=True,
+    subprocess.run([UV, "pip", "install", "--quiet", "--python", f"{venv}/bin/python", *args], check=True,
                    timeout=240, cwd=root)
     for line in opa_lines:
         subprocess.run(["bash", "-c", line], check=True, timeout=60)

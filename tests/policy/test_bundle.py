@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.servers import UV
 
 import keyguard
 from keyguard.errors import PolicyError
@@ -150,15 +151,11 @@ def test_a_corrupt_bundle_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed(tmp_path_factory: pytest.TempPathFactory, built_wheel: Path) -> Path:
     """The wheel as a user installs it: built from this checkout, installed into a fresh venv."""
-    uv = os.environ.get("UV") or shutil.which("uv") or "uv"
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([uv, "build", "--wheel", "-q", "-o", str(out), str(PROJECT_ROOT)], check=True, timeout=300)
-    wheel = next(out.glob("keyguard-*.whl"))
-    venv = out / "venv"
-    subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True, timeout=120)
-    subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)],
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    subprocess.run([UV, "venv", "-q", "-p", sys.executable, str(venv)], check=True, timeout=120)
+    subprocess.run([UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(built_wheel)],
                    check=True, timeout=600)
     return venv
 

@@ -32,6 +32,14 @@ class RuleText:
     remediation: str
 
 
+def catalogue_texts() -> dict[str, RuleText]:
+    """Each rule's title and remediation, from the bundle this process evaluated with (no second build)."""
+    from keyguard.policy.bundle import active_bundle
+    from keyguard.policy.catalogue import load_rules
+
+    return {r["id"]: RuleText(r["title"], r["remediation"]) for r in load_rules(active_bundle())}
+
+
 @dataclass(frozen=True)
 class LocatedFinding:
     finding: Finding

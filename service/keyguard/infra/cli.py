@@ -84,16 +84,13 @@ def check(
 
     def sarif() -> dict[str, Any]:
         from keyguard.gate.locate import locate_in_document, locate_in_program, program_sources
-        from keyguard.gate.sarif import LocatedFinding, RuleText, sarif_log
-        from keyguard.policy.catalogue import load_rules
-
+        from keyguard.gate.sarif import LocatedFinding, catalogue_texts, sarif_log
         # A key binding is about the --key-bindings file; a resource about the line of the program naming it.
         sources = program_sources(program)
         located = [LocatedFinding(f, locate_in_document(key_bindings, f.resource, f.evidence)
                                   if key_bindings and f.resource.startswith("key/")
                                   else locate_in_program(program, f.resource, sources)) for f in findings]
-        titles = {r["id"]: RuleText(r["title"], r["remediation"]) for r in load_rules()}
-        return sarif_log(located, titles)
+        return sarif_log(located, catalogue_texts())
 
     report_and_gate(findings, out, fail_on=fail_on, as_json=as_json, fmt=fmt, output=output, sarif=sarif,
                     title=f"infra {stack_config.stack}",

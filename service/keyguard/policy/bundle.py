@@ -22,7 +22,7 @@ from typing import Any
 
 from keyguard import __version__
 from keyguard.errors import PolicyError
-from keyguard.tools import OPA_IGNORE, opa_binary, packaged_bundle, policy_source, schema_dir
+from keyguard.tools import OPA_IGNORE, opa_binary, opa_ignore_args, packaged_bundle, policy_source, schema_dir
 
 # Not policy: tests, hidden files, and the CrossGuard pack's Python (keyguard.tools.OPA_IGNORE).
 BUILD_IGNORE = (*OPA_IGNORE, "*_test.rego", ".?*")  # ".*" would match the root "." itself
@@ -67,7 +67,7 @@ def check_source(root: Path, opa: str | None = None) -> None:
         raise PolicyError(f"policy directory {root} holds no .rego modules")
     proc = subprocess.run(
         [opa or opa_binary(), "check", "--format", "json", *schema_args(),
-         *[arg for name in OPA_IGNORE for arg in ("--ignore", name)], str(root)],
+         *opa_ignore_args(), str(root)],
         capture_output=True, text=True, timeout=120,
     )
     if proc.returncode != 0:
@@ -220,5 +220,5 @@ def policy_data(*path: str) -> Any:
 def export_bundle(bundle: PolicyBundle, out: Path) -> Path:
     """Copy the built bundle to `out` (for an OPA bundle server or the CrossGuard pack)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(bundle.path.read_bytes())
+    shutil.copyfile(bundle.path, out)
     return out

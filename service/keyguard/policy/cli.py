@@ -63,13 +63,12 @@ def check(
 
     def sarif() -> dict[str, Any]:
         from keyguard.gate.locate import compose, locate_in_document
-        from keyguard.gate.sarif import LocatedFinding, RuleText, sarif_log
+        from keyguard.gate.sarif import LocatedFinding, catalogue_texts, sarif_log
 
         trees = {path: compose(path) for path in files}
         located = [LocatedFinding(f, locate_in_document(path, f.resource, f.evidence, trees[path]))
                    for path, f in zip(sources, results, strict=True)]
-        titles = {r["id"]: RuleText(r["title"], r["remediation"]) for r in load_rules(policy_root)}
-        return sarif_log(located, titles)
+        return sarif_log(located, catalogue_texts())
 
     report_and_gate(sort_findings(results), out, fail_on=fail_on, as_json=as_json, fmt=fmt, output=output,
                     sarif=sarif, title=", ".join(name for name, _ in documents))
