@@ -21,11 +21,11 @@ from typing import Any
 
 import ccxt
 
+from keyguard.exchanges.binance_client import BinanceSpotClient
+from keyguard.exchanges.budget import SharedRateLimiter, pools_from_exchange_info
+from keyguard.exchanges.budget_store import FileBudgetStore
 from keyguard.sandbox import BINANCE_SPOT_ONLY_OPTIONS, Fault, SandboxConfig, SandboxHandle, run_sandbox
-from keyguard.worker.binance_client import BinanceSpotClient
-from keyguard.worker.budget_store import FileBudgetStore
 from keyguard.worker.journal import OrderJournal, OrderStatus, journal_engine
-from keyguard.worker.limiter import SharedRateLimiter, pools_from_exchange_info
 from keyguard.worker.orders import OrderExecutor, OrderIntent
 
 QTY = 0.0001

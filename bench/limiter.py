@@ -30,9 +30,9 @@ CALLS = ("exchangeInfo", "depth", "account")
 
 
 def keyguard_process(url: str, key: str, secret: str, budget: str, times: Any, go: Any, out: Any) -> None:
-    from keyguard.worker.binance_client import BinanceSpotClient, ExchangeRejected
-    from keyguard.worker.budget_store import FileBudgetStore
-    from keyguard.worker.limiter import RateLimitRefused, SharedRateLimiter, pools_from_exchange_info
+    from keyguard.exchanges.binance_client import BinanceSpotClient, ExchangeRejected
+    from keyguard.exchanges.budget import RateLimitRefused, SharedRateLimiter, pools_from_exchange_info
+    from keyguard.exchanges.budget_store import FileBudgetStore
 
     limiter = SharedRateLimiter(FileBudgetStore(budget), egress_ip="127.0.0.1", headroom=HEADROOM,
                                 default_deadline_s=60.0)
@@ -156,8 +156,8 @@ def run_variant(name: str, window_s: int, windows: int) -> dict[str, Any]:
 
 def store_throughput(n: int = 20000) -> dict[str, float]:
     """Budget updates per second on each cross-process store (one process, uncontended)."""
-    from keyguard.worker.budget_store import FileBudgetStore, SqliteBudgetStore
-    from keyguard.worker.limiter import PoolSpec, SharedRateLimiter
+    from keyguard.exchanges.budget import PoolSpec, SharedRateLimiter
+    from keyguard.exchanges.budget_store import FileBudgetStore, SqliteBudgetStore
 
     results = {}
     tmp = Path(tempfile.mkdtemp(prefix="kg-bench-store-"))

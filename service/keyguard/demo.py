@@ -118,7 +118,7 @@ def demo(
     from keyguard.config import load_settings
     from keyguard.runtime import api_token_from, keys_collector, run_service
     from keyguard.sandbox.server import run_sandbox
-    from keyguard.worker import run_demo_worker
+    from keyguard.worker.demo_strategy import run_demo_worker
 
     for noisy in ("httpx", "apprise", "keyguard.policy.engine", "keyguard.exchanges"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

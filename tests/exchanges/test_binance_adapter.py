@@ -10,7 +10,9 @@ from keyguard.exchanges import (
     IPRefused,
     KeyDeclaration,
     RateLimited,
+    RateLimitRefused,
 )
+from keyguard.exchanges.budget import RATE_BANNED
 from keyguard.sandbox import SandboxConfig, SandboxHandle
 
 from .conftest import AdapterFactory
@@ -136,17 +138,18 @@ def test_after_a_429_the_adapter_stops_sending_instead_of_walking_into_a_ban(
     with pytest.raises(RateLimited) as first:
         a.server_time_ms()
     assert not isinstance(first.value, Banned) and first.value.retry_after is not None
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimitRefused) as second:
         a.server_time_ms()
     # The second refusal came from the limiter: the exchange never saw it, so the IP was not banned.
+    assert second.value.code == RATE_BANNED
     assert sandbox.exchange.bans.standing("127.0.0.1").bans == 0
 
 
 def test_the_worker_limiter_plugs_in_and_is_charged_and_corrected_by_every_call(
     sandbox: SandboxHandle, adapter: AdapterFactory
 ) -> None:
-    from keyguard.worker.budget_store import InMemoryBudgetStore
-    from keyguard.worker.limiter import SharedRateLimiter
+    from keyguard.exchanges.budget import SharedRateLimiter
+    from keyguard.exchanges.budget_store import InMemoryBudgetStore
 
     limiter = SharedRateLimiter(InMemoryBudgetStore(), egress_ip="127.0.0.1")
     state = adapter(sandbox.create_key(), limiter=limiter).inspect(BOT, probe_from="127.0.0.2")

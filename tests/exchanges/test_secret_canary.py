@@ -31,7 +31,6 @@ def test_canary_secret_never_appears_in_logs_errors_states_or_admin_responses(
 
     texts = []
     ok = adapter(created, timeout_ms=500)
-    ok.host_client.verbose = False
     texts.append(ok.inspect(declared, probe_from="127.0.0.2").model_dump_json())
     with pytest.raises(IPRefused) as refused:
         other = adapter(created, source_ip="127.0.0.3")

@@ -15,10 +15,10 @@ from tests.servers import AlertReceiver
 from tests.service.live import delivered_titles, make_inventory
 
 from keyguard.config import load_settings
+from keyguard.exchanges.budget import RATE_BANNED, RateLimitRefused, SharedRateLimiter
+from keyguard.exchanges.budget_store import default_budget_path, open_budget_store
 from keyguard.runtime import RunningService, build_collectors, run_service
 from keyguard.sandbox import SandboxConfig, SandboxHandle
-from keyguard.worker.budget_store import default_budget_path, open_budget_store
-from keyguard.worker.limiter import RATE_BANNED, RateLimitRefused, SharedRateLimiter
 
 sandbox_config = fixtures.sandbox_config
 sandbox = fixtures.sandbox

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from keyguard.worker.binance_client import BinanceSpotClient, RateLimited
-from keyguard.worker.budget_store import FileBudgetStore
-from keyguard.worker.limiter import PoolSpec, SharedRateLimiter
+from keyguard.exchanges.binance_client import BinanceSpotClient, RateLimited
+from keyguard.exchanges.budget import PoolSpec, SharedRateLimiter
+from keyguard.exchanges.budget_store import FileBudgetStore
 
 
 def _client(url: str, key: str, secret: str, budget_path: str, weight_limit: int, window_s: float
@@ -46,8 +46,8 @@ def second_caller(url: str, key: str, secret: str, budget_path: str, weight_limi
 
 def grab_until_refused(backend: str, path: str, go: Any, out: Any) -> None:
     """Acquire weight-1 calls from a 600-weight hour pool until refused; report how many were granted."""
-    from keyguard.worker.budget_store import open_budget_store
-    from keyguard.worker.limiter import RateLimitRefused
+    from keyguard.exchanges.budget import RateLimitRefused
+    from keyguard.exchanges.budget_store import open_budget_store
 
     limiter = SharedRateLimiter(open_budget_store(backend, path), egress_ip="127.0.0.1",
                                 pools=(PoolSpec("REQUEST_WEIGHT", 3600, 600, "ip"),), headroom=1.0)

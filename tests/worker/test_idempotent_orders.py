@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from keyguard.exchanges.binance_client import OutcomeUnknown
 from keyguard.sandbox import Fault, SandboxHandle
-from keyguard.worker.binance_client import OutcomeUnknown
 from keyguard.worker.journal import OrderStatus
 from keyguard.worker.orders import OrderIntent
 from tests.worker.conftest import WorkerFactory, exchange_orders

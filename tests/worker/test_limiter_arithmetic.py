@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from keyguard.worker.budget_store import FileBudgetStore, InMemoryBudgetStore, SqliteBudgetStore
-from keyguard.worker.costs import endpoint_cost
-from keyguard.worker.limiter import (
+from keyguard.exchanges.budget import (
     RATE_BANNED,
     RATE_COST_EXCEEDS_BUDGET,
     RATE_DEADLINE,
@@ -17,6 +15,8 @@ from keyguard.worker.limiter import (
     SharedRateLimiter,
     pools_from_exchange_info,
 )
+from keyguard.exchanges.budget_store import FileBudgetStore, InMemoryBudgetStore, SqliteBudgetStore
+from keyguard.exchanges.endpoint_costs import endpoint_cost
 
 
 class FakeClock:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from keyguard.exchanges.budget import RATE_DEADLINE
 from keyguard.sandbox import SandboxConfig, SandboxHandle
 from keyguard.worker.journal import OrderStatus
-from keyguard.worker.limiter import RATE_DEADLINE
 from keyguard.worker.orders import OrderIntent
 from tests.worker.conftest import WorkerFactory
 

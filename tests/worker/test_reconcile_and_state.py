@@ -148,8 +148,8 @@ def test_reconnect_backs_off_with_jitter_and_resets_after_a_healthy_run() -> Non
 def test_demo_worker_thread_trades_and_reports_live_state_until_stopped(
     sandbox: SandboxHandle, trading_key: dict[str, Any], tmp_path: Path
 ) -> None:
-    from keyguard.worker import run_demo_worker
     from keyguard.worker.config import WorkerConfig
+    from keyguard.worker.demo_strategy import run_demo_worker
     from keyguard.worker.state import LiveState
 
     states: list[LiveState] = []

@@ -1,4 +1,5 @@
-"""Exchange adapters on ccxt: ask the exchange what a key can really do, and report it as a KeyState."""
+"""Exchange adapters: ask the exchange what a key can really do, and report it as a KeyState. Binance goes through
+the one Binance client (keyguard.exchanges.binance_client); the others through ccxt."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from keyguard.errors import ConfigError
-from keyguard.exchanges.base import Credentials, DeclaredIp, ExchangeAdapter, KeyDeclaration
+from keyguard.exchanges.base import CcxtAdapter, Credentials, DeclaredIp, ExchangeAdapter, KeyDeclaration
 from keyguard.exchanges.binance import BinanceAdapter
 from keyguard.exchanges.bitget import BitgetAdapter
 from keyguard.exchanges.blofin import BlofinAdapter
@@ -16,22 +17,25 @@ from keyguard.exchanges.errors import (
     AmbiguousRefusal,
     Banned,
     ClockSkew,
+    ExchangeRejected,
     ExchangeTimeout,
     ExchangeUnavailable,
     InvalidKey,
     IPRefused,
     MalformedResponse,
+    OutcomeUnknown,
     PermissionRefused,
     RateLimited,
+    RateLimitRefused,
+    binance_error,
 )
 from keyguard.exchanges.gate import GateAdapter
 from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage
 from keyguard.exchanges.kraken import KrakenAdapter
 from keyguard.exchanges.kucoin import KucoinAdapter
-from keyguard.exchanges.limiter import RequestLimiter, RetryAfterLimiter
 from keyguard.exchanges.okx import OkxAdapter
 
-ADAPTERS: dict[str, type[ExchangeAdapter]] = {
+ADAPTERS: dict[str, type[ExchangeAdapter[Any]]] = {
     "binance": BinanceAdapter,
     "okx": OkxAdapter,
     "bybit": BybitAdapter,
@@ -44,7 +48,7 @@ ADAPTERS: dict[str, type[ExchangeAdapter]] = {
 }
 
 
-def adapter_for(exchange: str, credentials: Credentials, **kwargs: Any) -> ExchangeAdapter:
+def adapter_for(exchange: str, credentials: Credentials, **kwargs: Any) -> ExchangeAdapter[Any]:
     try:
         cls = ADAPTERS[exchange.lower()]
     except KeyError:
@@ -55,13 +59,12 @@ def adapter_for(exchange: str, credentials: Credentials, **kwargs: Any) -> Excha
 
 
 def sandbox_adapter_kwargs(exchange: str, sandbox_url: str) -> Mapping[str, Any]:
-    """URLs (and, for Binance, spot-only market loading) that point an adapter at the Keyguard sandbox."""
-    from keyguard.sandbox.server import BINANCE_SPOT_ONLY_OPTIONS, sandbox_urls
+    """The address (Binance's client) or ccxt URLs (the others) that point an adapter at the Keyguard sandbox."""
+    from keyguard.sandbox.server import sandbox_urls
 
-    kwargs: dict[str, Any] = {"urls": sandbox_urls(sandbox_url, exchange)}
     if exchange == "binance":
-        kwargs["options"] = dict(BINANCE_SPOT_ONLY_OPTIONS)
-    return kwargs
+        return {"base_url": sandbox_url}
+    return {"urls": sandbox_urls(sandbox_url, exchange)}
 
 
 __all__ = [
@@ -73,11 +76,13 @@ __all__ = [
     "BitgetAdapter",
     "BlofinAdapter",
     "BybitAdapter",
+    "CcxtAdapter",
     "CoinbaseAdapter",
     "ClockSkew",
     "Credentials",
     "DeclaredIp",
     "ExchangeAdapter",
+    "ExchangeRejected",
     "ExchangeTimeout",
     "ExchangeUnavailable",
     "GateAdapter",
@@ -89,13 +94,14 @@ __all__ = [
     "KucoinAdapter",
     "MalformedResponse",
     "OkxAdapter",
+    "OutcomeUnknown",
     "PermissionRefused",
     "Permissions",
     "ProbeResult",
+    "RateLimitRefused",
     "RateLimited",
-    "RequestLimiter",
-    "RetryAfterLimiter",
     "Storage",
     "adapter_for",
+    "binance_error",
     "sandbox_adapter_kwargs",
 ]

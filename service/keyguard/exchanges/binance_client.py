@@ -1,11 +1,15 @@
-"""Thin signed HTTP client for Binance spot (and the sandbox): every call is charged to the shared limiter
-first and reports the response's usage headers back to it. It never retries an order by itself; the
-idempotency rules live in keyguard.worker.orders."""
+"""The one Binance spot client (real Binance or the sandbox), for the worker, the gateway and the Binance key
+adapter: signs with HMAC, charges every call to the shared limiter first and reports the response's usage headers
+back to it, and turns every failure into keyguard.exchanges.errors (Binance's codes by `binance_error`). It never
+retries an order by itself; the idempotency rules live in keyguard.worker.orders."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,29 +17,36 @@ from urllib.parse import urlencode
 
 import httpx
 
-from keyguard.errors import ExchangeError
-from keyguard.redact import redact_text, register_secret
-from keyguard.worker.limiter import SharedRateLimiter
+from keyguard.exchanges.budget import SharedRateLimiter, retry_after_s
+from keyguard.exchanges.errors import (
+    ExchangeRejected,
+    ExchangeTimeout,
+    ExchangeUnavailable,
+    MalformedResponse,
+    OutcomeUnknown,
+    RateLimited,
+    binance_error,
+)
+from keyguard.redact import register_secret
+
+# The names the worker and the gateway import from here: the family's classes and the code they act on.
+__all__ = ["ORDER_DOES_NOT_EXIST", "BinanceSpotClient", "ExchangeRejected", "OutcomeUnknown", "RateLimited"]
 
 ORDER_DOES_NOT_EXIST = -2013
 
+log = logging.getLogger(__name__)
 
-class OutcomeUnknown(ExchangeError):
-    """Timeout, reset, 5xx or an unreadable body: the request may or may not have taken effect."""
-
-
-class ExchangeRejected(ExchangeError):
-    """The exchange answered with an error code: the request definitively did not take effect."""
-
-    def __init__(self, status: int, code: int | None, message: str) -> None:
-        super().__init__(f"HTTP {status} code {code}: {message}")
-        self.status = status
-        self.code = code
-        self.exchange_message = message
+_tls_lock = threading.Lock()
+_tls: list[ssl.SSLContext] = []
 
 
-class RateLimited(ExchangeRejected):
-    """429 or 418: refused by the exchange's rate limit (the limiter has stopped the whole IP)."""
+def shared_tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every client in the process: building one (loading the CA bundle) costs
+    tens of milliseconds, and the adapters make a client per key and source address."""
+    with _tls_lock:
+        if not _tls:
+            _tls.append(httpx.create_ssl_context())
+        return _tls[0]
 
 
 class BinanceSpotClient:
@@ -50,26 +61,46 @@ class BinanceSpotClient:
         recv_window_ms: int = 5000,
         source_address: str | None = None,
         clock: Callable[[], float] = time.time,
+        trust_env: bool = True,
     ) -> None:
         register_secret(api_key)
         register_secret(api_secret)
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._secret = api_secret.encode()
+        # One tuple, replaced whole: a request signs with one key's id and secret, never one of each.
+        self._credentials = (api_key, api_secret.encode())
         self.limiter = limiter
         self.recv_window_ms = recv_window_ms
+        self.timeout_s = timeout_s
+        self.source_address = source_address
         self.clock = clock
         self.time_offset_ms = 0
-        transport = httpx.HTTPTransport(local_address=source_address) if source_address else None
-        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+        transport = httpx.HTTPTransport(verify=shared_tls_context(), local_address=source_address)
+        # trust_env=False: no proxy from the environment, so a call really leaves from `source_address`.
+        self._http = httpx.Client(timeout=timeout_s, transport=transport, trust_env=trust_env)
+
+    @property
+    def api_key_id(self) -> str:
+        """The API key (its public id) requests are signed for now."""
+        return self._credentials[0]
+
+    def replace_credentials(self, api_key: str, api_secret: str) -> None:
+        """Sign every request from now on with another key of the same account (a rotation); a request already
+        signed finishes with the key that signed it."""
+        register_secret(api_key)
+        register_secret(api_secret)
+        self._credentials = (api_key, api_secret.encode())
 
     def close(self) -> None:
         self._http.close()
 
     def request(
         self, method: str, path: str, params: Mapping[str, Any] | None = None, *, signed: bool = False,
-        deadline_s: float | None = None,
+        deadline_s: float | None = None, timeout_s: float | None = None,
     ) -> Any:
+        """Send one call and return its JSON body. `deadline_s` bounds the wait for budget, `timeout_s` (default: the
+        client's) the wait for the answer. Raises OutcomeUnknown (ExchangeTimeout, ExchangeUnavailable,
+        MalformedResponse), an ExchangeRejected from `binance_error`, or the limiter's RateLimitRefused."""
+        what = f"binance {method} {path}"
         params = {k: v for k, v in (params or {}).items() if v is not None}
         permit = self.limiter.acquire(method, path, params, deadline_s=deadline_s) if self.limiter else None
         headers = {}
@@ -77,33 +108,37 @@ class BinanceSpotClient:
             params["timestamp"] = int(self.clock() * 1000) + self.time_offset_ms
             params.setdefault("recvWindow", self.recv_window_ms)
             query = urlencode(params)
-            signature = hmac.new(self._secret, query.encode(), hashlib.sha256).hexdigest()
+            api_key, secret = self._credentials
+            signature = hmac.new(secret, query.encode(), hashlib.sha256).hexdigest()
             query = f"{query}&signature={signature}"
-            headers["X-MBX-APIKEY"] = self._api_key
+            headers["X-MBX-APIKEY"] = api_key
         else:
             query = urlencode(params)
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        wait_s = self.timeout_s if timeout_s is None else timeout_s
         try:
-            response = self._http.request(method, url, headers=headers)
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise OutcomeUnknown(f"{method} {path}: {type(exc).__name__}, outcome unknown") from None
-        if self.limiter is not None:
-            self.limiter.observe(permit, response.status_code, response.headers)
+            response = self._http.request(method, url, headers=headers, timeout=wait_s)
+        except httpx.TimeoutException:
+            raise ExchangeTimeout(f"{what}: no answer within {round(wait_s * 1000)} ms, outcome unknown") from None
+        except httpx.TransportError as exc:
+            raise ExchangeUnavailable(f"{what}: {type(exc).__name__}, outcome unknown") from None
         status = response.status_code
+        log.debug("%s: HTTP %s", what, status)
+        if self.limiter is not None:
+            self.limiter.observe(permit, status, response.headers)
         if status >= 500:
-            raise OutcomeUnknown(f"{method} {path}: HTTP {status}, outcome unknown")
+            raise ExchangeUnavailable(f"{what}: HTTP {status}, outcome unknown")
         try:
             body = response.json()
         except ValueError:
             if status < 400:
-                raise OutcomeUnknown(f"{method} {path}: unreadable body with HTTP {status}") from None
+                raise MalformedResponse(f"{what}: unreadable body with HTTP {status}, outcome unknown") from None
             body = {}
         if status >= 400:
             code = body.get("code") if isinstance(body, dict) else None
-            message = redact_text(str(body.get("msg", "")) if isinstance(body, dict) else "")
-            if status in (418, 429):
-                raise RateLimited(status, code, message or "rate limited")
-            raise ExchangeRejected(status, code, message)
+            message = str(body.get("msg", "")) if isinstance(body, dict) else ""
+            raise binance_error(status, code if isinstance(code, int) else None, message,
+                                retry_after=retry_after_s(response.headers), context=what)
         return body
 
     # Endpoints the worker uses.

@@ -7,15 +7,21 @@ from typing import Any, ClassVar
 
 import ccxt
 
-from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
-from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
+from keyguard.exchanges.base import CcxtAdapter, KeyDeclaration, record_permissions, record_reported_ips
+from keyguard.exchanges.errors import (
+    ClockSkew,
+    ExchangeRejected,
+    InvalidKey,
+    IPRefused,
+    MalformedResponse,
+    PermissionRefused,
+)
 from keyguard.exchanges.keystate import KeyState, permissions_from_flags
 
 
-class BitgetAdapter(ExchangeAdapter):
+class BitgetAdapter(CcxtAdapter):
     exchange_id = "bitget"
-    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {
+    error_codes: ClassVar[dict[str, type[ExchangeRejected]]] = {
         "40037": InvalidKey, "40006": InvalidKey, "40012": InvalidKey, "40009": InvalidKey,
         "40018": IPRefused,
         "40014": PermissionRefused,

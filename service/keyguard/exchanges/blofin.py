@@ -7,15 +7,21 @@ from typing import Any, ClassVar
 
 import ccxt
 
-from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
-from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
+from keyguard.exchanges.base import CcxtAdapter, KeyDeclaration, record_permissions, record_reported_ips
+from keyguard.exchanges.errors import (
+    ClockSkew,
+    ExchangeRejected,
+    InvalidKey,
+    IPRefused,
+    MalformedResponse,
+    PermissionRefused,
+)
 from keyguard.exchanges.keystate import KeyState, Permissions, from_ms
 
 
-class BlofinAdapter(ExchangeAdapter):
+class BlofinAdapter(CcxtAdapter):
     exchange_id = "blofin"
-    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {
+    error_codes: ClassVar[dict[str, type[ExchangeRejected]]] = {
         "152401": InvalidKey, "152402": InvalidKey, "152408": InvalidKey, "152409": InvalidKey,
         "152406": IPRefused,
         "152404": PermissionRefused,

@@ -6,10 +6,10 @@ from typing import Any, ClassVar
 
 import ccxt
 
-from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
+from keyguard.exchanges.base import CcxtAdapter, KeyDeclaration, record_permissions, record_reported_ips
 from keyguard.exchanges.errors import (
     ClockSkew,
+    ExchangeRejected,
     InvalidKey,
     IPRefused,
     MalformedResponse,
@@ -19,9 +19,9 @@ from keyguard.exchanges.errors import (
 from keyguard.exchanges.keystate import KeyState, from_iso, permissions_from_flags
 
 
-class BybitAdapter(ExchangeAdapter):
+class BybitAdapter(CcxtAdapter):
     exchange_id = "bybit"
-    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {
+    error_codes: ClassVar[dict[str, type[ExchangeRejected]]] = {
         "10003": InvalidKey, "10004": InvalidKey,
         "10010": IPRefused,
         "10005": PermissionRefused,

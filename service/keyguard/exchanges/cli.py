@@ -142,3 +142,4 @@ def inspect(
         return
     _print_states(states)
     report_and_gate(findings, out, fail_on=Severity(fail_on), as_json=False, title="Findings")
+

@@ -10,20 +10,20 @@ from typing import Any
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions
+from keyguard.exchanges.base import CcxtAdapter, KeyDeclaration, record_permissions
 from keyguard.exchanges.errors import AmbiguousRefusal, MalformedResponse
 from keyguard.exchanges.keystate import KeyState, permissions_from_flags
 
 
-class CoinbaseAdapter(ExchangeAdapter):
+class CoinbaseAdapter(CcxtAdapter):
     exchange_id = "coinbase"
     probe_endpoint = ("GET", "/api/v3/brokerage/key_permissions")
 
     def translate(self, exc: ccxt.BaseError, status: int, headers: Mapping[str, str], what: str,
                   timeout_ms: int | None = None) -> ExchangeError:
         if status == 401:
-            return AmbiguousRefusal(f"coinbase {what}: 401 Unauthorized (invalid key, IP not allowed, or "
-                                    "permission missing)")
+            return AmbiguousRefusal(status, None, "Unauthorized (invalid key, IP not allowed, or permission missing)",
+                                    context=f"coinbase {what}")
         return super().translate(exc, status, headers, what, timeout_ms)
 
     def server_time_ms(self) -> int:

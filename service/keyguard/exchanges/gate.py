@@ -10,11 +10,18 @@ from typing import Any
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
-from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, PermissionRefused
+from keyguard.exchanges.base import CcxtAdapter, KeyDeclaration, record_permissions, record_reported_ips
+from keyguard.exchanges.errors import (
+    ClockSkew,
+    ExchangeRejected,
+    InvalidKey,
+    IPRefused,
+    MalformedResponse,
+    PermissionRefused,
+)
 from keyguard.exchanges.keystate import KeyState, from_ms, permissions_from_flags
 
-LABELS: dict[str, type[ExchangeError]] = {
+LABELS: dict[str, type[ExchangeRejected]] = {
     "INVALID_KEY": InvalidKey, "INVALID_SIGNATURE": InvalidKey, "INVALID_CREDENTIALS": InvalidKey,
     "IP_FORBIDDEN": IPRefused,
     "FORBIDDEN": PermissionRefused,
@@ -30,7 +37,7 @@ def fits_mask(mask: str, api_key: str) -> bool:
     return len(mask) == len(api_key) and api_key.startswith(head) and api_key.endswith(tail)
 
 
-class GateAdapter(ExchangeAdapter):
+class GateAdapter(CcxtAdapter):
     exchange_id = "gate"
     probe_endpoint = ("GET", "/api/v4/account/main_keys")
 
@@ -39,7 +46,7 @@ class GateAdapter(ExchangeAdapter):
         text = str(exc)
         for label, error in LABELS.items():
             if f'"{label}"' in text:
-                return error(f"gate {what}: {label}")
+                return error(status, None, label, context=f"gate {what}")
         return super().translate(exc, status, headers, what, timeout_ms)
 
     def server_time_ms(self) -> int:

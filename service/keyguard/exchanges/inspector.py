@@ -21,7 +21,10 @@ import requests
 from keyguard.checks.activity import Journals, read_activity
 from keyguard.config import BudgetSettings
 from keyguard.errors import ConfigError, KeyguardError
-from keyguard.exchanges.base import ClientPool, ExchangeAdapter, KeyDeclaration
+from keyguard.exchanges.base import CcxtAdapter, ClientPool, ExchangeAdapter, KeyDeclaration
+from keyguard.exchanges.binance import BinanceAdapter
+from keyguard.exchanges.budget import SharedRateLimiter, pools_from_exchange_info
+from keyguard.exchanges.budget_store import default_budget_path, open_budget_store
 from keyguard.exchanges.errors import (
     Banned,
     ClockSkew,
@@ -74,7 +77,7 @@ class KeyInspector:
         self.request_timeout_ms = max(1, int(request_timeout_s * 1000))
         self.clock = clock
         self._lock = threading.Lock()
-        self._adapters: dict[tuple[Any, ...], ExchangeAdapter] = {}
+        self._adapters: dict[tuple[Any, ...], ExchangeAdapter[Any]] = {}
         self._used: set[tuple[Any, ...]] = set()  # adapters asked for this cycle; the others are dropped
         self._busy: set[int] = set()  # adapters still used by a thread left over from a cycle that timed out
         self._sessions: dict[str | None, requests.Session] = {}
@@ -83,7 +86,7 @@ class KeyInspector:
         self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="keyguard-inspect")
         # Exchange clocks are read side by side on their own threads: one dead exchange must not hold the others.
         self._clock_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyguard-clock")
-        self._limiters: dict[tuple[str, str], Any] = {}
+        self._limiters: dict[tuple[str, str], SharedRateLimiter] = {}
         self._limits_read: dict[str, float] = {}
         self.journals = Journals()  # the workers' journals, for watched keys' activity
 
@@ -102,11 +105,8 @@ class KeyInspector:
                 session = self._sessions[source_ip] = bound_session(source_ip, pool_size=self.concurrency * 2)
             return session
 
-    def limiter(self, exchange: str, ip: str) -> Any:
+    def limiter(self, exchange: str, ip: str) -> SharedRateLimiter:
         """The shared budget of `ip` for requests to `exchange`, under the inspections' share."""
-        from keyguard.worker.budget_store import default_budget_path, open_budget_store
-        from keyguard.worker.limiter import SharedRateLimiter
-
         with self._lock:
             limiter = self._limiters.get((exchange, ip))
             if limiter is None:
@@ -118,9 +118,9 @@ class KeyInspector:
                 self._limiters[(exchange, ip)] = limiter
             return limiter
 
-    def adapter(self, inventory: Inventory, key: InventoryKey) -> ExchangeAdapter:
+    def adapter(self, inventory: Inventory, key: InventoryKey) -> ExchangeAdapter[Any]:
         """The key's adapter, kept between cycles while its credentials and endpoints stay the same."""
-        from keyguard.exchanges import adapter_for, sandbox_adapter_kwargs
+        from keyguard.exchanges import ADAPTERS, adapter_for, sandbox_adapter_kwargs
 
         credentials = key.credentials.load()
         base = inventory.exchange_urls.get(key.exchange)
@@ -134,11 +134,12 @@ class KeyInspector:
                 return adapter
         exchange = key.exchange.lower()
         kwargs = dict(sandbox_adapter_kwargs(exchange, base)) if base else {}
+        if issubclass(ADAPTERS.get(exchange, CcxtAdapter), CcxtAdapter):  # Binance's client keeps its own connections
+            kwargs.update(sessions=self.session, clients=self._clients)
         adapter = adapter_for(
             exchange, credentials, source_ip=source, timeout_ms=self.request_timeout_ms,
             limiter=self.limiter(exchange, self.budget.egress_ip or source or "127.0.0.1"),
-            probe_limiter=self.limiter(exchange, other) if other else None,
-            sessions=self.session, clients=self._clients, **kwargs,
+            probe_limiter=self.limiter(exchange, other) if other else None, **kwargs,
         )
         with self._lock:
             self._adapters[cache_key] = adapter
@@ -153,7 +154,7 @@ class KeyInspector:
         deadline = deadline if deadline is not None else started + 10 * self.request_timeout_ms / 1000
         states: list[KeyState | None] = [None] * len(inventory.keys)
         self._used.clear()
-        firsts: dict[str, ExchangeAdapter] = {}
+        firsts: dict[str, ExchangeAdapter[Any]] = {}
         for key in inventory.keys:  # one key per exchange reads its clock (and limits) for all of them
             if key.exchange.lower() not in firsts:
                 try:
@@ -179,7 +180,10 @@ class KeyInspector:
                 inventory.keys[index], None, kind="DeadlineExceeded",
                 message=f"not inspected by the check's deadline ({deadline - started:.1f}s after it started)")
         with self._lock:  # keys removed from the inventory, or whose credentials changed, let go of their clients
+            dropped = [v for k, v in self._adapters.items() if k not in self._used and id(v) not in self._busy]
             self._adapters = {k: v for k, v in self._adapters.items() if k in self._used}
+        for adapter in dropped:
+            adapter.close()
         result = [s for s in states if s is not None]
         if on_key is not None:
             for state in result:
@@ -212,15 +216,15 @@ class KeyInspector:
         finally:
             self._release(adapter)
 
-    def _release(self, adapter: ExchangeAdapter) -> None:
+    def _release(self, adapter: ExchangeAdapter[Any]) -> None:
         with self._lock:
             self._busy.discard(id(adapter))
 
-    def _clock_offsets(self, adapters: Iterable[ExchangeAdapter], deadline: float) -> dict[str, int | None]:
+    def _clock_offsets(self, adapters: Iterable[ExchangeAdapter[Any]], deadline: float) -> dict[str, int | None]:
         """One time call (and, hourly, one limits read) per exchange per cycle, not one per key; an exchange whose
         clock is not read by the deadline is inspected without it (its keys' clock facts stay unknown)."""
 
-        def read(adapter: ExchangeAdapter) -> int | None:
+        def read(adapter: ExchangeAdapter[Any]) -> int | None:
             adapter.deadline = deadline
             self._refresh_limits(adapter)
             try:
@@ -233,19 +237,15 @@ class KeyInspector:
         wait(futures.values(), timeout=max(0.0, deadline - self.clock()))
         return {exchange: f.result() if f.done() else None for exchange, f in futures.items()}
 
-    def _refresh_limits(self, adapter: ExchangeAdapter) -> None:
+    def _refresh_limits(self, adapter: ExchangeAdapter[Any]) -> None:
         """Binance publishes its limits (exchangeInfo rateLimits): the budget follows what the exchange serves."""
-        if adapter.exchange_id != "binance":
+        if not isinstance(adapter, BinanceAdapter):
             return
-        from keyguard.worker.limiter import pools_from_exchange_info
-
-        base = repr(adapter.urls)
+        base = adapter.base_url
         if self.clock() - self._limits_read.get(base, -LIMITS_REFRESH_S) < LIMITS_REFRESH_S:
             return
-        client = adapter.host_client
         try:
-            info = adapter.call(client, "GET", "/api/v3/exchangeInfo",
-                                lambda: client.public_get_exchangeinfo({"symbol": "BTCUSDT"}))
+            info = adapter.exchange_info()
             pools = pools_from_exchange_info(info["rateLimits"])
         except (KeyguardError, KeyError, TypeError, ValueError) as exc:
             log.warning("binance limits not read, keeping the documented defaults: %s", redact_text(str(exc)))

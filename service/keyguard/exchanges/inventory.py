@@ -106,9 +106,9 @@ class InventoryKey(BaseModel):
     created_at: datetime | None = None
     superseded_at: datetime | None = None
     active: bool = True
-    workers: list[Path] = Field(default_factory=list, description="the worker configs trading with this key: "
-                                                                  "their journals say what Keyguard sent, their "
-                                                                  "kill switches are engaged on containment")
+    workers: list[Path] = Field(default_factory=list, description="the worker or gateway configs trading with "
+                                                                  "this key: their journals say what Keyguard sent, "
+                                                                  "their kill switches are engaged on containment")
     activity: ActivityWatch | None = None
     containment: KeyContainment | None = None
 

@@ -9,12 +9,12 @@ from typing import Any
 import ccxt
 
 from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
-from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse
+from keyguard.exchanges.base import CcxtAdapter, KeyDeclaration, record_permissions, record_reported_ips
+from keyguard.exchanges.errors import ClockSkew, ExchangeRejected, InvalidKey, IPRefused, MalformedResponse
 from keyguard.exchanges.keystate import KeyState, from_ms, permissions_from_flags
 
 # GetApiKeyInfo needs no permission, so "Permission denied" there can only be the key's IP allowlist.
-ERRORS: dict[str, type[ExchangeError]] = {
+ERRORS: dict[str, type[ExchangeRejected]] = {
     "EAPI:Invalid key": InvalidKey,
     "EAPI:Invalid signature": InvalidKey,
     "EAPI:Invalid nonce": ClockSkew,
@@ -22,7 +22,7 @@ ERRORS: dict[str, type[ExchangeError]] = {
 }
 
 
-class KrakenAdapter(ExchangeAdapter):
+class KrakenAdapter(CcxtAdapter):
     exchange_id = "kraken"
     probe_endpoint = ("POST", "/0/private/GetApiKeyInfo")
 
@@ -31,7 +31,7 @@ class KrakenAdapter(ExchangeAdapter):
         text = str(exc)
         for marker, error in ERRORS.items():
             if marker in text:
-                return error(f"kraken {what}: {marker}")
+                return error(status, None, marker, context=f"kraken {what}")
         return super().translate(exc, status, headers, what, timeout_ms)
 
     def server_time_ms(self) -> int:

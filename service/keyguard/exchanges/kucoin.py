@@ -7,15 +7,14 @@ from typing import Any, ClassVar
 
 import ccxt
 
-from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
-from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, RateLimited
+from keyguard.exchanges.base import CcxtAdapter, KeyDeclaration, record_permissions, record_reported_ips
+from keyguard.exchanges.errors import ClockSkew, ExchangeRejected, InvalidKey, IPRefused, MalformedResponse, RateLimited
 from keyguard.exchanges.keystate import KeyState, from_ms, permissions_from_flags
 
 
-class KucoinAdapter(ExchangeAdapter):
+class KucoinAdapter(CcxtAdapter):
     exchange_id = "kucoin"
-    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {
+    error_codes: ClassVar[dict[str, type[ExchangeRejected]]] = {
         "400003": InvalidKey, "400004": InvalidKey, "400005": InvalidKey,
         "400006": IPRefused,
         "400002": ClockSkew,

@@ -6,15 +6,14 @@ from typing import Any, ClassVar
 
 import ccxt
 
-from keyguard.errors import ExchangeError
-from keyguard.exchanges.base import ExchangeAdapter, KeyDeclaration, record_permissions, record_reported_ips
-from keyguard.exchanges.errors import ClockSkew, InvalidKey, IPRefused, MalformedResponse, RateLimited
+from keyguard.exchanges.base import CcxtAdapter, KeyDeclaration, record_permissions, record_reported_ips
+from keyguard.exchanges.errors import ClockSkew, ExchangeRejected, InvalidKey, IPRefused, MalformedResponse, RateLimited
 from keyguard.exchanges.keystate import KeyState, permissions_from_flags
 
 
-class OkxAdapter(ExchangeAdapter):
+class OkxAdapter(CcxtAdapter):
     exchange_id = "okx"
-    error_codes: ClassVar[dict[str, type[ExchangeError]]] = {
+    error_codes: ClassVar[dict[str, type[ExchangeRejected]]] = {
         "50103": InvalidKey, "50105": InvalidKey, "50111": InvalidKey, "50112": InvalidKey, "50113": InvalidKey,
         "50110": IPRefused,
         "50102": ClockSkew,

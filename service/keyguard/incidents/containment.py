@@ -322,9 +322,7 @@ class ContainmentService:
     def _key_state(self, key: InventoryKey) -> dict[str, Any]:
         try:
             with self._adapter(key, key.credentials) as adapter:
-                client = adapter.host_client
-                reported = adapter.call(client, "GET", "/sapi/v1/account/apiRestrictions",
-                                        client.sapi_get_account_apirestrictions)
+                reported = adapter.api_restrictions()
             return {"id": key.id, "resource": key.resource, "reported": reported,
                     "last_used": "not reported by the exchange"}
         except Exception as exc:  # one unreadable key is itself evidence, never a lost pack
@@ -335,14 +333,11 @@ class ContainmentService:
             raise NotAvailable(f"cancel every open order of the key in {key.exchange}'s web interface (Keyguard "
                                "cancels on Binance only, for now)")
         with self._adapter(key, key.credentials) as adapter:
-            client = adapter.host_client
-            before = adapter.call_list(client, "GET", "/api/v3/openOrders", lambda: client.private_get_openorders())
+            before = adapter.open_orders()
             symbols = sorted({str(o.get("symbol")) for o in before if isinstance(o, dict)})
             for symbol in symbols:
-                params = {"symbol": symbol}
-                adapter.call_any(client, "DELETE", "/api/v3/openOrders",
-                                 lambda p=params: client.private_delete_openorders(p), params)
-            after = adapter.call_list(client, "GET", "/api/v3/openOrders", lambda: client.private_get_openorders())
+                adapter.cancel_open_orders(symbol)
+            after = adapter.open_orders()
         if after:
             raise StepFailed(f"{len(after)} order(s) still open after cancelling on {', '.join(symbols)}")
         if not before:
@@ -358,16 +353,13 @@ class ContainmentService:
                                    "API Management now (or give the inventory a master-account admin key and the "
                                    "sub-account's email: keys[].containment.admin)")
             with self._adapter(key, admin.credentials) as adapter:
-                client = adapter.host_client
                 api_key = key.credentials.load().api_key
                 query = {"email": admin.sub_account_email, "subAccountApiKey": api_key}
-                before = adapter.call(client, "GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction",
-                                      lambda: client.sapi_get_sub_account_subaccountapi_iprestriction(query), query)
+                before = adapter.sub_account_ip_restriction(admin.sub_account_email, api_key)
                 undo["binance_ip_list"] = list(before.get("ipList") or [])
                 undo["binance_ip_restrict"] = str(before.get("ipRestrict", "false")).lower() == "true"
                 _binance_restrict(adapter, query, True, [ip])
-                after = adapter.call(client, "GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction",
-                                     lambda: client.sapi_get_sub_account_subaccountapi_iprestriction(query), query)
+                after = adapter.sub_account_ip_restriction(admin.sub_account_email, api_key)
             if list(after.get("ipList") or []) != [ip] or str(after.get("ipRestrict")).lower() != "true":
                 raise StepFailed(f"the master account reads back {after.get('ipList')!r}, not [{ip}]")
             return (f"bound to {ip} only by the master account (was {undo['binance_ip_list'] or 'unrestricted'}); "
@@ -638,8 +630,8 @@ class ContainmentService:
         """An adapter with `credentials_source`'s key, on the host's shared budget (the worker's headroom: a
         containment must not wait behind the inspections' share)."""
         from keyguard.exchanges import adapter_for, sandbox_adapter_kwargs
-        from keyguard.worker.budget_store import default_budget_path, open_budget_store
-        from keyguard.worker.limiter import SharedRateLimiter
+        from keyguard.exchanges.budget import SharedRateLimiter
+        from keyguard.exchanges.budget_store import default_budget_path, open_budget_store
 
         inventory = self.inventory()
         exchange = key.exchange.lower()
@@ -652,7 +644,10 @@ class ContainmentService:
                               timeout_ms=int(self.settings.request_timeout_s * 1000),
                               **(dict(sandbox_adapter_kwargs(exchange, base)) if base else {}))
         adapter.deadline = time.time() + 4 * self.settings.request_timeout_s
-        yield adapter
+        try:
+            yield adapter
+        finally:
+            adapter.close()
 
     def _workers_target(self, key: InventoryKey) -> str:
         return ",".join(str(p) for p in key.workers) or "(no worker linked)"
@@ -703,10 +698,7 @@ class ContainmentService:
 
 def _binance_restrict(adapter: Any, query: dict[str, str], restricted: bool, ips: list[str]) -> None:
     """Set a sub-account key's IP restriction from its master account (status 2: only `ips`; 1: unrestricted)."""
-    client = adapter.host_client
-    params = {**query, "status": "2" if restricted else "1", **({"ipAddress": ",".join(ips)} if ips else {})}
-    adapter.call(client, "POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction",
-                 lambda: client.sapiv2_post_sub_account_subaccountapi_iprestriction(params), params)
+    adapter.restrict_sub_account_key(query["email"], query["subAccountApiKey"], restricted, ips)
 
 
 def _aws_error(exc: Exception) -> str:

@@ -9,7 +9,6 @@ as JSON and a readable summary."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from keyguard.exchanges.inventory import InventoryKey
@@ -37,15 +36,11 @@ def read_evidence(adapter: Any, key: InventoryKey, now: datetime) -> dict[str, A
                     for worker, row in orders_in_journals]
     watch = key.activity
     symbols = watched_symbols(key, configs, journal_symbols)
-    client = adapter.host_client
     orders: list[dict[str, Any]] = []
     trades: list[dict[str, Any]] = []
     for symbol in symbols:
-        params = {"symbol": symbol, "startTime": since_ms, "limit": 1000}
-        orders += adapter.call_list(client, "GET", "/api/v3/allOrders",
-                                    partial(client.private_get_allorders, params), params)
-        trades += adapter.call_list(client, "GET", "/api/v3/myTrades",
-                                    partial(client.private_get_mytrades, params), params)
+        orders += adapter.all_orders(symbol, since_ms)
+        trades += adapter.my_trades(symbol, since_ms)
     foreign_ids = {o.get("orderId") for o in orders if str(o.get("clientOrderId")) not in sent_ids}
     for order in orders:
         order["sent_by_keyguard"] = order.get("orderId") not in foreign_ids
@@ -53,8 +48,7 @@ def read_evidence(adapter: Any, key: InventoryKey, now: datetime) -> dict[str, A
         trade["sent_by_keyguard"] = trade.get("orderId") not in foreign_ids
     activity = adapter.read_activity(since_ms, [], list(watch.expected_transfer_types) if watch else [],
                                      withdrawals_max_age_s=15.0)
-    restrictions = adapter.call(client, "GET", "/sapi/v1/account/apiRestrictions",
-                                client.sapi_get_account_apirestrictions)
+    restrictions = adapter.api_restrictions()
     pack = {
         # Not "key": a field named like a secret is masked by the redaction.
         "subject": {"id": key.id, "resource": key.resource, "exchange": key.exchange, "reported": restrictions,

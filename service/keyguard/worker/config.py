@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -11,7 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from keyguard.errors import ConfigError
 from keyguard.policy.bundle import policy_data
+from keyguard.redact import register_secret
 from keyguard.secrets.aws import AwsSecret
+from keyguard.worker.reconnect import ReconnectPolicy
+from keyguard.worker.retry import Backoff, RetryPolicy
 from keyguard.worker.risk import RiskLimits, Stage
 
 
@@ -27,11 +31,16 @@ class ExchangeSettings(_Strict):
     # Secrets Manager {secret_id, region} holding {"api_key": ..., "secret": ...} (the inventory's format), read
     # through the host's instance role when the worker starts; when set, the environment variables are not read.
     aws_secret: AwsSecret | None = None
+    # A JSON file {"api_key": ..., "secret": ...} readable only by this user (mode 0600); when set, the
+    # environment variables are not read.
+    credentials_file: Path | None = None
     source_address: str | None = None
     recv_window_ms: int = Field(default=5000, ge=1, le=60000)
     timeout_s: float = Field(default=5.0, gt=0)
 
     def credentials(self) -> tuple[str, str]:
+        if self.credentials_file is not None:
+            return read_credentials_file(self.credentials_file, "exchange.credentials_file")
         if self.aws_secret is not None:
             data = self.aws_secret.read_json()
             key, secret = data.get("api_key"), data.get("secret")
@@ -44,6 +53,24 @@ class ExchangeSettings(_Strict):
             raise ConfigError(f"exchange: set the environment variables {self.api_key_env} and {self.api_secret_env}"
                               " to the worker's API key and secret (they are never read from the config file)")
         return key, secret
+
+
+def read_credentials_file(path: Path, field: str) -> tuple[str, str]:
+    """(api_key, secret) from a JSON credentials file; errors name the file and never quote its content."""
+    try:
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"{field}: {path} is readable by other users; chmod 600 it")
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{field}: {path} does not exist") from None
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise ConfigError(f"{field}: {path} is not a readable JSON file") from None
+    key, secret = (data.get("api_key"), data.get("secret")) if isinstance(data, dict) else (None, None)
+    if not isinstance(key, str) or not isinstance(secret, str) or not key or not secret:
+        raise ConfigError(f"{field}: {path} must hold a JSON object with string fields api_key and secret")
+    register_secret(key)
+    register_secret(secret)
+    return key, secret
 
 
 class LimiterSettings(_Strict):
@@ -59,7 +86,7 @@ class LimiterSettings(_Strict):
     budget_path: Path | None = None
 
     def budget_file(self) -> Path:
-        from keyguard.worker.budget_store import default_budget_path
+        from keyguard.exchanges.budget_store import default_budget_path
 
         return self.budget_path if self.budget_path is not None else default_budget_path(self.egress_ip, self.backend)
 
@@ -85,8 +112,13 @@ class StrategySettings(_Strict):
 
 class DataRetrySettings(_Strict):
     attempts: int = 4
-    base_s: float = 0.1
-    cap_s: float = 2.0
+    base_s: float = Field(default=0.1, ge=0)
+    cap_s: float = Field(default=2.0, ge=0)
+    backoff: Backoff = "exponential"
+    jitter: bool = True
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.attempts, self.base_s, self.cap_s, self.backoff, self.jitter)
 
     @field_validator("attempts")
     @classmethod
@@ -97,6 +129,32 @@ class DataRetrySettings(_Strict):
         if not low <= attempts <= high:
             raise ValueError(f"must be between {low} and {high} (the policy's execution.retries bounds)")
         return attempts
+
+
+class OrderRetrySettings(_Strict):
+    # Look-ups by client order id after a timeout or 5xx; 0 leaves an unknown outcome unknown (KG-EXE-108 fires).
+    lookup_attempts: int = Field(default=5, ge=0, le=20)
+    # Resends allowed after the exchange definitively said the order does not exist (-2013 past recvWindow).
+    max_resends: int = Field(default=2, ge=0, le=5)
+
+
+class ReconnectSettings(_Strict):
+    """How the process comes back after losing the exchange: waits between attempts while it is unreachable."""
+
+    backoff: Backoff = "exponential"
+    jitter: bool = True
+    base_s: float = Field(default=0.5, ge=0)
+    max_delay_s: float = Field(default=60.0, gt=0)
+
+    def policy(self) -> ReconnectPolicy:
+        return ReconnectPolicy(base_s=self.base_s, max_delay_s=self.max_delay_s, backoff=self.backoff,
+                               jitter=self.jitter)
+
+
+class KillSwitchSettings(_Strict):
+    # false: orders are sent without looking at any switch (the live document says so and KG-EXE-105 fires).
+    enabled: bool = True
+    path: Path | None = None  # None = <state_dir>/killswitch.json
 
 
 class WorkerConfig(_Strict):
@@ -111,6 +169,9 @@ class WorkerConfig(_Strict):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     data_retry: DataRetrySettings = Field(default_factory=DataRetrySettings)
+    order_retry: OrderRetrySettings = Field(default_factory=OrderRetrySettings)
+    reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)
+    kill_switch: KillSwitchSettings = Field(default_factory=KillSwitchSettings)
 
     def risk_limits(self) -> RiskLimits:
         r = self.risk
@@ -120,6 +181,10 @@ class WorkerConfig(_Strict):
             daily_loss_limit=r.daily_loss_limit, stage=self.stage, target_allocation=r.target_allocation,
         )
 
+    def declared_symbols(self) -> set[str]:
+        """The symbols this worker trades by configuration (its strategy's)."""
+        return {self.strategy.symbol}
+
     @property
     def paper_mode(self) -> bool:
         """The paper stage always trades on paper, whatever `paper` says."""
@@ -127,8 +192,8 @@ class WorkerConfig(_Strict):
 
     @property
     def kill_switch_path(self) -> Path:
-        """One switch per state_dir: every worker sharing it obeys the same switch."""
-        return self.state_dir / "killswitch.json"
+        """One switch per state_dir (unless kill_switch.path names another): every worker sharing it obeys it."""
+        return self.kill_switch.path or self.state_dir / "killswitch.json"
 
     def journal(self) -> str:
         return self.journal_url or f"sqlite:///{self.state_dir / 'journal.db'}"
@@ -159,4 +224,10 @@ def load_worker_config(path: str | Path) -> WorkerConfig:
     budget = config.limiter.budget_path
     if budget is not None and not budget.is_absolute():
         config.limiter.budget_path = (p.parent / budget).resolve()
+    creds = config.exchange.credentials_file
+    if creds is not None and not creds.is_absolute():
+        config.exchange.credentials_file = (p.parent / creds).resolve()
+    switch = config.kill_switch.path
+    if switch is not None and not switch.is_absolute():
+        config.kill_switch.path = (p.parent / switch).resolve()
     return config

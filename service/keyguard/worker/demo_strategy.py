@@ -34,10 +34,21 @@ def run_strategy(
 ) -> list[OrderResult]:
     cfg = worker.config.strategy
     results: list[OrderResult] = []
-    worker.start()
+    failures = 0
+    while not stop.is_set():
+        try:
+            worker.start()
+            break
+        except KeyguardError as exc:  # the exchange is unreachable: come back on the reconnect policy's schedule
+            failures += 1
+            delay = worker.reconnect.delay(failures)
+            log.error("worker start failed (%s); reconnecting in %.2fs", exc, delay)
+            stop.wait(delay)
+    failures = 0
     last_reconcile = time.monotonic()
     side = "BUY"
     while not stop.is_set() and (cfg.orders is None or len(results) < cfg.orders):
+        wait = cfg.interval_s
         try:
             price = worker.price(cfg.symbol)
             worker.mark_to_market()
@@ -51,12 +62,15 @@ def run_strategy(
             if time.monotonic() - last_reconcile >= worker.config.reconcile_interval_s:
                 worker.reconcile()
                 last_reconcile = time.monotonic()
-        except KeyguardError as exc:  # one failed cycle is reported, the loop carries on
-            log.error("demo strategy cycle failed: %s", exc)
+            failures = 0
+        except KeyguardError as exc:  # one failed cycle is reported, the loop carries on after the backoff
+            failures += 1
+            wait = max(wait, worker.reconnect.delay(failures))
+            log.error("demo strategy cycle failed (%s); next attempt in %.2fs", exc, wait)
         worker.heartbeat()
         if on_state is not None:
             on_state(worker.live_state())
-        stop.wait(cfg.interval_s)
+        stop.wait(wait)
     return results
 
 

@@ -13,15 +13,16 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from keyguard.errors import ExchangeError
-from keyguard.worker.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejected, OutcomeUnknown
+from keyguard.exchanges.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejected, OutcomeUnknown
+from keyguard.exchanges.budget import RateLimitRefused
 from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus
-from keyguard.worker.limiter import RateLimitRefused
+from keyguard.worker.retry import backoff_delays
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,8 +62,12 @@ class OrderIntent:
     reference_price: float | None = None
     time_in_force: str = "GTC"
     intent_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # A bot's own request parameters (the gateway forwards them as sent, with only the client order id replaced).
+    wire: tuple[tuple[str, str], ...] | None = None
 
     def params(self, client_order_id: str) -> dict[str, Any]:
+        if self.wire is not None:
+            return {**dict(self.wire), "newClientOrderId": client_order_id}
         params: dict[str, Any] = {"symbol": self.symbol, "side": self.side, "type": self.order_type,
                                   "quantity": f"{self.quantity:.8f}".rstrip("0").rstrip("."),
                                   "newClientOrderId": client_order_id, "newOrderRespType": "FULL"}
@@ -83,6 +88,10 @@ class OrderResult:
     attempts: int = 1
     refusal_code: str | None = None
     detail: str = ""
+    # The exchange's own answer for the order (new-order response or look-up), when there is one.
+    report: dict[str, Any] | None = None
+    # A rate-limit refusal's wait: when the shared budget has room again.
+    retry_after_s: float | None = None
 
     @property
     def fill_ratio(self) -> float:
@@ -104,40 +113,12 @@ def mint_client_order_id(intent_id: str, attempt: int) -> str:
     return f"kg-{intent_id[:24]}-{attempt}"
 
 
-def backoff_delays(attempts: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> Iterator[float]:
-    """Exponential backoff with full jitter: the n-th delay is uniform in [0, min(cap, base * 2**n)]."""
-    rand = rng or random.Random()
-    for n in range(attempts):
-        yield rand.uniform(0.0, min(cap_s, base_s * (2**n)))
-
-
-def retry_data_request(
-    fn: Callable[[], T], *, attempts: int = 4, base_s: float = 0.1, cap_s: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-) -> T:
-    """Retry a read-only request (never an order) on unknown outcomes and rate limits, 3 to 5 attempts."""
-    if not 3 <= attempts <= 5:
-        raise ValueError("data_retry.attempts must be between 3 and 5")
-    last: Exception | None = None
-    for delay in [0.0, *backoff_delays(attempts - 1, base_s, cap_s, rng)]:
-        if delay:
-            sleep(delay)
-        try:
-            return fn()
-        except (OutcomeUnknown, RateLimitRefused) as exc:
-            last = exc
-        except ExchangeRejected as exc:
-            if exc.status not in (418, 429):
-                raise
-            last = exc
-    assert last is not None
-    raise last
-
-
 def apply_report(row: JournalOrder, report: Mapping[str, Any]) -> None:
     """Fold an exchange order report (new-order response or look-up) into the journal row."""
-    status = _BINANCE_STATUS.get(str(report.get("status", "")), OrderStatus.UNKNOWN)
-    row.status = status
+    if "status" in report:
+        row.status = _BINANCE_STATUS.get(str(report["status"]), OrderStatus.UNKNOWN)
+    elif report.get("orderId") is not None:
+        row.status = OrderStatus.NEW  # an ACK response: accepted, nothing more said yet
     if report.get("orderId") is not None:
         row.exchange_order_id = str(report["orderId"])
     executed = float(report.get("executedQty", 0) or 0)
@@ -159,6 +140,7 @@ class LookupOutcome:
     found: bool
     definitely_absent: bool
     detail: str
+    report: dict[str, Any] | None = None
 
 
 class OrderExecutor:
@@ -192,19 +174,29 @@ class OrderExecutor:
         self.sleep = sleep
         self.rng = rng or random.Random()
 
-    def _row(self, intent: OrderIntent, attempt: int, replaces: str | None) -> JournalOrder:
+    def _row(self, intent: OrderIntent, attempt: int, replaces: str | None, worker: str | None = None) -> JournalOrder:
         return JournalOrder(
             client_order_id=mint_client_order_id(intent.intent_id, attempt), intent_id=intent.intent_id,
-            attempt=attempt, replaces=replaces, worker=self.worker, symbol=intent.symbol, side=intent.side,
+            attempt=attempt, replaces=replaces, worker=worker or self.worker, symbol=intent.symbol, side=intent.side,
             order_type=intent.order_type, quantity=intent.quantity, price=intent.price,
         )
 
-    def _result(self, row: JournalOrder, detail: str = "", refusal_code: str | None = None) -> OrderResult:
-        return OrderResult(row.intent_id, row.client_order_id, OrderStatus(row.status), row.quantity,
-                           row.executed_qty, row.quote_qty, row.attempt, refusal_code, detail)
+    # place() mints one client order id per attempt of an intent and journals it before sending (class-wide).
+    mints_client_order_ids = True
 
-    def place(self, intent: OrderIntent, deadline_s: float | None = None) -> OrderResult:
-        row = self._row(intent, 1, None)
+    @property
+    def status_lookup(self) -> bool:
+        """Whether an unknown outcome is looked up by client id (0 look-ups: it stays unknown)."""
+        return self.lookup_attempts > 0
+
+    def _result(self, row: JournalOrder, detail: str = "", refusal_code: str | None = None,
+                report: dict[str, Any] | None = None) -> OrderResult:
+        return OrderResult(row.intent_id, row.client_order_id, OrderStatus(row.status), row.quantity,
+                           row.executed_qty, row.quote_qty, row.attempt, refusal_code, detail, report)
+
+    def place(self, intent: OrderIntent, deadline_s: float | None = None, *, worker: str | None = None) -> OrderResult:
+        """Journal, send, and settle any unknown outcome by look-up; `worker` names who placed it (a gateway's bot)."""
+        row = self._row(intent, 1, None, worker)
         while True:
             row.status = OrderStatus.SENT
             row.sent_at = datetime.fromtimestamp(self.clock(), UTC)
@@ -214,14 +206,16 @@ class OrderExecutor:
                 report = self.venue.new_order(intent.params(row.client_order_id), deadline_s=deadline_s)
             except RateLimitRefused as exc:
                 row.status, row.last_error = OrderStatus.REJECTED, exc.code
-                return self._result(self.journal.record(row), str(exc), exc.code)
+                refused = self._result(self.journal.record(row), str(exc), exc.code)
+                refused.retry_after_s = exc.retry_after_s
+                return refused
             except ExchangeRejected as exc:
                 if exc.code == -2010 and "duplicate" in exc.exchange_message.lower():
                     # Our own id is already live at the exchange: find it rather than call it rejected.
                     outcome = self.resolve(row, self.clock())
-                    return self._result(row, outcome.detail)
+                    return self._result(row, outcome.detail, report=outcome.report)
                 row.status, row.last_error = OrderStatus.REJECTED, str(exc)
-                return self._result(self.journal.record(row), str(exc), f"EXCHANGE_{exc.code}")
+                return self._result(self.journal.record(row), exc.exchange_message, f"EXCHANGE_{exc.code}")
             except OutcomeUnknown as exc:
                 # The request was signed no later than now, so it cannot be accepted after now + recvWindow.
                 unknown_at = self.clock()
@@ -229,10 +223,10 @@ class OrderExecutor:
                 row = self.journal.record(row)
                 outcome = self.resolve(row, unknown_at)
                 if outcome.found or not outcome.definitely_absent:
-                    return self._result(row, outcome.detail)
+                    return self._result(row, outcome.detail, report=outcome.report)
                 if row.attempt > self.max_resends:
                     return self._result(row, f"not found after {row.attempt} attempts; giving up")
-                successor = self._row(intent, row.attempt + 1, row.client_order_id)
+                successor = self._row(intent, row.attempt + 1, row.client_order_id, row.worker)
                 row.status, row.replaced_by = OrderStatus.NOT_FOUND, successor.client_order_id
                 self.journal.record(row)
                 log.warning("order %s definitively absent; resending as %s", row.client_order_id,
@@ -240,7 +234,7 @@ class OrderExecutor:
                 row = successor
                 continue
             apply_report(row, report)
-            return self._result(self.journal.record(row))
+            return self._result(self.journal.record(row), report=report)
 
     def resolve(self, row: JournalOrder, signed_by: float | None = None) -> LookupOutcome:
         """Settle an unknown outcome by client id. Only -2013 after the recvWindow counts as absent.
@@ -258,6 +252,10 @@ class OrderExecutor:
                 signed_by = self.clock()
         # After this instant the exchange refuses the original request as too old, so absence is final.
         final_after = signed_by + self.venue.recv_window_ms / 1000.0 + 0.05
+        if not self.status_lookup:
+            row.status, row.last_error = OrderStatus.UNKNOWN, "outcome unknown; status look-up is switched off"
+            self.journal.record(row)
+            return LookupOutcome(False, False, row.last_error)
         errors = []
         delays = [0.0, *backoff_delays(self.lookup_attempts - 1, self.lookup_base_s, self.lookup_cap_s, self.rng)]
         for delay in delays:
@@ -294,7 +292,7 @@ class OrderExecutor:
             apply_report(row, report)
             row.last_error = None
             self.journal.record(row)
-            return LookupOutcome(True, False, f"found by client id: {row.status}")
+            return LookupOutcome(True, False, f"found by client id: {row.status}", report)
         row.status = OrderStatus.UNKNOWN
         row.last_error = f"look-up unresolved after {len(delays)} attempts: {errors[-1] if errors else ''}"[:500]
         self.journal.record(row)

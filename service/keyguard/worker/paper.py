@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keyguard.worker.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejected
+from keyguard.exchanges.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejected
 
 
 class PaperVenue:

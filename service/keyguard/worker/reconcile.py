@@ -11,7 +11,8 @@ from functools import partial
 from typing import Any, Protocol
 
 from keyguard.worker.journal import OPEN_STATUSES, JournalOrder, OrderJournal, OrderStatus
-from keyguard.worker.orders import OrderExecutor, apply_report, retry_data_request
+from keyguard.worker.orders import OrderExecutor, apply_report
+from keyguard.worker.retry import retry_data_request
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from keyguard.worker.retry import Backoff, spaced
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -21,11 +23,18 @@ class ReconnectPolicy:
     max_delay_s: float = 60.0
     # A connection that stayed up this long counts as healthy: the next failure starts from base again.
     healthy_after_s: float = 30.0
+    backoff: Backoff = "exponential"
+    jitter: bool = True
     rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, failures: int) -> float:
-        """Full jitter: uniform in [0, min(max, base * 2**(failures-1))]."""
-        return self.rng.uniform(0.0, min(self.max_delay_s, self.base_s * (2 ** max(0, failures - 1))))
+        """Full jitter: uniform in [0, min(max, base * 2**(failures-1))] (or the configured flat schedule)."""
+        wait = spaced(max(0, failures - 1), self.base_s, self.max_delay_s, self.backoff)
+        return self.rng.uniform(0.0, wait) if self.jitter else wait
+
+    def document(self) -> dict[str, object]:
+        """This policy as the execution document's `config.reconnect` reports it."""
+        return {"backoff": self.backoff, "jitter": self.jitter, "max_delay_s": self.max_delay_s}
 
 
 def run_with_reconnect(

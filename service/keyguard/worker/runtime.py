@@ -16,21 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keyguard.errors import ExchangeError
-from keyguard.worker.binance_client import BinanceSpotClient
-from keyguard.worker.budget_store import open_budget_store
-from keyguard.worker.config import WorkerConfig
-from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, journal_engine
-from keyguard.worker.killswitch import KillSwitch
-from keyguard.worker.limiter import (
+from keyguard.errors import ConfigError, ExchangeError
+from keyguard.exchanges.binance_client import BinanceSpotClient
+from keyguard.exchanges.budget import (
     BINANCE_SPOT_POOLS,
     PoolSpec,
     SharedRateLimiter,
     pools_from_exchange_info,
 )
-from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult, retry_data_request
+from keyguard.exchanges.budget_store import open_budget_store
+from keyguard.worker.config import WorkerConfig
+from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, journal_engine
+from keyguard.worker.killswitch import KillSwitch
+from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult
 from keyguard.worker.paper import PaperVenue
 from keyguard.worker.reconcile import Reconciler, ReconciliationReport
+from keyguard.worker.retry import retry_data_request
 from keyguard.worker.risk import OrderCheck, RiskLimits, RiskSnapshot, TradingState, check_order
 from keyguard.worker.state import LiveState
 
@@ -60,14 +61,19 @@ class ExecutionWorker:
         self.limits: RiskLimits = config.risk_limits()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.journal = journal or OrderJournal(journal_engine(config.journal()))
-        self.kill_switch = KillSwitch(config.kill_switch_path)
-        self.snapshot = RiskSnapshot(kill_switch_engaged=self.kill_switch.engaged,
+        # kill_switch.enabled: false leaves no switch to look at; the live document then says so.
+        self.kill_switch = KillSwitch(config.kill_switch_path) if config.kill_switch.enabled else None
+        self.data_retry = config.data_retry.policy()
+        self.reconnect = config.reconnect.policy()
+        self.snapshot = RiskSnapshot(kill_switch_engaged=bool(self.kill_switch and self.kill_switch.engaged),
                                      portfolio_value=config.risk.portfolio_value)
         self.symbols = {config.strategy.symbol: config.strategy.base_asset}
-        self.venue: Any = (PaperVenue(lambda s: retry_data_request(lambda: client.ticker_price(s)),
+        self.venue: Any = (PaperVenue(lambda s: retry_data_request(lambda: client.ticker_price(s), self.data_retry),
                                       base_of=self.symbols, recv_window_ms=client.recv_window_ms)
                            if config.paper_mode else client)
         self.executor = OrderExecutor(self.venue, self.journal, worker=config.worker, clock=clock,
+                                      lookup_attempts=config.order_retry.lookup_attempts,
+                                      max_resends=config.order_retry.max_resends,
                                       max_send_delay_s=config.limiter.deadline_s + config.exchange.timeout_s)
         self.reconciler = Reconciler(self.venue, self.journal, self.executor,
                                      symbols=self.symbols, worker=config.worker)
@@ -87,6 +93,8 @@ class ExecutionWorker:
 
     # -- kill switch ----------------------------------------------------------------------------------
     def refresh_kill_switch(self) -> bool:
+        if self.kill_switch is None:
+            return False
         was = self.snapshot.kill_switch_engaged
         engaged = self.kill_switch.refresh()
         self.snapshot.kill_switch_engaged = engaged
@@ -96,6 +104,8 @@ class ExecutionWorker:
         return engaged
 
     def engage_kill_switch(self, reason: str, by: str = "worker") -> None:
+        if self.kill_switch is None:
+            raise ConfigError(f"worker {self.config.worker}: kill_switch.enabled is false; no switch to engage")
         self.kill_switch.engage(reason, by)
         self.snapshot.kill_switch_engaged = True
         self.cancel_open_orders()
@@ -125,8 +135,7 @@ class ExecutionWorker:
         self.snapshot.trading_state = state
 
     def price(self, symbol: str) -> float:
-        price = retry_data_request(lambda: self.client.ticker_price(symbol), attempts=self.config.data_retry.attempts,
-                                   base_s=self.config.data_retry.base_s, cap_s=self.config.data_retry.cap_s)
+        price = retry_data_request(lambda: self.client.ticker_price(symbol), self.data_retry)
         self.last_price[symbol] = price
         return price
 
@@ -233,7 +242,7 @@ class ExecutionWorker:
 
         try:
             flags = retry_data_request(lambda: self.client.request("GET", "/sapi/v1/account/apiRestrictions",
-                                                                   signed=True))
+                                                                   signed=True), self.data_retry)
         except ExchangeError as exc:
             log.warning("key permissions could not be read: %s", exc)
             return None
@@ -242,10 +251,10 @@ class ExecutionWorker:
     def start(self) -> ReconciliationReport:
         """Time sync, pools from the exchange's own rateLimits, journal positions, first reconciliation."""
         self._enter_stage()
-        retry_data_request(self.client.sync_time)
+        retry_data_request(self.client.sync_time, self.data_retry)
         self.key_permissions = self.read_key_permissions()
         if self.client.limiter is not None:
-            info = retry_data_request(self.client.exchange_info)
+            info = retry_data_request(self.client.exchange_info, self.data_retry)
             if info.get("rateLimits"):
                 self.client.limiter.pools = pools_from_exchange_info(info["rateLimits"])
         if self.refresh_kill_switch():
@@ -313,9 +322,9 @@ class ExecutionWorker:
                              "orders_per_10s": orders_short.limit if orders_short else 100,
                              "orders_per_day": orders_long.limit if orders_long else 200000},
             rate_limit_budget_fraction=self.client.limiter.headroom if self.client.limiter else 1.0,
-            min_fill_ratio=self.config.risk.min_fill_ratio, data_retry_attempts=self.config.data_retry.attempts,
+            min_fill_ratio=self.config.risk.min_fill_ratio, executor=self.executor, data_retry=self.data_retry,
+            reconnect=self.reconnect, kill_switch=self.kill_switch,
             kill_switch_engaged=self.snapshot.kill_switch_engaged,
-            kill_switch_last_tested_at=self.kill_switch.state.last_engaged_at or None,
             trading_state=self.snapshot.trading_state,
             orders_last_minute=self.snapshot.orders_in_last_minute(now),
             largest_order_notional_today=self.largest_notional_today,

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from keyguard.worker.killswitch import KillSwitch
+from keyguard.worker.orders import OrderExecutor
+from keyguard.worker.reconnect import ReconnectPolicy
+from keyguard.worker.retry import RetryPolicy
 from keyguard.worker.risk import RiskLimits, TradingState
 
 
@@ -13,6 +17,18 @@ def _rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def kill_switch_document(switch: KillSwitch | None) -> dict[str, Any]:
+    """Enabled only when a switch object is consulted before orders; tested = when it was last engaged."""
+    if switch is None:
+        return {"enabled": False, "last_tested_at": None}
+    return {"enabled": True, "last_tested_at": switch.state.last_engaged_at or None}
+
+
+def order_retry_document(executor: OrderExecutor) -> dict[str, Any]:
+    """What the executor does with an unknown outcome: ids minted per intent, looked up unless look-ups are off."""
+    return {"client_order_ids": executor.mints_client_order_ids, "status_lookup": executor.status_lookup}
 
 
 @dataclass
@@ -24,9 +40,12 @@ class LiveState:
     exchange_limits: dict[str, int]
     rate_limit_budget_fraction: float
     min_fill_ratio: float | None
-    data_retry_attempts: int
+    # The objects that really place orders, retry reads, reconnect and stop trading: the document reads them.
+    executor: OrderExecutor
+    data_retry: RetryPolicy
+    reconnect: ReconnectPolicy
+    kill_switch: KillSwitch | None
     kill_switch_engaged: bool
-    kill_switch_last_tested_at: str | None
     trading_state: TradingState
     orders_last_minute: int
     largest_order_notional_today: float
@@ -52,11 +71,11 @@ class LiveState:
                 "max_orders_per_minute": lim.max_orders_per_minute,
                 "max_position": dict(lim.max_position),
                 "daily_loss_limit": lim.daily_loss_limit,
-                "kill_switch": {"enabled": True, "last_tested_at": self.kill_switch_last_tested_at},
+                "kill_switch": kill_switch_document(self.kill_switch),
                 "rate_limit_budget_fraction": self.rate_limit_budget_fraction,
-                "order_retry": {"client_order_ids": True, "status_lookup": True},
-                "data_retry": {"attempts": self.data_retry_attempts, "backoff": "exponential", "jitter": True},
-                "reconnect": {"backoff": "exponential", "jitter": True, "max_delay_s": 60},
+                "order_retry": order_retry_document(self.executor),
+                "data_retry": self.data_retry.document(),
+                "reconnect": self.reconnect.document(),
                 "min_fill_ratio": self.min_fill_ratio,
                 "stage": lim.stage.value,
                 "target_allocation": lim.target_allocation,

@@ -1,4 +1,6 @@
-"""Weight-aware rate limiter: linked pools, one budget per egress IP shared by every process on the host.
+"""The exchange request budget: linked weight pools, one budget per egress IP shared by every process on the host
+(the worker, the gateway, the service's inspections and containments), and `SharedRateLimiter`, the one limiter every
+exchange call is charged to.
 
 The arithmetic (`BudgetState`, `try_charge`, `correct_from_headers`) is pure and takes `now`; the stores
 that make one budget visible to several processes are at the edge (see `budget_store.py`).
@@ -18,8 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from keyguard.errors import ExchangeError
-from keyguard.worker.costs import (
+from keyguard.exchanges.endpoint_costs import (
     ORDERS,
     RAW_REQUESTS,
     REQUEST_WEIGHT,
@@ -27,6 +28,7 @@ from keyguard.worker.costs import (
     EndpointCost,
     endpoint_cost,
 )
+from keyguard.exchanges.errors import RateLimitRefused
 
 T = TypeVar("T")
 
@@ -37,15 +39,6 @@ RATE_COST_EXCEEDS_BUDGET = "RATE_COST_EXCEEDS_BUDGET"  # one call costs more tha
 
 # Binance's minimum automatic ban is 2 minutes; used when a 418 comes without Retry-After.
 DEFAULT_BAN_S = 120.0
-
-
-class RateLimitRefused(ExchangeError):
-    """The limiter refused a request instead of queueing it without bound."""
-
-    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from keyguard.errors import ConfigError
-from keyguard.worker.limiter import BudgetState, BudgetStore
+from keyguard.exchanges.budget import BudgetState, BudgetStore
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
