@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "keys": ("keyguard.exchanges.cli", "Inspect what exchange keys can really do (and check them with --check)."),
     "sandbox": ("keyguard.sandbox.cli", "The Binance-compatible sandbox exchange with fault injection."),
     "worker": ("keyguard.worker.cli", "The rate-limited, idempotent execution worker."),
+    "gateway": ("keyguard.gateway.cli", "The Binance-compatible gateway unmodified bots trade through."),
     "infra": ("keyguard.infra.cli", "Check the Pulumi program and the live AWS resources against the rules."),
     "incident": ("keyguard.incidents.cli", "Incidents (list, timeline, ack, resolve) and the response playbooks."),
     "silence": ("keyguard.incidents.silence_cli", "Silences and maintenance windows: add, list, end."),

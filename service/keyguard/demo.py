@@ -1,8 +1,10 @@
 """`keyguard demo`: the whole loop on embedded defaults, on loopback, with nothing to configure.
 
-Sandbox exchange with three keys -> execution worker trading on one of them -> the service checking the keys at
-the exchange and the worker's live state through the managed OPA -> SQLite -> apprise alerts into a local inbox.
-Part-way through, the demo changes a key at the exchange (withdrawals enabled) so the drift alert can be seen."""
+Sandbox exchange with three keys -> the gateway holding one of them, two unmodified ccxt bots trading through it
+with gateway keys -> the service checking the keys at the exchange and the gateway's live state through the managed
+OPA -> SQLite -> apprise alerts into a local inbox. Part-way through, one bot turns runaway (its caps, then its kill
+switch hold it), and later the demo changes a key at the exchange (withdrawals enabled) so the drift alert and the
+containment can be seen."""
 
 from __future__ import annotations
 
@@ -19,8 +21,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-
-from keyguard.errors import KeyguardError
 
 console = Console()
 
@@ -90,7 +90,7 @@ def _write_inventory(state: Path, sandbox_url: str, created: dict[str, dict[str,
             "id": key_id, "exchange": "binance", "purpose": purpose, "services": [f"{key_id}-service"],
             "credentials": credentials, "storage": storage_facts,
             "allowed_ips": [{"value": "127.0.0.1", "reason": "demo execution host"}] if restricted else [],
-            **({"workers": ["worker.yaml"]} if key_id == "bot-exec" else {}),
+            **({"workers": ["gateway.yaml"]} if key_id == "bot-exec" else {}),
         })
     inventory = {
         "hosts": [{"name": "demo-host", "ip": "127.0.0.1", "authorized": True}],
@@ -103,30 +103,88 @@ def _write_inventory(state: Path, sandbox_url: str, created: dict[str, dict[str,
     return path
 
 
+class DemoBot:
+    """An unmodified ccxt Binance client in a thread: it knows only the gateway's URL and its gateway key. `steady`
+    trades small market orders; `runner` does the same until `runaway_after`, then fires oversized orders as fast as
+    it can, the way a bot with a units bug does."""
+
+    def __init__(self, name: str, gateway_url: str, api_key: str, secret: str, stop: threading.Event,
+                 runaway_after: float | None = None) -> None:
+        self.name, self.stop, self.runaway_after = name, stop, runaway_after
+        self.gateway_url, self.api_key, self.secret = gateway_url, api_key, secret
+        self.thread = threading.Thread(target=self._run, name=f"demo-bot-{name}", daemon=True)
+        self.last_code: str | None = None
+
+    def _run(self) -> None:
+        import ccxt
+
+        from keyguard.sandbox.server import sandbox_urls
+
+        client = ccxt.binance({"apiKey": self.api_key, "secret": self.secret, "urls": sandbox_urls(self.gateway_url),
+                               "timeout": 15000})
+        started, side, runaway = time.monotonic(), "buy", False
+        while not self.stop.is_set():
+            if self.runaway_after is not None and not runaway and time.monotonic() - started >= self.runaway_after:
+                runaway = True
+                console.print(f"[yellow]demo:[/] bot {self.name} turns runaway: 0.5 BTC orders, five a second")
+            try:
+                if not client.markets:
+                    client.load_markets()
+                order = client.create_order("BTC/USDT", "market", side, 0.5 if runaway else 0.001)
+                if not runaway:
+                    console.print(f"bot {self.name:<7} {side:<4} 0.001 BTC  {order['status']}")
+                side = "sell" if side == "buy" else "buy"
+            except ccxt.BaseError as exc:
+                code = str(exc).split("KEYGUARD_", 1)[1].split(":", 1)[0] if "KEYGUARD_" in str(exc) else None
+                if code != self.last_code:
+                    console.print(f"bot {self.name:<7} refused by the gateway: KEYGUARD_{code or escape(str(exc))}",
+                                  soft_wrap=True)
+                self.last_code = code
+            self.stop.wait(0.2 if runaway else 2.0)
+
+
+def _write_gateway_config(state: Path, sandbox_url: str) -> Path:
+    """The demo gateway: it holds bot-exec's key (from the environment), two bots behind it, runner capped tight."""
+    path = state / "gateway.yaml"
+    path.write_text(json.dumps({
+        "gateway": "demo-gateway", "listen": {"port": 0}, "state_dir": str(state / "gateway"),
+        "exchange": {"base_url": sandbox_url, "api_key_env": "KEYGUARD_DEMO_BOT_EXEC_API_KEY",
+                     "api_secret_env": "KEYGUARD_DEMO_BOT_EXEC_SECRET"},
+        "limiter": {"backend": "memory"},
+        "account": {"max_position": {"BTC": 0.5}},
+        "bots": {"steady": {"max_order_notional": 500}, "runner": {"max_order_notional": 500,
+                                                                   "max_refusals_per_minute": 5}},
+        "housekeeping_interval_s": 1.0,
+    }, indent=2))
+    return path
+
+
 def demo(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between check cycles.")] = 10.0,
     port: Annotated[int, typer.Option(help="API port on 127.0.0.1 (0 picks a free one).")] = 8700,
-    drift_after: Annotated[float, typer.Option(help="Seconds until the demo enables withdrawals on bot-exec.")] = 25.0,
+    runaway_after: Annotated[float, typer.Option(help="Seconds until the demo's runner bot turns runaway.")] = 12.0,
+    drift_after: Annotated[float, typer.Option(help="Seconds until the demo enables withdrawals on bot-exec.")] = 35.0,
     state_dir: Annotated[Path, typer.Option(help="Where the demo keeps its SQLite store and state.")] = Path(
         ".keyguard/demo"),
 ) -> None:
-    """Start the service, sandbox exchange, execution worker and managed OPA on embedded defaults."""
+    """Start the service, sandbox exchange, gateway with two unmodified bots, and managed OPA on embedded defaults."""
     # Imported here, not at the top: `keyguard --help` and every other command must not pay for ccxt and uvicorn.
     from keyguard.alerts.notifier import AlertRoute
-    from keyguard.checks.scheduler import Collector
     from keyguard.config import load_settings
-    from keyguard.runtime import api_token_from, keys_collector, run_service
+    from keyguard.gateway.bot_keys import BotKeyStore
+    from keyguard.gateway.config import load_gateway_config
+    from keyguard.gateway.server import run_gateway
+    from keyguard.runtime import api_token_from, keys_collector, run_service, worker_state_collector
     from keyguard.sandbox.server import run_sandbox
-    from keyguard.worker.demo_strategy import run_demo_worker
 
-    for noisy in ("httpx", "apprise", "keyguard.policy.engine", "keyguard.exchanges"):
+    for noisy in ("httpx", "apprise", "keyguard.policy.engine", "keyguard.exchanges", "keyguard.gateway"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     state_dir = state_dir.resolve()
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
     inbox = AlertInbox()
-    latest_state: dict[str, Any] = {}
+    stop_bots = threading.Event()
     try:
         with run_sandbox() as sandbox:
             created = {
@@ -135,52 +193,52 @@ def demo(
                 for key_id, _purpose, flags, restricted, _storage in DEMO_KEYS
             }
             inventory = _write_inventory(state_dir, sandbox.url, created)
-            exec_key = created["bot-exec"]
-            # The worker trading with bot-exec, so containing that key engages its kill switch.
-            (state_dir / "worker.yaml").write_text(json.dumps({
-                "worker": "demo-worker", "state_dir": str(state_dir / "worker"),
-                "exchange": {"base_url": sandbox.url}}))
-            _, stop_worker = run_demo_worker(
-                sandbox.url, exec_key["api_key"], exec_key["secret"], state_dir=state_dir / "worker",
-                on_state=lambda s: latest_state.update(doc=s.to_policy_input()),
-            )
-
-            def worker_state() -> dict[str, Any]:
-                if "doc" not in latest_state:
-                    raise KeyguardError("the execution worker has not published its live state yet")
-                return dict(latest_state["doc"])
-
-            settings = load_settings(
-                store={"url": f"sqlite:///{state_dir / 'keyguard.db'}"},
-                service={"host": "127.0.0.1", "port": port},
-                checks={"interval_s": interval},
-                alerts={"routes": [AlertRoute(url=inbox.url).model_dump()]},
-                inventory=str(inventory),
-            )
-            collectors = [keys_collector(inventory, settings.checks, settings.store.url),
-                          Collector(scope="execution", collect=worker_state)]
-            time.sleep(min(3.0, interval))  # let the worker publish a first state before the first check
-            token = api_token_from(settings, generate=True)
-            with run_service(settings, collectors, token, run_first_check=False) as running:
-                _banner(running.url, token, sandbox.url, interval, drift_after)
-                _run_until(duration, drift_after, sandbox, created["bot-exec"]["api_key"])
-            stop_worker.set()
+            gateway_config = load_gateway_config(_write_gateway_config(state_dir, sandbox.url))
+            with run_gateway(gateway_config) as gateway:
+                keys = BotKeyStore(gateway_config.keys_path)
+                bots = [DemoBot(name, gateway.url, key.api_key, key.secret, stop_bots, after)
+                        for name, after in (("steady", None), ("runner", runaway_after))
+                        for key in [keys.create(name)]]
+                settings = load_settings(
+                    store={"url": f"sqlite:///{state_dir / 'keyguard.db'}"},
+                    service={"host": "127.0.0.1", "port": port},
+                    checks={"interval_s": interval},
+                    alerts={"routes": [AlertRoute(url=inbox.url).model_dump()]},
+                    inventory=str(inventory),
+                )
+                collectors = [keys_collector(inventory, settings.checks, settings.store.url),
+                              worker_state_collector(gateway_config.live_state_path)]
+                time.sleep(min(2.0, interval))  # let the gateway publish a first state before the first check
+                token = api_token_from(settings, generate=True)
+                with run_service(settings, collectors, token, run_first_check=False) as running:
+                    _banner(running.url, token, sandbox.url, gateway.url, interval, runaway_after, drift_after)
+                    for bot in bots:
+                        bot.thread.start()
+                    _run_until(duration, drift_after, sandbox, created["bot-exec"]["api_key"])
+                stop_bots.set()
+                for bot in bots:
+                    bot.thread.join(timeout=20)
     except KeyboardInterrupt:
         pass
     finally:
+        stop_bots.set()
         inbox.close()
     console.print(f"demo stopped; {inbox.count} alert(s) delivered. State kept in {state_dir}")
 
 
-def _banner(url: str, token: str, sandbox_url: str, interval: float, drift_after: float) -> None:
+def _banner(url: str, token: str, sandbox_url: str, gateway_url: str, interval: float, runaway_after: float,
+            drift_after: float) -> None:
     console.rule("[bold]Keyguard demo")
     console.print(f"service   {url}   (token: {token})")
     console.print(f"sandbox   {sandbox_url}   (Binance-compatible exchange)")
-    console.print(f"checks    every {interval:g}s: keys at the exchange, the execution worker's live state")
+    console.print(f"gateway   {gateway_url}   (holds bot-exec's key; bots steady and runner hold gateway keys)")
+    console.print(f"checks    every {interval:g}s: keys at the exchange, the gateway's live state")
     console.print(f"try       curl -s -H 'Authorization: Bearer {token}' {url}/api/findings | python3 -m json.tool",
                   soft_wrap=True)
+    console.print(f"runaway   in {runaway_after:g}s bot runner turns runaway: its caps refuse it, then its kill "
+                  "switch holds it (KG-EXE-208 says why); steady trades on")
     console.print(f"drift     in {drift_after:g}s the demo enables withdrawals on bot-exec at the exchange; Keyguard "
-                  "pages it and contains the key (kill switch, open orders cancelled)")
+                  "pages it and contains the key (the gateway's kill switch, open orders cancelled)")
     console.rule()
 
 

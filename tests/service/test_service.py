@@ -146,8 +146,8 @@ def test_settings_errors_name_the_field(tmp_path: Path) -> None:
 def test_demo_shows_findings_then_the_drift_alert_and_never_a_secret(tmp_path: Path) -> None:
     state = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "keyguard.cli", "demo", "--duration", "30", "--interval", "2", "--drift-after", "10",
-         "--port", "0", "--state-dir", str(state)],
+        [sys.executable, "-m", "keyguard.cli", "demo", "--duration", "34", "--interval", "2", "--runaway-after", "4",
+         "--drift-after", "16", "--port", "0", "--state-dir", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT,
     )
     assert proc.stdout is not None
@@ -165,9 +165,16 @@ def test_demo_shows_findings_then_the_drift_alert_and_never_a_secret(tmp_path: P
     assert "NEW CRITICAL KG-KEY-101 on binance/legacy-hedge" in output
     assert "NEW CRITICAL KG-KEY-101 on binance/bot-exec" in output  # the drift, caught live
     assert output.index("enabled withdrawals on bot-exec") < output.index("KG-KEY-101 on binance/bot-exec")
-    # ... and contained at once: the demo worker's kill switch engaged, its orders cancelled.
+    # ... and contained at once: the gateway's kill switch engaged, so both bots' orders stop.
     assert "CONTAINED CRITICAL KG-KEY-101 on binance/bot-exec" in output
-    assert json.loads((state / "worker" / "killswitch.json").read_text())["engaged"] is True
+    assert json.loads((state / "gateway" / "killswitch.json").read_text())["engaged"] is True
+    assert "bot steady  refused by the gateway: KEYGUARD_KILL_SWITCH" in output
+    # The runaway bot: refused by its cap, then held by its own switch, and the page says why; steady trades on.
+    runaway = output.index("bot runner turns runaway")
+    assert output.index("bot runner  refused by the gateway: KEYGUARD_MAX_ORDER_NOTIONAL") > runaway
+    assert output.index("bot runner  refused by the gateway: KEYGUARD_KILL_SWITCH") > runaway
+    assert re.search(r"NEW HIGH KG-EXE-208 on demo-gateway/runner\n.*held by its kill switch \(runaway", output)
+    assert re.search(r"bot steady  (buy|sell) 0.001 BTC  closed", output[runaway:])
     assert api_answer and any(f["rule_id"] == "KG-KEY-101" for f in api_answer)
     secret = json.loads((state / "secrets" / "legacy-hedge.json").read_text())["secret"]
     assert secret not in output

@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 def worker_configs(key: InventoryKey) -> list[Any]:
     """The configs of the workers trading with `key` (their journal, kill switch and symbols)."""
-    from keyguard.worker.config import load_worker_config
+    from keyguard.gateway.config import load_trading_config
 
-    return [load_worker_config(path) for path in key.workers]
+    return [load_trading_config(path) for path in key.workers]
 
 
 class Journals:
@@ -95,7 +95,7 @@ def sent_by_workers(orders: list[tuple[str, Any]]) -> tuple[set[str], set[str]]:
 def watched_symbols(key: InventoryKey, configs: list[Any], journal_symbols: set[str]) -> list[str]:
     """The symbols whose orders are read: the watch's own list, else the workers' strategy and journal symbols."""
     declared = set(key.activity.symbols) if key.activity else set()
-    return sorted(declared or ({c.strategy.symbol for c in configs} | journal_symbols))
+    return sorted(declared or ({s for c in configs for s in c.declared_symbols()} | journal_symbols))
 
 
 def read_activity(adapter: Any, key: InventoryKey, journals: Journals, now: datetime) -> dict[str, Any]:

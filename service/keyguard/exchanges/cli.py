@@ -143,3 +143,12 @@ def inspect(
     _print_states(states)
     report_and_gate(findings, out, fail_on=Severity(fail_on), as_json=False, title="Findings")
 
+
+def _register_rotate() -> None:
+    """`keyguard keys rotate`: lives with the gateway, which does the swap; listed here with the other key commands."""
+    from keyguard.gateway.cli import rotate_key
+
+    app.command("rotate")(rotate_key)
+
+
+_register_rotate()

@@ -276,7 +276,7 @@ class ContainmentService:
 
     # -- the steps ----------------------------------------------------------------------------------------------
     def _kill(self, key: InventoryKey, trigger: str, undo: dict[str, Any]) -> str:
-        from keyguard.worker.config import load_worker_config
+        from keyguard.gateway.config import load_trading_config
         from keyguard.worker.killswitch import KillSwitch
 
         if not key.workers:
@@ -285,7 +285,7 @@ class ContainmentService:
         engaged, failed, was = [], [], []
         for path in key.workers:
             try:
-                switch = KillSwitch(load_worker_config(path).kill_switch_path)
+                switch = KillSwitch(load_trading_config(path).kill_switch_path)
                 if switch.engaged:
                     was.append(str(switch.path))
                 switch.set(True, f"containment of {key.resource}: {trigger}", by="keyguard-containment")

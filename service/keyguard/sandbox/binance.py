@@ -261,6 +261,26 @@ def h_new_order(c: Call) -> tuple[Any, dict[str, str]]:
     return render_order(order, full=resp_type == "FULL"), headers
 
 
+def h_test_order(c: Call) -> tuple[Any, dict[str, str]]:
+    """POST /api/v3/order/test: the same parameter checks as a new order, and nothing placed (Binance answers {})."""
+    p = c.params
+    symbol = _required(p, "symbol")
+    side = _required(p, "side")
+    type_ = _required(p, "type")
+    quantity = _number(p, "quantity")
+    quote_qty = _number(p, "quoteOrderQty")
+    _number(p, "price")
+    if symbol not in c.exchange.symbols:
+        raise SandboxRejection(400, -1121, "Invalid symbol.")
+    if side not in ("BUY", "SELL"):
+        raise SandboxRejection(400, -1117, "Invalid side.")
+    if type_ not in ("LIMIT", "MARKET"):
+        raise SandboxRejection(400, -1116, "Invalid orderType.")
+    if quantity is None and quote_qty is None:
+        raise missing("quantity")
+    return {}, {}
+
+
 def _order_ref(p: dict[str, str]) -> tuple[str, int | None, str | None]:
     symbol = _required(p, "symbol")
     order_id = _integer(p, "orderId")
@@ -564,6 +584,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/v3/depth"): Endpoint(_depth_weight, NONE, h_depth),
     ("GET", "/api/v3/account"): Endpoint(_fixed(20), READ, h_account),
     ("POST", "/api/v3/order"): Endpoint(_fixed(1), TRADE, h_new_order),
+    ("POST", "/api/v3/order/test"): Endpoint(_fixed(1), TRADE, h_test_order),
     ("GET", "/api/v3/order"): Endpoint(_fixed(4), READ, h_get_order),
     ("DELETE", "/api/v3/order"): Endpoint(_fixed(1), TRADE, h_cancel_order),
     ("GET", "/api/v3/openOrders"): Endpoint(lambda p: 6 if p.get("symbol") else 80, READ, h_open_orders),

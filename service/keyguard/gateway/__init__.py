@@ -1,0 +1,1 @@
+"""Keyguard gateway: a Binance-spot-compatible endpoint that puts the execution envelope in front of any bot."""

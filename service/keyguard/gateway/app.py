@@ -1,0 +1,296 @@
+"""The gateway: a Binance-spot-compatible REST endpoint on loopback that puts the execution core in front of any bot.
+
+Wiring only. Requests are checked (signing.authenticate), routed to the order desk or the market-data cache, and
+everything that would move money out of the account or change a key is refused here, whatever the key allows."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from keyguard.errors import ConfigError, KeyguardError
+from keyguard.exchanges.binance_client import BinanceSpotClient, ExchangeRejected, OutcomeUnknown
+from keyguard.exchanges.budget import RateLimitRefused, SharedRateLimiter, pools_from_exchange_info
+from keyguard.exchanges.budget_store import open_budget_store
+from keyguard.exchanges.inventory import SecretSource
+from keyguard.gateway.bot_keys import BotKeyStore
+from keyguard.gateway.config import BotSettings, GatewayConfig
+from keyguard.gateway.desk import (
+    BinanceError,
+    OrderDesk,
+    budget_error,
+    exchange_answer,
+    unknown_answer,
+)
+from keyguard.gateway.envelope import Envelope, TradingStates
+from keyguard.gateway.market import MARKET_PATHS, MarketData
+from keyguard.gateway.rotation import (
+    ADMIN_PREFIX,
+    RotationRefused,
+    remembered_source,
+    rotate,
+    source_credentials,
+)
+from keyguard.gateway.signing import authenticate
+from keyguard.redact import redact_text
+from keyguard.worker.journal import OrderJournal, journal_engine
+from keyguard.worker.killswitch import KillSwitch
+from keyguard.worker.orders import OrderExecutor
+from keyguard.worker.retry import retry_data_request
+
+log = logging.getLogger(__name__)
+
+# (method, path) -> desk method name, for the signed endpoints a bot may use.
+ORDER_ROUTES: dict[tuple[str, str], str] = {
+    ("POST", "/api/v3/order"): "place",
+    ("GET", "/api/v3/order"): "query",
+    ("DELETE", "/api/v3/order"): "cancel",
+    ("GET", "/api/v3/openOrders"): "open_orders",
+    ("DELETE", "/api/v3/openOrders"): "cancel_open_orders",
+    ("GET", "/api/v3/allOrders"): "all_orders",
+    ("GET", "/api/v3/myTrades"): "my_trades",
+}
+# Signed reads forwarded as they are: the account's balances, and the read-only metadata a stock ccxt client's
+# loadMarkets asks for. None of them can move funds or change a key.
+READ_PASSTHROUGH = frozenset({
+    ("GET", "/api/v3/account"), ("GET", "/api/v3/rateLimit/order"), ("GET", "/sapi/v1/capital/config/getall"),
+    ("GET", "/sapi/v1/margin/allPairs"), ("GET", "/sapi/v1/margin/isolated/allPairs"),
+})
+# Never forwarded, whatever the exchange key allows: why, by path fragment.
+REFUSED_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("/capital/withdraw", "withdrawals"),
+    ("/withdraw", "withdrawals"),
+    ("/sub-account", "sub-account management"),
+    ("/transfer", "transfers"),
+    ("/apiRestrictions", "API-key management"),
+    ("/apiTrading", "API-key management"),
+    ("/apiKey", "API-key management"),
+    ("/capital/deposit", "deposit addresses"),
+    ("/asset/dust", "asset conversion"),
+    ("/userDataStream", "user data streams"),
+)
+
+
+def refused_endpoint(method: str, path: str) -> BinanceError:
+    family = next((why for fragment, why in REFUSED_FAMILIES if fragment.lower() in path.lower()), None)
+    reason = (f"{family} never pass the Keyguard gateway" if family
+              else "not an endpoint the Keyguard gateway forwards")
+    # Binance's own "not authorized" (-1002): clients treat it as a permission error, not a ban to wait out.
+    return BinanceError(401, -1002, f"KEYGUARD_ENDPOINT_REFUSED: {method} {path}: {reason}. You are not authorized "
+                                    "to execute this request.")
+
+
+class Gateway:
+    """The running gateway's objects: one exchange client and limiter, the journal, the envelope, the desk."""
+
+    def __init__(self, config: GatewayConfig, *, credentials: tuple[str, str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if config.exchange.base_url is None:
+            raise ConfigError("exchange.base_url: set the REST URL of the exchange the gateway fronts")
+        self.config = config
+        self.clock = clock
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        api_key, secret = credentials or self._credentials()
+        store = open_budget_store(config.limiter.backend, config.limiter.budget_file())
+        self.limiter = SharedRateLimiter(store, egress_ip=config.limiter.egress_ip, account=config.limiter.account,
+                                         headroom=config.limiter.headroom,
+                                         default_deadline_s=config.limiter.deadline_s, clock=clock)
+        self.client = BinanceSpotClient(config.exchange.base_url, api_key, secret, self.limiter,
+                                        timeout_s=config.exchange.timeout_s,
+                                        recv_window_ms=config.exchange.recv_window_ms,
+                                        source_address=config.exchange.source_address, clock=clock)
+        self.journal = OrderJournal(journal_engine(config.journal()))
+        self.data_retry = config.data_retry.policy()
+        self.reconnect = config.reconnect.policy()
+        self.executor = OrderExecutor(self.client, self.journal, worker=config.gateway, clock=clock,
+                                      lookup_attempts=config.order_retry.lookup_attempts,
+                                      max_resends=config.order_retry.max_resends,
+                                      max_send_delay_s=config.limiter.deadline_s + config.exchange.timeout_s)
+        self.kill_switch = KillSwitch(config.kill_switch_path) if config.kill_switch.enabled else None
+        self.trading = TradingStates(config.state_dir / "trading_state.json")
+        self.envelope = Envelope(config.account_limits(), config.account.portfolio_value, self.kill_switch,
+                                 self.trading)
+        self.keys = BotKeyStore(config.keys_path)
+        self.market = MarketData(self.client, config.market_data_ttl_s)
+        self.desk = OrderDesk(self.client, self.journal, self.executor, self.envelope, self.market,
+                              deadline_s=config.limiter.deadline_s, clock=clock, on_runaway=self.hold_bot)
+        self._bots_lock = threading.Lock()
+        for bot in config.bots:
+            self._ensure_bot(bot)
+        self.heartbeat_at: float | None = None
+        self.last_error: str | None = None
+        self.failures = 0
+        self._account_was_engaged = bool(self.kill_switch and self.kill_switch.engaged)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.admin_token: str | None = None  # set once serving (AdminChannel)
+
+    def _credentials(self) -> tuple[str, str]:
+        """The exchange key: the one a rotation switched to (its source is remembered), else the configured one."""
+        source = remembered_source(self.config.state_dir)
+        return source_credentials(source) if source is not None else self.config.exchange.credentials()
+
+    # -- bots ------------------------------------------------------------------------------------------------
+    def _ensure_bot(self, bot: str) -> None:
+        with self._bots_lock:
+            if bot in self.envelope.bots:
+                return
+            settings = self.config.bots.get(bot) or BotSettings()
+            self.envelope.add_bot(bot, self.config.bot_limits(bot), KillSwitch(self.config.bot_kill_switch_path(bot)),
+                                  settings.max_refusals_per_minute)
+
+    def hold_bot(self, bot: str, code: str) -> None:
+        """A runaway bot: its own kill switch engaged, its open orders cancelled; other bots trade on."""
+        watch = self.envelope.watch(bot)
+        reason = (f"runaway: more than {watch.max_refusals_per_minute} refusals in a minute "
+                  f"(last KEYGUARD_{code})")
+        watch.switch.engage(reason, by="gateway")
+        cancelled, failures = self.desk.cancel_everything(bot)
+        log.warning("gateway held bot %s (%s); cancelled %d open orders%s", bot, reason, cancelled,
+                    f"; {len(failures)} cancels failed" if failures else "")
+
+    # -- requests --------------------------------------------------------------------------------------------
+    def server_ms(self) -> int:
+        return int(self.clock() * 1000) + self.client.time_offset_ms
+
+    def dispatch(self, method: str, path: str, query: str, body: str, headers: dict[str, str]) -> tuple[int, Any,
+                                                                                                        dict[str, str]]:
+        try:
+            return 200, self._route(method, path, query, body, headers), {}
+        except BinanceError as exc:
+            return exc.status, {"code": exc.code, "msg": exc.msg}, exc.headers
+        except KeyguardError as exc:
+            log.error("gateway: %s %s failed: %s", method, path, exc)
+            return 500, {"code": -1000, "msg": f"KEYGUARD_INTERNAL: {redact_text(str(exc))}"}, {}
+
+    def _admin(self, method: str, path: str, body: str, headers: dict[str, str]) -> Any:
+        """The local admin door (rotation): a bearer token only the state directory's owner can read."""
+        given = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if self.admin_token is None or not hmac.compare_digest(given.encode(), self.admin_token.encode()):
+            raise BinanceError(401, -1002, "KEYGUARD_ADMIN: a valid admin token is required")
+        if (method, path) != ("POST", f"{ADMIN_PREFIX}rotate"):
+            raise BinanceError(404, -1000, f"KEYGUARD_ADMIN: no {method} {path}")
+        try:
+            source = SecretSource.model_validate(json.loads(body)["source"])
+            return rotate(self, source)
+        except RotationRefused as exc:
+            raise BinanceError(409, -1000, f"KEYGUARD_ROTATION_REFUSED: {exc}") from None
+        except (ValueError, KeyError, TypeError, ConfigError) as exc:
+            raise BinanceError(400, -1000, f"KEYGUARD_ROTATION_BAD_REQUEST: {redact_text(str(exc))}") from None
+
+    def _route(self, method: str, path: str, query: str, body: str, headers: dict[str, str]) -> Any:
+        if path.startswith(ADMIN_PREFIX):
+            return self._admin(method, path, body, headers)
+        params = parse_qsl(query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
+        if method == "GET" and path in ("/api/v3/ping", "/api/v1/ping"):
+            return {}
+        if method == "GET" and path in ("/api/v3/time", "/api/v1/time"):
+            return {"serverTime": self.server_ms()}
+        if method == "GET" and path in MARKET_PATHS:
+            try:
+                return self.market.get(path, params)
+            except RateLimitRefused as exc:
+                raise budget_error(str(exc), exc.retry_after_s) from None
+            except ExchangeRejected as exc:
+                raise exchange_answer(exc) from None
+            except OutcomeUnknown as exc:
+                raise unknown_answer(exc) from None
+        desk_method = ORDER_ROUTES.get((method, path))
+        test = (method, path) == ("POST", "/api/v3/order/test")
+        if desk_method is None and not test and (method, path) not in READ_PASSTHROUGH:
+            raise refused_endpoint(method, path)
+        key = authenticate(self.keys, headers, query, body, dict(params), self.server_ms())
+        self._ensure_bot(key.bot)
+        if test:
+            return self.desk.place(key.bot, params, test=True)
+        if desk_method is None:
+            return self.desk._call(method, path, self.desk._passthrough(params))
+        return getattr(self.desk, desk_method)(key.bot, params)
+
+    # -- housekeeping ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Clock offset and the exchange's own rate limits, a first round (so the live document exists once the
+        gateway serves), then the housekeeping thread."""
+        self._sync()
+        self.tick()
+        self._thread = threading.Thread(target=self._housekeeping, name="keyguard-gateway-housekeeping",
+                                        daemon=True)
+        self._thread.start()
+
+    def _sync(self) -> None:
+        retry_data_request(self.client.sync_time, self.data_retry)
+        info = retry_data_request(self.market.exchange_info, self.data_retry)
+        if info.get("rateLimits"):
+            self.limiter.pools = pools_from_exchange_info(info["rateLimits"])
+
+    def tick(self) -> None:
+        """One round: the account's kill switch obeyed, open orders settled, prices and the book, the document."""
+        engaged = self.envelope.account_engaged()
+        if engaged and not self._account_was_engaged:
+            cancelled, failures = self.desk.cancel_everything()
+            log.warning("gateway: the account's kill switch is engaged; cancelled %d open orders%s", cancelled,
+                        f"; {len(failures)} cancels failed" if failures else "")
+        self._account_was_engaged = engaged
+        for bot, watch in self.envelope.bots.items():
+            if watch.switch.refresh() and watch.switch.state.changed_by != "gateway":
+                self.desk.cancel_everything(bot)
+        retry_data_request(self.client.sync_time, self.data_retry)
+        self.desk.settle_open()
+        for symbol, base in list(self.market.base_of.items()):
+            if base in self.desk.prices:
+                self.desk.prices[base] = retry_data_request(partial(self.market.price, symbol), self.data_retry)
+        self.desk.refold()
+        self.heartbeat_at = self.clock()
+        self.publish()
+
+    def _housekeeping(self) -> None:
+        wait = self.config.housekeeping_interval_s
+        while not self._stop.wait(wait):
+            try:
+                self.tick()
+                self.failures, self.last_error = 0, None
+                wait = self.config.housekeeping_interval_s
+            except KeyguardError as exc:
+                # The exchange is unreachable or refusing: come back on the reconnect policy's schedule.
+                self.failures += 1
+                self.last_error = redact_text(str(exc))
+                wait = self.reconnect.delay(self.failures)
+                log.error("gateway housekeeping failed (%s); next attempt in %.2fs", self.last_error, wait)
+
+    def publish(self) -> None:
+        from keyguard.gateway.live_document import publish
+
+        publish(self)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.client.close()
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    async def handle(request: Request) -> Response:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        body = (await request.body()).decode("utf-8", errors="replace")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        status, payload, extra = await run_in_threadpool(gateway.dispatch, request.method, request.url.path, query,
+                                                         body, headers)
+        return JSONResponse(payload, status_code=status, headers=extra)
+
+    app = Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "DELETE", "PUT"])])
+    app.state.gateway = gateway
+    return app

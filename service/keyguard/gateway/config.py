@@ -1,0 +1,178 @@
+"""The gateway's settings (`keyguard gateway serve --config FILE`): where it listens, the exchange account it fronts,
+the envelope for the account and for each bot, and the execution behaviour its live document reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from keyguard.errors import ConfigError
+from keyguard.worker.config import (
+    DataRetrySettings,
+    ExchangeSettings,
+    KillSwitchSettings,
+    LimiterSettings,
+    OrderRetrySettings,
+    ReconnectSettings,
+    RiskSettings,
+    WorkerConfig,
+    load_worker_config,
+)
+from keyguard.worker.risk import RiskLimits, Stage
+
+BOT_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListenSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    # A Unix socket path instead of a TCP port (only processes that can open the file reach the gateway).
+    unix_socket: Path | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, host: str) -> str:
+        if not (host.startswith("127.") or host in ("localhost", "::1")):
+            raise ValueError(f"{host} is not a loopback address; the gateway only listens on 127.0.0.0/8 or ::1")
+        return host
+
+
+class BotSettings(_Strict):
+    """One bot's own envelope inside the account's: None = only the account's cap applies."""
+
+    max_order_notional: float | None = Field(default=None, gt=0)
+    max_orders_per_minute: int | None = Field(default=None, gt=0)
+    max_position: dict[str, float] = Field(default_factory=dict)
+    daily_loss_limit: float | None = Field(default=None, gt=0)
+    # Refusals in one minute after which the bot is held (its own kill switch engaged, its open orders cancelled):
+    # a bot that keeps hammering a cap is runaway, not unlucky.
+    max_refusals_per_minute: int | None = Field(default=20, gt=0)
+
+
+class GatewayConfig(_Strict):
+    gateway: str = Field(default="gateway-1", pattern=BOT_NAME)
+    stage: Stage = Stage.SANDBOX
+    listen: ListenSettings = Field(default_factory=ListenSettings)
+    state_dir: Path = Path(".keyguard/gateway")
+    journal_url: str | None = None  # None = SQLite file in state_dir
+    # Bot keys and their secrets (mode 0600); None = <state_dir>/gateway-keys.json.
+    keys_file: Path | None = None
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    limiter: LimiterSettings = Field(default_factory=LimiterSettings)
+    account: RiskSettings = Field(default_factory=RiskSettings)
+    bots: dict[str, BotSettings] = Field(default_factory=dict)
+    # Public market data (time, exchangeInfo, depth, tickers) is served from a cache this young, so many bots
+    # polling the same ticker cost the IP's budget once.
+    market_data_ttl_s: float = Field(default=1.0, ge=0, le=60)
+    housekeeping_interval_s: float = Field(default=5.0, gt=0)
+    order_retry: OrderRetrySettings = Field(default_factory=OrderRetrySettings)
+    data_retry: DataRetrySettings = Field(default_factory=DataRetrySettings)
+    reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)
+    kill_switch: KillSwitchSettings = Field(default_factory=KillSwitchSettings)
+
+    @field_validator("bots")
+    @classmethod
+    def _bot_names(cls, bots: dict[str, BotSettings]) -> dict[str, BotSettings]:
+        import re
+
+        for name in bots:
+            if not re.match(BOT_NAME, name):
+                raise ValueError(f"bot name {name!r} must match {BOT_NAME}")
+        return bots
+
+    def account_limits(self) -> RiskLimits:
+        r = self.account
+        return RiskLimits(
+            max_order_notional=r.max_order_notional, max_order_share_of_portfolio=r.max_order_share_of_portfolio,
+            max_orders_per_minute=r.max_orders_per_minute, max_position=dict(r.max_position),
+            daily_loss_limit=r.daily_loss_limit, stage=self.stage, target_allocation=r.target_allocation,
+        )
+
+    def bot_limits(self, bot: str) -> RiskLimits:
+        b = self.bots.get(bot) or BotSettings()
+        return RiskLimits(max_order_notional=b.max_order_notional, max_orders_per_minute=b.max_orders_per_minute,
+                          max_position=dict(b.max_position), daily_loss_limit=b.daily_loss_limit, stage=self.stage)
+
+    def declared_symbols(self) -> set[str]:
+        """None by configuration: bots choose their symbols, and the journal records them."""
+        return set()
+
+    @property
+    def worker(self) -> str:
+        """The name the live document, journals and evidence use for what trades with the key."""
+        return self.gateway
+
+    @property
+    def kill_switch_path(self) -> Path:
+        return self.kill_switch.path or self.state_dir / "killswitch.json"
+
+    def bot_kill_switch_path(self, bot: str) -> Path:
+        return self.state_dir / "bots" / f"{bot}.killswitch.json"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file or self.state_dir / "gateway-keys.json"
+
+    @property
+    def live_state_path(self) -> Path:
+        return self.state_dir / "live_state.json"
+
+    def journal(self) -> str:
+        return self.journal_url or f"sqlite:///{self.state_dir / 'journal.db'}"
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: gateway config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, not a gateway config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{where}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping of gateway settings at the top level")
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{p}: {_problems(exc)}") from None
+    base = p.parent
+    if not config.state_dir.is_absolute():
+        config.state_dir = (base / config.state_dir).resolve()
+    for holder, name in ((config, "keys_file"), (config.exchange, "credentials_file"), (config.kill_switch, "path"),
+                         (config.limiter, "budget_path"), (config.listen, "unix_socket")):
+        value = getattr(holder, name)
+        if value is not None and not value.is_absolute():
+            setattr(holder, name, (base / value).resolve())
+    return config
+
+
+GATEWAY_ONLY_FIELDS = frozenset({"gateway", "bots", "listen", "keys_file", "account", "market_data_ttl_s"})
+
+
+def load_trading_config(path: str | Path) -> WorkerConfig | GatewayConfig:
+    """A config named in an inventory's keys[].workers: a worker's, or a gateway's (it has gateway-only fields).
+    Both give the journal, the kill switch path and the name of what trades with the key."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = {}
+    if isinstance(raw, dict) and GATEWAY_ONLY_FIELDS & set(raw):
+        return load_gateway_config(p)
+    return load_worker_config(p)

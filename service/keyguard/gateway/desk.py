@@ -1,0 +1,470 @@
+"""The gateway's order desk: every bot order passes the envelope, is journaled, placed idempotently and answered
+in Binance's own shapes; a bot sees only its own orders, under its own client order ids.
+
+Bot ids never reach the exchange: each order goes out under an id the executor mints (`kg-<intent>-<attempt>`),
+so two bots that both use `order-1` never collide, and a retry of one bot id is answered from the journal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, select
+
+from keyguard.exchanges.binance_client import BinanceSpotClient, ExchangeRejected, OutcomeUnknown
+from keyguard.exchanges.budget import RateLimitRefused
+from keyguard.gateway.envelope import Envelope
+from keyguard.gateway.market import MarketData
+from keyguard.worker.journal import OPEN_STATUSES, JournalOrder, OrderJournal, OrderStatus
+from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult, apply_report
+from keyguard.worker.portfolio import Book, fold
+from keyguard.worker.risk import OrderCheck, Refusal
+
+log = logging.getLogger(__name__)
+
+CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+# Parameters the gateway owns on the way out: the bot's signature and timing are checked, then replaced.
+SIGNING_PARAMS = frozenset({"timestamp", "recvWindow", "signature"})
+NUMBER = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+
+REJECTED = -2010
+UNKNOWN_ORDER = -2011
+NO_SUCH_ORDER = -2013
+OUTCOME_UNKNOWN_MSG = ("Timeout waiting for response from backend server. Send status unknown; execution status "
+                       "unknown. KEYGUARD_OUTCOME_UNKNOWN: the gateway could not settle the order by look-up; retry "
+                       "with the same newClientOrderId to get it")
+
+
+class BinanceError(Exception):
+    """An answer in Binance's error shape: HTTP status, {"code", "msg"} and headers (Retry-After)."""
+
+    def __init__(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"HTTP {status} {code}: {msg}")
+        self.status, self.code, self.msg, self.headers = status, code, msg, headers or {}
+
+
+def mandatory(name: str) -> BinanceError:
+    return BinanceError(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+
+
+def refusal_error(refusal: Refusal) -> BinanceError:
+    """How bots already hear a rejected order: 400, -2010, with Keyguard's code first."""
+    return BinanceError(400, REJECTED, f"KEYGUARD_{refusal.code}: {refusal.message}")
+
+
+def budget_error(message: str, retry_after_s: float | None) -> BinanceError:
+    wait = max(1, math.ceil(retry_after_s or 1.0))
+    return BinanceError(429, -1003, f"KEYGUARD_RATE_BUDGET: {message}; the IP's shared budget has room again in "
+                                    f"{wait}s", {"Retry-After": str(wait)})
+
+
+def exchange_answer(exc: ExchangeRejected) -> BinanceError:
+    """The exchange's own refusal, passed back as it was (never the exchange key or its signature)."""
+    if exc.status in (418, 429):
+        return budget_error(f"the exchange refused with HTTP {exc.status}", getattr(exc, "retry_after", None))
+    return BinanceError(exc.status, exc.code if isinstance(exc.code, int) else -1000, exc.exchange_message)
+
+
+def unknown_answer(exc: OutcomeUnknown) -> BinanceError:
+    return BinanceError(503, -1001, f"Internal error; unable to process your request. Please try again. "
+                                    f"(KEYGUARD_EXCHANGE_UNAVAILABLE: {exc})")
+
+
+def number(params: dict[str, str], name: str) -> float | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not NUMBER.match(raw):
+        raise BinanceError(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is "
+                                       f"'{NUMBER.pattern}'.")
+    return float(raw)
+
+
+class GatewayOrder(SQLModel, table=True):
+    """A bot's order as the bot named it, journaled before anything is sent; one row per (bot, client id)."""
+
+    __tablename__ = "gateway_order"
+    __table_args__ = (UniqueConstraint("bot", "bot_client_order_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot: str = Field(index=True)
+    bot_client_order_id: str = Field(max_length=36)
+    intent_id: str = Field(index=True)
+    symbol: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    response: str | None = None  # the answer the bot got, replayed to a retry
+
+
+def create_desk_tables(engine: Engine) -> None:
+    SQLModel.metadata.create_all(engine, tables=[GatewayOrder.__table__])  # type: ignore[attr-defined]
+
+
+class OrderDesk:
+    def __init__(self, client: BinanceSpotClient, journal: OrderJournal, executor: OrderExecutor, envelope: Envelope,
+                 market: MarketData, *, deadline_s: float, clock: Callable[[], float] = time.time,
+                 on_runaway: Callable[[str, str], None] | None = None) -> None:
+        self.client = client
+        self.journal = journal
+        self.executor = executor
+        self.envelope = envelope
+        self.market = market
+        self.deadline_s = deadline_s
+        self.clock = clock
+        self.on_runaway = on_runaway
+        create_desk_tables(journal.engine)
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        # exchange client id -> (bot, bot client id); exchange order id -> exchange client id
+        self._owner: dict[str, tuple[str, str]] = {}
+        self._order_ids: dict[int, str] = {}
+        self.books: dict[str, Book] = {}
+        self.prices: dict[str, float] = {}  # by base asset, for today's PnL
+        self.counters = {"orders_sent": 0, "orders_replayed": 0, "orders_unknown": 0, "orders_resent": 0}
+        self._load()
+
+    # -- ownership -------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        with Session(self.journal.engine) as session:
+            mapped = {row.intent_id: (row.bot, row.bot_client_order_id)
+                      for row in session.exec(select(GatewayOrder))}
+        for row in self.journal.orders():
+            if row.intent_id in mapped:
+                self._remember(row.client_order_id, row.exchange_order_id, mapped[row.intent_id])
+        self.refold()
+
+    def _remember(self, exchange_cid: str, order_id: Any, owner: tuple[str, str]) -> None:
+        self._owner[exchange_cid] = owner
+        if order_id is not None and str(order_id).isdigit():
+            self._order_ids[int(order_id)] = exchange_cid
+
+    def owner(self, report: dict[str, Any]) -> tuple[str, str] | None:
+        cid = report.get("clientOrderId") or report.get("origClientOrderId")
+        if cid in self._owner:
+            return self._owner[str(cid)]
+        order_id = report.get("orderId")
+        if isinstance(order_id, int) and order_id in self._order_ids:
+            return self._owner.get(self._order_ids[order_id])
+        return None
+
+    def _as_bot_sees_it(self, report: dict[str, Any], bot_cid: str) -> dict[str, Any]:
+        out = dict(report)
+        for name in ("clientOrderId", "origClientOrderId"):
+            if out.get(name) in self._owner:
+                out[name] = bot_cid
+        return out
+
+    def _lock_for(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _mapping(self, bot: str, bot_cid: str) -> GatewayOrder | None:
+        with Session(self.journal.engine, expire_on_commit=False) as session:
+            return session.exec(select(GatewayOrder).where(GatewayOrder.bot == bot,
+                                                           GatewayOrder.bot_client_order_id == bot_cid)).first()
+
+    def _latest_row(self, intent_id: str) -> JournalOrder | None:
+        chain = self.journal.chain(intent_id)
+        return chain[-1] if chain else None
+
+    def _exchange_ref(self, bot: str, params: dict[str, str]) -> tuple[str, str]:
+        """(exchange client id, bot client id) of the bot's order named by origClientOrderId or orderId."""
+        cid, order_id = params.get("origClientOrderId"), params.get("orderId")
+        if cid:
+            mapping = self._mapping(bot, cid)
+            row = self._latest_row(mapping.intent_id) if mapping is not None else None
+            if row is not None:
+                return row.client_order_id, cid
+        elif order_id:
+            if not order_id.isdigit():
+                raise BinanceError(400, -1100, "Illegal characters found in parameter 'orderId'.")
+            exchange_cid = self._order_ids.get(int(order_id))
+            owner = self._owner.get(exchange_cid) if exchange_cid else None
+            if exchange_cid and owner and owner[0] == bot:
+                return exchange_cid, owner[1]
+        else:
+            raise BinanceError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were "
+                                           "empty/null!")
+        raise BinanceError(400, NO_SUCH_ORDER, "Order does not exist.")
+
+    # -- new orders ------------------------------------------------------------------------------------------
+    def place(self, bot: str, params: list[tuple[str, str]], *, test: bool = False) -> dict[str, Any]:
+        p = dict(params)
+        for name in ("symbol", "side", "type"):
+            if not p.get(name):
+                raise mandatory(name)
+        bot_cid = p.get("newClientOrderId") or f"gw{uuid.uuid4().hex[:30]}"
+        if not CLIENT_ORDER_ID.match(bot_cid):
+            raise BinanceError(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
+                                           f"is '{CLIENT_ORDER_ID.pattern}'.")
+        if test:
+            self._admit(bot, p, test=True)
+            self._call("POST", "/api/v3/order/test", self._wire(params))
+            return {}
+        with self._lock_for((bot, bot_cid)):
+            mapping = self._mapping(bot, bot_cid)
+            if mapping is not None:
+                replayed = self._replay(bot, mapping)
+                if replayed is not None:
+                    return replayed
+            check = self._admit(bot, p, test=False)
+            intent = OrderIntent(check.symbol, check.base_asset, check.side, check.quantity,
+                                 order_type=p["type"].upper(), price=number(p, "price"),
+                                 reference_price=check.price, wire=self._wire(params))
+            with Session(self.journal.engine, expire_on_commit=False) as session:
+                mapping = GatewayOrder(bot=bot, bot_client_order_id=bot_cid, intent_id=intent.intent_id,
+                                       symbol=check.symbol)
+                session.add(mapping)
+                session.commit()
+            result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot)
+            return self._settle(bot, mapping, check, result)
+
+    def _wire(self, params: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+        return tuple((k, v) for k, v in params if k not in SIGNING_PARAMS and k != "newClientOrderId")
+
+    def _admit(self, bot: str, p: dict[str, str], *, test: bool) -> OrderCheck:
+        """The envelope's verdict on an order (refusals counted, a runaway bot held)."""
+        symbol, side = p["symbol"], p["side"].upper()
+        try:
+            base = self.market.base_asset(symbol)
+            limit_price = number(p, "price")
+            price = limit_price if limit_price is not None else self.market.price(symbol)
+        except RateLimitRefused as exc:
+            raise budget_error(str(exc), exc.retry_after_s) from None
+        except ExchangeRejected as exc:
+            raise exchange_answer(exc) from None
+        except OutcomeUnknown as exc:
+            raise unknown_answer(exc) from None
+        if base is None:
+            raise BinanceError(400, -1121, "Invalid symbol.")
+        self.prices[base] = price if limit_price is None else self.prices.get(base, price)
+        quantity, quote = number(p, "quantity"), number(p, "quoteOrderQty")
+        if quantity is None and quote is not None and price > 0:
+            quantity = quote / price
+        if quantity is None:
+            raise mandatory("quantity")
+        check = OrderCheck(symbol, base, side, quantity, price)
+        now = self.clock()
+        refusal = self.envelope.check(bot, check, now, admit=not test)
+        if refusal is not None:
+            if not test:
+                self._refused(bot, refusal, now)
+            raise refusal_error(refusal)
+        return check
+
+    def _refused(self, bot: str, refusal: Refusal, now: float) -> None:
+        log.info("gateway refused an order of bot %s: %s %s", bot, refusal.code, refusal.message)
+        if self.envelope.count_refusal(bot, refusal.code, now) and self.on_runaway is not None:
+            self.on_runaway(bot, refusal.code)
+
+    def _settle(self, bot: str, mapping: GatewayOrder, check: OrderCheck, result: OrderResult) -> dict[str, Any]:
+        self.counters["orders_sent"] += 1
+        self.counters["orders_resent"] += max(0, result.attempts - 1)
+        row = self.journal.get(result.client_order_id) if result.client_order_id else None
+        if result.client_order_id:
+            self._remember(result.client_order_id, row.exchange_order_id if row else None,
+                           (bot, mapping.bot_client_order_id))
+        if result.report is not None:
+            answer = self._as_bot_sees_it(result.report, mapping.bot_client_order_id)
+            self._store_answer(mapping, answer)
+            if result.executed_qty > 0:
+                self.refold()
+            return answer
+        if result.status is OrderStatus.REJECTED:
+            # Definitely not placed: the bot may send the same id again, as it could at the exchange.
+            self._forget(mapping)
+            code = result.refusal_code or ""
+            if code.startswith("RATE_"):
+                raise budget_error(result.detail, result.retry_after_s)
+            exchange_code = int(code.removeprefix("EXCHANGE_")) if code.removeprefix("EXCHANGE_").lstrip(
+                "-").isdigit() else -1000
+            status = 401 if exchange_code in (-2014, -2015) else 400
+            raise BinanceError(status, exchange_code, result.detail)
+        self.counters["orders_unknown"] += 1
+        raise BinanceError(503, -1007, OUTCOME_UNKNOWN_MSG)
+
+    def _store_answer(self, mapping: GatewayOrder, answer: dict[str, Any]) -> None:
+        with Session(self.journal.engine) as session:
+            row = session.get(GatewayOrder, mapping.id)
+            if row is not None:
+                row.response = json.dumps(answer)
+                session.add(row)
+                session.commit()
+
+    def _forget(self, mapping: GatewayOrder) -> None:
+        with Session(self.journal.engine) as session:
+            row = session.get(GatewayOrder, mapping.id)
+            if row is not None:
+                session.delete(row)
+                session.commit()
+
+    def _replay(self, bot: str, mapping: GatewayOrder) -> dict[str, Any] | None:
+        """A retry of an id this bot already used: the order it made, never a second one. None when the first
+        attempt definitely placed nothing (the retry then goes out as a new order)."""
+        self.counters["orders_replayed"] += 1
+        if mapping.response is not None:
+            return dict(json.loads(mapping.response))
+        row = self._latest_row(mapping.intent_id)
+        if row is None or row.status == OrderStatus.REJECTED:
+            self._forget(mapping)
+            return None
+        outcome = self.executor.resolve(row)
+        if outcome.found and outcome.report is not None:
+            self._remember(row.client_order_id, row.exchange_order_id, (bot, mapping.bot_client_order_id))
+            answer = self._as_bot_sees_it(outcome.report, mapping.bot_client_order_id)
+            self._store_answer(mapping, answer)
+            self.refold()
+            return answer
+        if outcome.definitely_absent:
+            row.status = OrderStatus.NOT_FOUND
+            self.journal.record(row)
+            self._forget(mapping)
+            return None
+        raise BinanceError(503, -1007, OUTCOME_UNKNOWN_MSG)
+
+    # -- queries and cancels ---------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, params: Iterable[tuple[str, str]]) -> Any:
+        try:
+            return self.client.request(method, path, dict(params), signed=True, deadline_s=self.deadline_s)
+        except RateLimitRefused as exc:
+            raise budget_error(str(exc), exc.retry_after_s) from None
+        except ExchangeRejected as exc:
+            raise exchange_answer(exc) from None
+        except OutcomeUnknown as exc:
+            raise unknown_answer(exc) from None
+
+    def _passthrough(self, params: list[tuple[str, str]], drop: Iterable[str] = ()) -> list[tuple[str, str]]:
+        skip = SIGNING_PARAMS | set(drop)
+        return [(k, v) for k, v in params if k not in skip]
+
+    def query(self, bot: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+        p = dict(params)
+        if not p.get("symbol"):
+            raise mandatory("symbol")
+        exchange_cid, bot_cid = self._exchange_ref(bot, p)
+        report = self._call("GET", "/api/v3/order", [("symbol", p["symbol"]), ("origClientOrderId", exchange_cid)])
+        self._track(exchange_cid, report)
+        return self._as_bot_sees_it(report, bot_cid)
+
+    def cancel(self, bot: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+        p = dict(params)
+        if not p.get("symbol"):
+            raise mandatory("symbol")
+        exchange_cid, bot_cid = self._exchange_ref(bot, p)
+        extra = self._passthrough(params, ("symbol", "orderId", "origClientOrderId"))
+        report = self._call("DELETE", "/api/v3/order",
+                            [("symbol", p["symbol"]), ("origClientOrderId", exchange_cid), *extra])
+        self._track(exchange_cid, report)
+        return self._as_bot_sees_it(report, bot_cid)
+
+    def _track(self, exchange_cid: str, report: Any) -> None:
+        row = self.journal.get(exchange_cid)
+        if row is not None and isinstance(report, dict):
+            before = row.executed_qty
+            apply_report(row, report)
+            self.journal.record(row)
+            if row.executed_qty != before:
+                self.refold()
+
+    def _mine(self, bot: str, reports: Any) -> list[dict[str, Any]]:
+        mine = []
+        for report in reports if isinstance(reports, list) else []:
+            owner = self.owner(report) if isinstance(report, dict) else None
+            if owner is not None and owner[0] == bot:
+                mine.append(self._as_bot_sees_it(report, owner[1]))
+        return mine
+
+    def open_orders(self, bot: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        return self._mine(bot, self._call("GET", "/api/v3/openOrders", self._passthrough(params)))
+
+    def all_orders(self, bot: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        return self._mine(bot, self._call("GET", "/api/v3/allOrders", self._passthrough(params)))
+
+    def my_trades(self, bot: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        trades = self._call("GET", "/api/v3/myTrades", self._passthrough(params))
+        mine = {oid for oid, cid in self._order_ids.items() if self._owner.get(cid, ("",))[0] == bot}
+        return [t for t in trades if isinstance(t, dict) and t.get("orderId") in mine] if isinstance(
+            trades, list) else []
+
+    def cancel_open_orders(self, bot: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """This bot's open orders on the symbol, one by one: the exchange's own call would cancel every bot's."""
+        p = dict(params)
+        if not p.get("symbol"):
+            raise mandatory("symbol")
+        mine = self._mine(bot, self._call("GET", "/api/v3/openOrders", [("symbol", p["symbol"])]))
+        if not mine:
+            raise BinanceError(400, UNKNOWN_ORDER, "Unknown order sent.")
+        return [self.cancel(bot, [("symbol", p["symbol"]), ("origClientOrderId", o["clientOrderId"])])
+                for o in mine]
+
+    def cancel_everything(self, bot: str | None = None) -> tuple[int, list[str]]:
+        """Cancel every open order the journal holds for `bot` (None: every bot); (cancelled, failures)."""
+        cancelled, failures = 0, []
+        for row in self.journal.orders([OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED]):
+            owner = self._owner.get(row.client_order_id)
+            if owner is None or (bot is not None and owner[0] != bot):
+                continue
+            try:
+                report = self.client.request("DELETE", "/api/v3/order", {"symbol": row.symbol,
+                                             "origClientOrderId": row.client_order_id}, signed=True,
+                                             deadline_s=self.deadline_s)
+                self._track(row.client_order_id, report)
+                cancelled += 1
+            except ExchangeRejected as exc:
+                if exc.code in (UNKNOWN_ORDER, NO_SUCH_ORDER):
+                    continue  # already closed at the exchange
+                failures.append(f"{row.client_order_id}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a failed cancel is reported, the others still go out
+                failures.append(f"{row.client_order_id}: {exc}")
+        return cancelled, failures
+
+    # -- the book --------------------------------------------------------------------------------------------
+    def refold(self) -> None:
+        """Positions and today's PnL of every bot from the journal, pushed into the envelope."""
+        rows = self.journal.orders()
+        by_bot: dict[str, list[JournalOrder]] = {}
+        for row in rows:
+            owner = self._owner.get(row.client_order_id)
+            if owner is not None:
+                by_bot.setdefault(owner[0], []).append(row)
+        base_of = dict(self.market.base_of)
+        for row in rows:
+            if row.symbol not in base_of:
+                base = self.market.base_of.get(row.symbol)
+                if base:
+                    base_of[row.symbol] = base
+        now = self.clock()
+        self.books = {bot: fold(bot_rows, base_of, now) for bot, bot_rows in by_bot.items()}
+        self.envelope.set_books(self.books, self.prices)
+
+    def settle_open(self, most: int = 20) -> int:
+        """Bring up to `most` open or unknown journal rows up to date by look-up (fills of resting orders, outcomes
+        a crash left unknown); returns how many changed."""
+        changed = 0
+        for row in self.journal.orders(OPEN_STATUSES)[:most]:
+            if row.client_order_id not in self._owner:
+                continue
+            before = (row.status, row.executed_qty)
+            if row.status in (OrderStatus.UNKNOWN, OrderStatus.SENT, OrderStatus.PENDING):
+                self.executor.resolve(row)
+            else:
+                try:
+                    report = self.client.get_order(row.symbol, row.client_order_id)
+                except Exception as exc:  # noqa: BLE001 - one failed look-up waits for the next round
+                    log.warning("gateway: look-up of %s failed: %s", row.client_order_id, exc)
+                    continue
+                apply_report(row, report)
+                self.journal.record(row)
+            changed += (row.status, row.executed_qty) != before
+        if changed:
+            self.refold()
+        return changed

@@ -1,0 +1,191 @@
+"""The safety envelope every order through the gateway passes, for its bot and for the account as a whole.
+
+The decisions are keyguard.worker.risk.check_order (pure); this keeps one snapshot per bot and one for the account,
+the kill switches and trading states they read, and each bot's refusals, so a runaway bot is held."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keyguard.worker.killswitch import KillSwitch
+from keyguard.worker.portfolio import Book
+from keyguard.worker.risk import (
+    KILL_SWITCH,
+    OrderCheck,
+    Refusal,
+    RiskLimits,
+    RiskSnapshot,
+    TradingState,
+    check_order,
+)
+
+log = logging.getLogger(__name__)
+
+RUNAWAY_WINDOW_S = 60.0
+
+
+class TradingStates:
+    """Trading state (ACTIVE, REDUCING, HALTED) of the account and of each bot, in one small JSON file any
+    process can change (`keyguard gateway trading-state`); re-read when it changes. Unreadable reads as HALTED."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self._account = TradingState.ACTIVE
+        self._bots: dict[str, TradingState] = {}
+        self.problem: str | None = None
+
+    def refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+        except FileNotFoundError:
+            stamp = (0, 0, 0)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        if stamp == (0, 0, 0):
+            self._account, self._bots, self.problem = TradingState.ACTIVE, {}, None
+            return
+        try:
+            raw = json.loads(self.path.read_text())
+            self._account = TradingState(raw.get("account", "ACTIVE"))
+            self._bots = {str(k): TradingState(v) for k, v in (raw.get("bots") or {}).items()}
+            self.problem = None
+        except (OSError, ValueError, TypeError, AttributeError):
+            # A state file we cannot read is not evidence that trading may flow.
+            self._account, self._bots = TradingState.HALTED, {}
+            self.problem = f"unreadable trading state file {self.path}: trading HALTED until it is fixed"
+
+    def account(self) -> TradingState:
+        self.refresh()
+        return self._account
+
+    def bot(self, bot: str) -> TradingState:
+        self.refresh()
+        return self._bots.get(bot, TradingState.ACTIVE)
+
+    def set(self, state: TradingState, bot: str | None = None) -> None:
+        self.refresh()
+        account = state if bot is None else self._account
+        bots = {k: v.value for k, v in self._bots.items()}
+        if bot is not None:
+            bots[bot] = state.value
+        data = {"account": account.value, "bots": bots}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path)
+        self._stamp = None
+
+
+@dataclass
+class BotWatch:
+    """One bot's envelope state: its snapshot, its own kill switch, and the refusals it has collected."""
+
+    limits: RiskLimits
+    snapshot: RiskSnapshot
+    switch: KillSwitch
+    max_refusals_per_minute: int | None
+    refusal_times: deque[float] = field(default_factory=deque)
+    refusals: dict[str, int] = field(default_factory=dict)
+    last_refusal: str | None = None
+
+
+class Envelope:
+    def __init__(self, account_limits: RiskLimits, portfolio_value: float, account_switch: KillSwitch | None,
+                 trading: TradingStates) -> None:
+        self.account_limits = account_limits
+        self.account = RiskSnapshot(portfolio_value=portfolio_value)
+        self.account_switch = account_switch
+        self.trading = trading
+        self.bots: dict[str, BotWatch] = {}
+        self.refusals: dict[str, int] = {}
+        self.largest_notional_today = 0.0
+        self._lock = threading.Lock()
+
+    def add_bot(self, bot: str, limits: RiskLimits, switch: KillSwitch, max_refusals_per_minute: int | None) -> None:
+        self.bots[bot] = BotWatch(limits, RiskSnapshot(portfolio_value=self.account.portfolio_value), switch,
+                                  max_refusals_per_minute)
+
+    def watch(self, bot: str) -> BotWatch:
+        return self.bots[bot]
+
+    def account_engaged(self) -> bool:
+        """The account's switch (None = kill_switch.enabled false: nothing is consulted, nothing stops orders)."""
+        return bool(self.account_switch is not None and self.account_switch.refresh())
+
+    def check(self, bot: str, order: OrderCheck, now: float, *, admit: bool = True) -> Refusal | None:
+        """The first refusal of the bot's envelope or the account's; with `admit`, a pass counts as an order sent."""
+        watch = self.bots[bot]
+        with self._lock:
+            self.account.kill_switch_engaged = self.account_engaged()
+            self.account.trading_state = self.trading.account()
+            watch.snapshot.kill_switch_engaged = watch.switch.refresh()
+            watch.snapshot.trading_state = self.trading.bot(bot)
+            refusal = None
+            if self.account.kill_switch_engaged:
+                refusal = Refusal(KILL_SWITCH, f"the account's kill switch is engaged ({self._reason()}): no orders")
+            elif watch.snapshot.kill_switch_engaged:
+                refusal = Refusal(KILL_SWITCH, f"bot {bot} is held by its kill switch "
+                                               f"({watch.switch.state.reason or 'no reason given'}): no orders")
+            else:
+                refusal = check_order(order, watch.limits, watch.snapshot, now)
+                if refusal is not None:
+                    refusal = Refusal(refusal.code, f"bot {bot}: {refusal.message}")
+                else:
+                    refusal = check_order(order, self.account_limits, self.account, now)
+                    if refusal is not None:
+                        refusal = Refusal(refusal.code, f"account: {refusal.message}")
+            if refusal is None and admit:
+                watch.snapshot.record_order(now)
+                self.account.record_order(now)
+            return refusal
+
+    def _reason(self) -> str:
+        state = self.account_switch.state if self.account_switch is not None else None
+        return (state.reason if state is not None else "") or "no reason given"
+
+    def count_refusal(self, bot: str, code: str, now: float) -> bool:
+        """Record a refusal; True when it makes the bot runaway (more refusals in a minute than it may have)."""
+        watch = self.bots[bot]
+        with self._lock:
+            self.refusals[code] = self.refusals.get(code, 0) + 1
+            watch.refusals[code] = watch.refusals.get(code, 0) + 1
+            watch.last_refusal = code
+            if code == KILL_SWITCH:
+                return False  # already held: nothing more to engage
+            watch.refusal_times.append(now)
+            while watch.refusal_times and watch.refusal_times[0] <= now - RUNAWAY_WINDOW_S:
+                watch.refusal_times.popleft()
+            cap = watch.max_refusals_per_minute
+            return cap is not None and len(watch.refusal_times) > cap
+
+    def set_books(self, books: Mapping[str, Book], prices: Mapping[str, float]) -> None:
+        """Positions and today's PnL of each bot and of the account, from the journal's fold."""
+        account = Book()
+        for bot, watch in self.bots.items():
+            book = books.get(bot, Book())
+            watch.snapshot.positions = dict(book.positions)
+            pnl = book.daily_pnl(prices)
+            if pnl is not None:
+                watch.snapshot.daily_pnl = pnl
+            for base, qty in book.positions.items():
+                account.positions[base] = account.positions.get(base, 0.0) + qty
+            for base, qty in book.moved_today.items():
+                account.moved_today[base] = account.moved_today.get(base, 0.0) + qty
+            account.cash_today += book.cash_today
+            account.largest_notional_today = max(account.largest_notional_today, book.largest_notional_today)
+        with self._lock:
+            self.account.positions = account.positions
+            pnl = account.daily_pnl(prices)
+            if pnl is not None:
+                self.account.daily_pnl = pnl
+            self.largest_notional_today = account.largest_notional_today

@@ -1,0 +1,202 @@
+"""Idempotent orders end to end, one budget per egress IP for every bot, and a runaway bot held by its caps and
+then by its kill switch: what bots and the person on call see through the gateway."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import ccxt
+import httpx
+import pytest
+
+from keyguard.gateway.server import GatewayHandle
+from keyguard.policy.engine import evaluate_documents
+from keyguard.sandbox import Fault, SandboxConfig, SandboxHandle
+from tests.gateway.conftest import GatewayFactory, bot_key, ccxt_bot, signed_call
+
+
+def exchange_orders(sandbox: SandboxHandle) -> list[Any]:
+    return list(sandbox.exchange.orders.values())
+
+
+def test_exchange_response_dropped_after_execution_is_resolved_before_the_bot_hears(
+        gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
+    bot = ccxt_bot(gateway, bot_key(gateway, "alpha"))
+    bot.load_markets()
+    sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="drop", when="after", times=1, hold_s=3.0))
+
+    order = bot.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "alpha-1"})
+
+    assert order["status"] == "closed" and order["clientOrderId"] == "alpha-1"
+    assert len(exchange_orders(sandbox)) == 1
+    assert gateway.gateway.desk.counters["orders_resent"] == 0, "an executed order is found, never resent"
+
+
+def test_a_bot_retrying_after_its_own_timeout_gets_the_same_order(gateway: GatewayHandle,
+                                                                  sandbox: SandboxHandle) -> None:
+    key = bot_key(gateway, "alpha")
+    impatient = ccxt.binance({"apiKey": key.api_key, "secret": key.secret, "urls": gateway.ccxt_urls(),
+                              "timeout": 1000})
+    impatient.load_markets()
+    # The exchange executes, then its answer is lost: the gateway is still looking the order up when the bot
+    # gives up waiting, and the bot sends the same order again under the same id.
+    sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="drop", when="after", times=1, hold_s=2.5))
+    with pytest.raises(ccxt.RequestTimeout):
+        impatient.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "retry-me"})
+    patient = ccxt_bot(gateway, key)
+    patient.load_markets()
+    again = patient.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "retry-me"})
+    third = patient.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "retry-me"})
+
+    assert again["id"] == third["id"] and again["status"] == "closed"
+    assert len(exchange_orders(sandbox)) == 1, "three sends of one client order id made one order"
+
+
+def test_two_bots_using_the_same_client_order_id_get_two_orders_and_see_only_their_own(
+        gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
+    alpha_key, beta_key = bot_key(gateway, "alpha"), bot_key(gateway, "beta")
+    alpha, beta = ccxt_bot(gateway, alpha_key), ccxt_bot(gateway, beta_key)
+    alpha.load_markets()
+    beta.load_markets()
+    a = alpha.create_order("ETH/USDT", "limit", "sell", 0.1, 9999, {"clientOrderId": "order-1"})
+    b = beta.create_order("ETH/USDT", "limit", "sell", 0.2, 9999, {"clientOrderId": "order-1"})
+
+    assert a["id"] != b["id"] and len(exchange_orders(sandbox)) == 2
+    assert [o["id"] for o in alpha.fetch_open_orders("ETH/USDT")] == [a["id"]]
+    assert [o["id"] for o in beta.fetch_open_orders("ETH/USDT")] == [b["id"]]
+    with pytest.raises(ccxt.OrderNotFound):
+        alpha.fetch_order(b["id"], "ETH/USDT")
+    with pytest.raises(ccxt.OrderNotFound):
+        alpha.cancel_order(b["id"], "ETH/USDT")
+    # Cancel-all cancels the calling bot's orders only, not every bot's on the account.
+    assert signed_call(gateway, alpha_key, "DELETE", "/api/v3/openOrders", {"symbol": "ETHUSDT"}).status_code == 200
+    assert beta.fetch_order(b["id"], "ETH/USDT")["status"] == "open"
+    assert alpha.fetch_order(a["id"], "ETH/USDT")["status"] == "canceled"
+
+
+@pytest.fixture
+def sandbox_config() -> SandboxConfig:
+    # A short, small weight window so three bots spend it in seconds.
+    return SandboxConfig(align_windows_to_start=True, weight_limit=300, weight_window_s=10)
+
+
+def test_bots_sharing_one_ip_get_429_from_the_gateway_never_from_the_exchange(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    handle = start_gateway(market_data_ttl_s=0, limiter={"backend": "memory", "deadline_s": 0.2})
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=handle.url, timeout=10) as http:
+            for _ in range(40):
+                # depth at limit 500 weighs 25: forty of them from three bots is far past the window's 300.
+                answer = http.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": 500})
+                with lock:
+                    answers.append(answer)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    statuses = [a.status_code for a in answers]
+    assert 200 in statuses and 429 in statuses
+    refused = [a for a in answers if a.status_code == 429]
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in refused)
+    assert all(a.json()["msg"].startswith("KEYGUARD_RATE_BUDGET") for a in refused)
+    standing = sandbox.exchange.bans.standing("127.0.0.1")
+    assert standing.bans == 0 and standing.backoff_since == 0, "the exchange never answered 429 or 418"
+    assert statuses.count(200) * 25 <= 300 * 2, "at most the budget of the windows the run spans went out"
+
+
+def test_runaway_bot_is_held_by_its_caps_then_its_kill_switch_while_the_other_trades(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    handle = start_gateway(bots={"runner": {"max_order_notional": 500, "max_refusals_per_minute": 5},
+                                 "steady": {}})
+    runner = ccxt_bot(handle, bot_key(handle, "runner"))
+    steady = ccxt_bot(handle, bot_key(handle, "steady"))
+    runner.load_markets()
+    steady.load_markets()
+    resting = runner.create_order("ETH/USDT", "limit", "sell", 0.1, 4999)  # inside its cap, rests on the book
+
+    codes = []
+    for _ in range(8):
+        with pytest.raises(ccxt.ExchangeError):
+            runner.create_order("BTC/USDT", "market", "buy", 0.05)
+        codes.append(runner.last_http_response.split('"msg":"', 1)[1].split(":", 1)[0])
+
+    assert codes[:6] == ["KEYGUARD_MAX_ORDER_NOTIONAL"] * 6
+    assert codes[6:] == ["KEYGUARD_KILL_SWITCH"] * 2, "held after more than 5 refusals in a minute"
+    with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_KILL_SWITCH: bot runner is held"):
+        runner.create_order("BTC/USDT", "market", "buy", 0.001)
+    assert sandbox.exchange.orders[int(resting["id"])].status == "CANCELED", "the held bot's open orders go"
+    assert steady.create_order("BTC/USDT", "market", "buy", 0.001)["status"] == "closed"
+
+    handle.gateway.publish()
+    doc = __import__("json").loads(handle.gateway.config.live_state_path.read_text())
+    held = doc["state"]["bots"]["runner"]
+    assert held["kill_switch_engaged"] and "runaway" in held["held_reason"]
+    assert held["refusals"]["MAX_ORDER_NOTIONAL"] == 6
+    findings = evaluate_documents([("gateway", doc)])
+    assert [f.resource for f in findings if f.id == "KG-EXE-208"] == ["gw-test/runner"]
+
+
+@pytest.mark.parametrize(("setting", "rule"), [
+    ({"order_retry": {"lookup_attempts": 0}}, "KG-EXE-108"),
+    ({"data_retry": {"backoff": "constant", "jitter": False}}, "KG-EXE-110"),
+    ({"reconnect": {"backoff": "none"}}, "KG-EXE-111"),
+    ({"kill_switch": {"enabled": False}}, "KG-EXE-105"),
+])
+def test_a_running_gateway_with_a_flawed_setting_is_reported(start_gateway: GatewayFactory,
+                                                             setting: dict[str, Any], rule: str) -> None:
+    flawed = start_gateway(gateway="gw-flawed", **setting)
+    deadline = time.monotonic() + 10
+    while flawed.gateway.heartbeat_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    doc = __import__("json").loads(flawed.gateway.config.live_state_path.read_text())
+
+    fired = {f.id for f in evaluate_documents([("gateway", doc)]) if f.resource == "gw-flawed"}
+
+    assert rule in fired
+    assert not fired & ({"KG-EXE-108", "KG-EXE-110", "KG-EXE-111", "KG-EXE-105"} - {rule}), fired
+
+
+def test_a_running_gateway_with_sound_settings_passes_the_retry_and_switch_rules(
+        gateway: GatewayHandle) -> None:
+    deadline = time.monotonic() + 10
+    while gateway.gateway.heartbeat_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    doc = __import__("json").loads(gateway.gateway.config.live_state_path.read_text())
+    fired = {f.id for f in evaluate_documents([("gateway", doc)])}
+    assert not fired & {"KG-EXE-105", "KG-EXE-107", "KG-EXE-108", "KG-EXE-109", "KG-EXE-110", "KG-EXE-111",
+                        "KG-EXE-206", "KG-EXE-207", "KG-EXE-208"}, fired
+
+
+def test_daily_loss_from_the_journal_holds_new_exposure_but_lets_the_bot_reduce(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    handle = start_gateway(bots={"alpha": {"daily_loss_limit": 50}})
+    bot = ccxt_bot(handle, bot_key(handle, "alpha"))
+    bot.load_markets()
+    assert bot.create_order("BTC/USDT", "market", "buy", 0.03)["status"] == "closed"
+    sandbox.exchange.set_price("BTCUSDT", 55000.0)  # 0.03 BTC lose about 150 USDT at the new price
+    deadline = time.monotonic() + 10
+    while handle.gateway.envelope.watch("alpha").snapshot.daily_pnl > -50 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the gateway marks its book to market on each housekeeping round
+
+    with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_DAILY_LOSS: bot alpha: daily loss 1[0-9]{2}"):
+        bot.create_order("BTC/USDT", "market", "buy", 0.001)
+    assert bot.create_order("BTC/USDT", "market", "sell", 0.01)["status"] == "closed", "reducing stays allowed"
+
+
+def test_go_live_stage_caps_bound_each_order(start_gateway: GatewayFactory) -> None:
+    # micro-live may put 0.1% of the target allocation at risk per asset: 100 USDT of 100,000.
+    handle = start_gateway(stage="micro-live", account={"target_allocation": 100000, "max_order_notional": 5000,
+                                                        "max_order_share_of_portfolio": None})
+    bot = ccxt_bot(handle, bot_key(handle, "alpha"))
+    bot.load_markets()
+    assert bot.create_order("BTC/USDT", "market", "buy", 0.001)["status"] == "closed"
+    with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_STAGE_CAP: account: stage micro-live allows 100.00"):
+        bot.create_order("BTC/USDT", "market", "buy", 0.002)
