@@ -252,7 +252,7 @@ class Gateway:
         for symbol, base in list(self.market.base_of.items()):
             if base in self.desk.prices:
                 self.desk.prices[base] = retry_data_request(partial(self.market.price, symbol), self.data_retry)
-        self.desk.refold()
+        self.desk.mark()
         self.heartbeat_at = self.clock()
         self.publish()
 

@@ -129,6 +129,9 @@ class OrderDesk:
         self._order_ids: dict[int, str] = {}
         self.books: dict[str, Book] = {}
         self.prices: dict[str, float] = {}  # by base asset, for today's PnL
+        self._book_lock = threading.RLock()
+        self._seen: dict[str, tuple[float, float]] = {}  # exchange client id -> (executed, quote) in the books
+        self._day = 0
         self.counters = {"orders_sent": 0, "orders_replayed": 0, "orders_unknown": 0, "orders_resent": 0}
         self._load()
 
@@ -277,7 +280,7 @@ class OrderDesk:
             answer = self._as_bot_sees_it(result.report, mapping.bot_client_order_id)
             self._store_answer(mapping, answer)
             if result.executed_qty > 0:
-                self.refold()
+                self._note(row)
             return answer
         if result.status is OrderStatus.REJECTED:
             # Definitely not placed: the bot may send the same id again, as it could at the exchange.
@@ -322,7 +325,7 @@ class OrderDesk:
             self._remember(row.client_order_id, row.exchange_order_id, (bot, mapping.bot_client_order_id))
             answer = self._as_bot_sees_it(outcome.report, mapping.bot_client_order_id)
             self._store_answer(mapping, answer)
-            self.refold()
+            self._note(row)
             return answer
         if outcome.definitely_absent:
             row.status = OrderStatus.NOT_FOUND
@@ -369,11 +372,8 @@ class OrderDesk:
     def _track(self, exchange_cid: str, report: Any) -> None:
         row = self.journal.get(exchange_cid)
         if row is not None and isinstance(report, dict):
-            before = row.executed_qty
             apply_report(row, report)
-            self.journal.record(row)
-            if row.executed_qty != before:
-                self.refold()
+            self._note(self.journal.record(row))
 
     def _mine(self, bot: str, reports: Any) -> list[dict[str, Any]]:
         mine = []
@@ -429,22 +429,50 @@ class OrderDesk:
 
     # -- the book --------------------------------------------------------------------------------------------
     def refold(self) -> None:
-        """Positions and today's PnL of every bot from the journal, pushed into the envelope."""
-        rows = self.journal.orders()
-        by_bot: dict[str, list[JournalOrder]] = {}
-        for row in rows:
-            owner = self._owner.get(row.client_order_id)
-            if owner is not None:
-                by_bot.setdefault(owner[0], []).append(row)
-        base_of = dict(self.market.base_of)
-        for row in rows:
-            if row.symbol not in base_of:
-                base = self.market.base_of.get(row.symbol)
-                if base:
-                    base_of[row.symbol] = base
-        now = self.clock()
-        self.books = {bot: fold(bot_rows, base_of, now) for bot, bot_rows in by_bot.items()}
-        self.envelope.set_books(self.books, self.prices)
+        """Positions and today's PnL of every bot from the whole journal (at start and at each UTC day's turn),
+        pushed into the envelope; between folds each execution is added as it is seen (`_note`)."""
+        with self._book_lock:
+            rows = self.journal.orders()
+            by_bot: dict[str, list[JournalOrder]] = {}
+            for row in rows:
+                owner = self._owner.get(row.client_order_id)
+                if owner is not None:
+                    by_bot.setdefault(owner[0], []).append(row)
+            if any(row.symbol not in self.market.base_of for row in rows):
+                self.market.exchange_info()
+            now = self.clock()
+            self.books = {bot: fold(bot_rows, self.market.base_of, now) for bot, bot_rows in by_bot.items()}
+            self._seen = {row.client_order_id: (row.executed_qty, row.quote_qty) for row in rows}
+            self._day = int(now // 86400)
+            self.envelope.set_books(self.books, self.prices)
+
+    def _note(self, row: JournalOrder | None) -> None:
+        """Add what `row` executed since it was last seen to its bot's book."""
+        if row is None or row.client_order_id not in self._owner:
+            return
+        if int(self.clock() // 86400) != self._day:
+            self.refold()
+            return
+        bot = self._owner[row.client_order_id][0]
+        base = self.market.base_of.get(row.symbol)
+        with self._book_lock:
+            qty, quote = self._seen.get(row.client_order_id, (0.0, 0.0))
+            total_quote = row.quote_qty or row.executed_qty * (row.price or 0.0)
+            if row.executed_qty <= qty + 1e-15 or base is None:
+                return
+            book = self.books.setdefault(bot, Book())
+            book.add(base, row.side, row.executed_qty - qty, total_quote - quote, today=True)
+            book.largest_notional_today = max(book.largest_notional_today, total_quote)
+            self._seen[row.client_order_id] = (row.executed_qty, total_quote)
+            self.envelope.set_books(self.books, self.prices)
+
+    def mark(self) -> None:
+        """Today's PnL at the latest prices (and a full fold when the UTC day has turned)."""
+        if int(self.clock() // 86400) != self._day:
+            self.refold()
+            return
+        with self._book_lock:
+            self.envelope.set_books(self.books, self.prices)
 
     def settle_open(self, most: int = 20) -> int:
         """Bring up to `most` open or unknown journal rows up to date by look-up (fills of resting orders, outcomes
@@ -464,7 +492,7 @@ class OrderDesk:
                     continue
                 apply_report(row, report)
                 self.journal.record(row)
-            changed += (row.status, row.executed_qty) != before
-        if changed:
-            self.refold()
+            if (row.status, row.executed_qty) != before:
+                changed += 1
+                self._note(row)
         return changed
