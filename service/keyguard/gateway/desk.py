@@ -6,7 +6,6 @@ so two bots that both use `order-1` never collide, and a retry of one bot id is 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -21,6 +20,7 @@ from sqlalchemy import UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
+from keyguard.errors import ExchangeError
 from keyguard.exchanges.binance_client import BinanceSpotClient, ExchangeRejected, OutcomeUnknown
 from keyguard.exchanges.budget import RateLimitRefused
 from keyguard.gateway.envelope import Envelope
@@ -90,6 +90,16 @@ def number(params: dict[str, str], name: str) -> float | None:
     return float(raw)
 
 
+def journal_report(row: JournalOrder) -> dict[str, Any]:
+    """An order report in Binance's query shape, from what the journal knows of the order."""
+    order_id = row.exchange_order_id or ""
+    return {"symbol": row.symbol, "orderId": int(order_id) if order_id.isdigit()
+            else -1, "clientOrderId": row.client_order_id, "price": f"{row.price or 0:f}",
+            "origQty": f"{row.quantity:f}", "executedQty": f"{row.executed_qty:f}",
+            "cummulativeQuoteQty": f"{row.quote_qty:f}", "status": str(row.status), "type": row.order_type,
+            "side": row.side}
+
+
 class GatewayOrder(SQLModel, table=True):
     """A bot's order as the bot named it, journaled before anything is sent; one row per (bot, client id)."""
 
@@ -102,7 +112,6 @@ class GatewayOrder(SQLModel, table=True):
     intent_id: str = Field(index=True)
     symbol: str
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    response: str | None = None  # the answer the bot got, replayed to a retry
 
 
 def create_desk_tables(engine: Engine) -> None:
@@ -127,6 +136,8 @@ class OrderDesk:
         # exchange client id -> (bot, bot client id); exchange order id -> exchange client id
         self._owner: dict[str, tuple[str, str]] = {}
         self._order_ids: dict[int, str] = {}
+        # (bot, bot client id) -> its mapping row: the journal's index, kept in memory (the table is the record).
+        self._mappings: dict[tuple[str, str], GatewayOrder] = {}
         self.books: dict[str, Book] = {}
         self.prices: dict[str, float] = {}  # by base asset, for today's PnL
         self._book_lock = threading.RLock()
@@ -137,9 +148,10 @@ class OrderDesk:
 
     # -- ownership -------------------------------------------------------------------------------------------
     def _load(self) -> None:
-        with Session(self.journal.engine) as session:
-            mapped = {row.intent_id: (row.bot, row.bot_client_order_id)
-                      for row in session.exec(select(GatewayOrder))}
+        with Session(self.journal.engine, expire_on_commit=False) as session:
+            rows = list(session.exec(select(GatewayOrder)))
+        self._mappings = {(row.bot, row.bot_client_order_id): row for row in rows}
+        mapped = {row.intent_id: (row.bot, row.bot_client_order_id) for row in rows}
         for row in self.journal.orders():
             if row.intent_id in mapped:
                 self._remember(row.client_order_id, row.exchange_order_id, mapped[row.intent_id])
@@ -171,9 +183,7 @@ class OrderDesk:
             return self._locks.setdefault(key, threading.Lock())
 
     def _mapping(self, bot: str, bot_cid: str) -> GatewayOrder | None:
-        with Session(self.journal.engine, expire_on_commit=False) as session:
-            return session.exec(select(GatewayOrder).where(GatewayOrder.bot == bot,
-                                                           GatewayOrder.bot_client_order_id == bot_cid)).first()
+        return self._mappings.get((bot, bot_cid))
 
     def _latest_row(self, intent_id: str) -> JournalOrder | None:
         chain = self.journal.chain(intent_id)
@@ -223,12 +233,11 @@ class OrderDesk:
             intent = OrderIntent(check.symbol, check.base_asset, check.side, check.quantity,
                                  order_type=p["type"].upper(), price=number(p, "price"),
                                  reference_price=check.price, wire=self._wire(params))
-            with Session(self.journal.engine, expire_on_commit=False) as session:
-                mapping = GatewayOrder(bot=bot, bot_client_order_id=bot_cid, intent_id=intent.intent_id,
-                                       symbol=check.symbol)
-                session.add(mapping)
-                session.commit()
-            result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot)
+            mapping = GatewayOrder(bot=bot, bot_client_order_id=bot_cid, intent_id=intent.intent_id,
+                                   symbol=check.symbol)
+            self._mappings[(bot, bot_cid)] = mapping
+            # The mapping is written in the same transaction as the journal row, before the request leaves.
+            result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot, companion=mapping)
             return self._settle(bot, mapping, check, result)
 
     def _wire(self, params: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -272,13 +281,12 @@ class OrderDesk:
     def _settle(self, bot: str, mapping: GatewayOrder, check: OrderCheck, result: OrderResult) -> dict[str, Any]:
         self.counters["orders_sent"] += 1
         self.counters["orders_resent"] += max(0, result.attempts - 1)
-        row = self.journal.get(result.client_order_id) if result.client_order_id else None
+        row = result.journal_row
         if result.client_order_id:
             self._remember(result.client_order_id, row.exchange_order_id if row else None,
                            (bot, mapping.bot_client_order_id))
         if result.report is not None:
             answer = self._as_bot_sees_it(result.report, mapping.bot_client_order_id)
-            self._store_answer(mapping, answer)
             if result.executed_qty > 0:
                 self._note(row)
             return answer
@@ -295,17 +303,10 @@ class OrderDesk:
         self.counters["orders_unknown"] += 1
         raise BinanceError(503, -1007, OUTCOME_UNKNOWN_MSG)
 
-    def _store_answer(self, mapping: GatewayOrder, answer: dict[str, Any]) -> None:
-        with Session(self.journal.engine) as session:
-            row = session.get(GatewayOrder, mapping.id)
-            if row is not None:
-                row.response = json.dumps(answer)
-                session.add(row)
-                session.commit()
-
     def _forget(self, mapping: GatewayOrder) -> None:
+        self._mappings.pop((mapping.bot, mapping.bot_client_order_id), None)
         with Session(self.journal.engine) as session:
-            row = session.get(GatewayOrder, mapping.id)
+            row = session.exec(select(GatewayOrder).where(GatewayOrder.intent_id == mapping.intent_id)).first()
             if row is not None:
                 session.delete(row)
                 session.commit()
@@ -314,19 +315,23 @@ class OrderDesk:
         """A retry of an id this bot already used: the order it made, never a second one. None when the first
         attempt definitely placed nothing (the retry then goes out as a new order)."""
         self.counters["orders_replayed"] += 1
-        if mapping.response is not None:
-            return dict(json.loads(mapping.response))
         row = self._latest_row(mapping.intent_id)
         if row is None or row.status == OrderStatus.REJECTED:
             self._forget(mapping)
             return None
+        if row.status not in (OrderStatus.UNKNOWN, OrderStatus.SENT, OrderStatus.PENDING):
+            # Known: the order as it stands now at the exchange, or as the journal last saw it.
+            try:
+                report = self.client.get_order(row.symbol, row.client_order_id)
+                self._track(row.client_order_id, report)
+            except ExchangeError:
+                report = journal_report(row)
+            return self._as_bot_sees_it(report, mapping.bot_client_order_id)
         outcome = self.executor.resolve(row)
         if outcome.found and outcome.report is not None:
             self._remember(row.client_order_id, row.exchange_order_id, (bot, mapping.bot_client_order_id))
-            answer = self._as_bot_sees_it(outcome.report, mapping.bot_client_order_id)
-            self._store_answer(mapping, answer)
             self._note(row)
-            return answer
+            return self._as_bot_sees_it(outcome.report, mapping.bot_client_order_id)
         if outcome.definitely_absent:
             row.status = OrderStatus.NOT_FOUND
             self.journal.record(row)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import bindparam, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -103,6 +103,14 @@ def journal_engine(url: str = "sqlite:///keyguard-worker.db") -> Engine:
     return engine
 
 
+_JOURNAL = JournalOrder.__table__  # type: ignore[attr-defined]
+_UPDATE = _JOURNAL.update().where(_JOURNAL.c.client_order_id == bindparam("_key"))
+
+
+def _row_values(order: JournalOrder) -> dict[str, object]:
+    return {column.name: getattr(order, column.name) for column in _JOURNAL.columns}
+
+
 class OrderJournal:
     """Small repository over the journal tables; every write commits before the caller proceeds."""
 
@@ -115,6 +123,26 @@ class OrderJournal:
             merged = session.merge(order)
             session.commit()
             return merged
+
+    def insert(self, order: JournalOrder, *companions: SQLModel) -> JournalOrder:
+        """Write a new row (and rows that must exist exactly when it does) in one transaction. Core statements built
+        once: on the order path the ORM's per-statement work cost more than SQLite's commit."""
+        order.updated_at = utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(_JOURNAL.insert(), _row_values(order))
+            for companion in companions:
+                table = type(companion).__table__  # type: ignore[attr-defined]
+                values = {c.name: getattr(companion, c.name) for c in table.columns
+                          if getattr(companion, c.name) is not None or not c.primary_key}
+                connection.execute(table.insert(), values)
+        return order
+
+    def update(self, order: JournalOrder) -> JournalOrder:
+        """Write an existing row's fields back with one UPDATE (no read first): the hot path after an answer."""
+        order.updated_at = utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(_UPDATE, {**_row_values(order), "_key": order.client_order_id})
+        return order
 
     def get(self, client_order_id: str) -> JournalOrder | None:
         with Session(self.engine, expire_on_commit=False) as session:

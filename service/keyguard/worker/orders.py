@@ -92,6 +92,8 @@ class OrderResult:
     report: dict[str, Any] | None = None
     # A rate-limit refusal's wait: when the shared budget has room again.
     retry_after_s: float | None = None
+    # The journal row as last written (its exchange order id, executed quantity and status).
+    journal_row: JournalOrder | None = None
 
     @property
     def fill_ratio(self) -> float:
@@ -192,16 +194,21 @@ class OrderExecutor:
     def _result(self, row: JournalOrder, detail: str = "", refusal_code: str | None = None,
                 report: dict[str, Any] | None = None) -> OrderResult:
         return OrderResult(row.intent_id, row.client_order_id, OrderStatus(row.status), row.quantity,
-                           row.executed_qty, row.quote_qty, row.attempt, refusal_code, detail, report)
+                           row.executed_qty, row.quote_qty, row.attempt, refusal_code, detail, report,
+                           journal_row=row)
 
-    def place(self, intent: OrderIntent, deadline_s: float | None = None, *, worker: str | None = None) -> OrderResult:
-        """Journal, send, and settle any unknown outcome by look-up; `worker` names who placed it (a gateway's bot)."""
+    def place(self, intent: OrderIntent, deadline_s: float | None = None, *, worker: str | None = None,
+              companion: Any = None) -> OrderResult:
+        """Journal, send, and settle any unknown outcome by look-up; `worker` names who placed it (a gateway's bot),
+        `companion` is a row written in the same transaction as the first journal entry (the gateway's mapping)."""
         row = self._row(intent, 1, None, worker)
+        companions = [companion] if companion is not None else []
         while True:
             row.status = OrderStatus.SENT
             row.sent_at = datetime.fromtimestamp(self.clock(), UTC)
             # Journaled before the request leaves: a crash from here on is resolved by reconciliation.
-            row = self.journal.record(row)
+            row = self.journal.insert(row, *companions)
+            companions = []
             try:
                 report = self.venue.new_order(intent.params(row.client_order_id), deadline_s=deadline_s)
             except RateLimitRefused as exc:
@@ -234,7 +241,7 @@ class OrderExecutor:
                 row = successor
                 continue
             apply_report(row, report)
-            return self._result(self.journal.record(row), report=report)
+            return self._result(self.journal.update(row), report=report)
 
     def resolve(self, row: JournalOrder, signed_by: float | None = None) -> LookupOutcome:
         """Settle an unknown outcome by client id. Only -2013 after the recvWindow counts as absent.
