@@ -33,6 +33,9 @@ from keyguard.redact import register_secret
 __all__ = ["ORDER_DOES_NOT_EXIST", "BinanceSpotClient", "ExchangeRejected", "OutcomeUnknown", "RateLimited"]
 
 ORDER_DOES_NOT_EXIST = -2013
+# Binance refuses a timestamp 1 s ahead of its clock: a sync whose round trip is slower than that could be off by
+# half of it, so it is not used.
+MAX_SYNC_ROUND_TRIP_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ class BinanceSpotClient:
         self.source_address = source_address
         self.clock = clock
         self.time_offset_ms = 0
+        # When this thread's last request left and when its answer came: the wire time, without budget waits.
+        self._wire = threading.local()
         transport = httpx.HTTPTransport(verify=shared_tls_context(), local_address=source_address)
         # trust_env=False: no proxy from the environment, so a call really leaves from `source_address`.
         self._http = httpx.Client(timeout=timeout_s, transport=transport, trust_env=trust_env)
@@ -117,7 +122,9 @@ class BinanceSpotClient:
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
         wait_s = self.timeout_s if timeout_s is None else timeout_s
         try:
+            self._wire.sent = self.clock()
             response = self._http.request(method, url, headers=headers, timeout=wait_s)
+            self._wire.answered = self.clock()
         except httpx.TimeoutException:
             raise ExchangeTimeout(f"{what}: no answer within {round(wait_s * 1000)} ms, outcome unknown") from None
         except httpx.TransportError as exc:
@@ -146,11 +153,16 @@ class BinanceSpotClient:
         return int(self.request("GET", "/api/v3/time")["serverTime"])
 
     def sync_time(self) -> int:
-        """Measure local-vs-exchange clock offset so signed timestamps fall inside recvWindow."""
-        before = self.clock()
+        """Measure local-vs-exchange clock offset so signed timestamps fall inside recvWindow. The round trip is
+        timed on the wire only (a wait for rate budget before sending is not network delay); an answer slower than
+        MAX_SYNC_ROUND_TRIP_S says too little about the offset and leaves the last measurement in place."""
         server = self.server_time_ms()
-        after = self.clock()
-        self.time_offset_ms = int(server - (before + after) / 2 * 1000)
+        sent, answered = self._wire.sent, self._wire.answered
+        if answered - sent <= MAX_SYNC_ROUND_TRIP_S:
+            self.time_offset_ms = int(server - (sent + answered) / 2 * 1000)
+        else:
+            log.warning("clock sync: the time call took %.2fs on the wire; keeping offset %d ms", answered - sent,
+                        self.time_offset_ms)
         return self.time_offset_ms
 
     def exchange_info(self) -> dict[str, Any]:
