@@ -59,18 +59,35 @@ def keyguard_process(url: str, key: str, secret: str, budget: str, times: Any, g
     out.put("done")
 
 
+def ccxt_bot_settings(url: str, key: str, secret: str, window_s: float) -> dict[str, Any]:
+    """A stock async ccxt binance bot whose own limiter is tuned to the exchange's whole limit."""
+    return {
+        "apiKey": key, "secret": secret, "urls": sandbox_urls(url, "binance"),
+        "options": dict(BINANCE_SPOT_ONLY_OPTIONS), "enableRateLimit": True,
+        # ccxt's binance costs are 0.2 per unit of weight; this rate spends exactly the exchange's limit.
+        "rateLimit": window_s * 1000 / (WEIGHT_LIMIT * 0.2),
+    }
+
+
+async def call_of_the_mix(exchange: Any, i: int) -> str:
+    """The i-th request of the benchmark's mix (exchangeInfo, depth, account); returns which it was."""
+    call = CALLS[i % len(CALLS)]
+    if call == "exchangeInfo":
+        await exchange.public_get_exchangeinfo()
+    elif call == "depth":
+        await exchange.public_get_depth({"symbol": "BTCUSDT", "limit": 100})
+    else:
+        await exchange.private_get_account()
+    return call
+
+
 def ccxt_process(url: str, key: str, secret: str, algorithm: str, window_s: float, times: Any, go: Any,
                  out: Any) -> None:
     import ccxt.async_support as ccxt_async
 
     async def run() -> None:
-        exchange = ccxt_async.binance({
-            "apiKey": key, "secret": secret, "urls": sandbox_urls(url, "binance"),
-            "options": dict(BINANCE_SPOT_ONLY_OPTIONS), "enableRateLimit": True,
-            # ccxt's binance costs are 0.2 per unit of weight; this rate spends exactly the exchange's limit.
-            "rateLimit": window_s * 1000 / (WEIGHT_LIMIT * 0.2),
-            "rateLimiterAlgorithm": algorithm, "rollingWindowSize": window_s * 1000,
-        })
+        exchange = ccxt_async.binance({**ccxt_bot_settings(url, key, secret, window_s),
+                                       "rateLimiterAlgorithm": algorithm, "rollingWindowSize": window_s * 1000})
         try:
             out.put("ready")
             await asyncio.get_running_loop().run_in_executor(None, go.wait, 120)
@@ -78,15 +95,9 @@ def ccxt_process(url: str, key: str, secret: str, algorithm: str, window_s: floa
             await asyncio.sleep(max(0.0, start_at - time.time()))
             i = 0
             while time.time() < end_at:
-                call = CALLS[i % len(CALLS)]
                 i += 1
                 try:
-                    if call == "exchangeInfo":
-                        await exchange.public_get_exchangeinfo()
-                    elif call == "depth":
-                        await exchange.public_get_depth({"symbol": "BTCUSDT", "limit": 100})
-                    else:
-                        await exchange.private_get_account()
+                    await call_of_the_mix(exchange, i - 1)
                 except ccxt_async.BaseError:
                     continue  # what a bot's main loop does: log and carry on
         finally:
@@ -96,26 +107,31 @@ def ccxt_process(url: str, key: str, secret: str, algorithm: str, window_s: floa
     out.put("done")
 
 
+def count_charges(exchange: Any) -> list[tuple[float, float, int]]:
+    """Instrument a sandbox so every request it charges, accepted or refused, is logged as (time, weight, status):
+    the exchange's own view, which the benchmarks count from."""
+    log: list[tuple[float, float, int]] = []
+    charge = exchange.charge_ip
+
+    def counting(ip: str, weight: float, sapi: bool) -> dict[str, str]:
+        now = exchange.now()
+        try:
+            headers = charge(ip, weight, sapi)
+        except SandboxRejection as exc:
+            log.append((now, weight, exc.status))
+            raise
+        log.append((now, weight, 200))
+        return headers
+
+    exchange.charge_ip = counting
+    return log
+
+
 def run_variant(name: str, window_s: int, windows: int) -> dict[str, Any]:
     config = SandboxConfig(weight_limit=WEIGHT_LIMIT, weight_window_s=window_s, ban_base_s=2 * window_s)
     with run_sandbox(config) as sandbox:
         key = sandbox.create_key(label="bench", flags={"enableReading": True, "enableSpotAndMarginTrading": True})
-        log: list[tuple[float, float, int]] = []
-        exchange = sandbox.exchange
-        charge = exchange.charge_ip
-
-        def counting(ip: str, weight: float, sapi: bool) -> dict[str, str]:
-            # Instrumentation: the exchange's own view of every request, accepted or refused.
-            now = exchange.now()
-            try:
-                headers = charge(ip, weight, sapi)
-            except SandboxRejection as exc:
-                log.append((now, weight, exc.status))
-                raise
-            log.append((now, weight, 200))
-            return headers
-
-        exchange.charge_ip = counting  # type: ignore[method-assign]
+        log = count_charges(sandbox.exchange)
         ctx = multiprocessing.get_context("spawn")
         out = ctx.Queue()
         go = ctx.Event()

@@ -1,0 +1,493 @@
+"""Gateway: what the Binance-compatible gateway (`keyguard.gateway`) costs and what it buys, beside the same bots
+calling the sandbox exchange directly. Three parts, each selectable with `--parts`:
+
+latency      the same small signing HTTP client places market orders (alternating buy/sell) straight at the
+             sandbox and through the gateway, interleaved one by one so both see the same exchange state;
+             p50/p90/p99 per order and the difference (what the gateway adds).
+saturation   three bot processes loop over exchangeInfo (weight 20), depth limit 100 (5) and account (20) as
+             fast as their own ccxt limiter lets them, for several 5 s weight windows (limit 6000). Keyguard: the
+             same bots through one gateway (default headroom, market-data cache off so every request is
+             charged). Baseline: straight at the sandbox, each with its own ccxt limiter. Counted at the exchange.
+duplicates   an unmodified ccxt bot places N market orders; for a fixed random 20% the sandbox executes the order
+             and then cuts the connection. On a network error the bot retries (3 attempts), either with the same
+             clientOrderId or the way a stock ccxt call does (a new id each call). Through the gateway and
+             straight at the sandbox; counted at the exchange.
+
+The sandbox runs in this process (uvicorn, one thread) as in the other benchmarks; the gateway runs in a process
+of its own (`--gateway-in thread` puts it in a thread of this process instead), as it is deployed.
+
+    uv run python -m bench.gateway [--parts latency,saturation,duplicates] [--orders 2000] [--windows 6]
+                                   [--dup-orders 10000] [--drop 0.2] [--gateway-in process|thread]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import multiprocessing
+import os
+import queue
+import random
+import sqlite3
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import ccxt
+import httpx
+
+from bench.limiter import call_of_the_mix, ccxt_bot_settings, count_charges
+from keyguard.gateway.bot_keys import BotKeyStore
+from keyguard.sandbox import BINANCE_SPOT_ONLY_OPTIONS, Fault, SandboxConfig, SandboxHandle, run_sandbox, sandbox_urls
+
+PARTS = ("latency", "saturation", "duplicates")
+TRADER_FLAGS = {"enableReading": True, "enableSpotAndMarginTrading": True}
+UNLIMITED = 10**9
+BALANCES = {"USDT": 10_000_000.0, "BTC": 100.0, "ETH": 1000.0}
+QTY = 0.001
+DUP_QTY = 0.0001
+WEIGHT_LIMIT = 6000
+# One request mix for every saturating bot: exchangeInfo (weight 20), depth limit 100 (5), account (20, signed).
+CALLS = ("exchangeInfo", "depth", "account")
+# No loop runs longer than this, whatever the sizes; a run cut short says so (its intents column is smaller).
+PART_CAP_S = 1200.0
+
+
+# -- the gateway, in a process of its own or a thread of this one ---------------------------------------------------
+def gateway_settings(sandbox: SandboxHandle, tmp: Path, **overrides: Any) -> dict[str, Any]:
+    """Settings as a user writes them: the exchange key in a 0600 file, loopback, one state dir; an envelope that
+    checks every order but that these runs never hit (sizes and rates far beyond a person's bot)."""
+    key = sandbox.create_key(label="gateway", account="gateway", flags=TRADER_FLAGS)
+    creds = tmp / "exchange-key.json"
+    fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f'{{"api_key": "{key["api_key"]}", "secret": "{key["secret"]}"}}')
+    raw: dict[str, Any] = {
+        "gateway": "gw-bench", "listen": {"port": 0}, "state_dir": str(tmp / "gateway"),
+        "exchange": {"base_url": sandbox.url, "credentials_file": str(creds), "timeout_s": 5.0},
+        "limiter": {"backend": "file", "budget_path": str(tmp / "budget")},
+        "account": {"max_order_notional": 5000, "max_order_share_of_portfolio": None, "max_orders_per_minute": None,
+                    "max_position": {"BTC": 10.0}, "daily_loss_limit": None, "target_allocation": None},
+    }
+    raw.update(overrides)
+    return raw
+
+
+def gateway_stats(gateway: Any) -> dict[str, Any]:
+    return {**gateway.desk.counters, "market_hits": gateway.market.hits, "market_misses": gateway.market.misses}
+
+
+def gateway_process(settings: dict[str, Any], out: Any, stop: Any) -> None:
+    from keyguard.gateway.config import GatewayConfig
+    from keyguard.gateway.server import run_gateway
+
+    with run_gateway(GatewayConfig.model_validate(settings)) as handle:
+        out.put(handle.url)
+        stop.wait(PART_CAP_S + 600)
+        out.put(gateway_stats(handle.gateway))
+
+
+@contextmanager
+def serve_gateway(settings: dict[str, Any], where: str, stats: dict[str, Any]) -> Iterator[str]:
+    """The gateway's URL while the block runs; its counters land in `stats` when it stops."""
+    if where == "thread":
+        from keyguard.gateway.config import GatewayConfig
+        from keyguard.gateway.server import run_gateway
+
+        with run_gateway(GatewayConfig.model_validate(settings)) as handle:
+            try:
+                yield handle.url
+            finally:
+                stats.update(gateway_stats(handle.gateway))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    out, stop = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=gateway_process, args=(settings, out, stop), name="keyguard-gateway-bench")
+    proc.start()
+    try:
+        yield out.get(timeout=60)
+    finally:
+        stop.set()
+        try:
+            stats.update(out.get(timeout=30))
+        except queue.Empty:
+            stats["note"] = "the gateway process reported no counters"
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+
+
+def bot_keys(settings: dict[str, Any], bots: list[str]) -> list[Any]:
+    from keyguard.gateway.config import GatewayConfig
+
+    store = BotKeyStore(GatewayConfig.model_validate(settings).keys_path)
+    return [store.create(bot) for bot in bots]
+
+
+# -- latency ----------------------------------------------------------------------------------------------------------
+class SigningClient:
+    """The bot side of the latency part: Binance's signing over one kept-alive HTTP connection, nothing else."""
+
+    def __init__(self, base_url: str, api_key: str, secret: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"X-MBX-APIKEY": api_key}, timeout=10.0)
+        self.secret = secret.encode()
+
+    def market_order(self, side: str) -> float:
+        """Seconds from sending one market order to reading its answer."""
+        query = urlencode({"symbol": "BTCUSDT", "side": side, "type": "MARKET", "quantity": f"{QTY}",
+                           "timestamp": int(time.time() * 1000)})
+        signature = hmac.new(self.secret, query.encode(), hashlib.sha256).hexdigest()
+        started = time.perf_counter()
+        response = self.http.post(f"/api/v3/order?{query}&signature={signature}")
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200:
+            raise SystemExit(f"latency: order refused by {self.http.base_url}: HTTP {response.status_code} "
+                             f"{response.text[:200]}")
+        return elapsed
+
+    def ping(self) -> float:
+        """Seconds for GET /api/v3/ping: the gateway answers it itself, so through it this is its HTTP layer alone."""
+        started = time.perf_counter()
+        response = self.http.get("/api/v3/ping")
+        elapsed = time.perf_counter() - started
+        response.raise_for_status()
+        return elapsed
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def latency_part(n: int, warmup: int, where: str) -> dict[str, Any]:
+    config = SandboxConfig(orders_short_limit=UNLIMITED, orders_long_limit=UNLIMITED, weight_limit=UNLIMITED,
+                           raw_request_limit=UNLIMITED, starting_balances=BALANCES)
+    tmp = Path(tempfile.mkdtemp(prefix="kg-bench-gw-latency-"))
+    stats: dict[str, Any] = {}
+    with run_sandbox(config) as sandbox:
+        settings = gateway_settings(sandbox, tmp)
+        (key,) = bot_keys(settings, ["latency"])
+        direct_key = sandbox.create_key(label="direct", account="direct", flags=TRADER_FLAGS)
+        with serve_gateway(settings, where, stats) as url:
+            direct = SigningClient(sandbox.url, direct_key["api_key"], direct_key["secret"])
+            through = SigningClient(url, key.api_key, key.secret)
+            for i in range(warmup):
+                side = "BUY" if i % 2 == 0 else "SELL"
+                direct.market_order(side)
+                through.market_order(side)
+            times: dict[str, list[float]] = {"direct": [], "gateway": [], "direct ping": [], "gateway ping": []}
+            for _ in range(min(n, 1000)):
+                times["direct ping"].append(direct.ping())
+                times["gateway ping"].append(through.ping())
+            deadline = time.monotonic() + PART_CAP_S
+            for i in range(n):
+                if time.monotonic() > deadline:
+                    break
+                side = "BUY" if i % 2 == 0 else "SELL"
+                # Interleaved: both clients see the same exchange state (its order table grows with every order).
+                times["direct"].append(direct.market_order(side))
+                times["gateway"].append(through.market_order(side))
+            direct.close()
+            through.close()
+    return {"times": times, "stats": stats, "where": where}
+
+
+def print_latency(result: dict[str, Any], n: int) -> None:
+    times = result["times"]
+    done = len(times["direct"])
+    print(f"latency: {done} market orders each way{'' if done == n else f' (cut at {PART_CAP_S:.0f} s of {n})'}, "
+          f"gateway in a {result['where']}; ms per order at the client")
+    tenth = max(1, done // 10)
+    header = f"{'variant':<30}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}{'p50 first 10%':>15}{'p50 last 10%':>14}"
+    print(header)
+    rows = {}
+    for name, label in (("direct", "direct to the sandbox"), ("gateway", "through the gateway")):
+        t = times[name]
+        rows[name] = [percentile(t, q) * 1000 for q in (0.5, 0.9, 0.99)]
+        print(f"{label:<30}{rows[name][0]:>8.2f}{rows[name][1]:>8.2f}{rows[name][2]:>8.2f}{max(t) * 1000:>8.2f}"
+              f"{percentile(t[:tenth], 0.5) * 1000:>15.2f}{percentile(t[-tenth:], 0.5) * 1000:>14.2f}")
+    added = [g - d for g, d in zip(rows["gateway"], rows["direct"], strict=True)]
+    print(f"{'added by the gateway':<30}{added[0]:>8.2f}{added[1]:>8.2f}{added[2]:>8.2f}")
+    for name, label in (("direct ping", "ping, sandbox"), ("gateway ping", "ping, answered by the gateway")):
+        t = times[name]
+        print(f"{label:<30}" + "".join(f"{percentile(t, q) * 1000:>8.2f}" for q in (0.5, 0.9, 0.99))
+              + f"{max(t) * 1000:>8.2f}")
+    print(f"  gateway counters: {result['stats']}")
+
+
+# -- saturation -------------------------------------------------------------------------------------------------------
+def saturating_bot(url: str, key: str, secret: str, window_s: float, times: Any, go: Any, out: Any) -> None:
+    """A stock ccxt bot: its own limiter tuned to the exchange's whole limit (it cannot know about the others)."""
+    import asyncio
+
+    import ccxt.async_support as ccxt_async
+
+    counts: Counter[str] = Counter()
+    samples: dict[str, str] = {}  # the first message of each kind of error, for the report
+
+    async def run() -> None:
+        exchange = ccxt_async.binance({**ccxt_bot_settings(url, key, secret, window_s), "timeout": 15000})
+        try:
+            out.put("ready")
+            await asyncio.get_running_loop().run_in_executor(None, go.wait, 120)
+            start_at, end_at = times[0], times[1]
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            i = 0
+            while time.time() < end_at:
+                i += 1
+                counts["sent"] += 1
+                try:
+                    await call_of_the_mix(exchange, i - 1)
+                    counts["ok"] += 1
+                except ccxt_async.BaseError as exc:  # what a bot's main loop does: log and carry on
+                    text = str(exc)
+                    if "KEYGUARD_RATE_BUDGET" in text:
+                        counts["gateway_429_passed_on" if "exchange refused" in text else "gateway_429"] += 1
+                    else:
+                        counts[type(exc).__name__] += 1
+                        samples.setdefault(type(exc).__name__, text[:300])
+        finally:
+            await exchange.close()
+
+    asyncio.run(run())
+    out.put((dict(counts), samples))
+
+
+def saturation_variant(name: str, window_s: int, windows: int, where: str) -> dict[str, Any]:
+    config = SandboxConfig(weight_limit=WEIGHT_LIMIT, weight_window_s=window_s, ban_base_s=2 * window_s,
+                           starting_balances=BALANCES)
+    tmp = Path(tempfile.mkdtemp(prefix=f"kg-bench-gw-sat-{name}-"))
+    stats: dict[str, Any] = {}
+    with run_sandbox(config) as sandbox:
+        log = count_charges(sandbox.exchange)
+        bots = ["bot-a", "bot-b", "bot-c"]
+        with contextmanager_for(name, sandbox, tmp, bots, where, stats) as (url, credentials):
+            ctx = multiprocessing.get_context("spawn")
+            out, go, times = ctx.Queue(), ctx.Event(), ctx.Array("d", [0.0, 0.0])
+            procs = [ctx.Process(target=saturating_bot, args=(url, k, s, float(window_s), times, go, out))
+                     for k, s in credentials]
+            for p in procs:
+                p.start()
+            for _ in procs:
+                out.get(timeout=120)
+            start_at = (time.time() // window_s + 1) * window_s  # the next window boundary
+            end_at = start_at + windows * window_s
+            times[0], times[1] = start_at, end_at
+            go.set()
+            bot_counts: Counter[str] = Counter()
+            samples: dict[str, str] = {}
+            for _ in procs:
+                counted, seen = out.get(timeout=end_at - time.time() + 60)
+                bot_counts.update(counted)
+                samples.update(seen)
+            for p in procs:
+                p.join(30)
+                if p.is_alive():
+                    p.kill()
+    in_run = [e for e in log if start_at <= e[0] < end_at]
+    shares = []
+    for w in range(windows):
+        lo, hi = start_at + w * window_s, start_at + (w + 1) * window_s
+        shares.append(sum(wt for t, wt, st in in_run if lo <= t < hi and st == 200) / WEIGHT_LIMIT)
+    return {
+        "name": name, "mean_share": sum(shares) / len(shares), "min_share": min(shares), "max_share": max(shares),
+        "n429": sum(1 for e in in_run if e[2] == 429), "n418": sum(1 for e in in_run if e[2] == 418),
+        "requests": len(in_run), "bots": dict(bot_counts), "samples": samples, "stats": stats,
+    }
+
+
+@contextmanager
+def contextmanager_for(name: str, sandbox: SandboxHandle, tmp: Path, bots: list[str], where: str,
+                       stats: dict[str, Any]) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """(URL, each bot's key and secret): the gateway and its bot keys, or the sandbox and a key per bot."""
+    if name == "gateway":
+        # Every request reaches the exchange (no market-data cache): the limiter alone keeps the IP in bounds.
+        settings = gateway_settings(sandbox, tmp, market_data_ttl_s=0)
+        keys = bot_keys(settings, bots)
+        with serve_gateway(settings, where, stats) as url:
+            yield url, [(k.api_key, k.secret) for k in keys]
+        return
+    made = [sandbox.create_key(label=bot, account=bot, flags=TRADER_FLAGS) for bot in bots]
+    yield sandbox.url, [(k["api_key"], k["secret"]) for k in made]
+
+
+def print_saturation(rows: list[dict[str, Any]], window_s: int, windows: int) -> None:
+    print(f"saturation: 3 bot processes, one IP, weight limit {WEIGHT_LIMIT} per {window_s}s window, {windows} "
+          "windows; counted at the exchange")
+    print(f"{'variant':<40}{'used/window':>12}{'worst':>8}{'best':>8}{'429s':>7}{'418s':>7}{'requests':>10}"
+          f"{'gateway 429s':>14}")
+    for r in rows:
+        label = ("3 ccxt bots through one gateway" if r["name"] == "gateway"
+                 else "3 ccxt bots direct, own ccxt limiters")
+        gw429 = r["bots"].get("gateway_429", 0) if r["name"] == "gateway" else "-"
+        print(f"{label:<40}{r['mean_share']:>12.1%}{r['min_share']:>8.1%}{r['max_share']:>8.1%}{r['n429']:>7}"
+              f"{r['n418']:>7}{r['requests']:>10}{gw429:>14}")
+    for r in rows:
+        print(f"  {r['name']}: bot-side counts {r['bots']}" + (f"; gateway counters {r['stats']}" if r["stats"]
+                                                               else ""))
+        for kind, text in r["samples"].items():
+            print(f"    first {kind}: {text}")
+
+
+# -- duplicates -------------------------------------------------------------------------------------------------------
+def ccxt_order_bot(urls: dict[str, Any], key: str, secret: str, n: int, drops: set[int], sandbox: SandboxHandle,
+                   hold_s: float, same_id: bool, tag: str) -> dict[str, Any]:
+    """An unmodified ccxt bot: create_order, and on a network error try again (3 attempts), with the same
+    clientOrderId (`same_id`) or as a stock call does (ccxt mints a new one each call)."""
+    exchange = ccxt.binance({"apiKey": key, "secret": secret, "urls": urls, "options": dict(BINANCE_SPOT_ONLY_OPTIONS),
+                             "enableRateLimit": False, "timeout": 5000})
+    exchange.load_markets()
+    outcome: dict[str, str] = {}
+    retries = 0
+    started = time.perf_counter()
+    deadline = time.monotonic() + PART_CAP_S / 2
+    for i in range(n):
+        if time.monotonic() > deadline:
+            break
+        if i in drops:
+            sandbox.exchange.set_faults([Fault(endpoint="POST /api/v3/order", kind="drop", when="after", times=1,
+                                               hold_s=hold_s)])
+        cid = f"{tag}{i}"
+        params = {"newClientOrderId": cid} if same_id else {}
+        outcome[cid] = "gave up"
+        for attempt in range(3):
+            retries += attempt > 0
+            try:
+                exchange.create_order("BTC/USDT", "market", "buy" if i % 2 == 0 else "sell", DUP_QTY, None, params)
+                outcome[cid] = "filled"
+                break
+            except ccxt.NetworkError:
+                continue  # no answer: "it probably did not go through", try again
+            except ccxt.BaseError as exc:
+                outcome[cid] = f"refused: {type(exc).__name__}"
+                break
+    return {"outcome": outcome, "seconds": time.perf_counter() - started, "retries": retries}
+
+
+def dup_counts(sandbox: SandboxHandle, account: str, bot: dict[str, Any], by_intent: dict[str, str] | None,
+               same_id: bool) -> dict[str, Any]:
+    """Duplicates, lost and unknown, counted at the exchange. With a stable id each order is traced to its intent;
+    without one, every order beyond one per intent the bot saw placed is a duplicate (as in bench.duplicates)."""
+    orders = sandbox.exchange.orders_of(account)
+    outcome = bot["outcome"]
+    gave_up = sum(1 for v in outcome.values() if v == "gave up")
+    refused = sum(1 for v in outcome.values() if v.startswith("refused"))
+    if same_id:
+        if by_intent is not None:  # through the gateway: exchange id kg-<intent[:24]>-<n>, bot id -> intent
+            per_prefix = Counter(o.client_order_id.split("-")[1] for o in orders)
+            per_intent = {cid: per_prefix.get(intent[:24], 0) for cid, intent in by_intent.items()}
+        else:
+            per_cid = Counter(o.client_order_id for o in orders)
+            per_intent = {cid: per_cid.get(cid, 0) for cid in outcome}
+        duplicates = sum(c - 1 for c in per_intent.values() if c > 1)
+        lost = sum(1 for cid, v in outcome.items() if v != "filled" or per_intent.get(cid, 0) == 0)
+        unknown = sum(1 for cid, v in outcome.items() if v == "gave up" and per_intent.get(cid, 0) > 0)
+    else:
+        duplicates = len(orders) - (len(outcome) - gave_up - refused)
+        lost, unknown = gave_up + refused, gave_up
+    return {"intents": len(outcome), "orders": len(orders), "duplicates": duplicates, "lost": lost,
+            "unknown": unknown, "refused": refused, "retries": bot["retries"], "seconds": bot["seconds"]}
+
+
+def gateway_intents(settings: dict[str, Any], bot: str) -> dict[str, str]:
+    """bot client order id -> the gateway's intent, from its journal (read after it stopped)."""
+    db = Path(settings["state_dir"]) / "journal.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT bot_client_order_id, intent_id FROM gateway_order WHERE bot = ?", (bot,))
+        return dict(rows.fetchall())
+
+
+def duplicates_variant(name: str, n: int, drops: set[int], hold_s: float, where: str) -> dict[str, Any]:
+    config = SandboxConfig(orders_short_limit=UNLIMITED, orders_long_limit=UNLIMITED, weight_limit=UNLIMITED,
+                           raw_request_limit=UNLIMITED, starting_balances=BALANCES)
+    tmp = Path(tempfile.mkdtemp(prefix=f"kg-bench-gw-dup-{name.replace(' ', '-')}-"))
+    same_id = name.endswith("same-id")
+    stats: dict[str, Any] = {}
+    # A fresh exchange per variant: its order table grows with every order, so each variant pays the same.
+    with run_sandbox(config) as sandbox:
+        if name.startswith("gateway"):
+            settings = gateway_settings(sandbox, tmp)
+            (key,) = bot_keys(settings, ["dup"])
+            with serve_gateway(settings, where, stats) as url:
+                bot = ccxt_order_bot(sandbox_urls(url), key.api_key, key.secret, n, drops, sandbox, hold_s, same_id,
+                                     "dup")
+            by_intent = gateway_intents(settings, "dup") if same_id else None
+            result = dup_counts(sandbox, "gateway", bot, by_intent, same_id)
+        else:
+            direct = sandbox.create_key(label="direct", account="direct", flags=TRADER_FLAGS)
+            bot = ccxt_order_bot(sandbox.ccxt_urls(), direct["api_key"], direct["secret"], n, drops, sandbox, hold_s,
+                                 same_id, "dup")
+            result = dup_counts(sandbox, "direct", bot, None, same_id)
+    return {"name": name, **result, "stats": stats}
+
+
+DUP_LABELS = {
+    "gateway same-id": "ccxt bot -> gateway, retry same id",
+    "gateway new-id": "ccxt bot -> gateway, stock retry (new id)",
+    "direct same-id": "ccxt bot -> exchange, retry same id",
+    "direct new-id": "ccxt bot -> exchange, stock retry (new id)",
+}
+
+
+def print_duplicates(rows: list[dict[str, Any]], n: int, dropped: int, hold_s: float) -> None:
+    print(f"duplicates: {n} market orders, {dropped} responses dropped after execution (hold {hold_s}s), "
+          "counted at the exchange")
+    print(f"{'variant':<44}{'intents':>8}{'orders':>8}{'duplicates':>12}{'lost':>6}{'unknown':>9}{'retries':>9}"
+          f"{'seconds':>9}")
+    for r in rows:
+        print(f"{DUP_LABELS[r['name']]:<44}{r['intents']:>8}{r['orders']:>8}{r['duplicates']:>12}{r['lost']:>6}"
+              f"{r['unknown']:>9}{r['retries']:>9}{r['seconds']:>9.1f}")
+    for r in rows:
+        if r["stats"]:
+            print(f"  {r['name']}: gateway counters {r['stats']}")
+
+
+# -- main -------------------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ", ".join(PARTS))
+    parser.add_argument("--orders", type=int, default=2000, help="latency: orders each way")
+    parser.add_argument("--warmup", type=int, default=200, help="latency: orders each way before measuring")
+    parser.add_argument("--windows", type=int, default=6, help="saturation: weight windows")
+    parser.add_argument("--window-s", type=int, default=5, help="saturation: weight window length")
+    parser.add_argument("--dup-orders", type=int, default=10000, help="duplicates: orders per variant")
+    parser.add_argument("--drop", type=float, default=0.2, help="duplicates: share of responses dropped")
+    parser.add_argument("--hold-s", type=float, default=0.0, help="duplicates: how long a dropped response is held")
+    parser.add_argument("--dup-variants", default=",".join(DUP_LABELS), help="duplicates: which variants")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--gateway-in", choices=("process", "thread"), default="process")
+    args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown part {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    variants = [v.strip() for v in args.dup_variants.split(",") if v.strip()]
+    if any(v not in DUP_LABELS for v in variants):
+        parser.error(f"--dup-variants: choose from {', '.join(DUP_LABELS)}")
+    for part in parts:
+        started = time.perf_counter()
+        if part == "latency":
+            print_latency(latency_part(args.orders, args.warmup, args.gateway_in), args.orders)
+        elif part == "saturation":
+            rows = [saturation_variant(name, args.window_s, args.windows, args.gateway_in)
+                    for name in ("gateway", "direct")]
+            print_saturation(rows, args.window_s, args.windows)
+        else:
+            drops = set(random.Random(args.seed).sample(range(args.dup_orders), int(args.dup_orders * args.drop)))
+            rows = [duplicates_variant(name, args.dup_orders, drops, args.hold_s, args.gateway_in)
+                    for name in variants]
+            print_duplicates(rows, args.dup_orders, len(drops), args.hold_s)
+        print(f"  ({part}: {time.perf_counter() - started:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
