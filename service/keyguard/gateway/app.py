@@ -112,7 +112,8 @@ class Gateway:
                                         timeout_s=config.exchange.timeout_s,
                                         recv_window_ms=config.exchange.recv_window_ms,
                                         source_address=config.exchange.source_address, clock=clock)
-        self.journal = OrderJournal(journal_engine(config.journal()))
+        # Checkpoints run in housekeeping, not inside whichever order's commit crosses SQLite's threshold.
+        self.journal = OrderJournal(journal_engine(config.journal(), autocheckpoint=False))
         self.data_retry = config.data_retry.policy()
         self.reconnect = config.reconnect.policy()
         self.executor = OrderExecutor(self.client, self.journal, worker=config.gateway, clock=clock,
@@ -237,7 +238,9 @@ class Gateway:
             self.limiter.pools = pools_from_exchange_info(info["rateLimits"])
 
     def tick(self) -> None:
-        """One round: the account's kill switch obeyed, open orders settled, prices and the book, the document."""
+        """One round: the journal's log checkpointed, the account's kill switch obeyed, open orders settled, prices
+        and the book, the document."""
+        self.journal.checkpoint()
         engaged = self.envelope.account_engaged()
         if engaged and not self._account_was_engaged:
             cancelled, failures = self.desk.cancel_everything()

@@ -82,8 +82,10 @@ class ReconciliationIssue(SQLModel, table=True):
     found_at: datetime = Field(default_factory=utcnow)
 
 
-def journal_engine(url: str = "sqlite:///keyguard-worker.db") -> Engine:
-    """Engine for the journal at `url`, tables created. SQLite gets WAL so readers never block the worker."""
+def journal_engine(url: str = "sqlite:///keyguard-worker.db", *, autocheckpoint: bool = True) -> Engine:
+    """Engine for the journal at `url`, tables created. SQLite gets WAL so readers never block the worker.
+    `autocheckpoint=False` leaves WAL checkpoints to the owner (OrderJournal.checkpoint from a background round), so
+    no order's commit pays for copying the log back into the database."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -95,6 +97,8 @@ def journal_engine(url: str = "sqlite:///keyguard-worker.db") -> Engine:
                 dbapi_conn.execute("PRAGMA busy_timeout=10000")
                 # WAL + NORMAL survives a process crash (the journal's job); only power loss can drop the tail.
                 dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+                if not autocheckpoint:
+                    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
         tables = [JournalOrder.__table__, ReconciliationIssue.__table__]  # type: ignore[attr-defined]
         SQLModel.metadata.create_all(engine, tables=tables)
@@ -143,6 +147,12 @@ class OrderJournal:
         with self.engine.begin() as connection:
             connection.execute(_UPDATE, {**_row_values(order), "_key": order.client_order_id})
         return order
+
+    def checkpoint(self) -> None:
+        """Copy SQLite's write-ahead log back into the database (PASSIVE: never waits for a writer)."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def get(self, client_order_id: str) -> JournalOrder | None:
         with Session(self.engine, expire_on_commit=False) as session:
