@@ -176,6 +176,9 @@ class Gateway:
         except KeyguardError as exc:
             log.error("gateway: %s %s failed: %s", method, path, exc)
             return 500, {"code": -1000, "msg": f"KEYGUARD_INTERNAL: {redact_text(str(exc))}"}, {}
+        except Exception as exc:  # noqa: BLE001 - a bug answers in Binance's shape and is logged, never a bare 500
+            log.exception("gateway: %s %s failed unexpectedly", method, path)
+            return 500, {"code": -1000, "msg": f"KEYGUARD_INTERNAL: {type(exc).__name__}; see the gateway's log"}, {}
 
     def _admin(self, method: str, path: str, body: str, headers: dict[str, str]) -> Any:
         """The local admin door (rotation): a bearer token only the state directory's owner can read."""
