@@ -22,19 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keyguard.errors import ConfigError, KeyguardError
-from keyguard.exchanges.binance_client import BinanceSpotClient, ExchangeRejected, OutcomeUnknown
-from keyguard.exchanges.budget import RateLimitRefused, SharedRateLimiter, pools_from_exchange_info
+from keyguard.exchanges.binance_client import BinanceSpotClient
+from keyguard.exchanges.budget import SharedRateLimiter, pools_from_exchange_info
 from keyguard.exchanges.budget_store import open_budget_store
 from keyguard.exchanges.inventory import SecretSource
 from keyguard.gateway.bot_keys import BotKeyStore
 from keyguard.gateway.config import BotSettings, GatewayConfig
-from keyguard.gateway.desk import (
-    BinanceError,
-    OrderDesk,
-    budget_error,
-    exchange_answer,
-    unknown_answer,
-)
+from keyguard.gateway.desk import BinanceError, OrderDesk, answered_as_binance
 from keyguard.gateway.envelope import Envelope, TradingStates
 from keyguard.gateway.market import MARKET_PATHS, MarketData
 from keyguard.gateway.rotation import (
@@ -204,14 +198,8 @@ class Gateway:
         if method == "GET" and path in ("/api/v3/time", "/api/v1/time"):
             return {"serverTime": self.server_ms()}
         if method == "GET" and path in MARKET_PATHS:
-            try:
+            with answered_as_binance():
                 return self.market.get(path, params)
-            except RateLimitRefused as exc:
-                raise budget_error(str(exc), exc.retry_after_s) from None
-            except ExchangeRejected as exc:
-                raise exchange_answer(exc) from None
-            except OutcomeUnknown as exc:
-                raise unknown_answer(exc) from None
         desk_method = ORDER_ROUTES.get((method, path))
         test = (method, path) == ("POST", "/api/v3/order/test")
         if desk_method is None and not test and (method, path) not in READ_PASSTHROUGH:

@@ -87,12 +87,7 @@ class GatewayConfig(_Strict):
         return bots
 
     def account_limits(self) -> RiskLimits:
-        r = self.account
-        return RiskLimits(
-            max_order_notional=r.max_order_notional, max_order_share_of_portfolio=r.max_order_share_of_portfolio,
-            max_orders_per_minute=r.max_orders_per_minute, max_position=dict(r.max_position),
-            daily_loss_limit=r.daily_loss_limit, stage=self.stage, target_allocation=r.target_allocation,
-        )
+        return self.account.limits(self.stage)
 
     def bot_limits(self, bot: str) -> RiskLimits:
         b = self.bots.get(bot) or BotSettings()

@@ -12,7 +12,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,6 +79,20 @@ def exchange_answer(exc: ExchangeRejected) -> BinanceError:
 def unknown_answer(exc: OutcomeUnknown) -> BinanceError:
     return BinanceError(503, -1001, f"Internal error; unable to process your request. Please try again. "
                                     f"(KEYGUARD_EXCHANGE_UNAVAILABLE: {exc})")
+
+
+@contextmanager
+def answered_as_binance() -> Iterator[None]:
+    """An exchange call's failure as the bot hears it: the budget's refusal as 429 with Retry-After, the exchange's
+    own refusal as it was, an unknown outcome as 503."""
+    try:
+        yield
+    except RateLimitRefused as exc:
+        raise budget_error(str(exc), exc.retry_after_s) from None
+    except ExchangeRejected as exc:
+        raise exchange_answer(exc) from None
+    except OutcomeUnknown as exc:
+        raise unknown_answer(exc) from None
 
 
 def number(params: dict[str, str], name: str) -> float | None:
@@ -246,16 +261,10 @@ class OrderDesk:
     def _admit(self, bot: str, p: dict[str, str], *, test: bool) -> OrderCheck:
         """The envelope's verdict on an order (refusals counted, a runaway bot held)."""
         symbol, side = p["symbol"], p["side"].upper()
-        try:
+        with answered_as_binance():
             base = self.market.base_asset(symbol)
             limit_price = number(p, "price")
             price = limit_price if limit_price is not None else self.market.price(symbol)
-        except RateLimitRefused as exc:
-            raise budget_error(str(exc), exc.retry_after_s) from None
-        except ExchangeRejected as exc:
-            raise exchange_answer(exc) from None
-        except OutcomeUnknown as exc:
-            raise unknown_answer(exc) from None
         if base is None:
             raise BinanceError(400, -1121, "Invalid symbol.")
         self.prices[base] = price if limit_price is None else self.prices.get(base, price)
@@ -341,14 +350,8 @@ class OrderDesk:
 
     # -- queries and cancels ---------------------------------------------------------------------------------
     def _call(self, method: str, path: str, params: Iterable[tuple[str, str]]) -> Any:
-        try:
+        with answered_as_binance():
             return self.client.request(method, path, dict(params), signed=True, deadline_s=self.deadline_s)
-        except RateLimitRefused as exc:
-            raise budget_error(str(exc), exc.retry_after_s) from None
-        except ExchangeRejected as exc:
-            raise exchange_answer(exc) from None
-        except OutcomeUnknown as exc:
-            raise unknown_answer(exc) from None
 
     def _passthrough(self, params: list[tuple[str, str]], drop: Iterable[str] = ()) -> list[tuple[str, str]]:
         skip = SIGNING_PARAMS | set(drop)

@@ -101,6 +101,14 @@ class RiskSettings(_Strict):
     portfolio_value: float = 100000.0
     min_fill_ratio: float = Field(default=0.1, ge=0, le=1)
 
+    def limits(self, stage: Stage) -> RiskLimits:
+        """These caps as the pure risk checks take them, at `stage`."""
+        return RiskLimits(
+            max_order_notional=self.max_order_notional, max_order_share_of_portfolio=self.max_order_share_of_portfolio,
+            max_orders_per_minute=self.max_orders_per_minute, max_position=dict(self.max_position),
+            daily_loss_limit=self.daily_loss_limit, stage=stage, target_allocation=self.target_allocation,
+        )
+
 
 class StrategySettings(_Strict):
     symbol: str = "BTCUSDT"
@@ -174,12 +182,7 @@ class WorkerConfig(_Strict):
     kill_switch: KillSwitchSettings = Field(default_factory=KillSwitchSettings)
 
     def risk_limits(self) -> RiskLimits:
-        r = self.risk
-        return RiskLimits(
-            max_order_notional=r.max_order_notional, max_order_share_of_portfolio=r.max_order_share_of_portfolio,
-            max_orders_per_minute=r.max_orders_per_minute, max_position=dict(r.max_position),
-            daily_loss_limit=r.daily_loss_limit, stage=self.stage, target_allocation=r.target_allocation,
-        )
+        return self.risk.limits(self.stage)
 
     def declared_symbols(self) -> set[str]:
         """The symbols this worker trades by configuration (its strategy's)."""
