@@ -130,6 +130,67 @@ def bot_keys(settings: dict[str, Any], bots: list[str]) -> list[Any]:
     return [store.create(bot) for bot in bots]
 
 
+# -- the floor: the gateway's HTTP stack forwarding requests and doing nothing else -------------------------------
+def forwarder_process(upstream: str, out: Any, stop: Any) -> None:
+    """A bare forwarder on the gateway's own stack: uvicorn (httptools), Starlette, a request thread from the same
+    executor, the same kept-alive exchange connections, the answer parsed and re-encoded as the gateway does. No
+    keys, journal, budget or envelope: what any gateway written this way costs before it does its job."""
+    import asyncio
+    import json
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from keyguard.exchanges.connections import KeptAliveConnections
+    from keyguard.gateway.app import REQUEST_THREADS
+
+    exchange = KeptAliveConnections(upstream, tls=None)
+    threads = ThreadPoolExecutor(max_workers=REQUEST_THREADS)
+
+    def forward(method: str, target: str, api_key: str) -> tuple[int, Any]:
+        answer = exchange.request(method, target, {"X-MBX-APIKEY": api_key}, 5.0)
+        return answer.status, json.loads(answer.body)
+
+    async def handle(request: Request) -> Response:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        target = request.url.path + (f"?{query}" if query else "")
+        status, payload = await asyncio.get_running_loop().run_in_executor(
+            threads, forward, request.method, target, request.headers.get("x-mbx-apikey", ""))
+        return JSONResponse(payload, status_code=status)
+
+    app = Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "DELETE"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    out.put(f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}")
+    stop.wait(PART_CAP_S + 600)
+    server.should_exit = True
+    thread.join(10)
+
+
+@contextmanager
+def serve_forwarder(upstream: str) -> Iterator[str]:
+    ctx = multiprocessing.get_context("spawn")
+    out, stop = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=forwarder_process, args=(upstream, out, stop), name="keyguard-bench-forwarder")
+    proc.start()
+    try:
+        yield out.get(timeout=60)
+    finally:
+        stop.set()
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+
+
 # -- latency ----------------------------------------------------------------------------------------------------------
 class SigningClient:
     """The bot side of the latency part: Binance's signing over one kept-alive HTTP connection, nothing else."""
@@ -177,14 +238,15 @@ def latency_part(n: int, warmup: int, where: str) -> dict[str, Any]:
         settings = gateway_settings(sandbox, tmp)
         (key,) = bot_keys(settings, ["latency"])
         direct_key = sandbox.create_key(label="direct", account="direct", flags=TRADER_FLAGS)
-        with serve_gateway(settings, where, stats) as url:
+        with serve_gateway(settings, where, stats) as url, serve_forwarder(sandbox.url) as forwarder_url:
             direct = SigningClient(sandbox.url, direct_key["api_key"], direct_key["secret"])
+            bare = SigningClient(forwarder_url, direct_key["api_key"], direct_key["secret"])
             through = SigningClient(url, key.api_key, key.secret)
+            clients = {"direct": direct, "forwarder": bare, "gateway": through}
             for i in range(warmup):
-                side = "BUY" if i % 2 == 0 else "SELL"
-                direct.market_order(side)
-                through.market_order(side)
-            times: dict[str, list[float]] = {"direct": [], "gateway": [], "direct ping": [], "gateway ping": []}
+                for client in clients.values():
+                    client.market_order("BUY" if i % 2 == 0 else "SELL")
+            times: dict[str, list[float]] = {name: [] for name in (*clients, "direct ping", "gateway ping")}
             for _ in range(min(n, 1000)):
                 times["direct ping"].append(direct.ping())
                 times["gateway ping"].append(through.ping())
@@ -193,11 +255,11 @@ def latency_part(n: int, warmup: int, where: str) -> dict[str, Any]:
                 if time.monotonic() > deadline:
                     break
                 side = "BUY" if i % 2 == 0 else "SELL"
-                # Interleaved: both clients see the same exchange state (its order table grows with every order).
-                times["direct"].append(direct.market_order(side))
-                times["gateway"].append(through.market_order(side))
-            direct.close()
-            through.close()
+                # Interleaved: every client sees the same exchange state (its order table grows with every order).
+                for name, client in clients.items():
+                    times[name].append(client.market_order(side))
+            for client in clients.values():
+                client.close()
     return {"times": times, "stats": stats, "where": where}
 
 
@@ -210,13 +272,17 @@ def print_latency(result: dict[str, Any], n: int) -> None:
     header = f"{'variant':<30}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}{'p50 first 10%':>15}{'p50 last 10%':>14}"
     print(header)
     rows = {}
-    for name, label in (("direct", "direct to the sandbox"), ("gateway", "through the gateway")):
+    for name, label in (("direct", "direct to the sandbox"), ("forwarder", "through a bare forwarder"),
+                        ("gateway", "through the gateway")):
         t = times[name]
         rows[name] = [percentile(t, q) * 1000 for q in (0.5, 0.9, 0.99)]
         print(f"{label:<30}{rows[name][0]:>8.2f}{rows[name][1]:>8.2f}{rows[name][2]:>8.2f}{max(t) * 1000:>8.2f}"
               f"{percentile(t[:tenth], 0.5) * 1000:>15.2f}{percentile(t[-tenth:], 0.5) * 1000:>14.2f}")
-    added = [g - d for g, d in zip(rows["gateway"], rows["direct"], strict=True)]
-    print(f"{'added by the gateway':<30}{added[0]:>8.2f}{added[1]:>8.2f}{added[2]:>8.2f}")
+    for label, over, under in (("added by the bare forwarder", "forwarder", "direct"),
+                               ("added by the gateway", "gateway", "direct"),
+                               ("gateway over the forwarder", "gateway", "forwarder")):
+        added = [a - b for a, b in zip(rows[over], rows[under], strict=True)]
+        print(f"{label:<30}{added[0]:>8.2f}{added[1]:>8.2f}{added[2]:>8.2f}")
     for name, label in (("direct ping", "ping, sandbox"), ("gateway ping", "ping, answered by the gateway")):
         t = times[name]
         print(f"{label:<30}" + "".join(f"{percentile(t, q) * 1000:>8.2f}" for q in (0.5, 0.9, 0.99))

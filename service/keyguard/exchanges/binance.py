@@ -58,8 +58,7 @@ class BinanceAdapter(ExchangeAdapter[BinanceSpotClient]):
                            else self.probe_limiter or self.own_limiter(source_ip))
                 client = self._clients[source_ip] = BinanceSpotClient(
                     self.base_url, self.credentials.api_key, self.credentials.secret.get_secret_value(), limiter,
-                    timeout_s=self.timeout_ms / 1000, recv_window_ms=RECV_WINDOW_MS, source_address=source_ip,
-                    trust_env=False)
+                    timeout_s=self.timeout_ms / 1000, recv_window_ms=RECV_WINDOW_MS, source_address=source_ip)
             return client
 
     @property

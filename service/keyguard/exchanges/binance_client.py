@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import ssl
 import threading
@@ -15,9 +16,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
+import certifi
 
 from keyguard.exchanges.budget import SharedRateLimiter, retry_after_s
+from keyguard.exchanges.connections import ConnectionFailed, ConnectionTimeout, KeptAliveConnections
 from keyguard.exchanges.errors import (
     ExchangeRejected,
     ExchangeTimeout,
@@ -48,7 +50,7 @@ def shared_tls_context() -> ssl.SSLContext:
     tens of milliseconds, and the adapters make a client per key and source address."""
     with _tls_lock:
         if not _tls:
-            _tls.append(httpx.create_ssl_context())
+            _tls.append(ssl.create_default_context(cafile=certifi.where()))
         return _tls[0]
 
 
@@ -64,7 +66,6 @@ class BinanceSpotClient:
         recv_window_ms: int = 5000,
         source_address: str | None = None,
         clock: Callable[[], float] = time.time,
-        trust_env: bool = True,
     ) -> None:
         register_secret(api_key)
         register_secret(api_secret)
@@ -79,9 +80,8 @@ class BinanceSpotClient:
         self.time_offset_ms = 0
         # When this thread's last request left and when its answer came: the wire time, without budget waits.
         self._wire = threading.local()
-        transport = httpx.HTTPTransport(verify=shared_tls_context(), local_address=source_address)
-        # trust_env=False: no proxy from the environment, so a call really leaves from `source_address`.
-        self._http = httpx.Client(timeout=timeout_s, transport=transport, trust_env=trust_env)
+        # Never a proxy from the environment: a call really leaves from this host (or `source_address`).
+        self._http = KeptAliveConnections(self.base_url, tls=shared_tls_context(), source_address=source_address)
 
     @property
     def api_key_id(self) -> str:
@@ -119,24 +119,24 @@ class BinanceSpotClient:
             headers["X-MBX-APIKEY"] = api_key
         else:
             query = urlencode(params)
-        url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        target = f"{path}?{query}" if query else path
         wait_s = self.timeout_s if timeout_s is None else timeout_s
         try:
             self._wire.sent = self.clock()
-            response = self._http.request(method, url, headers=headers, timeout=wait_s)
+            response = self._http.request(method, target, headers, wait_s)
             self._wire.answered = self.clock()
-        except httpx.TimeoutException:
+        except ConnectionTimeout:
             raise ExchangeTimeout(f"{what}: no answer within {round(wait_s * 1000)} ms, outcome unknown") from None
-        except httpx.TransportError as exc:
-            raise ExchangeUnavailable(f"{what}: {type(exc).__name__}, outcome unknown") from None
-        status = response.status_code
+        except ConnectionFailed as exc:
+            raise ExchangeUnavailable(f"{what}: {exc}, outcome unknown") from None
+        status = response.status
         log.debug("%s: HTTP %s", what, status)
         if self.limiter is not None:
             self.limiter.observe(permit, status, response.headers)
         if status >= 500:
             raise ExchangeUnavailable(f"{what}: HTTP {status}, outcome unknown")
         try:
-            body = response.json()
+            body = json.loads(response.body)
         except ValueError:
             if status < 400:
                 raise MalformedResponse(f"{what}: unreadable body with HTTP {status}, outcome unknown") from None

@@ -5,18 +5,19 @@ everything that would move money out of the account or change a key is refused h
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -46,6 +47,9 @@ from keyguard.worker.orders import OrderExecutor
 from keyguard.worker.retry import retry_data_request
 
 log = logging.getLogger(__name__)
+
+# Requests served at once (each waits on the exchange on a thread of its own); as many as anyio's default.
+REQUEST_THREADS = 40
 
 # (method, path) -> desk method name, for the signed endpoints a bot may use.
 ORDER_ROUTES: dict[tuple[str, str], str] = {
@@ -132,6 +136,7 @@ class Gateway:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.admin_token: str | None = None  # set once serving (AdminChannel)
+        self.on_close: list[Callable[[], object]] = []
 
     def _credentials(self) -> tuple[str, str]:
         """The exchange key: the one a rotation switched to (its source is remembered), else the configured one."""
@@ -273,16 +278,23 @@ class Gateway:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for release in self.on_close:
+            release()
         self.client.close()
 
 
 def create_app(gateway: Gateway) -> Starlette:
+    # Requests block on the exchange, the journal and the budget, so each runs on a thread of its own; a plain
+    # executor hands over in about a third of the time anyio's thread portal takes (docs/benchmarks.md, "Gateway").
+    requests = ThreadPoolExecutor(max_workers=REQUEST_THREADS, thread_name_prefix="keyguard-gateway-request")
+    gateway.on_close.append(partial(requests.shutdown, wait=False, cancel_futures=True))
+
     async def handle(request: Request) -> Response:
         query = request.scope.get("query_string", b"").decode("latin-1")
         body = (await request.body()).decode("utf-8", errors="replace")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        status, payload, extra = await run_in_threadpool(gateway.dispatch, request.method, request.url.path, query,
-                                                         body, headers)
+        status, payload, extra = await asyncio.get_running_loop().run_in_executor(
+            requests, gateway.dispatch, request.method, request.url.path, query, body, headers)
         return JSONResponse(payload, status_code=status, headers=extra)
 
     app = Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "DELETE", "PUT"])])

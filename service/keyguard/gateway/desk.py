@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,6 +130,25 @@ class GatewayOrder(SQLModel, table=True):
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
+_GATEWAY_ORDER = GatewayOrder.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class BotOrderRef:
+    """A bot's order id and the intent it names, as the desk keeps it in memory (a GatewayOrder row is the record;
+    a plain object because building an ORM row on every order cost more than writing it)."""
+
+    bot: str
+    bot_client_order_id: str
+    intent_id: str
+    symbol: str
+
+    def journal_row(self) -> tuple[Any, dict[str, object]]:
+        """The GatewayOrder row to write beside the journal's first entry for this order."""
+        return _GATEWAY_ORDER, {"bot": self.bot, "bot_client_order_id": self.bot_client_order_id,
+                                "intent_id": self.intent_id, "symbol": self.symbol, "created_at": datetime.now(UTC)}
+
+
 def create_desk_tables(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine, tables=[GatewayOrder.__table__])  # type: ignore[attr-defined]
 
@@ -152,7 +172,7 @@ class OrderDesk:
         self._owner: dict[str, tuple[str, str]] = {}
         self._order_ids: dict[int, str] = {}
         # (bot, bot client id) -> its mapping row: the journal's index, kept in memory (the table is the record).
-        self._mappings: dict[tuple[str, str], GatewayOrder] = {}
+        self._mappings: dict[tuple[str, str], BotOrderRef] = {}
         self.books: dict[str, Book] = {}
         self.prices: dict[str, float] = {}  # by base asset, for today's PnL
         self._book_lock = threading.RLock()
@@ -165,7 +185,8 @@ class OrderDesk:
     def _load(self) -> None:
         with Session(self.journal.engine, expire_on_commit=False) as session:
             rows = list(session.exec(select(GatewayOrder)))
-        self._mappings = {(row.bot, row.bot_client_order_id): row for row in rows}
+        self._mappings = {(row.bot, row.bot_client_order_id): BotOrderRef(row.bot, row.bot_client_order_id,
+                                                                          row.intent_id, row.symbol) for row in rows}
         mapped = {row.intent_id: (row.bot, row.bot_client_order_id) for row in rows}
         for row in self.journal.orders():
             if row.intent_id in mapped:
@@ -197,7 +218,7 @@ class OrderDesk:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def _mapping(self, bot: str, bot_cid: str) -> GatewayOrder | None:
+    def _mapping(self, bot: str, bot_cid: str) -> BotOrderRef | None:
         return self._mappings.get((bot, bot_cid))
 
     def _latest_row(self, intent_id: str) -> JournalOrder | None:
@@ -248,11 +269,11 @@ class OrderDesk:
             intent = OrderIntent(check.symbol, check.base_asset, check.side, check.quantity,
                                  order_type=p["type"].upper(), price=number(p, "price"),
                                  reference_price=check.price, wire=self._wire(params))
-            mapping = GatewayOrder(bot=bot, bot_client_order_id=bot_cid, intent_id=intent.intent_id,
-                                   symbol=check.symbol)
+            mapping = BotOrderRef(bot, bot_cid, intent.intent_id, check.symbol)
             self._mappings[(bot, bot_cid)] = mapping
             # The mapping is written in the same transaction as the journal row, before the request leaves.
-            result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot, companion=mapping)
+            result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot,
+                                         companion=mapping.journal_row())
             return self._settle(bot, mapping, check, result)
 
     def _wire(self, params: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -287,7 +308,7 @@ class OrderDesk:
         if self.envelope.count_refusal(bot, refusal.code, now) and self.on_runaway is not None:
             self.on_runaway(bot, refusal.code)
 
-    def _settle(self, bot: str, mapping: GatewayOrder, check: OrderCheck, result: OrderResult) -> dict[str, Any]:
+    def _settle(self, bot: str, mapping: BotOrderRef, check: OrderCheck, result: OrderResult) -> dict[str, Any]:
         self.counters["orders_sent"] += 1
         self.counters["orders_resent"] += max(0, result.attempts - 1)
         row = result.journal_row
@@ -312,7 +333,7 @@ class OrderDesk:
         self.counters["orders_unknown"] += 1
         raise BinanceError(503, -1007, OUTCOME_UNKNOWN_MSG)
 
-    def _forget(self, mapping: GatewayOrder) -> None:
+    def _forget(self, mapping: BotOrderRef) -> None:
         self._mappings.pop((mapping.bot, mapping.bot_client_order_id), None)
         with Session(self.journal.engine) as session:
             row = session.exec(select(GatewayOrder).where(GatewayOrder.intent_id == mapping.intent_id)).first()
@@ -320,7 +341,7 @@ class OrderDesk:
                 session.delete(row)
                 session.commit()
 
-    def _replay(self, bot: str, mapping: GatewayOrder) -> dict[str, Any] | None:
+    def _replay(self, bot: str, mapping: BotOrderRef) -> dict[str, Any] | None:
         """A retry of an id this bot already used: the order it made, never a second one. None when the first
         attempt definitely placed nothing (the retry then goes out as a new order)."""
         self.counters["orders_replayed"] += 1

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import bindparam, event
 from sqlalchemy.engine import Engine
@@ -115,11 +116,52 @@ def _row_values(order: JournalOrder) -> dict[str, object]:
     return {column.name: getattr(order, column.name) for column in _JOURNAL.columns}
 
 
+class _CompiledWrite:
+    """One INSERT or UPDATE compiled once for the engine's dialect and run on the driver's cursor: on the order path
+    SQLAlchemy's per-execution work cost more than SQLite's commit. The dialect's own bind processors still apply,
+    so rows read back through the ORM exactly as if Core had written them."""
+
+    def __init__(self, engine: Engine, statement: Any, keys: Iterable[str]) -> None:
+        compiled = statement.compile(dialect=engine.dialect, column_keys=list(keys))
+        self.sql = str(compiled)
+        self.names: tuple[str, ...] | None = tuple(compiled.positiontup) if compiled.positional else None
+        self.processors = {name: processor for name, bind in compiled.binds.items()
+                           if (processor := bind.type.bind_processor(engine.dialect)) is not None}
+
+    def parameters(self, values: dict[str, Any]) -> Any:
+        bound = {name: (self.processors[name](value) if name in self.processors and value is not None else value)
+                 for name, value in values.items()}
+        return tuple(bound[name] for name in self.names) if self.names is not None else bound
+
+
 class OrderJournal:
     """Small repository over the journal tables; every write commits before the caller proceeds."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._writes: dict[tuple[str, str, frozenset[str]], _CompiledWrite] = {}
+
+    def _write(self, kind: str, table: Any, values: dict[str, Any]) -> tuple[_CompiledWrite, Any]:
+        key = (kind, table.name, frozenset(values))
+        write = self._writes.get(key)
+        if write is None:
+            statement = table.insert() if kind == "insert" else _UPDATE
+            write = self._writes[key] = _CompiledWrite(self.engine, statement, [k for k in values if k != "_key"])
+        return write, write.parameters(values)
+
+    def _commit(self, writes: list[tuple[_CompiledWrite, Any]]) -> None:
+        """Run the writes in one transaction on a pooled driver connection; any failure rolls all back."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            for write, parameters in writes:
+                cursor.execute(write.sql, parameters)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
 
     def record(self, order: JournalOrder) -> JournalOrder:
         order.updated_at = utcnow()
@@ -128,24 +170,18 @@ class OrderJournal:
             session.commit()
             return merged
 
-    def insert(self, order: JournalOrder, *companions: SQLModel) -> JournalOrder:
-        """Write a new row (and rows that must exist exactly when it does) in one transaction. Core statements built
-        once: on the order path the ORM's per-statement work cost more than SQLite's commit."""
+    def insert(self, order: JournalOrder, *companions: tuple[Any, dict[str, object]]) -> JournalOrder:
+        """Write a new row, and (table, values) rows that must exist exactly when it does, in one transaction."""
         order.updated_at = utcnow()
-        with self.engine.begin() as connection:
-            connection.execute(_JOURNAL.insert(), _row_values(order))
-            for companion in companions:
-                table = type(companion).__table__  # type: ignore[attr-defined]
-                values = {c.name: getattr(companion, c.name) for c in table.columns
-                          if getattr(companion, c.name) is not None or not c.primary_key}
-                connection.execute(table.insert(), values)
+        writes = [self._write("insert", _JOURNAL, _row_values(order))]
+        writes += [self._write("insert", table, values) for table, values in companions]
+        self._commit(writes)
         return order
 
     def update(self, order: JournalOrder) -> JournalOrder:
         """Write an existing row's fields back with one UPDATE (no read first): the hot path after an answer."""
         order.updated_at = utcnow()
-        with self.engine.begin() as connection:
-            connection.execute(_UPDATE, {**_row_values(order), "_key": order.client_order_id})
+        self._commit([self._write("update", _JOURNAL, {**_row_values(order), "_key": order.client_order_id})])
         return order
 
     def checkpoint(self) -> None:

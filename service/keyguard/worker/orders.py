@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejected, OutcomeUnknown
 from keyguard.exchanges.budget import RateLimitRefused
-from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus
+from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, utcnow
 from keyguard.worker.retry import backoff_delays
 
 log = logging.getLogger(__name__)
@@ -177,10 +177,12 @@ class OrderExecutor:
         self.rng = rng or random.Random()
 
     def _row(self, intent: OrderIntent, attempt: int, replaces: str | None, worker: str | None = None) -> JournalOrder:
+        now = utcnow()  # given, not defaulted: the model's default factories cost more than the row's insert
         return JournalOrder(
             client_order_id=mint_client_order_id(intent.intent_id, attempt), intent_id=intent.intent_id,
             attempt=attempt, replaces=replaces, worker=worker or self.worker, symbol=intent.symbol, side=intent.side,
-            order_type=intent.order_type, quantity=intent.quantity, price=intent.price,
+            order_type=intent.order_type, quantity=intent.quantity, price=intent.price, created_at=now,
+            updated_at=now,
         )
 
     # place() mints one client order id per attempt of an intent and journals it before sending (class-wide).
@@ -198,9 +200,10 @@ class OrderExecutor:
                            journal_row=row)
 
     def place(self, intent: OrderIntent, deadline_s: float | None = None, *, worker: str | None = None,
-              companion: Any = None) -> OrderResult:
+              companion: tuple[Any, dict[str, object]] | None = None) -> OrderResult:
         """Journal, send, and settle any unknown outcome by look-up; `worker` names who placed it (a gateway's bot),
-        `companion` is a row written in the same transaction as the first journal entry (the gateway's mapping)."""
+        `companion` is a (table, values) row written in the same transaction as the first journal entry (the
+        gateway's mapping)."""
         row = self._row(intent, 1, None, worker)
         companions = [companion] if companion is not None else []
         while True:
