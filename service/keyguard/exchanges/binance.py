@@ -4,17 +4,24 @@ reported, so the binding is verified by the probe. Every call goes through the o
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from keyguard.errors import ExchangeError
 from keyguard.exchanges.base import Credentials, ExchangeAdapter, KeyDeclaration, record_permissions
 from keyguard.exchanges.binance_client import BinanceSpotClient
 from keyguard.exchanges.budget import SharedRateLimiter
 from keyguard.exchanges.errors import MalformedResponse
 from keyguard.exchanges.keystate import KeyState, Permissions, from_ms, permissions_from_flags
 from keyguard.redact import redact_text
+
+if TYPE_CHECKING:
+    from keyguard.worker.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
 
 BINANCE_URL = "https://api.binance.com"
 NON_FLAG_FIELDS = ("ipRestrict", "createTime", "tradingAuthorityExpirationTime")
@@ -25,6 +32,20 @@ RECV_WINDOW_MS = 10_000
 def binance_permissions(flags: dict[str, Any]) -> Permissions:
     """The permission classes the key's flags grant, by the rules' own map (data.lib.raw_permission_flags)."""
     return permissions_from_flags("binance", flags)
+
+
+def read_key_permissions(client: BinanceSpotClient, retry: RetryPolicy) -> dict[str, bool | None] | None:
+    """What the exchange says the client's key may do (apiRestrictions); None, which the rules treat as unknown
+    (never as safe), when it cannot be read."""
+    from keyguard.worker.retry import retry_data_request  # the worker's module imports this package
+
+    try:
+        flags = retry_data_request(
+            lambda: client.request("GET", "/sapi/v1/account/apiRestrictions", signed=True), retry)
+    except ExchangeError as exc:
+        log.warning("key permissions could not be read: %s", exc)
+        return None
+    return binance_permissions(flags).model_dump()
 
 
 class BinanceAdapter(ExchangeAdapter[BinanceSpotClient]):

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keyguard.errors import ConfigError, KeyguardError
+from keyguard.exchanges.binance import read_key_permissions
 from keyguard.exchanges.binance_client import BinanceSpotClient
 from keyguard.exchanges.budget import SharedRateLimiter, pools_from_exchange_info
 from keyguard.exchanges.budget_store import open_budget_store
@@ -45,6 +46,7 @@ from keyguard.worker.journal import OrderJournal, journal_engine
 from keyguard.worker.killswitch import KillSwitch
 from keyguard.worker.orders import OrderExecutor
 from keyguard.worker.retry import retry_data_request
+from keyguard.worker.stages import StageHistory
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,8 @@ class Gateway:
                                       max_send_delay_s=config.limiter.deadline_s + config.exchange.timeout_s)
         self.kill_switch = KillSwitch(config.kill_switch_path) if config.kill_switch.enabled else None
         self.trading = TradingStates(config.state_dir / "trading_state.json")
+        self.stages = StageHistory(config.state_dir / "stages.json")
+        self.key_permissions: dict[str, bool | None] | None = None  # read at start and after each rotation
         self.envelope = Envelope(config.account_limits(), config.account.portfolio_value, self.kill_switch,
                                  self.trading)
         self.keys = BotKeyStore(config.keys_path)
@@ -222,6 +226,8 @@ class Gateway:
         """Clock offset and the exchange's own rate limits, a first round (so the live document exists once the
         gateway serves), then the housekeeping thread."""
         self._sync()
+        self.stages.enter(self.config.stage.value, self.clock())
+        self.key_permissions = read_key_permissions(self.client, self.data_retry)
         self.tick()
         self._thread = threading.Thread(target=self._housekeeping, name="keyguard-gateway-housekeeping",
                                         daemon=True)

@@ -90,7 +90,7 @@ def execution_document(gw: Gateway) -> dict[str, Any]:
             "stage": limits.stage.value,
             "target_allocation": limits.target_allocation,
         },
-        "golive": {"history": [], "key_permissions": None},
+        "golive": {"history": gw.stages.entries(), "key_permissions": gw.key_permissions},
         "state": {
             "heartbeat_at": _rfc3339(gw.heartbeat_at),
             "kill_switch_engaged": engaged,

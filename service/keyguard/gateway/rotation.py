@@ -133,6 +133,7 @@ def rotate(gw: Gateway, source: SecretSource) -> dict[str, Any]:
         raise RotationRefused("the new key is the key the gateway already uses")
     facts = check_new_key(gw, api_key, secret)
     gw.client.replace_credentials(api_key, secret)
+    gw.key_permissions = facts["permissions"]
     record = {"source": json.loads(source.model_dump_json(exclude_none=True)), "rotated_at": _now(),
               "previous_key": f"{old_key[:8]}...", "new_key": f"{api_key[:8]}..."}
     path = gw.config.state_dir / "exchange-credentials.json"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from keyguard.errors import ConfigError, ExchangeError
+from keyguard.exchanges.binance import read_key_permissions
 from keyguard.exchanges.binance_client import BinanceSpotClient
 from keyguard.exchanges.budget import (
     BINANCE_SPOT_POOLS,
@@ -33,6 +34,7 @@ from keyguard.worker.paper import PaperVenue
 from keyguard.worker.reconcile import Reconciler, ReconciliationReport
 from keyguard.worker.retry import retry_data_request
 from keyguard.worker.risk import OrderCheck, RiskLimits, RiskSnapshot, TradingState, check_order
+from keyguard.worker.stages import StageHistory
 from keyguard.worker.state import LiveState
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ class ExecutionWorker:
         self._day_start_equity = 0.0
         self.last_price: dict[str, float] = {}
         self.heartbeat_at: float | None = None
-        self.stages_file = config.state_dir / "stages.json"
+        self.stages = StageHistory(config.state_dir / "stages.json")
         self.live_state_file = config.state_dir / "live_state.json"
         self.key_permissions: dict[str, bool | None] | None = None
         self._lock = threading.Lock()
@@ -221,38 +223,12 @@ class ExecutionWorker:
         self.snapshot.daily_pnl = pnl
 
     # -- start-up, reconciliation, live state ---------------------------------------------------------
-    def stage_history(self) -> list[dict[str, str]]:
-        """Every go-live stage this worker has run in, with when it entered it (kept in state_dir)."""
-        try:
-            history = json.loads(self.stages_file.read_text())
-        except (OSError, ValueError):
-            history = []
-        return history if isinstance(history, list) else []
-
-    def _enter_stage(self) -> None:
-        history = self.stage_history()
-        if not history or history[-1].get("stage") != self.limits.stage.value:
-            history.append({"stage": self.limits.stage.value,
-                            "entered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))})
-            self.stages_file.write_text(json.dumps(history))
-
-    def read_key_permissions(self) -> dict[str, bool | None] | None:
-        """What the exchange says this key may do (apiRestrictions); None when it cannot be read."""
-        from keyguard.exchanges.binance import binance_permissions
-
-        try:
-            flags = retry_data_request(lambda: self.client.request("GET", "/sapi/v1/account/apiRestrictions",
-                                                                   signed=True), self.data_retry)
-        except ExchangeError as exc:
-            log.warning("key permissions could not be read: %s", exc)
-            return None
-        return binance_permissions(flags).model_dump()
 
     def start(self) -> ReconciliationReport:
         """Time sync, pools from the exchange's own rateLimits, journal positions, first reconciliation."""
-        self._enter_stage()
+        self.stages.enter(self.limits.stage.value, self.clock())
         retry_data_request(self.client.sync_time, self.data_retry)
-        self.key_permissions = self.read_key_permissions()
+        self.key_permissions = read_key_permissions(self.client, self.data_retry)
         if self.client.limiter is not None:
             info = retry_data_request(self.client.exchange_info, self.data_retry)
             if info.get("rateLimits"):
@@ -330,7 +306,7 @@ class ExecutionWorker:
             largest_order_notional_today=self.largest_notional_today,
             positions=dict(self.snapshot.positions), daily_pnl=self.snapshot.daily_pnl,
             used_weight_1m=used, weight_limit_1m=limit, heartbeat_at=self.heartbeat_at,
-            stage_history=self.stage_history(),
+            stage_history=self.stages.entries(),
             key_permissions=self.key_permissions,
             counters={"sent": self.counters.sent, "unknown": self.counters.unknown, "resent": self.counters.resent,
                       **{f"refused_{k}": v for k, v in self.counters.refused.items()}},
