@@ -27,6 +27,10 @@ deny contains finding if {
 
 # METADATA
 # title: Each stage is held for its minimum time before promotion
+# description: >-
+#   Every promotion is timed: from the stage the worker left (by the two entries' times; a configured stage
+#   with no entry of its own has no known time) and through every stage it skipped (held for no time at all).
+#   A time that cannot be verified is never taken as enough.
 # custom:
 #   id: KG-LIVE-102
 #   severity: high
@@ -34,20 +38,42 @@ deny contains finding if {
 #     Demote the worker to the stage it left early and hold it there for the minimum time (sandbox 1 week,
 #     paper 2 weeks, micro 1 week, small 2 weeks).
 deny contains finding if {
-	some i, entry in history
-	i > 0
-	previous := history[i - 1]
-	rank(entry.stage) > rank(previous.stage)
-	minimum := data.execution.golive.min_days[previous.stage]
-	not held_for(previous, entry, minimum)
+	some step in steps
+	step.from != null
+	rank(step.to) > rank(step.from)
+	minimum := data.execution.golive.min_days[step.from]
+	not held_for(step.left, step.reached, minimum)
 	finding := lib.finding(
 		rego.metadata.rule(),
-		sprintf("%s/golive/%s", [worker, entry.stage]),
+		sprintf("%s/golive/%s", [worker, step.to]),
 		sprintf("worker %s was promoted from %s to %s after %s (minimum %d days)", [
-			worker, previous.stage, entry.stage,
-			held_text(previous, entry), minimum,
+			worker, step.from, step.to,
+			held_text(step.left, step.reached), minimum,
 		]),
-		{"from": previous, "to": entry},
+		{"from": step.left, "to": step.reached},
+	)
+}
+
+# METADATA
+# title: Each stage is held for its minimum time before promotion
+# custom:
+#   id: KG-LIVE-102
+#   severity: high
+#   remediation: >-
+#     Demote the worker to the stage it left early and hold it there for the minimum time (sandbox 1 week,
+#     paper 2 weeks, micro 1 week, small 2 weeks).
+deny contains finding if {
+	some skip in skips
+	some stage in skip.skipped
+	minimum := data.execution.golive.min_days[stage]
+	finding := lib.finding(
+		rego.metadata.rule(),
+		sprintf("%s/golive/%s", [worker, skip.to]),
+		sprintf("worker %s reached %s without holding %s for its minimum %d days (it was skipped)", [
+			worker, skip.to,
+			stage, minimum,
+		]),
+		{"from": skip.from, "to": skip.to, "skipped": stage, "history": history},
 	)
 }
 
@@ -75,7 +101,8 @@ deny contains finding if {
 
 worker := object.get(input, "worker", "unknown-worker")
 
-history := object.get(input, ["golive", "history"], [])
+# A missing or null history records nothing.
+history := [entry | some entry in object.get(input, ["golive", "history"], [])]
 
 current_stage := object.get(input, ["config", "stage"], null)
 
@@ -84,19 +111,20 @@ rank(stage) := i if {
 	candidate == stage
 }
 
-# Each step up the ladder, including the configured stage when it is ahead of the recorded history.
-steps contains {"from": history[i - 1].stage, "to": entry.stage} if {
+# Each move recorded or implied: between history entries, into the first entry, and to the configured stage
+# when it is ahead of the recorded history (that move has no entry, so no time: `reached` is null).
+steps contains {"from": history[i - 1].stage, "to": entry.stage, "left": history[i - 1], "reached": entry} if {
 	some i, entry in history
 	i > 0
 }
 
-steps contains {"from": null, "to": history[0].stage}
+steps contains {"from": null, "to": history[0].stage, "left": null, "reached": history[0]}
 
-steps contains {"from": last_recorded, "to": current_stage} if {
+steps contains {"from": last_recorded, "to": current_stage, "left": history[count(history) - 1], "reached": null} if {
 	rank(current_stage) > rank(last_recorded)
 }
 
-steps contains {"from": null, "to": current_stage} if count(history) == 0
+steps contains {"from": null, "to": current_stage, "left": null, "reached": null} if count(history) == 0
 
 last_recorded := history[count(history) - 1].stage
 
@@ -113,11 +141,13 @@ from_rank_of(stage) := rank(stage) if stage != null
 
 else := -1
 
-held_for(previous, entry, minimum) if {
-	days := (time.parse_rfc3339_ns(entry.entered_at) - time.parse_rfc3339_ns(previous.entered_at)) / lib.ns_per_day
-	days >= minimum
-}
+# Held long enough only when both times are known and far enough apart ("at least N days" includes day N).
+held_for(left, reached, minimum) if days_between(left, reached) >= minimum
 
-held_text(previous, entry) := sprintf("%v days", [round(days * 10) / 10]) if {
-	days := (time.parse_rfc3339_ns(entry.entered_at) - time.parse_rfc3339_ns(previous.entered_at)) / lib.ns_per_day
+days_between(left, reached) := (entered_ns(reached) - entered_ns(left)) / lib.ns_per_day
+
+entered_ns(entry) := time.parse_rfc3339_ns(entry.entered_at)
+
+held_text(left, reached) := sprintf("%v days", [round(days_between(left, reached) * 10) / 10]) if {
+	days_between(left, reached)
 } else := "an unknown time"

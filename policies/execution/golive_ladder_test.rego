@@ -92,3 +92,29 @@ test_unknown_stage_is_high if {
 	finding.severity == "high"
 	finding.resource == "worker-1/golive/yolo-live"
 }
+
+test_a_skipped_stage_was_never_held_for_its_time if {
+	doc := fixture.at_stage("micro-live", [["sandbox", "2026-08-01T00:00:00Z"], ["micro-live", "2026-09-01T00:00:00Z"]])
+	some finding in results(doc)
+	finding.id == "KG-LIVE-102"
+	finding.evidence.skipped == "paper"
+	finding.message == "worker worker-1 reached micro-live without holding paper for its minimum 14 days (it was skipped)"
+}
+
+test_configured_stage_one_ahead_of_history_has_no_verifiable_time if {
+	doc := fixture.at_stage("micro-live", [["sandbox", "2026-08-01T00:00:00Z"], ["paper", "2026-08-10T00:00:00Z"]])
+	some finding in results(doc)
+	finding.id == "KG-LIVE-102"
+	finding.message == "worker worker-1 was promoted from paper to micro-live after an unknown time (minimum 14 days)"
+	not "KG-LIVE-101" in ids(doc)
+}
+
+test_holding_exactly_the_minimum_is_enough if {
+	doc := fixture.at_stage("paper", [["sandbox", "2026-08-01T00:00:00Z"], ["paper", "2026-08-08T00:00:00Z"]])
+	count(results(doc)) == 0
+}
+
+test_null_history_records_nothing if {
+	doc := fixture.with_doc({"golive": {"history": null}})
+	{"KG-LIVE-101", "KG-LIVE-102"} == ids(doc)
+}

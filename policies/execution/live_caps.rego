@@ -114,6 +114,28 @@ deny contains finding if {
 	)
 }
 
+# METADATA
+# title: Request weight used this minute stays under the headroom of the exchange limit
+# description: Weight used against a limit nobody knows (neither the worker nor the document) has no known headroom.
+# custom:
+#   id: KG-EXE-205
+#   severity: high
+#   remediation: >-
+#     Lower the worker's request rate or budget fraction; past the exchange limit come 429s and then an IP
+#     ban (418).
+deny contains finding if {
+	used := state.used_weight_1m
+	is_number(used)
+	used > 0
+	not is_number(weight_limit)
+	finding := lib.finding(
+		rego.metadata.rule(),
+		worker,
+		sprintf("worker %s used %v request weight this minute against an unknown limit", [worker, used]),
+		{"used_weight_1m": used, "weight_limit_1m": null},
+	)
+}
+
 worker := object.get(input, "worker", "unknown-worker")
 
 # Live rules only run when a live state is given (CI checks the declared config alone).
@@ -122,7 +144,7 @@ state := input.state if is_object(input.state)
 # The exchange's own figure if the worker saw it, else the declared limit.
 weight_limit := state.weight_limit_1m if is_number(state.weight_limit_1m)
 
-else := input.exchange_limits.request_weight_per_minute
+else := object.get(input, ["exchange_limits", "request_weight_per_minute"], null)
 
 position_message(size, asset, cap) := sprintf("position %v %s exceeds its max position %v", [size, asset, cap]) if {
 	is_number(cap)

@@ -69,3 +69,11 @@ test_weight_headroom_uses_declared_limit_when_state_has_none if {
 	finding.id == "KG-EXE-205"
 	finding.evidence.weight_limit_1m == 6000
 }
+
+test_weight_used_against_an_unknown_limit_is_high if {
+	doc := object.union(fixture.with_state({"weight_limit_1m": null}), {"exchange_limits": null})
+	some finding in results(doc)
+	finding.id == "KG-EXE-205"
+	contains(finding.message, "against an unknown limit")
+	not "KG-EXE-205" in ids(fixture.with_state({"weight_limit_1m": null}))
+}

@@ -44,7 +44,7 @@ deny contains finding if {
 	finding := lib.finding(
 		rego.metadata.rule(),
 		worker,
-		sprintf("heartbeat of worker %s is %v, older than %d s or missing", [
+		sprintf("heartbeat of worker %s is %v: missing, older than %d s or in the future", [
 			worker, heartbeat_at,
 			data.execution.live.heartbeat_max_age_s,
 		]),
@@ -58,9 +58,11 @@ state := input.state if is_object(input.state)
 
 heartbeat_at := object.get(state, "heartbeat_at", null)
 
+# A heartbeat from the future (beyond a little clock skew) says nothing about whether the worker is alive now.
 heartbeat_fresh if {
 	age := lib.ns_since(heartbeat_at) / lib.ns_per_second
 	age <= data.execution.live.heartbeat_max_age_s
+	0 - age <= data.execution.live.heartbeat_max_ahead_s
 }
 
 flowing if state.orders_last_minute > 0

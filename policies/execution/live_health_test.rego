@@ -48,3 +48,8 @@ test_stale_heartbeat_is_high if {
 test_missing_heartbeat_is_high if {
 	"KG-EXE-207" in ids(fixture.with_state({"heartbeat_at": null}))
 }
+
+test_heartbeat_from_the_future_is_not_fresh if {
+	"KG-EXE-207" in ids(fixture.with_state({"heartbeat_at": "2026-11-26T00:00:00Z"}))
+	not "KG-EXE-207" in ids(fixture.with_state({"heartbeat_at": "2026-11-25T00:00:30Z"}))
+}

@@ -18,10 +18,10 @@ import data.keyguard.lib
 #     Mint a client order id once per intent and, on a timeout or 5xx, look the order up by that id
 #     instead of resending.
 deny contains finding if {
-	retry := object.get(input, ["config", "order_retry"], {})
+	retry := config_value(["order_retry"])
 	missing := {name |
 		some name in ["client_order_ids", "status_lookup"]
-		object.get(retry, name, null) != true
+		config_value(["order_retry", name]) != true
 	}
 	count(missing) > 0
 	finding := lib.finding(
@@ -42,7 +42,7 @@ deny contains finding if {
 #   severity: medium
 #   remediation: Set config.data_retry.attempts between 3 and 5.
 deny contains finding if {
-	attempts := object.get(input, ["config", "data_retry", "attempts"], null)
+	attempts := config_value(["data_retry", "attempts"])
 	not bounded_attempts(attempts)
 	finding := lib.finding(
 		rego.metadata.rule(),
@@ -51,7 +51,7 @@ deny contains finding if {
 			attempts, data.execution.retries.data_min_attempts,
 			data.execution.retries.data_max_attempts,
 		]),
-		{"data_retry": object.get(input, ["config", "data_retry"], null)},
+		{"data_retry": config_value(["data_retry"])},
 	)
 }
 
@@ -62,16 +62,15 @@ deny contains finding if {
 #   severity: medium
 #   remediation: Set config.data_retry.backoff to exponential and config.data_retry.jitter to true.
 deny contains finding if {
-	retry := object.get(input, ["config", "data_retry"], {})
-	not spread_out(retry)
+	not spread_out
 	finding := lib.finding(
 		rego.metadata.rule(),
 		worker,
 		sprintf("data retries use backoff %v with jitter %v, not exponential with jitter", [
-			object.get(retry, "backoff", null),
-			object.get(retry, "jitter", null),
+			config_value(["data_retry", "backoff"]),
+			config_value(["data_retry", "jitter"]),
 		]),
-		{"data_retry": retry},
+		{"data_retry": config_value(["data_retry"])},
 	)
 }
 
@@ -84,13 +83,13 @@ deny contains finding if {
 #     Set config.reconnect.backoff to exponential with a max_delay_s so a lost connection does not hammer
 #     the exchange.
 deny contains finding if {
-	reconnect := object.get(input, ["config", "reconnect"], {})
-	not object.get(reconnect, "backoff", null) in data.execution.retries.accepted_backoff
+	backoff := config_value(["reconnect", "backoff"])
+	not backoff in data.execution.retries.accepted_backoff
 	finding := lib.finding(
 		rego.metadata.rule(),
 		worker,
-		sprintf("reconnects of worker %s have no backoff (backoff is %v)", [worker, object.get(reconnect, "backoff", null)]),
-		{"reconnect": reconnect},
+		sprintf("reconnects of worker %s have no backoff (backoff is %v)", [worker, backoff]),
+		{"reconnect": config_value(["reconnect"])},
 	)
 }
 
@@ -102,7 +101,11 @@ bounded_attempts(attempts) if {
 	attempts <= data.execution.retries.data_max_attempts
 }
 
-spread_out(retry) if {
-	retry.backoff in data.execution.retries.accepted_backoff
-	retry.jitter == true
+spread_out if {
+	config_value(["data_retry", "backoff"]) in data.execution.retries.accepted_backoff
+	config_value(["data_retry", "jitter"]) == true
 }
+
+# A config field by path; a missing or null object on the way reads as the field missing (null), never as an error
+# that would leave the rule undefined and quiet.
+config_value(path) := object.get(input, array.concat(["config"], path), null)

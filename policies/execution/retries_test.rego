@@ -53,3 +53,14 @@ test_reconnect_without_backoff_is_medium if {
 	finding.severity == "medium"
 	"KG-EXE-111" in ids(fixture.without_config(["reconnect"]))
 }
+
+test_null_order_retry_is_no_retry_discipline if {
+	some finding in results(fixture.with_config({"order_retry": null}))
+	finding.id == "KG-EXE-108"
+	contains(finding.message, "client_order_ids and status_lookup")
+}
+
+test_null_data_retry_and_reconnect_are_no_backoff if {
+	found := ids(fixture.with_config({"data_retry": null, "reconnect": null}))
+	{"KG-EXE-109", "KG-EXE-110", "KG-EXE-111"} == found
+}

@@ -41,7 +41,7 @@ deny contains result if {
 #     Manager.
 deny contains result if {
 	some group in {rule.group | some rule in reaching_rules}
-	sources := {source |
+	sources := {source_key(source) |
 		some rule in reaching_rules
 		rule.group == group
 		some source in array.concat(rule.cidrs, rule.peer_groups)
@@ -66,9 +66,14 @@ reaching_rules contains rule if {
 	common.reaches_port(rule, data.infra.ssh_port)
 }
 
-admin_address(cidr) if {
-	net.cidr_is_valid(cidr)
-	parts := split(cidr, "/")
-	count(split(parts[0], ".")) == 4
-	to_number(parts[1]) == data.infra.ssh_admin_prefix_length
+# One IPv4 address, in any spelling (198.51.100.7/32, 198.51.100.7, ::ffff:198.51.100.7).
+admin_address(source) if {
+	lib.single_address(source)
+	not contains(lib.cidr(source), ":")
+	lib.prefix_length(lib.cidr(source)) == data.infra.ssh_admin_prefix_length
 }
+
+# Sources compared canonically, so one address written two ways is one source.
+source_key(source) := canonical if canonical := lib.cidr(source)
+
+else := source

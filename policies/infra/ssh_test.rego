@@ -72,3 +72,12 @@ test_two_admin_addresses_fire if {
 	resources_hit := {r.resource | some r in findings(resources)}
 	resources_hit == {"SecurityGroupIngressRule/ssh-a", "SecurityGroupIngressRule/ssh-b"}
 }
+
+test_ssh_rule_with_null_protocol_reaches_ssh if {
+	some r in findings([sg([{"protocol": null, "fromPort": 0, "toPort": 0, "cidrBlocks": ["10.0.0.0/8"]}])])
+	r.id == "KG-INF-103"
+}
+
+test_one_admin_address_in_two_spellings_is_one_source if {
+	count(findings([ssh_from("a", "198.51.100.7/32"), ssh_from("b", "198.51.100.7")])) == 0
+}

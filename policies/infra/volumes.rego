@@ -18,12 +18,13 @@ import data.keyguard.lib
 #     the instance.
 deny contains result if {
 	some host in common.of_type("aws:ec2/instance:Instance")
-	root := object.get(host.properties, "rootBlockDevice", {})
-	not object.get(root, "encrypted", false) == true
+
+	# A missing or null rootBlockDevice is an unknown volume, which is never taken as encrypted.
+	not common.prop_path(host, ["rootBlockDevice", "encrypted"]) == true
 	result := lib.finding(
 		rego.metadata.rule(),
 		common.resource_id(host),
 		sprintf("instance %s has an unencrypted root volume", [host.name]),
-		{"rootBlockDevice": root},
+		{"rootBlockDevice": common.prop(host, "rootBlockDevice")},
 	)
 }

@@ -16,7 +16,8 @@ watched contains key if {
 	is_object(object.get(key, "activity", null))
 }
 
-expected(key, name) := object.get(object.get(key.activity, "expected", {}), name, [])
+# What the account expects; a missing or null expectation expects nothing, so everything seen is unexpected.
+expected(key, name) := object.get(key.activity, ["expected", name], [])
 
 # METADATA
 # title: Every order on a bot account was sent by Keyguard
@@ -28,7 +29,10 @@ expected(key, name) := object.get(object.get(key.activity, "expected", {}), name
 #     steps), then change the account password and check where the orders came from.
 deny contains finding if {
 	some key in watched
-	foreign := [order | some order in object.get(key.activity, "orders", []); not order.sent_by_keyguard]
+	foreign := [order |
+		some order in object.get(key.activity, "orders", [])
+		object.get(order, "sent_by_keyguard", null) != true
+	]
 	count(foreign) > 0
 	first := concat(" ", [foreign[0].symbol, foreign[0].side, object.get(foreign[0], "time", "?")])
 	finding := lib.finding(

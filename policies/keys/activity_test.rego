@@ -69,3 +69,13 @@ test_activity_that_could_not_be_read_is_a_finding if {
 test_a_key_without_an_activity_block_is_not_watched if {
 	count(results([fixture.with_fields(fixture.key, {"activity": null})])) == 0
 }
+
+test_null_expectations_expect_nothing if {
+	key := watched({"expected": null, "withdrawal_addresses": [{"coin": "BTC", "address": "bc1-thief"}]})
+	"KG-ACT-104" in ids([key])
+}
+
+test_an_order_of_unknown_origin_is_foreign if {
+	order := {"order_id": 3, "symbol": "BTCUSDT", "side": "BUY", "sent_by_keyguard": null}
+	"KG-ACT-101" in ids([watched({"orders": [order]})])
+}

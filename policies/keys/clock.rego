@@ -31,6 +31,27 @@ deny contains finding if {
 	)
 }
 
+# METADATA
+# title: The inventory's own time (now) is a valid RFC 3339 time
+# description: >-
+#   Every age, expiry and grace period is measured from now; a now that is no real time (2026-02-30) must not
+#   be replaced by another clock in silence, so it is a finding and those checks cannot pass.
+# custom:
+#   id: KG-ROT-107
+#   severity: high
+#   remediation: >-
+#     Set now to a real RFC 3339 UTC time (e.g. 2026-11-25T00:00:00Z); the inventory check writes it from the
+#     service's clock.
+deny contains finding if {
+	problem := lib.clock_problem
+	finding := lib.finding(
+		rego.metadata.rule(),
+		"now",
+		sprintf("the inventory's %s, so no key's age, expiry or grace period can be checked", [problem]),
+		{"now": input.now},
+	)
+}
+
 # offset = local - exchange: ahead by max_ahead_ms is rejected, behind by more than recvWindow is rejected.
 outside_window(offset) if offset >= data.keys.clock.max_ahead_ms
 

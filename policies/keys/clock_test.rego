@@ -30,3 +30,14 @@ test_host_clock_behind_beyond_recv_window_is_high if {
 test_unmeasured_offset_is_quiet if {
 	count(results([with_offset(null)])) == 0
 }
+
+test_impossible_inventory_clock_is_high if {
+	some finding in clock.deny with input as {"kind": "keys", "now": "2026-02-30T00:00:00Z", "keys": [fixture.key]}
+	finding.id == "KG-ROT-107"
+	finding.severity == "high"
+	finding.evidence == {"now": "2026-02-30T00:00:00Z"}
+}
+
+test_valid_inventory_clock_is_quiet if {
+	count(results([fixture.key])) == 0
+}

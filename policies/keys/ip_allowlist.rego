@@ -28,6 +28,30 @@ deny contains finding if {
 }
 
 # METADATA
+# title: A key is restricted to an IP allowlist at the exchange
+# description: >-
+#   A key that says it is restricted but lists no address claims what nobody can check: the allowlist
+#   could be empty (any address) or anything else.
+# custom:
+#   id: KG-IP-101
+#   severity: critical
+#   remediation: Enable IP restriction on the key at the exchange and allow only the execution host's static IP.
+deny contains finding if {
+	some key in input.keys
+	key.ip_restricted == true
+	count(entries(key)) == 0
+	finding := lib.finding(
+		rego.metadata.rule(),
+		lib.key_resource(key),
+		sprintf(
+			"key %s says it is IP-restricted but lists no allowed address, so its restriction cannot be checked",
+			[key.id],
+		),
+		{"ip_restricted": true, "allowed_ips": object.get(key, "allowed_ips", null)},
+	)
+}
+
+# METADATA
 # title: Every allowlist entry is one address, not a range or wildcard
 # custom:
 #   id: KG-IP-102
@@ -35,8 +59,8 @@ deny contains finding if {
 #   remediation: Replace the range with the single static address (/32 or /128) of the execution host.
 deny contains finding if {
 	some key in input.keys
-	some entry in object.get(key, "allowed_ips", [])
-	not single_address(entry.value)
+	some entry in entries(key)
+	not lib.single_address(entry.value)
 	finding := lib.finding(
 		rego.metadata.rule(),
 		entry_resource(key, entry),
@@ -55,9 +79,9 @@ deny contains finding if {
 #     the host that owns it as authorized.
 deny contains finding if {
 	some key in input.keys
-	some entry in object.get(key, "allowed_ips", [])
-	single_address(entry.value)
-	not address(entry.value) in authorized_ips
+	some entry in entries(key)
+	lib.single_address(entry.value)
+	not authorized(entry.value)
 	finding := lib.finding(
 		rego.metadata.rule(),
 		entry_resource(key, entry),
@@ -74,7 +98,7 @@ deny contains finding if {
 #   remediation: Add a reason to the allowlist entry saying which host owns the address and why it needs the key.
 deny contains finding if {
 	some key in input.keys
-	some entry in object.get(key, "allowed_ips", [])
+	some entry in entries(key)
 	not documented(entry)
 	finding := lib.finding(
 		rego.metadata.rule(),
@@ -107,31 +131,20 @@ deny contains finding if {
 
 entry_resource(key, entry) := sprintf("%s/ip/%v", [lib.key_resource(key), entry.value])
 
-authorized_ips contains address(host.ip) if {
+# A missing or null allowlist lists nothing.
+entries(key) := [entry | some entry in object.get(key, "allowed_ips", [])]
+
+authorized_ips contains host.ip if {
 	some host in object.get(input, "hosts", [])
 	host.authorized == true
 	is_string(host.ip)
 }
 
+# Compared canonically: 203.0.113.10, 203.0.113.10/32 and ::ffff:203.0.113.10 are one address.
+authorized(value) if {
+	some ip in authorized_ips
+	lib.single_address(ip)
+	lib.same_address(ip, value)
+}
+
 documented(entry) if trim_space(entry.reason) != ""
-
-address(value) := split(value, "/")[0]
-
-max_prefix(addr) := data.keys.ip.single_address_prefix.ipv6 if contains(addr, ":")
-
-max_prefix(addr) := data.keys.ip.single_address_prefix.ipv4 if not contains(addr, ":")
-
-# One address: a plain IP, or a CIDR whose prefix is the full address length.
-single_address(value) if {
-	is_string(value)
-	not contains(value, "/")
-	net.cidr_is_valid(sprintf("%s/%d", [value, max_prefix(value)]))
-}
-
-single_address(value) if {
-	is_string(value)
-	parts := split(value, "/")
-	count(parts) == 2
-	to_number(parts[1]) == max_prefix(parts[0])
-	net.cidr_is_valid(value)
-}

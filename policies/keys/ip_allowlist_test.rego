@@ -98,3 +98,27 @@ test_binding_reported_by_the_exchange_is_verified if {
 	key := fixture.with_fields(fixture.key, {"ip_binding_source": "reported"})
 	not "KG-IP-105" in ids([key])
 }
+
+test_restricted_key_with_no_allowed_address_is_critical if {
+	every allowlist in [[], null] {
+		some finding in results([fixture.with_fields(fixture.key, {"allowed_ips": allowlist})])
+		finding.id == "KG-IP-101"
+		contains(finding.message, "lists no allowed address")
+	}
+	"KG-IP-101" in ids([object.remove(fixture.key, ["allowed_ips"])])
+}
+
+test_an_address_in_any_spelling_is_one_authorized_address if {
+	hosts := [
+		{"name": "exec-6", "ip": "2001:db8::10", "authorized": true},
+		{"name": "exec-1", "ip": "203.0.113.10/32", "authorized": true},
+	]
+	key := with_ips(["2001:DB8:0:0:0:0:0:10", "203.0.113.10", "::ffff:203.0.113.10"])
+	found := ip_allowlist.deny with input as {"kind": "keys", "now": fixture.now, "hosts": hosts, "keys": [key]}
+	count(found) == 0
+}
+
+test_the_unspecified_address_is_not_one_address if {
+	some finding in results([with_ips(["0.0.0.0"])])
+	finding.id == "KG-IP-102"
+}

@@ -14,7 +14,8 @@ bot(key) if not purpose(key) in data.keys.read_only_purposes
 
 read_only(key) if purpose(key) in data.keys.read_only_purposes
 
-purpose(key) := object.get(key, "purpose", "unknown")
+# Compared trimmed and in lower case: "Monitoring " is the monitoring purpose, not an unknown one.
+purpose(key) := lib.canonical(object.get(key, "purpose", null))
 
 # METADATA
 # title: A bot key cannot withdraw
@@ -112,11 +113,12 @@ deny contains finding if {
 #   severity: high
 #   remediation: Issue a separate key per purpose and per service so each can be revoked and bounded on its own.
 deny contains finding if {
-	some resource in {lib.key_resource(key) | some key in input.keys}
-	entries := [key | some key in input.keys; lib.key_resource(key) == resource]
+	some identity in {lib.key_identity(key) | some key in input.keys}
+	entries := [key | some key in input.keys; lib.key_identity(key) == identity]
 	purposes := {purpose(key) | some key in entries}
-	services := {service | some key in entries; some service in object.get(key, "services", [])}
+	services := {lib.canonical(service) | some key in entries; some service in object.get(key, "services", [])}
 	shared(purposes, services)
+	resource := min({lib.key_resource(key) | some key in entries})
 	finding := lib.finding(
 		rego.metadata.rule(),
 		resource,

@@ -163,3 +163,22 @@ test_key_without_a_purpose_is_treated_as_a_bot if {
 	finding.id == "KG-KEY-101"
 	finding.message == "bot key bot-exec-1 (purpose unknown) can withdraw"
 }
+
+test_purpose_in_other_case_or_with_spaces_is_still_read_only if {
+	for_trade := fixture.with_fields(fixture.monitor_key, {"permissions": fixture.permissions(true, false, false)})
+	"KG-KEY-103" in ids([fixture.with_fields(for_trade, {"purpose": "Monitoring"})])
+	"KG-KEY-103" in ids([fixture.with_fields(for_trade, {"purpose": " portfolio "})])
+	not "KG-KEY-101" in ids([fixture.with_fields(fixture.monitor_key, {"purpose": "MONITORING"})])
+}
+
+test_one_key_under_two_spellings_of_its_exchange_is_one_key if {
+	as_monitor := fixture.with_fields(fixture.key, {"exchange": "Binance", "purpose": "monitoring"})
+	some finding in results([fixture.key, as_monitor])
+	finding.id == "KG-KEY-105"
+	finding.evidence.purposes == ["execution", "monitoring"]
+}
+
+test_one_service_in_two_spellings_is_one_service if {
+	again := fixture.with_fields(fixture.key, {"exchange": "BINANCE", "purpose": "Execution", "services": ["Worker "]})
+	not "KG-KEY-105" in ids([fixture.key, again])
+}

@@ -92,6 +92,29 @@ deny contains finding if {
 }
 
 # METADATA
+# title: A superseded key is revoked within the grace period after its replacement was created
+# description: A superseded_at that is no real time cannot show the grace period is not over.
+# custom:
+#   id: KG-ROT-104
+#   severity: high
+#   remediation: Delete the superseded key at the exchange; its replacement has been live longer than the grace period.
+deny contains finding if {
+	some key in input.keys
+	in_service(key)
+	superseded_at := object.get(key, "superseded_at", null)
+	lib.invalid_time(superseded_at)
+	finding := lib.finding(
+		rego.metadata.rule(),
+		lib.key_resource(key),
+		sprintf("key %s was superseded at %v, which is not a valid time, so its grace period cannot be checked", [
+			key.id,
+			superseded_at,
+		]),
+		{"superseded_at": superseded_at, "active": object.get(key, "active", null)},
+	)
+}
+
+# METADATA
 # title: A key does not expire at the exchange within the warning window
 # custom:
 #   id: KG-ROT-105
@@ -101,7 +124,9 @@ deny contains finding if {
 	some key in input.keys
 	in_service(key)
 	days_left := 0 - lib.days_since(key.expires_at)
-	days_left < data.keys.rotation.expiry_warning_days
+
+	# "Within 7 days" includes the seventh day.
+	days_left <= data.keys.rotation.expiry_warning_days
 	finding := lib.finding(
 		rego.metadata.rule(),
 		lib.key_resource(key),
@@ -110,8 +135,29 @@ deny contains finding if {
 	)
 }
 
-# A helper rather than an inline `not`: OPA lifts an undefined argument out of a negated call.
-age_known(key) if lib.days_since(key.created_at)
+# METADATA
+# title: A key does not expire at the exchange within the warning window
+# description: An expires_at that is no real time cannot show the key is not about to expire.
+# custom:
+#   id: KG-ROT-105
+#   severity: medium
+#   remediation: Rotate the key before its exchange-side expiry, or extend it, so signed calls do not start failing.
+deny contains finding if {
+	some key in input.keys
+	in_service(key)
+	expires_at := object.get(key, "expires_at", null)
+	lib.invalid_time(expires_at)
+	finding := lib.finding(
+		rego.metadata.rule(),
+		lib.key_resource(key),
+		sprintf("key %s expires at %v, which is not a valid time, so its expiry cannot be checked", [key.id, expires_at]),
+		{"expires_at": expires_at},
+	)
+}
+
+# A helper rather than an inline `not`: OPA lifts an undefined argument out of a negated call. A creation
+# time after the input's now is no age either: the document contradicts itself.
+age_known(key) if lib.days_since(key.created_at) >= 0
 
 # A key explicitly marked inactive is revoked; its age and expiry no longer matter.
 in_service(key) if object.get(key, "active", null) != false

@@ -88,3 +88,32 @@ test_expiry_beyond_7_days_is_quiet if {
 	key := fixture.with_fields(fixture.key, {"expires_at": "2026-12-10T00:00:00Z"})
 	count(results([key])) == 0
 }
+
+test_expiry_in_exactly_7_days_is_within_7_days if {
+	some finding in results([fixture.with_fields(fixture.key, {"expires_at": "2026-12-02T00:00:00Z"})])
+	finding.id == "KG-ROT-105"
+	finding.message == "key bot-exec-1 expires at the exchange in 7 days"
+}
+
+test_impossible_expiry_time_is_medium if {
+	some finding in results([fixture.with_fields(fixture.key, {"expires_at": "2026-02-30T00:00:00Z"})])
+	finding.id == "KG-ROT-105"
+	contains(finding.message, "not a valid time")
+}
+
+test_impossible_supersession_time_is_high if {
+	some finding in results([fixture.with_fields(fixture.key, {"superseded_at": "2026-11-31T00:00:00Z"})])
+	finding.id == "KG-ROT-104"
+	contains(finding.message, "grace period cannot be checked")
+}
+
+test_creation_after_now_is_no_known_age if {
+	"KG-ROT-103" in ids([fixture.with_fields(fixture.key, {"created_at": "2027-01-01T00:00:00Z"})])
+}
+
+test_impossible_now_is_never_replaced_by_the_wall_clock if {
+	old := fixture.with_fields(fixture.key, {"created_at": "2000-01-01T00:00:00Z"})
+	found := {f.id | some f in rotation.deny} with input as {"kind": "keys", "now": "2026-02-30T00:00:00Z", "keys": [old]}
+	not "KG-ROT-101" in found
+	"KG-ROT-103" in found
+}

@@ -24,10 +24,45 @@ finding(meta, resource, message, evidence) := {
 key_resource(key) := sprintf("%s/%s", [object.get(key, "exchange", "unknown-exchange"), key.id])
 
 # METADATA
-# title: The input's clock, falling back to the wall clock only when the input gives none
-now_ns := time.parse_rfc3339_ns(input.now) if input.now
+# title: Who a key is, whatever the spelling of its exchange's name (binance and " Binance" are one exchange)
+key_identity(key) := sprintf("%s/%s", [canonical(object.get(key, "exchange", null)), key.id])
 
-else := time.now_ns()
+# METADATA
+# title: A name as rules compare it (purpose, exchange), trimmed and in lower case; "unknown" when it is no string
+canonical(name) := lower(trim_space(name)) if is_string(name)
+
+else := "unknown"
+
+# METADATA
+# scope: document
+# title: The input's clock
+# description: >-
+#   The input's own now when it has one, and undefined when that is not a valid RFC 3339 time (so no rule
+#   silently judges by another clock; clock_problem names the fault); the wall clock only when the input
+#   gives no now at all.
+now_ns := time.parse_rfc3339_ns(input.now) if clock_given
+
+now_ns := time.now_ns() if not clock_given
+
+clock_given if "now" in object.keys(input)
+
+# METADATA
+# title: Why the input's now cannot be used; undefined when it can (or is absent)
+clock_problem := sprintf("now is %v, which is not a valid RFC 3339 time", [input.now]) if {
+	clock_given
+	not valid_time(input.now)
+}
+
+# METADATA
+# title: A timestamp that parses as RFC 3339 and names a real instant (no February 30th, no hour 24)
+valid_time(timestamp) if time.parse_rfc3339_ns(timestamp)
+
+# METADATA
+# title: A timestamp that is given (not null or absent) but does not parse; such a time can verify nothing
+invalid_time(timestamp) if {
+	timestamp != null
+	not valid_time(timestamp)
+}
 
 # METADATA
 # title: Nanoseconds from an RFC 3339 timestamp to the input's now; undefined if it does not parse

@@ -15,15 +15,20 @@ can(key, class) if count(raw_flags_granting(key, class)) > 0
 
 # METADATA
 # title: The raw exchange flags that grant a permission class and are set on the key
+# description: Flag names compare case-insensitively (EnableWithdrawals is enableWithdrawals).
 raw_flags_granting(key, class) := {flag |
 	not read_only_gated(key)
 	some flag, value in object.get(key, "raw_flags", {})
 	value == true
-	class in object.get(data.lib.raw_permission_flags, [lower(object.get(key, "exchange", "")), flag], [])
+	some name, classes in object.get(data.lib.raw_permission_flags, canonical(object.get(key, "exchange", null)), {})
+	lower(name) == lower(flag)
+	class in classes
 }
 
 # Bybit lists permission groups even on a read-only key; its readOnly flag overrides them.
 read_only_gated(key) if {
-	gate := data.lib.read_only_gate_flags[lower(object.get(key, "exchange", ""))]
-	key.raw_flags[gate] == true
+	gate := data.lib.read_only_gate_flags[canonical(object.get(key, "exchange", null))]
+	some flag, value in object.get(key, "raw_flags", {})
+	lower(flag) == lower(gate)
+	value == true
 }

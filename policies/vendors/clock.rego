@@ -1,0 +1,24 @@
+# METADATA
+# title: The vendors document's own time
+# description: A document that states a time that does not exist says something false about itself.
+package keyguard.vendors.clock
+
+import rego.v1
+
+import data.keyguard.lib
+
+# METADATA
+# title: The vendors document's own time (now) is a valid RFC 3339 time
+# custom:
+#   id: KG-VEN-107
+#   severity: medium
+#   remediation: Set now to a real RFC 3339 UTC time (e.g. 2026-11-25T00:00:00Z), or leave it out.
+deny contains finding if {
+	problem := lib.clock_problem
+	finding := lib.finding(
+		rego.metadata.rule(),
+		"now",
+		sprintf("the vendors document's %s", [problem]),
+		{"now": input.now},
+	)
+}
