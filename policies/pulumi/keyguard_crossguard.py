@@ -31,10 +31,14 @@ UNKNOWN_SENTINELS = frozenset(
 DOCUMENT_PROPERTIES = frozenset({"policy", "assumeRolePolicy", "userData", "userDataBase64", "inlinePolicies"})
 # Resource types the infra rules read; an unknown property on one of them is reported (advisory) at preview.
 JUDGED_TYPES = frozenset({
-    "aws:ec2/instance:Instance", "aws:ec2/eip:Eip", "aws:ec2/eipAssociation:EipAssociation",
-    "aws:ec2/securityGroup:SecurityGroup", "aws:ec2/securityGroupRule:SecurityGroupRule",
+    "aws:ec2/instance:Instance", "aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/eip:Eip",
+    "aws:ec2/eipAssociation:EipAssociation", "aws:ec2/securityGroup:SecurityGroup",
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", "aws:ec2/securityGroupRule:SecurityGroupRule",
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:iam/rolePolicy:RolePolicy",
-    "aws:iam/policy:Policy", "aws:iam/role:Role", "aws:secretsmanager/secret:Secret", "aws:kms/key:Key",
+    "aws:iam/userPolicy:UserPolicy", "aws:iam/groupPolicy:GroupPolicy", "aws:iam/policy:Policy",
+    "aws:iam/role:Role", "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment", "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
+    "aws:iam/policyAttachment:PolicyAttachment", "aws:secretsmanager/secret:Secret", "aws:kms/key:Key",
 })
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -189,3 +190,10 @@ def test_pack_process_blocks_a_world_open_stack_over_grpc(pack_process: Any, shi
     assert found == {("KG-INF-102", "MANDATORY"), ("KG-INF-103", "MANDATORY")}
     rule = stack.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")[0]
     assert {d.urn for d in response.diagnostics} == {urn(rule)}
+
+
+def test_every_resource_type_the_infra_rules_read_is_reported_when_unknown_at_preview() -> None:
+    read = {m for f in (POLICY_DIR / "infra").glob("*.rego") if not f.name.endswith("_test.rego")
+            for m in re.findall(r'"(aws:[A-Za-z0-9]+/[A-Za-z0-9]+:[A-Za-z0-9]+)"', f.read_text())}
+    assert read, "no resource types found in the infra rules"
+    assert read <= pack.JUDGED_TYPES, f"read by the rules but not judged at preview: {sorted(read - pack.JUDGED_TYPES)}"
