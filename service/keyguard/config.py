@@ -5,19 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from keyguard.errors import ConfigError
-from keyguard.policy.documents import load_document
+from keyguard.loading import AppriseUrl, DatabaseUrl, EnvVarName, HttpUrlText, StrictModel, load_mapping, validate
 from keyguard.policy.models import Severity
 from keyguard.secrets.aws import AwsSecret
 
 
-class ServiceSettings(BaseModel):
+class ServiceSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=0, le=65535)
-    api_token_env: str = Field(default="KEYGUARD_API_TOKEN", description="env var holding the API bearer token")
+    api_token_env: EnvVarName = Field(default="KEYGUARD_API_TOKEN", description="env var holding the API bearer token")
     api_token_secret: AwsSecret | None = Field(default=None, description="Secrets Manager secret {secret_id, region} "
                                                                          "holding the API bearer token (read at "
                                                                          "start; replaces api_token_env)")
@@ -26,21 +25,19 @@ class ServiceSettings(BaseModel):
     openapi: bool = Field(default=False, description="serve /docs, /redoc and /openapi.json")
 
 
-class StoreSettings(BaseModel):
-    url: str = "sqlite:///.keyguard/keyguard.db"
+class StoreSettings(StrictModel):
+    url: DatabaseUrl = "sqlite:///.keyguard/keyguard.db"
 
 
-class OpaSettings(BaseModel):
-    url: str | None = Field(default=None, description="external OPA; None starts a managed opa on loopback")
+class OpaSettings(StrictModel):
+    url: HttpUrlText | None = Field(default=None, description="external OPA; None starts a managed opa on loopback")
     policy_dir: Path | None = None
 
 
-class AlertRoute(BaseModel):
+class AlertRoute(StrictModel):
     """One place alerts go: an apprise URL (checked when the service starts), its minimum severity and tier."""
 
-    model_config = {"extra": "forbid"}
-
-    url: str
+    url: AppriseUrl
     name: str | None = Field(default=None, description="how deliveries name the route (default: route-<index>)")
     min_severity: Severity = Severity.low
     fallback: bool = Field(default=False, description="receives what another route has not delivered in time")
@@ -48,9 +45,7 @@ class AlertRoute(BaseModel):
                                                         "incident once it is escalated that far")
 
 
-class AlertSettings(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class AlertSettings(StrictModel):
     routes: list[AlertRoute] = Field(default_factory=list, description="none: alerts go to the service log")
     connect_timeout_s: float = Field(default=4.0, gt=0, description="per attempt, per route")
     read_timeout_s: float = Field(default=10.0, gt=0, description="per attempt, per route")
@@ -59,10 +54,8 @@ class AlertSettings(BaseModel):
     give_up_s: float = Field(default=3600.0, gt=0, description="undelivered this long: fallback routes, KG-SVC-003")
 
 
-class IncidentSettings(BaseModel):
+class IncidentSettings(StrictModel):
     """Incidents: re-notification and escalation of what nobody acknowledged, and limits on silences."""
-
-    model_config = {"extra": "forbid"}
 
     renotify_s: float = Field(default=300.0, gt=0, description="an unacknowledged incident is sent again this often")
     escalate_after_s: float = Field(default=900.0, gt=0, description="unacknowledged this long: the next route tier "
@@ -75,9 +68,7 @@ class IncidentSettings(BaseModel):
 CONTAINED_BY_DEFAULT = ("KG-ACT-101", "KG-ACT-102", "KG-ACT-103", "KG-ACT-104", "KG-KEY-101", "KG-KEY-102")
 
 
-class ContainmentSettings(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class ContainmentSettings(StrictModel):
     enabled: bool = Field(default=True, description="contain automatically for the rules switched on")
     rules: dict[str, bool] = Field(default_factory=dict, description="per rule: contain automatically or not; "
                                                                      "on by default for foreign activity "
@@ -95,10 +86,8 @@ class ContainmentSettings(BaseModel):
         return self.enabled and self.rules.get(rule_id, rule_id in CONTAINED_BY_DEFAULT)
 
 
-class BudgetSettings(BaseModel):
+class BudgetSettings(StrictModel):
     """The host's shared rate budget (the one the execution worker charges) and the inspections' part of it."""
-
-    model_config = {"extra": "forbid"}
 
     backend: Literal["file", "sqlite"] = "file"
     directory: Path | None = Field(default=None, description="None: the worker's default, <tmp>/keyguard-budget")
@@ -108,9 +97,7 @@ class BudgetSettings(BaseModel):
     share: float = Field(default=0.2, gt=0, le=1, description="share of each limit inspections may use")
 
 
-class ChecksSettings(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class ChecksSettings(StrictModel):
     interval_s: float = Field(default=60.0, gt=0)
     deadline_s: float | None = Field(default=None, gt=0, description="a run not done by then leaves what it did not "
                                                                       "reach unverified; None: 80% of the interval, "
@@ -121,12 +108,12 @@ class ChecksSettings(BaseModel):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
 
 
-class InfraSettings(BaseModel):
+class InfraSettings(StrictModel):
     """Where the live AWS drift check starts: the stack outputs (`pulumi stack output --json > outputs.json`)."""
 
     outputs: Path
     region: str
-    endpoint_url: str | None = Field(default=None, description="another AWS endpoint (tests: moto's server)")
+    endpoint_url: HttpUrlText | None = Field(default=None, description="another AWS endpoint (tests: moto's server)")
 
 
 class KeyguardSettings(BaseSettings):
@@ -148,7 +135,7 @@ class KeyguardSettings(BaseSettings):
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
-            raise ValueError(f"file {value} does not exist")
+            raise ValueError("no such file (a relative path is relative to the settings file)")
         return value
 
     @classmethod
@@ -165,8 +152,9 @@ class KeyguardSettings(BaseSettings):
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> KeyguardSettings:
-    """Read keyguard.yaml (if given) then apply KEYGUARD_* variables; errors name the file and field."""
-    data: dict[str, Any] = load_document(path) if path else {}
+    """Read keyguard.yaml (if given) then apply KEYGUARD_* variables; errors name the file, line and field."""
+    loaded = load_mapping(path, "keyguard settings") if path else None
+    data: dict[str, Any] = dict(loaded.data) if loaded else {}
     if path:  # file references in keyguard.yaml are relative to the file itself
         for name in ("inventory", "worker_state"):
             if isinstance(data.get(name), str) and not Path(data[name]).is_absolute():
@@ -175,13 +163,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> KeyguardSetting
         outputs = infra.get("outputs") if isinstance(infra, dict) else None
         if isinstance(infra, dict) and isinstance(outputs, str) and not Path(outputs).is_absolute():
             infra["outputs"] = str(path.parent / outputs)
-        data["documents"] = [str(path.parent / d) if isinstance(d, str) and not Path(d).is_absolute() else d
-                             for d in data.get("documents", [])]
+        if isinstance(data.get("documents"), list):
+            data["documents"] = [str(path.parent / d) if isinstance(d, str) and not Path(d).is_absolute() else d
+                                 for d in data["documents"]]
     data.update(overrides)
-    try:
-        return KeyguardSettings(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        source = str(path) if path else "settings"
-        raise ConfigError(f"{source}: field {field}: {first['msg']}") from None
+    return validate(KeyguardSettings, data, str(path) if path else "settings", loaded.lines if loaded else None)

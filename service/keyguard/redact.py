@@ -20,6 +20,8 @@ _JSON_SECRET_FIELD = re.compile(
     r'(?i)((?:\\\\)*\\?"(?:SecretString|SecretBinary|secret|api_secret|secret_key|passphrase)(?:\\\\)*\\?"\s*:\s*'
     r'(?:\\\\)*\\?")(.*?)(?=(?:\\\\)*\\?")'
 )
+# The password in a URL's user info: postgresql://user:PASSWORD@host, mailto://user:PASSWORD@host.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)([^@\s'\"]+)(@)")
 REDACTED = "***"
 
 _registered_secrets: set[str] = set()
@@ -33,6 +35,7 @@ def register_secret(value: str | None) -> None:
 
 def redact_text(text: str, extra: Iterable[str] = ()) -> str:
     out = _QUERY_SIGNATURE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    out = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", out)
     out = _JSON_SECRET_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}", out)
     out = _HEADER_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
     for secret in sorted({*_registered_secrets, *extra}, key=len, reverse=True):

@@ -71,7 +71,7 @@ def test_malformed_inventory_is_a_clear_error_without_traceback(tmp_path: Path) 
                             capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"}, cwd=REPO,
                             timeout=120)
     assert result.returncode == 2
-    assert "keys.0.credentials" in result.stderr and "Traceback" not in result.stderr
+    assert "field keys[0].credentials" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.usefixtures("policy_engine")

@@ -114,11 +114,11 @@ class Notifier:
         self.routes: list[Route] = []
         names: set[str] = set()
         for index, route in enumerate(routes):
-            probe = apprise.Apprise()
-            if not probe.add(route.url):
+            if not _understood(route.url):
+                # Neither the URL nor apprise's complaint is shown: apprise URLs carry tokens in any part.
                 raise ConfigError(
-                    f"alerts.routes[{index}].url is not a URL apprise understands "
-                    f"({redact_text(route.url)!r}); see apprise's URL formats, e.g. json://host:port/path"
+                    f"alerts.routes[{index}].url is not a URL apprise understands (the URL is not repeated: it holds "
+                    "credentials); see apprise's URL formats, e.g. json://host:port/path"
                 )
             name = route.name or f"route-{index}"
             if name in names or name == LOG_ROUTE:
@@ -147,6 +147,16 @@ class Notifier:
     def tiers(self) -> list[int]:
         """The escalation tiers the primary routes form, lowest first."""
         return sorted({r.tier for r in self.primary})
+
+
+def _understood(url: str) -> bool:
+    apprise_log = logging.getLogger("apprise")
+    level = apprise_log.level
+    apprise_log.setLevel(logging.CRITICAL + 1)
+    try:
+        return bool(apprise.Apprise().add(url))
+    finally:
+        apprise_log.setLevel(level)
 
 
 def _with_timeouts(url: str, connect_s: float, read_s: float) -> str:

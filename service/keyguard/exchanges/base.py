@@ -35,6 +35,7 @@ from keyguard.exchanges.errors import (
 )
 from keyguard.exchanges.keystate import AllowedIp, KeyState, Permissions, ProbeResult, Storage
 from keyguard.exchanges.transport import bound_session
+from keyguard.loading import StrictModel
 from keyguard.redact import install_log_redaction, redact_text, register_secret
 
 # ccxt logs request headers at DEBUG (OKX's passphrase among them): scrub its records at the source.
@@ -60,7 +61,7 @@ class Credentials(BaseModel):
             register_secret(self.passphrase.get_secret_value())
 
 
-class DeclaredIp(BaseModel):
+class DeclaredIp(StrictModel):
     value: str
     reason: str = ""
 

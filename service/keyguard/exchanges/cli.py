@@ -13,17 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from keyguard.errors import ConfigError
-from keyguard.exchanges.base import DeclaredIp
-from keyguard.exchanges.inventory import (
-    Inventory,
-    InventoryKey,
-    ProbeSettings,
-    SecretSource,
-    inspect_inventory,
-    keys_document,
-    load_inventory,
-)
+from keyguard.exchanges.inventory import Inventory, ProbeSettings, inspect_inventory, keys_document, load_inventory
 from keyguard.exchanges.keystate import KeyState
+from keyguard.loading import check_env_name, check_http_url, validate
 from keyguard.policy.models import Severity
 from keyguard.redact import redact_value
 
@@ -69,14 +61,18 @@ def _inventory_from_flags(exchange: str | None, key_id: str | None, api_key_env:
                           services: list[str], allowed_ips: list[str]) -> Inventory:
     if not (exchange and key_id and api_key_env and secret_env):
         raise ConfigError("give --inventory FILE, or all of --exchange, --key-id, --api-key-env and --secret-env")
+    for flag, name in (("--api-key-env", api_key_env), ("--secret-env", secret_env),
+                       ("--passphrase-env", passphrase_env)):
+        if name is not None:
+            check_env_name(name, flag)
     ips = []
     for entry in allowed_ips:
         value, _, reason = entry.partition("=")
-        ips.append(DeclaredIp(value=value, reason=reason))
-    return Inventory(keys=[InventoryKey(
-        id=key_id, exchange=exchange, purpose=purpose, services=services, allowed_ips=ips,
-        credentials=SecretSource(api_key_env=api_key_env, secret_env=secret_env, passphrase_env=passphrase_env),
-    )])
+        ips.append({"value": value, "reason": reason})
+    return validate(Inventory, {"keys": [{
+        "id": key_id, "exchange": exchange, "purpose": purpose, "services": services, "allowed_ips": ips,
+        "credentials": {"api_key_env": api_key_env, "secret_env": secret_env, "passphrase_env": passphrase_env},
+    }]}, "the command line")
 
 
 @app.command()
@@ -98,7 +94,7 @@ def inspect(
     source_ip: Annotated[str | None, typer.Option(help="Local address to send from (the host's bound IP).")] = None,
     probe_from: Annotated[str | None, typer.Option(help="Second local address for the IP probe; the key must be "
                                                         "refused from it.")] = None,
-    timeout_ms: Annotated[int, typer.Option(help="Per-request timeout.")] = 10000,
+    timeout_ms: Annotated[int, typer.Option(min=1, help="Per-request timeout.")] = 10000,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Run the results through the policy set.")] = False,
     fail_on: Annotated[str, typer.Option(help="With --check: exit 1 when a finding is at or above this severity "
@@ -106,13 +102,14 @@ def inspect(
 ) -> None:
     """Inspect keys at their exchanges: permissions, IP binding (probed when --probe-from is given), times."""
     if fail_on not in ("low", "medium", "high", "critical"):
-        raise ConfigError(f"--fail-on {fail_on!r}: expected one of low, medium, high, critical")
+        raise ConfigError("--fail-on: expected one of low, medium, high, critical")
     if inventory_file is not None:
         inventory = load_inventory(inventory_file)
     else:
         inventory = _inventory_from_flags(exchange, key_id, api_key_env, secret_env, passphrase_env, purpose,
                                           service or [], allowed_ip or [])
     if exchange_url:
+        check_http_url(exchange_url, "--exchange-url")
         inventory.exchange_urls = {k.exchange: exchange_url for k in inventory.keys}
     if source_ip or probe_from:
         inventory.probe = ProbeSettings(source_ip=source_ip or inventory.probe.source_ip,

@@ -9,21 +9,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from keyguard.errors import ConfigError
 from keyguard.exchanges.base import Credentials, DeclaredIp, KeyDeclaration
 from keyguard.exchanges.keystate import KeyState, Permissions, Storage
+from keyguard.loading import EnvVarName, HttpUrlText, StrictModel, load_model
 from keyguard.secrets.aws import AwsSecret
 
 
-class SecretSource(BaseModel):
+class SecretSource(StrictModel):
     """Where a key's credentials come from: environment variables, or a YAML/JSON file with
     api_key, secret (and passphrase for OKX). The inventory itself never holds a secret."""
 
-    api_key_env: str | None = None
-    secret_env: str | None = None
-    passphrase_env: str | None = None
+    api_key_env: EnvVarName | None = None
+    secret_env: EnvVarName | None = None
+    passphrase_env: EnvVarName | None = None
     file: Path | None = None
     aws_secret: AwsSecret | None = Field(default=None, description="Secrets Manager: {secret_id, region}")
 
@@ -63,10 +64,8 @@ class SecretSource(BaseModel):
                            passphrase=SecretStr(passphrase) if passphrase else None)
 
 
-class ActivityWatch(BaseModel):
+class ActivityWatch(StrictModel):
     """Watch the account's activity: orders no Keyguard journal sent, withdrawals, transfers, the address book."""
-
-    model_config = {"extra": "forbid"}
 
     symbols: list[str] = Field(default_factory=list, description="symbols whose orders are read (default: the "
                                                                  "workers' strategy symbols and journal symbols)")
@@ -76,25 +75,19 @@ class ActivityWatch(BaseModel):
                                                                       "allOrders takes at most 24 h per call)")
 
 
-class ExchangeAdmin(BaseModel):
+class ExchangeAdmin(StrictModel):
     """A separate admin (master-account) key that can cut the bot key at the exchange; the bots never see it."""
-
-    model_config = {"extra": "forbid"}
 
     credentials: SecretSource
     sub_account_email: str | None = Field(default=None, description="Binance: the sub-account the bot key is on")
     sub_account: str | None = Field(default=None, description="OKX: the sub-account's name (subAcct)")
 
 
-class KeyContainment(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class KeyContainment(StrictModel):
     admin: ExchangeAdmin | None = None
 
 
-class InventoryKey(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class InventoryKey(StrictModel):
     id: str
     exchange: str
     purpose: str = "unknown"
@@ -133,38 +126,30 @@ class InventoryKey(BaseModel):
         return Storage(backend="file" if self.credentials.file is not None else "env")
 
 
-class Host(BaseModel):
+class Host(StrictModel):
     name: str
     ip: str
     authorized: bool = True
 
 
-class ProbeSettings(BaseModel):
+class ProbeSettings(StrictModel):
     source_ip: str | None = Field(default=None, description="the host's own address (None = the OS's choice)")
     from_ip: str | None = Field(default=None, alias="from", description="a second address that must be refused")
 
 
-class Inventory(BaseModel):
+class Inventory(StrictModel):
     model_config = {"extra": "forbid", "populate_by_name": True}
 
     hosts: list[Host] = Field(default_factory=list)
     # exchange -> base URL of a Keyguard sandbox; an exchange not listed is the real one.
-    exchange_urls: dict[str, str] = Field(default_factory=dict)
+    exchange_urls: dict[str, HttpUrlText] = Field(default_factory=dict)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     keys: list[InventoryKey] = Field(default_factory=list)
 
 
 def load_inventory(path: Path) -> Inventory:
     """Parse the inventory; errors name the file and the field (keys.0.credentials, ...)."""
-    from keyguard.policy.documents import load_document
-
-    data = load_document(path)
-    try:
-        inventory = Inventory.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: field {field}: {first['msg']}") from None
+    inventory = load_model(Inventory, path, "keys inventory")
     for key in inventory.keys:
         # A file named relative to the inventory is relative to the inventory's directory.
         sources = [key.credentials]

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from keyguard.loading import StrictModel
 from keyguard.policy.bundle import policy_data
 
 FactSource = Literal["reported", "probed", "declared"]
@@ -14,7 +15,7 @@ BindingSource = Literal["probed", "reported", "declared", "flagged", "unknown"]
 ProbeOutcome = Literal["bound", "unbound", "host_refused", "unknown"]
 
 
-class Permissions(BaseModel):
+class Permissions(StrictModel):
     """Normalised risk classes; None = could not be read (never read as False)."""
 
     read: bool | None = None
@@ -47,7 +48,7 @@ class AllowedIp(BaseModel):
     source: FactSource
 
 
-class Storage(BaseModel):
+class Storage(StrictModel):
     backend: Literal["aws_secretsmanager", "env", "file", "repository", "plaintext", "unknown"] = "unknown"
     kms: Literal["customer_managed", "aws_managed", "none", "unknown"] = "unknown"
     host_locked: bool = False

@@ -64,7 +64,10 @@ def scan_diff(
         raise ConfigError("give --base and --head (commits to compare), or --diff FILE (`-` for stdin)")
     text = read_diff_file(None if str(diff) == "-" else diff) if diff is not None else \
         git_diff(base or "", head or "", repo)
-    lines = list(added_lines(text))
+    try:
+        lines = list(added_lines(text))
+    except ConfigError as exc:  # name the file it came from
+        raise ConfigError(f"--diff {diff}: {exc}" if diff is not None else str(exc)) from None
     leaks = scan(lines)
     findings = [leak_finding(leak) for leak in leaks]
     if fmt is ReportFormat.sarif:

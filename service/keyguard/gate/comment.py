@@ -4,13 +4,13 @@ code scanning shows."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keyguard.errors import ConfigError
+from keyguard.loading import load_file
 from keyguard.policy.models import Severity
 
 COMMENT_MARKER = "<!-- keyguard-gate -->"
@@ -48,12 +48,9 @@ def read_report(name: str, path: Path | None, exit_code: int | None, every_resul
     """A check's report; a missing file is a check that stopped before writing it, not an empty one."""
     if path is None or exit_code is None:
         return CheckReport(name, exit_code, None, every_result_blocks)
-    try:
-        log = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         return CheckReport(name, exit_code, None, every_result_blocks)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable SARIF report ({exc.__class__.__name__})") from None
+    log = load_file(path, "SARIF report", as_json=True).data
     if not isinstance(log, dict) or log.get("version") != "2.1.0" or not isinstance(log.get("runs"), list):
         raise ConfigError(f"{path}: not a SARIF 2.1.0 log (expected `version: 2.1.0` and a `runs` list)")
     return CheckReport(name, exit_code, log, every_result_blocks)

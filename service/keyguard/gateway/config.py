@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from keyguard.errors import ConfigError
+from keyguard.loading import load_mapping, load_model
 from keyguard.worker.config import (
     DataRetrySettings,
     ExchangeSettings,
@@ -122,30 +122,9 @@ class GatewayConfig(_Strict):
         return self.journal_url or f"sqlite:///{self.state_dir / 'journal.db'}"
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-
-
 def load_gateway_config(path: str | Path) -> GatewayConfig:
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: gateway config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, not a gateway config file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a text file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}{where}: not valid YAML") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: expected a mapping of gateway settings at the top level")
-    try:
-        config = GatewayConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{p}: {_problems(exc)}") from None
+    config = load_model(GatewayConfig, p, "gateway settings")  # the CLI's one loader: errors name file and line
     base = p.parent
     if not config.state_dir.is_absolute():
         config.state_dir = (base / config.state_dir).resolve()
@@ -165,9 +144,9 @@ def load_trading_config(path: str | Path) -> WorkerConfig | GatewayConfig:
     Both give the journal, the kill switch path and the name of what trades with the key."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        raw = {}
-    if isinstance(raw, dict) and GATEWAY_ONLY_FIELDS & set(raw):
+        raw = load_mapping(p, "worker or gateway settings").data
+    except ConfigError:
+        raw = {}  # the worker's loader says what is wrong with it
+    if GATEWAY_ONLY_FIELDS & set(raw):
         return load_gateway_config(p)
     return load_worker_config(p)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
@@ -25,6 +24,7 @@ from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from keyguard.errors import ConfigError
+from keyguard.loading import parse_text, read_text
 
 MOCK_ACCOUNT = "123456789012"
 # Stands in for the SSM-published Amazon Linux image id the program looks up.
@@ -160,12 +160,11 @@ def read_stack_config(config_path: Path, project_file: Path | None = None,
     stack = stem.removeprefix("Pulumi.").rsplit(".", 1)[0]
     project_file = project_file or config_path.parent / "Pulumi.yaml"
     project = _project_name(project_file)
-    try:
-        raw = yaml.safe_load(config_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InfraProgramError(f"{config_path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("config", {}), dict):
+    raw = _read_yaml(config_path, "Pulumi stack config") or {}  # a stack without config is an empty file
+    if not isinstance(raw, dict) or not isinstance(raw.get("config") or {}, dict):
         raise InfraProgramError(f"{config_path}: expected a top-level `config:` mapping")
+    if any(not isinstance(key, str) for key in raw.get("config") or {}):
+        raise InfraProgramError(f"{config_path}: every key under `config:` must be text, e.g. keyguard:adminCidr")
     values: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in (raw.get("config") or {}).items():
@@ -185,14 +184,19 @@ def read_stack_config(config_path: Path, project_file: Path | None = None,
 def _project_name(project_file: Path) -> str:
     if not project_file.is_file():
         raise InfraProgramError(f"{project_file}: Pulumi project file not found beside the stack config")
-    try:
-        project = yaml.safe_load(project_file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InfraProgramError(f"{project_file}: not valid YAML: {exc}") from None
+    project = _read_yaml(project_file, "Pulumi project")
     name = project.get("name") if isinstance(project, dict) else None
     if not isinstance(name, str) or not name:
         raise InfraProgramError(f"{project_file}: missing the project `name:`")
     return name
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    """The file's YAML (None when empty) by the CLI's one loader: no duplicate keys, no .nan, no quoted lines."""
+    try:
+        return parse_text(read_text(path, what), str(path), as_json=False)[0]
+    except ConfigError as exc:
+        raise InfraProgramError(str(exc)) from None
 
 
 def capture_program(program_dir: Path, config: StackConfigFile) -> CapturedStack:

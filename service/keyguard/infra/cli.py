@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import Field
 from rich.console import Console
 
 from keyguard.errors import ConfigError
 from keyguard.infra.capture import capture_program, read_stack_config
+from keyguard.loading import StrictModel, check_http_url, load_file, validate
 from keyguard.policy.engine import evaluate_documents
 from keyguard.policy.models import Finding, Severity
 from keyguard.policy.report import (
@@ -40,17 +41,24 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return overrides
 
 
+class KeyBinding(StrictModel):
+    key: str = Field(min_length=1, description="the exchange key's id (never its secret)")
+    ips: list[str] = Field(description="the addresses the key is bound to at the exchange")
+
+
+class KeyBindings(StrictModel):
+    key_bindings: list[KeyBinding]
+
+
 def load_key_bindings(path: Path) -> list[dict[str, Any]]:
     """A JSON/YAML list of {key, ips}: which IPs each exchange key is bound to (for the EIP migration check)."""
-    from keyguard.policy.documents import load_document
-
-    raw: Any = load_document(path) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
-    bindings = raw.get("key_bindings") if isinstance(raw, dict) else raw
-    if not isinstance(bindings, list) or not all(
-        isinstance(b, dict) and isinstance(b.get("key"), str) and isinstance(b.get("ips"), list) for b in bindings
-    ):
+    loaded = load_file(path, "key bindings")
+    data, lines = loaded.data, dict(loaded.lines)
+    if isinstance(data, list):  # the bare list: name fields as if under `key_bindings:`
+        data, lines = {"key_bindings": data}, {("key_bindings", *loc): line for loc, line in lines.items()}
+    if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a list of {{key: <key id>, ips: [<address>, ...]}} (or `key_bindings:`)")
-    return bindings
+    return [b.model_dump() for b in validate(KeyBindings, data, str(path), lines).key_bindings]
 
 
 def evaluate_infra(document: dict[str, Any], opa_url: str | None, source: str) -> list[Finding]:
@@ -115,6 +123,8 @@ def drift(
     """Read the deployed stack's live AWS resources and evaluate them with the same infra rules."""
     from keyguard.infra.drift import LiveAws, StackOutputs, collect_live_infra
 
+    if endpoint_url is not None:
+        check_http_url(endpoint_url, "--endpoint-url")
     stack_outputs = StackOutputs.from_file(outputs)
     bindings = load_key_bindings(key_bindings) if key_bindings else None
     document = collect_live_infra(stack_outputs, LiveAws(region=region, endpoint_url=endpoint_url), bindings)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keyguard.errors import ConfigError
+from keyguard.loading import load_mapping
 from keyguard.redact import redact_text
 
 AWS_MANAGED_POLICY_PREFIX = "arn:aws:iam::aws:policy/"
@@ -49,6 +49,10 @@ class StackOutputs:
         if missing:
             raise ConfigError(f"{source}: missing output(s) {', '.join(missing)}; expected the outputs of the "
                               "Keyguard Pulumi program (`pulumi stack output --json`)")
+        wrong = [k for k in ("instanceId", "staticIp", "roleArn", "kmsKeyArn", "securityGroupId")
+                 if outputs.get(k) is not None and not isinstance(outputs[k], str)]
+        if wrong:
+            raise ConfigError(f"{source}: output(s) {', '.join(wrong)} must be text (an id, address or ARN)")
         secret_arns = outputs["secretArns"]
         if not isinstance(secret_arns, dict) or not all(isinstance(v, str) for v in secret_arns.values()):
             raise ConfigError(f"{source}: output secretArns must map key name -> secret ARN")
@@ -64,13 +68,7 @@ class StackOutputs:
 
     @classmethod
     def from_file(cls, path: Path) -> StackOutputs:
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read stack outputs JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a JSON object of stack outputs")
-        return cls.from_mapping(raw, source=str(path))
+        return cls.from_mapping(load_mapping(path, "stack outputs").data, source=str(path))
 
 
 @dataclass

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keyguard.errors import ConfigError
+from keyguard.loading import check_http_url
 from keyguard.policy.models import Finding, Severity
 from keyguard.redact import redact_value
 
@@ -111,6 +112,12 @@ FormatOption = Annotated[ReportFormat | None, typer.Option(
     "--format", help="table (default), json, or sarif (SARIF 2.1.0 for GitHub code scanning).")]
 OutputOption = Annotated[Path | None, typer.Option(
     "--output", "-o", help="Write the json/sarif report to this file; the table still goes to the terminal.")]
-OpaUrlOption = Annotated[
-    str | None, typer.Option("--opa-url", envvar="KEYGUARD_OPA_URL", help="External OPA (default: managed).")
-]
+
+
+def _opa_url(value: str | None) -> str | None:
+    """Refused before any work, without repeating it (a URL may carry a password)."""
+    return None if value is None else check_http_url(value, "--opa-url")
+
+
+OpaUrlOption = Annotated[str | None, typer.Option(
+    "--opa-url", envvar="KEYGUARD_OPA_URL", callback=_opa_url, help="External OPA (default: managed).")]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keyguard.errors import ConfigError
 from keyguard.policy.documents import load_document
@@ -16,6 +16,8 @@ from keyguard.policy.models import Finding, FindingStatus
 
 
 class Waiver(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a malformed waiver, not an ignored one
+
     rule: str = Field(min_length=1, description="rule id, e.g. KG-IP-104")
     resource: str = Field(min_length=1, description="resource id; shell-style wildcards allowed")
     reason: str = Field(min_length=10)

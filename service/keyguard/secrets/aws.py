@@ -7,9 +7,8 @@ import json
 import logging
 from typing import Any
 
-from pydantic import BaseModel
-
 from keyguard.errors import ConfigError
+from keyguard.loading import HttpUrlText, StrictModel
 
 AWS_MANAGED_ALIAS = "alias/aws/secretsmanager"
 
@@ -25,10 +24,10 @@ def _aws_errors() -> tuple[type[Exception], ...]:
     return (ClientError, BotoCoreError)
 
 
-class AwsSecret(BaseModel):
+class AwsSecret(StrictModel):
     secret_id: str
     region: str | None = None
-    endpoint_url: str | None = None
+    endpoint_url: HttpUrlText | None = None
 
     def _client(self) -> Any:
         import boto3  # on first use: settings that merely name a secret do not pay for boto3's import

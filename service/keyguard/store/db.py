@@ -55,7 +55,8 @@ def create_store_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     except (ArgumentError, ModuleNotFoundError) as exc:
         raise StoreError(
-            f"store URL {redact_text(url)!r} is not usable: {exc}; expected sqlite:///path or postgresql://..."
+            f"store URL (store.url) is not usable ({exc.__class__.__name__}; the URL is not repeated: it may hold a "
+            "password); expected sqlite:///path or postgresql://..."
         ) from None
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from keyguard.errors import ConfigError
+from keyguard.loading import DatabaseUrl, EnvVarName, HttpUrlText, StrictModel, load_model
 from keyguard.policy.bundle import policy_data
 from keyguard.redact import register_secret
 from keyguard.secrets.aws import AwsSecret
@@ -19,15 +19,11 @@ from keyguard.worker.retry import Backoff, RetryPolicy
 from keyguard.worker.risk import RiskLimits, Stage
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ExchangeSettings(_Strict):
+class ExchangeSettings(StrictModel):
     # None = start an in-process sandbox exchange and create a key on it (the demo).
-    base_url: str | None = None
-    api_key_env: str = "KEYGUARD_WORKER_API_KEY"
-    api_secret_env: str = "KEYGUARD_WORKER_API_SECRET"
+    base_url: HttpUrlText | None = None
+    api_key_env: EnvVarName = "KEYGUARD_WORKER_API_KEY"
+    api_secret_env: EnvVarName = "KEYGUARD_WORKER_API_SECRET"
     # Secrets Manager {secret_id, region} holding {"api_key": ..., "secret": ...} (the inventory's format), read
     # through the host's instance role when the worker starts; when set, the environment variables are not read.
     aws_secret: AwsSecret | None = None
@@ -73,7 +69,7 @@ def read_credentials_file(path: Path, field: str) -> tuple[str, str]:
     return key, secret
 
 
-class LimiterSettings(_Strict):
+class LimiterSettings(StrictModel):
     backend: Literal["file", "sqlite", "memory"] = "file"
     # The most the rate-budget rule accepts (execution.rate_limit.headroom_fraction in the policy bundle).
     headroom: float = Field(default_factory=lambda: float(policy_data("execution", "rate_limit", "headroom_fraction")),
@@ -91,14 +87,15 @@ class LimiterSettings(_Strict):
         return self.budget_path if self.budget_path is not None else default_budget_path(self.egress_ip, self.backend)
 
 
-class RiskSettings(_Strict):
-    max_order_notional: float | None = 1500.0
-    max_order_share_of_portfolio: float | None = 0.02
-    max_orders_per_minute: int | None = 30
-    max_position: dict[str, float] = Field(default_factory=lambda: {"BTC": 0.5})
-    daily_loss_limit: float | None = 2000.0
-    target_allocation: float | None = 100000.0
-    portfolio_value: float = 100000.0
+class RiskSettings(StrictModel):
+    # Caps are positive: None switches one off (and the live document says so); 0 or less is a mistake.
+    max_order_notional: float | None = Field(default=1500.0, gt=0)
+    max_order_share_of_portfolio: float | None = Field(default=0.02, gt=0, le=1)
+    max_orders_per_minute: int | None = Field(default=30, gt=0)
+    max_position: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: {"BTC": 0.5})
+    daily_loss_limit: float | None = Field(default=2000.0, gt=0)
+    target_allocation: float | None = Field(default=100000.0, gt=0)
+    portfolio_value: float = Field(default=100000.0, gt=0)
     min_fill_ratio: float = Field(default=0.1, ge=0, le=1)
 
     def limits(self, stage: Stage) -> RiskLimits:
@@ -110,7 +107,7 @@ class RiskSettings(_Strict):
         )
 
 
-class StrategySettings(_Strict):
+class StrategySettings(StrictModel):
     symbol: str = "BTCUSDT"
     base_asset: str = "BTC"
     quote_per_order: float = Field(default=50.0, gt=0)
@@ -118,7 +115,7 @@ class StrategySettings(_Strict):
     orders: int | None = Field(default=10, ge=0)  # None = run until stopped
 
 
-class DataRetrySettings(_Strict):
+class DataRetrySettings(StrictModel):
     attempts: int = 4
     base_s: float = Field(default=0.1, ge=0)
     cap_s: float = Field(default=2.0, ge=0)
@@ -139,14 +136,14 @@ class DataRetrySettings(_Strict):
         return attempts
 
 
-class OrderRetrySettings(_Strict):
+class OrderRetrySettings(StrictModel):
     # Look-ups by client order id after a timeout or 5xx; 0 leaves an unknown outcome unknown (KG-EXE-108 fires).
     lookup_attempts: int = Field(default=5, ge=0, le=20)
     # Resends allowed after the exchange definitively said the order does not exist (-2013 past recvWindow).
     max_resends: int = Field(default=2, ge=0, le=5)
 
 
-class ReconnectSettings(_Strict):
+class ReconnectSettings(StrictModel):
     """How the process comes back after losing the exchange: waits between attempts while it is unreachable."""
 
     backoff: Backoff = "exponential"
@@ -159,18 +156,18 @@ class ReconnectSettings(_Strict):
                                jitter=self.jitter)
 
 
-class KillSwitchSettings(_Strict):
+class KillSwitchSettings(StrictModel):
     # false: orders are sent without looking at any switch (the live document says so and KG-EXE-105 fires).
     enabled: bool = True
     path: Path | None = None  # None = <state_dir>/killswitch.json
 
 
-class WorkerConfig(_Strict):
+class WorkerConfig(StrictModel):
     worker: str = "worker-1"
     stage: Stage = Stage.SANDBOX
     paper: bool = False
     state_dir: Path = Path(".keyguard/worker")
-    journal_url: str | None = None  # None = SQLite file in state_dir
+    journal_url: DatabaseUrl | None = None  # None = SQLite file in state_dir
     reconcile_interval_s: float = Field(default=30.0, gt=0)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
     limiter: LimiterSettings = Field(default_factory=LimiterSettings)
@@ -204,24 +201,13 @@ class WorkerConfig(_Strict):
 
 def load_worker_config(path: str | Path) -> WorkerConfig:
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: worker config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: expected a mapping of worker settings at the top level")
-    try:
-        config = WorkerConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{p}: {problems}") from None
+    config = load_model(WorkerConfig, p, "worker settings")
     if config.stage is Stage.SANDBOX and config.exchange.base_url is not None:
-        host = config.exchange.base_url.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        host = config.exchange.base_url.split("//", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1].rsplit(":", 1)[0]
         if not (host.startswith("127.") or host == "localhost"):
-            raise ConfigError(f"{p}: stage is sandbox but exchange.base_url {config.exchange.base_url} is not a"
-                              " loopback sandbox; use the sandbox URL or move the worker to a later stage")
+            # The URL is not repeated: it may carry a password.
+            raise ConfigError(f"{p}: stage is sandbox but exchange.base_url is not a loopback sandbox; use the "
+                              "sandbox URL or move the worker to a later stage")
     if not config.state_dir.is_absolute():
         config.state_dir = (p.parent / config.state_dir).resolve()
     budget = config.limiter.budget_path
