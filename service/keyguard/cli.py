@@ -17,28 +17,44 @@ from keyguard.errors import KeyguardError
 from keyguard.redact import install_log_redaction, redact_text
 
 # (sub-command, module exposing a Typer `app`, one-line help): each area registers itself here and nowhere else.
-# Sub-apps are imported only when their command runs, so `keyguard policy check` does not pay for ccxt or Pulumi.
+# Sub-apps are imported only when their command runs, so `keyguard policy check` does not pay for ccxt or Pulumi,
+# and `keyguard --help` lists them from the one-line help here (the sub-app's own; a test keeps the two equal).
 SUBCOMMANDS = {
     "policy": ("keyguard.policy.cli", "Check documents against the Rego rule set, list the rules, test the policies."),
-    "keys": ("keyguard.exchanges.cli", "Inspect what exchange keys can really do (and check them with --check)."),
-    "sandbox": ("keyguard.sandbox.cli", "The Binance-compatible sandbox exchange with fault injection."),
-    "worker": ("keyguard.worker.cli", "The rate-limited, idempotent execution worker."),
-    "gateway": ("keyguard.gateway.cli", "The Binance-compatible gateway unmodified bots trade through."),
-    "infra": ("keyguard.infra.cli", "Check the Pulumi program and the live AWS resources against the rules."),
+    "keys": ("keyguard.exchanges.cli", "Exchange API keys: inspect what each key can really do."),
+    "sandbox": ("keyguard.sandbox.cli",
+                "The sandbox exchange (Binance-compatible, with OKX, Bybit and KuCoin key introspection)."),
+    "worker": ("keyguard.worker.cli", "The execution worker: limiter, idempotent orders, risk caps, kill switch."),
+    "gateway": ("keyguard.gateway.cli",
+                "The gateway unmodified bots trade through: envelope, shared budget, idempotent orders."),
+    "infra": ("keyguard.infra.cli",
+              "Check the Pulumi program (under mocks) and the live stack against the infra rules."),
     "incident": ("keyguard.incidents.cli", "Incidents (list, timeline, ack, resolve) and the response playbooks."),
-    "silence": ("keyguard.incidents.silence_cli", "Silences and maintenance windows: add, list, end."),
-    "token": ("keyguard.api.cli", "API tokens with roles (viewer, operator): create, list, revoke."),
+    "silence": ("keyguard.incidents.silence_cli",
+                "Silences and maintenance windows: matched alerts are recorded and shown, not sent."),
+    "token": ("keyguard.api.cli", "API tokens with roles: viewer (reads) or operator (reads and actions)."),
     "gate": ("keyguard.gate.cli", "The pull-request gate: scan a diff for credentials, merge the checks' reports."),
 }
 
 
 class LazyGroup(TyperGroup):
+    _listing = False  # while the help text is written: sub-commands are named, not imported
+
     def list_commands(self, ctx: Any) -> list[str]:
         return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name in SUBCOMMANDS:
             module, help_text = SUBCOMMANDS[cmd_name]
+            if self._listing:
+                return TyperGroup(name=cmd_name, help=help_text)
             command = typer.main.get_group(importlib.import_module(module).app)
             command.name, command.help = cmd_name, command.help or help_text
             return command
@@ -96,6 +112,16 @@ def main() -> None:
     except KeyguardError as exc:
         err.print(f"[bold red]error:[/] {escape(redact_text(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # bad input ends in one line and exit 2, never a traceback that may quote it
+        import os
+
+        from keyguard.loading import bad_input
+
+        if os.environ.get("KEYGUARD_DEBUG"):
+            raise
+        message, code = bad_input(exc)
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import os
 import shutil
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +36,8 @@ class AlertInbox:
     """Where the demo's apprise route (json://) delivers; prints each alert as an on-call person sees it."""
 
     def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # only the demo pays for it
+
         inbox = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -150,6 +150,53 @@ def test_a_corrupt_bundle_file_is_a_clear_error(tmp_path: Path) -> None:
         bundles.resolve_bundle(tmp_path / "missing")
 
 
+@pytest.fixture
+def bundle_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "keyguard" / "bundles"
+
+
+def test_a_checked_build_is_reused_only_while_rules_data_and_schemas_are_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundle_cache: Path) -> None:
+    root, schemas = tmp_path / "policies", tmp_path / "schemas"
+    shutil.copytree(POLICY_DIR, root)
+    shutil.copytree(PROJECT_ROOT / "schemas", schemas)
+    monkeypatch.setenv("KEYGUARD_SCHEMA_DIR", str(schemas))
+    first = bundles.resolve_bundle(root)
+    again = bundles.resolve_bundle(root)
+    assert again.revision == first.revision == bundles.resolve_bundle(POLICY_DIR).revision
+    assert again.source == root and again.path != first.path and len(list(bundle_cache.glob("*.tar.gz"))) == 1
+
+    # A cached build of this directory never stands in for a broken one: each is checked, with file and line.
+    rule = root / "keys" / "privilege.rego"
+    source = rule.read_text()
+    rule.write_text(source.replace("input.keys", "input.keyz", 1))
+    with pytest.raises(PolicyError, match=r"keys/privilege\.rego:\d+: rego_type_error"):
+        bundles.resolve_bundle(root)
+    rule.write_text(source)
+    data = root / "keys" / "data.json"
+    good_data = data.read_text()
+    data.write_text(good_data.rstrip().removesuffix("}"))
+    with pytest.raises(PolicyError, match=r"keys/data\.json:\d+:\d+: invalid JSON"):
+        bundles.resolve_bundle(root)
+    data.write_text(good_data)
+    schema = json.loads((schemas / "keys.schema.json").read_text())
+    schema["properties"]["keyz"] = schema["properties"].pop("keys")
+    (schemas / "keys.schema.json").write_text(json.dumps(schema))
+    with pytest.raises(PolicyError, match=r"rego_type_error: undefined ref: input\.keys"):
+        bundles.resolve_bundle(root)
+
+
+def test_an_unreadable_cache_entry_is_rebuilt(tmp_path: Path, bundle_cache: Path) -> None:
+    root = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, root)
+    revision = bundles.resolve_bundle(root).revision
+    [entry] = bundle_cache.glob("*.tar.gz")
+    entry.write_bytes(b"not a tarball")
+    assert bundles.resolve_bundle(root).revision == revision
+    assert bundles.load_bundle(entry).revision == revision
+
+
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory, built_wheel: Path) -> Path:
     """The wheel as a user installs it: built from this checkout, installed into a fresh venv."""

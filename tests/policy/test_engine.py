@@ -14,7 +14,7 @@ import requests
 
 from keyguard.errors import ConfigError, PolicyError
 from keyguard.policy import PolicyEngine
-from keyguard.policy.engine import ManagedOpa
+from keyguard.policy.engine import ManagedOpa, evaluate_each
 
 MAIN = """package keyguard.main
 
@@ -188,3 +188,35 @@ def test_external_engine_uses_an_opa_someone_else_runs(bundle_dir: Path) -> None
         assert [f.id for f in engine.evaluate(vendors(("risky", True)))] == ["KG-VEN-901"]
     finally:
         sidecar.stop()
+
+
+def test_one_shot_evaluation_gives_the_servers_findings_for_each_document(bundle_dir: Path) -> None:
+    documents = [("risky.yaml", vendors(("risky", True), ("fine", False))), ("fine.yaml", vendors(("fine", False)))]
+    with PolicyEngine.managed(policy_root=bundle_dir) as engine:
+        served = [(name, engine.evaluate(doc, source=name)) for name, doc in documents]
+    once = evaluate_each(documents, policy_root=bundle_dir)
+    assert [(name, [(f.id, f.resource, f.evidence) for f in found]) for name, found in once] == [
+        (name, [(f.id, f.resource, f.evidence) for f in found]) for name, found in served]
+    assert [f.resource for f in once[0][1]] == ["risky"] and once[1][1] == []
+
+
+def test_one_shot_evaluation_refuses_undefined_broken_and_invalid_input_naming_the_document(bundle_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"bad\.yaml: field vendors/0/requires_withdraw"):
+        evaluate_each([("ok.yaml", vendors(("a", False))),
+                       ("bad.yaml", {"kind": "vendors", "vendors": [{"name": "x", "requires_withdraw": "yes"}]})],
+                      policy_root=bundle_dir)
+    # Two complete definitions that disagree for one document only: OPA's error names that document.
+    (bundle_dir / "main.rego").write_text(
+        'package keyguard.main\n\nimport rego.v1\n\ndefault findings := []\n\n'
+        'findings := ["a"] if input.vendors[_].name == "boom"\n\n'
+        'findings := ["b"] if input.vendors[_].requires_withdraw\n')
+    with pytest.raises(PolicyError, match=r"(?s)boom\.yaml.*eval_conflict_error"):
+        evaluate_each([("ok.yaml", vendors(("a", False))), ("boom.yaml", vendors(("boom", True)))],
+                      policy_root=bundle_dir)
+    (bundle_dir / "main.rego").write_text('package keyguard.main\n\nimport rego.v1\n\n'
+                                          'findings := set() if input.kind == "keys"\n')
+    with pytest.raises(PolicyError, match=r"policy result for vendors\.yaml is undefined"):
+        evaluate_each([("vendors.yaml", vendors(("risky", True)))], policy_root=bundle_dir)
+    (bundle_dir / "main.rego").write_text("package keyguard.main\n\nimport rego.v1\n\nfindings contains x if {\n")
+    with pytest.raises(PolicyError, match=r"main\.rego:\d+: rego_parse_error"):
+        evaluate_each([("vendors.yaml", vendors(("risky", True)))], policy_root=bundle_dir)

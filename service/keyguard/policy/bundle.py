@@ -9,8 +9,10 @@ A wheel carries the bundle prebuilt (hatch_build.py runs `build_bundle`); a chec
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -166,15 +168,86 @@ def _scratch() -> Path:
 
 
 def resolve_bundle(source: Path | None = None, opa: str | None = None) -> PolicyBundle:
-    """The bundle for `source`: a directory is checked and built; a .tar.gz is used as built. None means the
-    default: KEYGUARD_POLICY_DIR, else the checkout's policies/, else the bundle shipped in the package."""
+    """The bundle for `source`: a directory is checked and built (once per content); a .tar.gz is used as built.
+    None means the default: KEYGUARD_POLICY_DIR, else the checkout's policies/, else the bundle in the package."""
     source = source or default_source()
     if source.is_dir():
-        scratch = Path(tempfile.mkdtemp(prefix="build-", dir=_scratch()))
-        return build_bundle(source, scratch / "keyguard-policies.tar.gz", opa)
+        return _checked_build(source, opa or opa_binary())
     if source.is_file():
         return load_bundle(source)
     raise PolicyError(f"policy bundle {source} does not exist (a policy directory or a built .tar.gz bundle)")
+
+
+def _checked_build(root: Path, opa: str) -> PolicyBundle:
+    """Check and build `root`, or reuse the bundle an earlier run checked and built from byte-identical inputs.
+
+    The cache key covers everything `opa check` and `opa build` read (every file of the policy directory, the input
+    schemas), the opa binary and Keyguard's version, so a changed policy is checked afresh and a broken one is
+    still an error; only a successful check and build is ever cached."""
+    out = Path(tempfile.mkdtemp(prefix="build-", dir=_scratch())) / "keyguard-policies.tar.gz"
+    key = _inputs_digest(root, opa)
+    cache = _bundle_cache() if key else None
+    cached = cache / f"{key}.tar.gz" if cache else None
+    if cached is not None and cached.is_file():
+        # A copy, so nothing done to the returned bundle's file reaches the cache; an unreadable entry is rebuilt.
+        with contextlib.suppress(OSError, PolicyError):
+            shutil.copyfile(cached, out)
+            bundle = load_bundle(out)
+            with contextlib.suppress(OSError):
+                os.utime(cached)  # recently used entries survive pruning
+            return PolicyBundle(out, bundle.revision, bundle.modules, bundle.data, root)
+    built = build_bundle(root, out, opa)
+    if cached is not None:
+        _store_in_cache(out, cached)
+    return built
+
+
+def _inputs_digest(root: Path, opa: str) -> str | None:
+    """A digest of every input of `check_source` and `build_bundle` for `root`; None when one cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        binary = Path(shutil.which(opa) or opa).resolve()
+        stat = binary.stat()
+        digest.update(f"{__version__}\0{BUILD_IGNORE}\0{binary}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        schemas = schema_dir()
+        for label, base in (("policy", root), ("schemas", schemas if schemas.is_dir() else None)):
+            digest.update(f"{label}\0{base is not None}\0".encode())  # contents count, not where they are
+            if base is None:
+                continue
+            for path in sorted(p for p in base.rglob("*") if p.is_file()):
+                rel = path.relative_to(base)
+                if label == "policy" and rel.parts[0] in OPA_IGNORE:  # `--ignore` for opa check and build alike
+                    continue
+                content = path.read_bytes()
+                digest.update(f"{rel.as_posix()}\0{len(content)}\0".encode() + content)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+CACHE_ENTRIES = 32
+
+
+def _bundle_cache() -> Path | None:
+    with contextlib.suppress(RuntimeError):  # no home directory: build every time
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "keyguard" / "bundles"
+    return None
+
+
+def _store_in_cache(built: Path, entry: Path) -> None:
+    """Add a checked build to the cache (atomically: a concurrent reader sees all of it or none), keeping the
+    most recently used entries; a cache that cannot be written only costs the next run a build."""
+    draft = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, draft)
+        os.replace(draft, entry)
+        entries = sorted(entry.parent.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in entries[CACHE_ENTRIES:]:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        draft.unlink(missing_ok=True)
 
 
 def default_source() -> Path:

@@ -1,24 +1,25 @@
 """The OPA engine: a managed `opa run --server` on loopback (or an external OPA), loaded and queried through
-opa-python-client. A broken bundle is rejected with file and line and the last good bundle stays loaded."""
+opa-python-client. A broken bundle is rejected with file and line and the last good bundle stays loaded.
+A one-shot check (the CLI) needs no server: one `opa eval` of the built bundle answers every document.
+
+opa-python-client and requests are imported where the server path uses them: `keyguard policy check` never does."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-
-import requests
-from opa_client import OpaClient
-from opa_client.errors import RegoParseError
 
 from keyguard.errors import PolicyError, ToolError
 from keyguard.policy.bundle import PolicyBundle, activate, default_source, format_opa_errors, resolve_bundle
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 
 FINDINGS_PACKAGE = "keyguard/main"
 FINDINGS_RULE = "findings"
+# Each document of an input list under `with input as`: one `opa eval` answers them all, keyed by position; a
+# document whose findings are undefined has no entry.
+EACH_DOCUMENT_QUERY = (f"{{i: f | some i, doc in input; f := data.{FINDINGS_PACKAGE.replace('/', '.')}.{FINDINGS_RULE} "
+                       "with input as doc}")
+_UNDEFINED = object()
 
 
 def _free_port() -> int:
@@ -54,6 +60,8 @@ class ManagedOpa:
 
     def start(self, bundle: Path | None = None, timeout: float = 20.0) -> str:
         """Start OPA, loading the built `bundle` (keyguard.policy.bundle) in one go when given."""
+        import requests
+
         load = ["--bundle", str(bundle)] if bundle else []
         last_error = ""
         for _ in range(3):  # the ephemeral port may be taken between probe and bind
@@ -116,6 +124,8 @@ class PolicyEngine:
             self.reload()
 
     def _connect(self, url: str) -> None:
+        from opa_client import OpaClient
+
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise PolicyError(f"OPA URL {url!r} is not an http(s) URL like http://127.0.0.1:8181")
@@ -178,6 +188,9 @@ class PolicyEngine:
         return new
 
     def _upload(self, bundle: PolicyBundle, previous: PolicyBundle | None) -> None:
+        import requests
+        from opa_client.errors import RegoParseError
+
         for key, value in bundle.data.items():
             self._put_data(key, value)
         # OPA compiles each uploaded module against those already loaded, so a module that calls into one not
@@ -203,6 +216,8 @@ class PolicyEngine:
                     self._client.delete_policy(module_id)
 
     def _put_data(self, key: str, doc: Any) -> None:
+        import requests
+
         try:
             response = requests.put(f"{self.url}/v1/data/{key}", json=doc, timeout=30)
         except requests.RequestException as exc:
@@ -213,6 +228,8 @@ class PolicyEngine:
     # evaluation ---------------------------------------------------------------------------------
     def evaluate(self, document: dict[str, Any], source: str = "input") -> list[Finding]:
         """Validate `document` against its kind's schema, evaluate it, and return sorted Findings."""
+        import requests
+
         validate_document(document, source)
         try:
             response = self._client.query_rule(document, FINDINGS_PACKAGE, FINDINGS_RULE)
@@ -221,33 +238,83 @@ class PolicyEngine:
             raise PolicyError(f"OPA failed to evaluate {source}: {body or exc}") from None
         except requests.RequestException as exc:
             raise PolicyError(f"OPA at {self.url} unreachable while evaluating {source}: {exc}") from None
-        if "result" not in response:
-            # opa-python-client returns {} for an undefined rule; undefined is never compliant.
-            raise PolicyError(
-                f"policy result for {source} is undefined (data.keyguard.main.findings): the rule set is "
-                "incomplete or not loaded; refusing to treat that as a pass"
-            )
-        results = response["result"]
-        if not isinstance(results, list):
-            raise PolicyError(f"policy result for {source} is not a list of findings: {type(results).__name__}")
-        findings = []
-        for item in results:
+        # opa-python-client returns {} for an undefined rule.
+        return _findings(response.get("result", _UNDEFINED), source)
+
+
+def _findings(results: Any, source: str) -> list[Finding]:
+    """The rule set's answer for one document as sorted Findings; undefined is never compliant."""
+    if results is _UNDEFINED:
+        raise PolicyError(
+            f"policy result for {source} is undefined (data.keyguard.main.findings): the rule set is "
+            "incomplete or not loaded; refusing to treat that as a pass"
+        )
+    if not isinstance(results, list):
+        raise PolicyError(f"policy result for {source} is not a list of findings: {type(results).__name__}")
+    findings = []
+    for item in results:
+        try:
+            findings.append(Finding.model_validate(item))
+        except ValueError as exc:
+            raise PolicyError(f"a rule returned a malformed result {item!r}: {exc}") from None
+    return sort_findings(findings)
+
+
+@contextlib.contextmanager
+def _opa_eval(documents: list[tuple[str, dict[str, Any]]], bundle: PolicyBundle,
+              opa: str | None = None) -> Iterator[Callable[[], list[list[Finding]]]]:
+    """Start one `opa eval` of the built bundle over every document (no server, no HTTP) and yield the function that
+    waits for each document's findings: the block can work while OPA compiles. Leaving it early stops OPA."""
+    names = ", ".join(name for name, _ in documents)
+    with tempfile.TemporaryDirectory(prefix="keyguard-eval-") as scratch:
+        inputs = Path(scratch) / "input.json"
+        inputs.write_text(json.dumps([doc for _, doc in documents]), encoding="utf-8")
+        proc = subprocess.Popen(
+            [opa or opa_binary(), "eval", "--bundle", str(bundle.path), "--input", str(inputs), "--format", "json",
+             EACH_DOCUMENT_QUERY],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+        def findings() -> list[list[Finding]]:
             try:
-                findings.append(Finding.model_validate(item))
-            except ValueError as exc:
-                raise PolicyError(f"a rule returned a malformed result {item!r}: {exc}") from None
-        return sort_findings(findings)
+                stdout, stderr = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                raise PolicyError(f"`opa eval` of {names} did not finish within 120 s") from None
+            if proc.returncode != 0:
+                if len(documents) > 1:  # evaluate them one by one, so the error names the document that fails
+                    for one in documents:
+                        with _opa_eval([one], bundle, opa) as alone:
+                            alone()
+                raise PolicyError(f"OPA failed to evaluate {names} with {bundle.describe()}:\n"
+                                  + format_opa_errors(stdout or stderr))
+            try:
+                by_position = json.loads(stdout)["result"][0]["expressions"][0]["value"]
+            except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+                raise PolicyError(f"`opa eval` gave no answer for {names}: {(stdout + stderr)[:500]}") from None
+            return [_findings(by_position.get(str(i), _UNDEFINED), name) for i, (name, _) in enumerate(documents)]
+
+        try:
+            yield findings
+        finally:
+            if proc.returncode is None:  # left before the answer was read
+                proc.kill()
+                proc.communicate()
 
 
 def evaluate_each(documents: list[tuple[str, dict[str, Any]]], opa_url: str | None = None,
                   policy_root: Path | None = None) -> list[tuple[str, list[Finding]]]:
     """One-shot evaluation for the CLI, each document's findings apart (a report can say which file a finding came
-    from): an external OPA when given, else a managed one for the duration."""
+    from): an external OPA when given, else one `opa eval` of the (checked) bundle."""
     if opa_url:
         engine = PolicyEngine.external(opa_url, policy_root=policy_root)
         return [(name, engine.evaluate(doc, source=name)) for name, doc in documents]
-    with PolicyEngine.managed(policy_root=policy_root) as managed:
-        return [(name, managed.evaluate(doc, source=name)) for name, doc in documents]
+    bundle = resolve_bundle(policy_root)
+    activate(bundle)
+    with _opa_eval(documents, bundle) as answer:  # OPA compiles the bundle while the documents are validated
+        for name, doc in documents:
+            validate_document(doc, name)
+        found = answer()
+    return list(zip([name for name, _ in documents], found, strict=True))
 
 
 def evaluate_documents(documents: list[tuple[str, dict[str, Any]]], opa_url: str | None = None,
