@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -53,6 +54,11 @@ def build_args(out: Path, revision: str | None = None) -> list[str]:
 def check_source(root: Path, opa: str | None = None) -> None:
     """Reject a broken policy directory with file and line: invalid JSON data, then `opa check` (type-checked
     against the input schemas when the schema directory exists, so a misspelt input field is an error)."""
+    _finish_check(_start_check(root, opa or opa_binary()))
+
+
+def _start_check(root: Path, opa: str) -> subprocess.Popen[str]:
+    """The data files' JSON checked here, then `opa check` started (its verdict is `_finish_check`'s)."""
     if not root.is_dir():
         raise PolicyError(f"policy directory {root} does not exist")
     for path in sorted(root.rglob("data.json")):
@@ -67,13 +73,19 @@ def check_source(root: Path, opa: str | None = None) -> None:
             raise PolicyError(f"{path}: policy data must be a JSON object")
     if not any(p.suffix == ".rego" and not p.name.endswith("_test.rego") for p in root.rglob("*.rego")):
         raise PolicyError(f"policy directory {root} holds no .rego modules")
-    proc = subprocess.run(
-        [opa or opa_binary(), "check", "--format", "json", *schema_args(),
-         *opa_ignore_args(), str(root)],
-        capture_output=True, text=True, timeout=120,
-    )
+    return subprocess.Popen([opa, "check", "--format", "json", *schema_args(), *opa_ignore_args(), str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_check(proc: subprocess.Popen[str]) -> None:
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise PolicyError("`opa check` did not finish within 120 s") from None
     if proc.returncode != 0:
-        raise PolicyError("policy bundle rejected:\n" + format_opa_errors(proc.stdout or proc.stderr))
+        raise PolicyError("policy bundle rejected:\n" + format_opa_errors(stdout or stderr))
 
 
 def schema_args() -> list[str]:
@@ -98,14 +110,21 @@ def format_opa_errors(raw: str | dict[str, Any]) -> str:
 def build_bundle(root: Path, out: Path, opa: str | None = None, version: str = __version__) -> PolicyBundle:
     """Check `root`, then build it into `out` with revision `<version>+<digest of the built policy>`."""
     opa = opa or opa_binary()
-    check_source(root, opa)
+    check = _start_check(root, opa)
     out.parent.mkdir(parents=True, exist_ok=True)
     draft = out.with_name(out.name + ".draft")
     try:
-        _opa_build(opa, root, draft)
-        digest = _content_digest(draft)
-        _opa_build(opa, root, out, f"{version}+{digest}")
+        # The check runs beside the first build (a cold `policy check` waits for the slower of the two, not both);
+        # nothing is built into `out` unless the check passed.
+        try:
+            _opa_build(opa, root, draft)
+        finally:
+            _finish_check(check)
+        _stamp_revision(draft, out, f"{version}+{_content_digest(draft)}")
     finally:
+        if check.poll() is None:
+            check.kill()
+            check.wait()
         draft.unlink(missing_ok=True)
     bundle = load_bundle(out)
     return PolicyBundle(out, bundle.revision, bundle.modules, bundle.data, root)
@@ -116,6 +135,25 @@ def _opa_build(opa: str, root: Path, out: Path, revision: str | None = None) -> 
                           timeout=120)
     if proc.returncode != 0:
         raise PolicyError(f"`opa build {root}` failed:\n{(proc.stderr or proc.stdout).strip()[:2000]}")
+
+
+def _stamp_revision(draft: Path, out: Path, revision: str) -> None:
+    """`draft` with its manifest's revision set: what `opa build --revision` writes, without building twice (the
+    revision is a digest of the built policy, so it can only be known after one build)."""
+    try:
+        with tarfile.open(draft, "r:gz") as source, tarfile.open(out, "w:gz") as target:
+            for member in source.getmembers():
+                body = source.extractfile(member) if member.isfile() else None
+                if member.name.lstrip("/") == ".manifest" and body is not None:
+                    manifest = json.loads(body.read())
+                    manifest["revision"] = revision
+                    raw = json.dumps(manifest).encode()
+                    member.size = len(raw)
+                    target.addfile(member, io.BytesIO(raw))
+                else:
+                    target.addfile(member, body)
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        raise PolicyError(f"{draft}: the built bundle could not be stamped with its revision: {exc}") from None
 
 
 def _read_members(path: Path) -> dict[str, bytes]:
