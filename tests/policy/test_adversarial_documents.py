@@ -5,20 +5,16 @@ helper in policies/lib where one mechanism was at fault); the rule tests beside 
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 import yaml
+from tests.cli_in_process import run_cli
 
-from keyguard import cli
-from keyguard.errors import KeyguardError
 from keyguard.policy import PolicyEngine
 from keyguard.tools import PROJECT_ROOT
 
@@ -29,23 +25,6 @@ def example(name: str) -> dict[str, Any]:
     path = EXAMPLES / name
     text = path.read_text(encoding="utf-8")
     return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-
-
-def run_cli(args: list[str]) -> tuple[int, str, str]:
-    """The `keyguard` command in this process, as its entry point runs it: (exit code, stdout, stderr). An exception
-    that is not a KeyguardError escapes, as it would reach the user as a traceback."""
-    command = typer.main.get_command(cli.app)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            command.main(args=args, prog_name="keyguard", standalone_mode=True)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except KeyguardError as exc:
-            err.write(str(exc))
-            code = exc.exit_code
-    return code, out.getvalue(), err.getvalue()
 
 
 def check(doc: dict[str, Any], directory: Path, opa_url: str) -> tuple[int, list[dict[str, Any]], str]:

@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
-import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.cli_in_process import run_cli
 
-from keyguard import cli
-from keyguard.errors import ConfigError, KeyguardError
+from keyguard.errors import ConfigError
 from keyguard.policy import PolicyEngine
 from keyguard.tools import PROJECT_ROOT, schema_dir
 
@@ -43,23 +40,6 @@ def opa_url(policy_engine: PolicyEngine) -> str:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("documents")
-
-
-def run_cli(args: list[str]) -> tuple[int, str]:
-    """The `keyguard` command in this process as its entry point runs it: (exit code, stderr). Any exception other
-    than a KeyguardError escapes, as it would reach the user as a traceback."""
-    command = typer.main.get_command(cli.app)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            command.main(args=args, prog_name="keyguard", standalone_mode=True)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except KeyguardError as exc:
-            err.write(str(exc))
-            code = exc.exit_code
-    return code, err.getvalue()
 
 
 # -- documents from the input schemas ------------------------------------------------------------------------------
@@ -186,7 +166,7 @@ def test_any_schema_shaped_document_gets_an_answer_never_a_traceback(
         doc: dict[str, Any], fmt: str, report: str, opa_url: str, workdir: Path) -> None:
     path = workdir / f"document.{fmt}"
     path.write_text(json.dumps(doc) if fmt == "json" else yaml.safe_dump(doc), encoding="utf-8")
-    code, err = run_cli(["policy", "check", str(path), "--format", report, "--opa-url", opa_url])
+    code, _, err = run_cli(["policy", "check", str(path), "--format", report, "--opa-url", opa_url])
     assert code in (0, 1, 2), err
     assert "Traceback" not in err
     # A refusal is for a document that is wrong (named field, file, line), never for the rule set failing on it.
