@@ -10,13 +10,14 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyguard.sandbox.config import interval_of
+from keyguard.sandbox.config import SymbolSpec, interval_of
 from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
 from keyguard.sandbox.state import (
     Order,
@@ -34,6 +35,9 @@ READ, TRADE = "enableReading", "enableSpotAndMarginTrading"
 WITHDRAW, UNIVERSAL_TRANSFER = "enableWithdrawals", "permitsUniversalTransfer"
 
 _API_KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
+# Binance's legal range for DECIMAL parameters and for newClientOrderId (its -1100 messages quote them).
+_DECIMAL = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+_CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 REFUSED = "Invalid API-key, IP, or permissions for action."
 _Value = TypeVar("_Value")
 
@@ -97,9 +101,21 @@ def _parsed(raw: str | None, name: str, parse: Callable[[str], _Value], legal: s
                                            f"'{legal}'.") from None
 
 
-def _number(params: dict[str, str], name: str, required: bool = False) -> float | None:
+def _decimal_of(raw: str) -> Decimal:
+    # Binance takes a decimal only as plain digits: no sign, exponent, NaN or inf (-1100 names this pattern).
+    if not _DECIMAL.match(raw):
+        raise ValueError(raw)
+    return Decimal(raw)
+
+
+def _decimal(params: dict[str, str], name: str, required: bool = False) -> Decimal | None:
     raw = _required(params, name) if required else params.get(name)
-    return _parsed(raw, name, float, r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+    return _parsed(raw, name, _decimal_of, _DECIMAL.pattern)
+
+
+def _number(params: dict[str, str], name: str, required: bool = False) -> float | None:
+    value = _decimal(params, name, required)
+    return None if value is None else float(value)
 
 
 def _integer(params: dict[str, str], name: str) -> int | None:
@@ -187,12 +203,11 @@ def h_exchange_info(c: Call) -> tuple[Any, dict[str, str]]:
             "otoAllowed": False, "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": False,
             "cancelReplaceAllowed": False, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": s.tick_size, "maxPrice": "1000000.00000000",
+                {"filterType": "PRICE_FILTER", "minPrice": s.tick_size, "maxPrice": s.max_price,
                  "tickSize": s.tick_size},
-                {"filterType": "LOT_SIZE", "minQty": s.step_size, "maxQty": "9000.00000000",
-                 "stepSize": s.step_size},
+                {"filterType": "LOT_SIZE", "minQty": s.step_size, "maxQty": s.max_qty, "stepSize": s.step_size},
                 {"filterType": "NOTIONAL", "minNotional": s.min_notional, "applyMinToMarket": True,
-                 "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+                 "maxNotional": s.max_notional, "applyMaxToMarket": False, "avgPriceMins": 5},
             ],
             "permissions": [], "permissionSets": [["SPOT"]],
             "defaultSelfTradePreventionMode": "NONE", "allowedSelfTradePreventionModes": ["NONE"],
@@ -237,47 +252,107 @@ def h_account(c: Call) -> tuple[Any, dict[str, str]]:
     }, {}
 
 
-def h_new_order(c: Call) -> tuple[Any, dict[str, str]]:
+@dataclass
+class OrderRequest:
+    """A new order's parameters once Binance's own checks pass: what POST /api/v3/order and its test twin share."""
+
+    symbol: str
+    side: str
+    type: str
+    quantity: float | None
+    quote_qty: float | None
+    price: float | None
+    time_in_force: str | None
+    client_order_id: str | None
+
+
+def _filter_failure(name: str) -> SandboxRejection:
+    return SandboxRejection(400, -1013, f"Filter failure: {name}")
+
+
+def _on_grid(value: Decimal, low: Decimal, high: Decimal, step: Decimal) -> bool:
+    return low <= value <= high and (value - low) % step == 0
+
+
+def check_filters(spec: SymbolSpec, type_: str, quantity: Decimal | None, quote_qty: Decimal | None,
+                  price: Decimal | None, market_price: float) -> None:
+    """The symbol filters exchangeInfo advertises, as https://developers.binance.com/docs/binance-spot-api-docs/filters
+    defines them; the first that fails is Binance's -1013 "Filter failure: <filter>"."""
+    tick, step = Decimal(spec.tick_size), Decimal(spec.step_size)
+    # PRICE_FILTER: minPrice <= price <= maxPrice and (price - minPrice) % tickSize == 0.
+    if price is not None and not _on_grid(price, tick, Decimal(spec.max_price), tick):
+        raise _filter_failure("PRICE_FILTER")
+    # LOT_SIZE: minQty <= quantity <= maxQty and (quantity - minQty) % stepSize == 0.
+    if quantity is not None and not _on_grid(quantity, step, Decimal(spec.max_qty), step):
+        raise _filter_failure("LOT_SIZE")
+    # NOTIONAL: price * quantity within [minNotional, maxNotional]; a MARKET order is valued at the average price
+    # (applyMinToMarket true, applyMaxToMarket false: only the minimum binds it).
+    if type_ == "MARKET":
+        notional = quote_qty if quote_qty is not None else (quantity or Decimal(0)) * Decimal(str(market_price))
+        if notional < Decimal(spec.min_notional):
+            raise _filter_failure("NOTIONAL")
+    elif price is not None and quantity is not None:
+        if not Decimal(spec.min_notional) <= price * quantity <= Decimal(spec.max_notional):
+            raise _filter_failure("NOTIONAL")
+
+
+def _order_request(c: Call) -> OrderRequest:
     p = c.params
     symbol = _required(p, "symbol")
     side = _required(p, "side")
     type_ = _required(p, "type")
-    quantity = _number(p, "quantity")
-    quote_qty = _number(p, "quoteOrderQty")
-    price = _number(p, "price")
-    client_id = p.get("newClientOrderId") or f"sandbox-{secrets.token_hex(8)}"
+    quantity = _decimal(p, "quantity")
+    quote_qty = _decimal(p, "quoteOrderQty")
+    price = _decimal(p, "price")
+    client_id = p.get("newClientOrderId") or None
+    if client_id is not None and not _CLIENT_ORDER_ID.match(client_id):
+        # Binance: newClientOrderId must match ^[\.A-Z\:/a-z0-9_-]{1,36}$, else -1100.
+        raise SandboxRejection(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
+                                           f"is '{_CLIENT_ORDER_ID.pattern}'.")
+    # Binance: a parameter the order type does not take is -1106 (a MARKET price, a LIMIT quoteOrderQty).
+    for unwanted, type_without in (("price", "MARKET"), ("quoteOrderQty", "LIMIT")):
+        if type_ == type_without and p.get(unwanted):
+            raise SandboxRejection(400, -1106, f"Parameter '{unwanted}' sent when not required.")
+    ex = c.exchange
+    if symbol not in ex.symbols:
+        raise SandboxRejection(400, -1121, "Invalid symbol.")
+    if side not in ("BUY", "SELL"):
+        raise SandboxRejection(400, -1117, "Invalid side.")
+    if type_ not in ("LIMIT", "MARKET"):
+        raise SandboxRejection(400, -1116, "Invalid orderType.")
+    if type_ == "LIMIT" and (price is None or quantity is None):
+        raise missing("price" if price is None else "quantity")
+    if quantity is None and quote_qty is None:
+        raise missing("quantity")
+    with ex.lock:
+        market_price = ex.prices[symbol]
+    check_filters(ex.symbols[symbol], type_, quantity, quote_qty, price, market_price)
+    return OrderRequest(symbol, side, type_, None if quantity is None else float(quantity),
+                        None if quote_qty is None else float(quote_qty), None if price is None else float(price),
+                        p.get("timeInForce"), client_id)
+
+
+def h_new_order(c: Call) -> tuple[Any, dict[str, str]]:
+    r = _order_request(c)
+    client_id = r.client_order_id or f"sandbox-{secrets.token_hex(8)}"
     headers = c.exchange.charge_order(c.account)
     try:
-        order = c.exchange.place_order(c.account, symbol, side, type_, quantity, quote_qty, price,
-                                       p.get("timeInForce"), client_id)
+        order = c.exchange.place_order(c.account, r.symbol, r.side, r.type, r.quantity, r.quote_qty, r.price,
+                                       r.time_in_force, client_id)
     except SandboxRejection as rejection:
         # A rejected order still counts, and its response still carries the order-count headers.
         rejection.headers.update(headers)
         raise
-    resp_type = p.get("newOrderRespType", "FULL")
+    resp_type = c.params.get("newOrderRespType", "FULL")
     if resp_type == "ACK":
-        return {"symbol": symbol, "orderId": order.order_id, "orderListId": -1,
+        return {"symbol": r.symbol, "orderId": order.order_id, "orderListId": -1,
                 "clientOrderId": order.client_order_id, "transactTime": order.time_ms}, headers
     return render_order(order, full=resp_type == "FULL"), headers
 
 
 def h_test_order(c: Call) -> tuple[Any, dict[str, str]]:
     """POST /api/v3/order/test: the same parameter checks as a new order, and nothing placed (Binance answers {})."""
-    p = c.params
-    symbol = _required(p, "symbol")
-    side = _required(p, "side")
-    type_ = _required(p, "type")
-    quantity = _number(p, "quantity")
-    quote_qty = _number(p, "quoteOrderQty")
-    _number(p, "price")
-    if symbol not in c.exchange.symbols:
-        raise SandboxRejection(400, -1121, "Invalid symbol.")
-    if side not in ("BUY", "SELL"):
-        raise SandboxRejection(400, -1117, "Invalid side.")
-    if type_ not in ("LIMIT", "MARKET"):
-        raise SandboxRejection(400, -1116, "Invalid orderType.")
-    if quantity is None and quote_qty is None:
-        raise missing("quantity")
+    _order_request(c)
     return {}, {}
 
 

@@ -16,9 +16,14 @@ class SymbolSpec(BaseModel):
     book_levels: int = 5
     book_step: float = 0.0005
     level_qty: float = 1.0
+    # The filters exchangeInfo advertises and new orders must pass (PRICE_FILTER, LOT_SIZE, NOTIONAL); the
+    # minimum price and quantity are one tick and one step.
     tick_size: str = "0.01"
+    max_price: str = "1000000.00000000"
     step_size: str = "0.00001"
+    max_qty: str = "9000.00000000"
     min_notional: str = "5.00"
+    max_notional: str = "9000000.00000000"
 
 
 def _default_symbols() -> list[SymbolSpec]:

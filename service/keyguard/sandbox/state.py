@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import math
 import secrets
 import threading
 import time
@@ -608,8 +609,11 @@ class SandboxExchange:
             if quantity is None:
                 # quoteOrderQty market order: convert at the touch for the size check and fill below.
                 quantity = float(quote_qty or 0) / levels[0][0]
-            if quantity <= 0:
+            # Whatever a face let through, a NaN, infinite or non-positive amount never reaches the balances.
+            if not math.isfinite(quantity) or quantity <= 0:
                 raise SandboxRejection(400, -1013, "Invalid quantity.")
+            if price is not None and (not math.isfinite(price) or price <= 0):
+                raise SandboxRejection(400, -1013, "Invalid price.")
             reserve_price = price if price is not None else levels[-1][0]
             if side == "BUY":
                 need, asset = quantity * reserve_price, spec.quote
