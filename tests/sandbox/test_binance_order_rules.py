@@ -150,3 +150,38 @@ def test_python_binance_gets_binance_filter_refusals_for_unrounded_amounts(sandb
     assert (off_step.value.code, off_step.value.message) == (-1013, "Filter failure: LOT_SIZE")
     placed = client.order_limit_buy(symbol="BTCUSDT", quantity="0.00123", price="59000")
     assert placed["status"] == "NEW"
+
+
+@pytest.mark.parametrize(("path", "method", "extra"), [
+    ("/api/v3/order", "POST", {"type": "MARKET", "quantity": "0.001", "newClientOrderID": "wrong-case"}),
+    ("/api/v3/order/test", "POST", {"type": "MARKET", "quantity": "0.001", "qty": "0.001"}),
+])
+def test_a_misspelt_parameter_is_refused_with_1104_and_places_nothing(
+    sandbox: SandboxHandle, signed: SignedCaller, path: str, method: str, extra: dict[str, str]
+) -> None:
+    response = signed(method, path, {"symbol": "BTCUSDT", "side": "BUY", **extra})
+    # symbol, side, type, quantity, timestamp and signature are read; the misspelt seventh is not.
+    assert _refusal(response) == (400, -1104, "Not all sent parameters were read; read '6' parameter(s) but was "
+                                              "sent '7'.")
+    assert sandbox.exchange.orders == {}
+
+
+def test_a_cancel_with_an_unknown_parameter_is_refused_with_1104(signed: SignedCaller) -> None:
+    placed = _order(signed, **LIMIT, quantity="0.001", price="59000").json()
+    response = signed("DELETE", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": str(placed["orderId"]),
+                                                  "orderID": str(placed["orderId"])})
+    assert _refusal(response)[:2] == (400, -1104)
+
+
+@pytest.mark.parametrize("client_id", ["has space", "x" * 37, "semi;colon", "ünïcode"])
+def test_a_client_order_id_outside_binance_s_pattern_is_refused_with_1100(signed: SignedCaller,
+                                                                          client_id: str) -> None:
+    status, code, msg = _refusal(_order(signed, type="MARKET", quantity="0.001", newClientOrderId=client_id))
+    assert (status, code) == (400, -1100)
+    assert msg == ("Illegal characters found in parameter 'newClientOrderId'; legal range is "
+                   "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+
+
+def test_a_client_order_id_inside_the_pattern_is_kept(signed: SignedCaller) -> None:
+    response = _order(signed, type="MARKET", quantity="0.001", newClientOrderId="x-BOT:1/a.b_c-d")
+    assert response.json()["clientOrderId"] == "x-BOT:1/a.b_c-d"

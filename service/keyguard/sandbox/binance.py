@@ -68,6 +68,29 @@ class Endpoint:
     charged: bool = True
     # "Request Weight(UID)": the weight is charged to the calling account's pool for this endpoint, not the IP's.
     uid: bool = False
+    # The parameters the endpoint reads (besides timestamp, recvWindow, signature); None = not checked.
+    reads: frozenset[str] | None = None
+
+
+SIGNING_PARAMS = frozenset({"timestamp", "recvWindow", "signature"})
+# The parameters of POST /api/v3/order in Binance's spot docs (the sandbox ignores the ones it does not model).
+ORDER_PARAMS = frozenset({
+    "symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price", "newClientOrderId",
+    "strategyId", "strategyType", "stopPrice", "trailingDelta", "icebergQty", "newOrderRespType",
+    "selfTradePreventionMode", "pegPriceType", "pegOffsetValue", "pegOffsetType",
+})
+ORDER_REF_PARAMS = frozenset({"symbol", "orderId", "origClientOrderId"})
+
+
+def unread_parameters(endpoint: Endpoint, pairs: list[tuple[str, str]]) -> SandboxRejection | None:
+    """Binance reads only the parameters an endpoint documents; any other (a misspelt name) is -1104."""
+    if endpoint.reads is None:
+        return None
+    read = sum(1 for name, _ in pairs if name in endpoint.reads or name in SIGNING_PARAMS)
+    if read == len(pairs):
+        return None
+    return SandboxRejection(400, -1104, f"Not all sent parameters were read; read '{read}' parameter(s) but was "
+                                        f"sent '{len(pairs)}'.")
 
 
 def _fixed(w: int) -> Callable[[dict[str, str]], int]:
@@ -658,12 +681,15 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/v3/ticker/price"): Endpoint(lambda p: 2 if p.get("symbol") else 4, NONE, h_ticker_price),
     ("GET", "/api/v3/depth"): Endpoint(_depth_weight, NONE, h_depth),
     ("GET", "/api/v3/account"): Endpoint(_fixed(20), READ, h_account),
-    ("POST", "/api/v3/order"): Endpoint(_fixed(1), TRADE, h_new_order),
-    ("POST", "/api/v3/order/test"): Endpoint(_fixed(1), TRADE, h_test_order),
-    ("GET", "/api/v3/order"): Endpoint(_fixed(4), READ, h_get_order),
-    ("DELETE", "/api/v3/order"): Endpoint(_fixed(1), TRADE, h_cancel_order),
-    ("GET", "/api/v3/openOrders"): Endpoint(lambda p: 6 if p.get("symbol") else 80, READ, h_open_orders),
-    ("DELETE", "/api/v3/openOrders"): Endpoint(_fixed(1), TRADE, h_cancel_open_orders),
+    ("POST", "/api/v3/order"): Endpoint(_fixed(1), TRADE, h_new_order, reads=ORDER_PARAMS),
+    ("POST", "/api/v3/order/test"): Endpoint(_fixed(1), TRADE, h_test_order,
+                                             reads=ORDER_PARAMS | {"computeCommissionRates"}),
+    ("GET", "/api/v3/order"): Endpoint(_fixed(4), READ, h_get_order, reads=ORDER_REF_PARAMS),
+    ("DELETE", "/api/v3/order"): Endpoint(_fixed(1), TRADE, h_cancel_order,
+                                          reads=ORDER_REF_PARAMS | {"newClientOrderId", "cancelRestrictions"}),
+    ("GET", "/api/v3/openOrders"): Endpoint(lambda p: 6 if p.get("symbol") else 80, READ, h_open_orders,
+                                            reads=frozenset({"symbol"})),
+    ("DELETE", "/api/v3/openOrders"): Endpoint(_fixed(1), TRADE, h_cancel_open_orders, reads=frozenset({"symbol"})),
     ("GET", "/api/v3/myTrades"): Endpoint(_fixed(20), READ, h_my_trades),
     ("GET", "/api/v3/allOrders"): Endpoint(_fixed(20), READ, h_all_orders),
     ("GET", "/sapi/v1/account/apiRestrictions"): Endpoint(_fixed(1), KEY, h_api_restrictions, sapi=True),
@@ -753,8 +779,8 @@ async def handle(request: Request) -> Response:
         return _json(404, {"code": -1000, "msg": f"The sandbox does not implement {method} {path}."}, {})
     query = request.scope.get("query_string", b"").decode()
     body = (await request.body()).decode()
-    params = dict(parse_qsl(query, keep_blank_values=True))
-    params.update(parse_qsl(body, keep_blank_values=True))
+    pairs = parse_qsl(query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
+    params = dict(pairs)
     ip = request.client.host if request.client else "unknown"
     faults = exchange.take_faults(f"{method} {path}", ip)
     await apply_latency(faults)
@@ -775,6 +801,9 @@ async def handle(request: Request) -> Response:
         if endpoint.uid and key is not None:
             # Only an authenticated call has an account to charge.
             headers.update(exchange.charge_uid(key.account, f"{method} {path}", endpoint.weight(params)))
+        unread = unread_parameters(endpoint, pairs)
+        if unread is not None:
+            raise unread
         payload, extra = endpoint.handler(Call(exchange, params, key, ip))
         headers.update(extra)
     except SandboxRejection as rejection:
