@@ -456,13 +456,14 @@ def test_every_unsafe_mutation_of_a_compliant_example_is_a_finding(
     name, mutate = choice
     doc = copy.deepcopy(COMPLIANT[name])
     what = mutate(doc, data.draw)
-    if mutate is clock_that_does_not_exist:
-        # The schema's date-time format refuses it before the rules run (the rules' own finding for it is tested
-        # in clock_test.rego): a refusal naming the field, never a pass.
-        with pytest.raises(ConfigError, match="field now"):
-            policy_engine.evaluate(doc, source=f"{name} with {what}")
+    try:
+        findings = policy_engine.evaluate(doc, source=f"{name} with {what}")
+    except ConfigError as exc:
+        # A time that does not exist (now, expires_at, ...) is refused by the schema's date-time format before the
+        # rules run (their own findings for it are tested in clock_test.rego and rotation_test.rego): a refusal
+        # naming the field, never a pass. Any other refusal means the mutation, not the rules, is wrong.
+        assert "is not a 'date-time'" in str(exc), exc
         return
-    findings = policy_engine.evaluate(doc, source=f"{name} with {what}")
     assert findings, f"{name}: {what} passed every rule"
 
 
