@@ -53,9 +53,20 @@ class KeptAliveConnections:
 
     def request(self, method: str, target: str, headers: dict[str, str], timeout_s: float) -> Answer:
         """Send `method target` (path and query, below the base URL's prefix) and read the whole answer. Any
-        failure once the request may have left raises ConnectionFailed or ConnectionTimeout, never retried here:
-        a resent order could be a second order."""
-        connection = self._take(timeout_s)
+        failure once the request may have left raises ConnectionFailed or ConnectionTimeout, and is not retried
+        here: a resent order could be a second order. The one exception is a read on a reused connection that
+        failed before any answer: the exchange closed it an instant before (its close not yet seen when the
+        connection was taken), and a GET is safe to send again, once, on a new connection."""
+        connection, reused = self._take(timeout_s)
+        try:
+            return self._exchange(connection, method, target, headers)
+        except ConnectionFailed:
+            if not (reused and method == "GET"):
+                raise
+        return self._exchange(self._new(timeout_s), method, target, headers)
+
+    def _exchange(self, connection: http.client.HTTPConnection, method: str, target: str,
+                  headers: dict[str, str]) -> Answer:
         try:
             connection.request(method, self.prefix + target, headers=headers)
             response = connection.getresponse()
@@ -72,14 +83,18 @@ class KeptAliveConnections:
             self._give_back(connection)
         return Answer(response.status, {name.lower(): value for name, value in response.getheaders()}, body)
 
-    def _take(self, timeout_s: float) -> http.client.HTTPConnection:
+    def _take(self, timeout_s: float) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection still open (True), else a new one (False)."""
         with self._lock:
             while self._idle:
                 connection = self._idle.pop()
                 if not _dropped(connection):
                     connection.sock.settimeout(timeout_s)  # type: ignore[union-attr]
-                    return connection
+                    return connection, True
                 connection.close()
+        return self._new(timeout_s), False
+
+    def _new(self, timeout_s: float) -> http.client.HTTPConnection:
         if self.https:
             return http.client.HTTPSConnection(self.host, self.port, timeout=timeout_s, source_address=self.source,
                                                context=self.tls)
