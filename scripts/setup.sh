@@ -77,4 +77,13 @@ if [ "${KEYGUARD_SKIP_POSTGRES:-0}" != "1" ] && [ -z "$(pg_bin)" ]; then
     say "PostgreSQL server binaries not found and cannot install them (not root): the PostgreSQL tests will fail"
   fi
 fi
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never downloads a browser).
+if [ "${KEYGUARD_SKIP_BROWSER:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Chromium from Debian's packages"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    say "Chromium not found and cannot install it (not root): the browser tests will fail"
+  fi
+fi
 say "ready: opa $OPA_VERSION at $TOOLS/opa"
