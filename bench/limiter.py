@@ -113,10 +113,10 @@ def count_charges(exchange: Any) -> list[tuple[float, float, int]]:
     log: list[tuple[float, float, int]] = []
     charge = exchange.charge_ip
 
-    def counting(ip: str, weight: float, sapi: bool) -> dict[str, str]:
+    def counting(ip: str, weight: float) -> dict[str, str]:
         now = exchange.now()
         try:
-            headers = charge(ip, weight, sapi)
+            headers = charge(ip, weight)
         except SandboxRejection as exc:
             log.append((now, weight, exc.status))
             raise

@@ -68,7 +68,7 @@ def baseline_inspect(inventory: Inventory) -> list[KeyState]:
 def exchange_counts(sandbox: SandboxHandle) -> dict[str, float]:
     ex, now, ip = sandbox.exchange, sandbox.exchange.now(), "127.0.0.1"
     standing = ex.bans.standing(ip)
-    return {"weight": ex.weight.used(ip, now), "sapi": ex.sapi_weight.used(ip, now),
+    return {"weight": ex.weight.used(ip, now), "sapi": ex.sapi_ip_used(ip),
             "backoffs": 1 if standing.backoff_since else 0, "bans": standing.bans}
 
 

@@ -1,4 +1,5 @@
-"""Weights, usage headers, 429 with Retry-After, and the 418 bans that follow requests sent during a back-off."""
+"""Weights, usage headers, 429 with Retry-After, and the 418 bans that follow repeated requests sent during a
+back-off."""
 
 from __future__ import annotations
 
@@ -65,11 +66,12 @@ def test_default_limits_are_binance_spot_published_values(sandbox: SandboxHandle
     }
 
 
-FAST_BANS = SandboxConfig(weight_limit=30, ban_base_s=1, ban_max_s=600, ban_grace_s=0.3, align_windows_to_start=True)
+FAST_BANS = SandboxConfig(weight_limit=30, ban_base_s=1, ban_max_s=600, ban_grace_s=0.3, ban_after_violations=3,
+                          align_windows_to_start=True)
 
 
 @pytest.mark.parametrize("sandbox_config", [FAST_BANS])
-def test_requests_past_a_429_escalate_to_418_bans_that_grow(sandbox: SandboxHandle) -> None:
+def test_repeated_requests_past_a_429_escalate_to_418_bans_that_grow(sandbox: SandboxHandle) -> None:
     url = f"{sandbox.url}/api/v3/exchangeInfo"
     with httpx.Client() as client:
         assert client.get(url).status_code == 200  # 20 of 30
@@ -77,10 +79,12 @@ def test_requests_past_a_429_escalate_to_418_bans_that_grow(sandbox: SandboxHand
         assert over.status_code == 429
         assert over.json()["code"] == -1003
         assert 1 <= int(over.headers["Retry-After"]) <= 60
-        # A request already in flight when the 429 went out is refused, not banned.
+        # A request already in flight when the 429 went out is refused, and is no violation.
         assert client.get(f"{sandbox.url}/api/v3/time").status_code == 429
         time.sleep(0.35)
-        first_ban = client.get(f"{sandbox.url}/api/v3/time")  # ignoring the back-off
+        # Ignoring the back-off: refused twice more, and the third violation is banned.
+        assert [client.get(f"{sandbox.url}/api/v3/time").status_code for _ in range(2)] == [429, 429]
+        first_ban = client.get(f"{sandbox.url}/api/v3/time")
         assert first_ban.status_code == 418
         assert first_ban.headers["Retry-After"] == "1"
         assert "banned until" in first_ban.json()["msg"]
@@ -88,6 +92,7 @@ def test_requests_past_a_429_escalate_to_418_bans_that_grow(sandbox: SandboxHand
         # Still over the weight in this window: 429 again, and ignoring it again doubles the ban.
         assert client.get(f"{sandbox.url}/api/v3/time").status_code == 429
         time.sleep(0.35)
+        assert [client.get(f"{sandbox.url}/api/v3/time").status_code for _ in range(2)] == [429, 429]
         second_ban = client.get(f"{sandbox.url}/api/v3/time")
         assert second_ban.status_code == 418
         assert second_ban.headers["Retry-After"] == "2"
@@ -101,6 +106,9 @@ def test_ccxt_sees_429_and_418_as_ddos_protection(sandbox: SandboxHandle) -> Non
     client.public_get_exchangeinfo()
     with pytest.raises(ccxt.DDoSProtection, match="429"):
         client.public_get_exchangeinfo()
+    for _ in range(sandbox.exchange.config.ban_after_violations - 1):
+        with pytest.raises(ccxt.DDoSProtection, match="429"):
+            client.public_get_time()
     with pytest.raises(ccxt.DDoSProtection, match="418"):
         client.public_get_time()
     # The ban is per IP: another source address is still served.

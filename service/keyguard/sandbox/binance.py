@@ -373,6 +373,16 @@ def h_new_order(c: Call) -> tuple[Any, dict[str, str]]:
     return render_order(order, full=resp_type == "FULL"), headers
 
 
+def h_rate_limit_order(c: Call) -> tuple[Any, dict[str, str]]:
+    """GET /api/v3/rateLimit/order: "Displays the user's unfilled order count for all intervals"."""
+    body = []
+    for counter, count in c.exchange.unfilled_order_counts(c.account):
+        interval, num, _ = interval_of(int(counter.window_s))
+        body.append({"rateLimitType": "ORDERS", "interval": interval, "intervalNum": num, "limit": counter.limit,
+                     "count": count})
+    return body, {}
+
+
 def h_test_order(c: Call) -> tuple[Any, dict[str, str]]:
     """POST /api/v3/order/test: the same parameter checks as a new order, and nothing placed (Binance answers {})."""
     _order_request(c)
@@ -691,6 +701,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                                             reads=frozenset({"symbol"})),
     ("DELETE", "/api/v3/openOrders"): Endpoint(_fixed(1), TRADE, h_cancel_open_orders, reads=frozenset({"symbol"})),
     ("GET", "/api/v3/myTrades"): Endpoint(_fixed(20), READ, h_my_trades),
+    ("GET", "/api/v3/rateLimit/order"): Endpoint(_fixed(40), READ, h_rate_limit_order, reads=frozenset()),
     ("GET", "/api/v3/allOrders"): Endpoint(_fixed(20), READ, h_all_orders),
     ("GET", "/sapi/v1/account/apiRestrictions"): Endpoint(_fixed(1), KEY, h_api_restrictions, sapi=True),
     ("POST", "/sapi/v1/capital/withdraw/apply"): Endpoint(_fixed(1), WITHDRAW, h_withdraw, sapi=True),
@@ -788,10 +799,12 @@ async def handle(request: Request) -> Response:
     headers: dict[str, str] = {}
     try:
         if endpoint.charged:
-            if endpoint.uid:
-                headers = exchange.charge_raw(ip)
+            if not endpoint.sapi:
+                headers = exchange.charge_ip(ip, endpoint.weight(params))
+            elif endpoint.uid:
+                exchange.refuse_if_banned(ip)  # charged to the account below, once the key names it
             else:
-                headers = exchange.charge_ip(ip, endpoint.weight(params), endpoint.sapi)
+                headers = exchange.charge_sapi_ip(ip, f"{method} {path}", endpoint.weight(params))
         if before is not None:
             return fault_response(before, exchange.stopping, exchange.config.drop_hold_s)
         key = None
@@ -811,6 +824,8 @@ async def handle(request: Request) -> Response:
         status, payload = rejection.status, {"code": rejection.code, "msg": rejection.msg}
     else:
         status = 200
+    # An order this request placed is sorted now into traded-on-arrival or resting, for the unfilled order count.
+    exchange.settle_first_fills()
     # A lost or garbled response is lost whatever it said, refusal or success.
     if after is not None:
         return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)

@@ -42,21 +42,30 @@ class SandboxConfig(BaseModel):
     # RAW_REQUESTS per IP per window (Binance: 61000 per 5 minutes).
     raw_request_limit: int = 61000
     raw_request_window_s: int = 300
-    # SAPI endpoints have their own per-IP weight pool (12000 per minute).
+    # SAPI endpoints marked "Weight(IP)" are counted per IP, each endpoint in a pool of its own (Binance: "Each
+    # endpoint with IP limits has an independent 12000 per minute limit"), and answer with X-SAPI-USED-IP-WEIGHT-1M.
+    # Over it is a 429 and never a ban: SAPI requests neither earn nor extend the /api 418 ladder.
     sapi_weight_limit: int = 12000
     sapi_weight_window_s: int = 60
     # SAPI endpoints marked "Weight(UID)" are counted per account instead, each endpoint in a pool of its own
     # (Binance: 180000 per minute), and answer with X-SAPI-USED-UID-WEIGHT-1M.
     sapi_uid_weight_limit: int = 180000
     sapi_uid_weight_window_s: int = 60
-    # ORDERS per account (Binance: 100 per 10 s, 200000 per day).
+    # ORDERS per account (Binance: 100 per 10 s, 200000 per day): the unfilled order count.
     orders_short_limit: int = 100
     orders_short_window_s: int = 10
     orders_long_limit: int = 200000
     orders_long_window_s: int = 86400
+    # What an order's first fill takes off every interval's count: one as taker; Binance gives an order that first
+    # fills as maker more ("may be decremented by more than one"; its FAQ example: 5) without saying how much.
+    order_count_taker_credit: int = 1
+    order_count_maker_credit: int = 1
     # 418 ban for requests sent during a 429 back-off: doubles per repeat, from base up to max (2 min .. 3 days).
     ban_base_s: float = 120.0
     ban_max_s: float = 259200.0
+    # Binance bans for "repeatedly violating rate limits and/or failing to back off": the Nth request sent during
+    # one back-off (after the grace below) is banned; the ones before it are refused with 429 again.
+    ban_after_violations: int = 3
     # Requests arriving this soon after a 429 were already in flight (concurrent clients): refused, not banned.
     # Binance bans for repeated violations and for failing to back off, not for in-flight requests.
     ban_grace_s: float = 0.5

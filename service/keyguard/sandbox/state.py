@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from keyguard.sandbox.config import SandboxConfig, SymbolSpec, interval_of
-from keyguard.sandbox.limits import BanLadder, CallLog, WindowCounter
+from keyguard.sandbox.limits import BanLadder, CallLog, UnfilledOrderCount, WindowCounter
 
 # Binance's apiRestrictions flag set, in the order the exchange returns it.
 BINANCE_FLAGS = (
@@ -210,6 +210,18 @@ def _fmt(value: float) -> str:
     return f"{value:.8f}"
 
 
+def _over_limit(counter: WindowCounter, label: str, now: float, headers: dict[str, str]) -> SandboxRejection:
+    """Binance's -1003 for a request over a weight or request-count limit, with the seconds to the window's roll."""
+    name, num, _ = interval_of(int(counter.window_s))
+    return SandboxRejection(
+        429,
+        -1003,
+        f"Too much request weight used; current limit is {counter.limit} {label} per {num} {name}. "
+        "Please use WebSocket Streams for live updates to avoid polling the API.",
+        {**headers, "Retry-After": str(counter.seconds_to_reset(now))},
+    )
+
+
 class SandboxExchange:
     """State shared by the Binance, OKX and Bybit faces of the sandbox."""
 
@@ -241,11 +253,18 @@ class SandboxExchange:
         origin = self.now() if c.align_windows_to_start else 0.0
         self.weight = WindowCounter(c.weight_limit, c.weight_window_s, origin)
         self.raw_requests = WindowCounter(c.raw_request_limit, c.raw_request_window_s, origin)
-        self.sapi_weight = WindowCounter(c.sapi_weight_limit, c.sapi_weight_window_s, origin)
+        # Keyed "<ip> <METHOD path>": each SAPI endpoint has its own pool per IP (and per account, below).
+        self.sapi_ip_weight = WindowCounter(c.sapi_weight_limit, c.sapi_weight_window_s, origin)
         self.sapi_uid_weight = WindowCounter(c.sapi_uid_weight_limit, c.sapi_uid_weight_window_s, origin)
         self.orders_short = WindowCounter(c.orders_short_limit, c.orders_short_window_s, origin)
         self.orders_long = WindowCounter(c.orders_long_limit, c.orders_long_window_s, origin)
-        self.bans = BanLadder(c.ban_base_s, c.ban_max_s, c.ban_grace_s)
+        self.unfilled_orders = UnfilledOrderCount([self.orders_short, self.orders_long], c.order_count_taker_credit,
+                                                  c.order_count_maker_credit)
+        # How far the unfilled order count has looked at orders and trades, and the orders still waiting to trade.
+        self._orders_seen = self._next_order_id
+        self._trades_seen = 0
+        self._awaiting_first_fill: dict[int, Order] = {}
+        self.bans = BanLadder(c.ban_base_s, c.ban_max_s, c.ban_grace_s, c.ban_after_violations)
         # Per-endpoint, per-account limits of the faces that count them over a sliding window (OKX).
         self.calls = CallLog()
         # Set when the server stops, so held ("drop") connections let go at once.
@@ -450,38 +469,53 @@ class SandboxExchange:
             return hits
 
     # -- rate limits ------------------------------------------------------------------------------------
-    def charge_ip(self, ip: str, weight: float, sapi: bool) -> dict[str, str]:
-        """Charge one request; return usage headers, or raise 418 (banned) / 429 (over the limit)."""
+    def charge_ip(self, ip: str, weight: float) -> dict[str, str]:
+        """Charge one /api request to its IP; return usage headers, or raise 418 (banned) / 429 (over the limit)."""
         with self.lock:
             now = self.now()
-            self._refuse_if_banned(ip, now)
+            self._refuse_if_banned(ip, now, judge=True)
             raw = self.raw_requests.add(ip, 1, now)
-            pool = self.sapi_weight if sapi else self.weight
-            used = pool.add(ip, weight, now)
-            headers: dict[str, str] = {}
-            suffix = interval_of(int(pool.window_s))[2]
-            if sapi:
-                headers[f"X-SAPI-USED-IP-WEIGHT-{suffix}"] = str(int(used))
-            else:
-                headers[f"X-MBX-USED-WEIGHT-{suffix}"] = str(int(used))
-                headers["X-MBX-USED-WEIGHT"] = str(int(used))
-            for counter, label in ((pool, "REQUEST_WEIGHT"), (self.raw_requests, "RAW_REQUESTS")):
-                value = used if counter is pool else raw
+            used = self.weight.add(ip, weight, now)
+            suffix = interval_of(int(self.weight.window_s))[2]
+            headers = {f"X-MBX-USED-WEIGHT-{suffix}": str(int(used)), "X-MBX-USED-WEIGHT": str(int(used))}
+            for counter, value, label in ((self.weight, used, "request weight"), (self.raw_requests, raw,
+                                                                                  "raw requests")):
                 if value > counter.limit:
-                    retry = counter.seconds_to_reset(now)
+                    # "When a 429 is received, it's your obligation as an API to back off": until the window rolls.
                     self.bans.back_off(ip, counter.window_start(now) + counter.window_s, now)
-                    name, num, _ = interval_of(int(counter.window_s))
-                    raise SandboxRejection(
-                        429,
-                        -1003,
-                        f"Too much request weight used; current limit is {counter.limit} {label.lower()} "
-                        f"per {num} {name}. Please use WebSocket Streams for live updates to avoid polling the API.",
-                        {**headers, "Retry-After": str(retry)},
-                    )
+                    raise _over_limit(counter, label, now, headers)
             return headers
 
-    def _refuse_if_banned(self, ip: str, now: float) -> None:
-        ban_left = self.bans.check(ip, now)
+    def charge_sapi_ip(self, ip: str, endpoint: str, weight: float) -> dict[str, str]:
+        """Charge a "Weight(IP)" SAPI call to its IP's pool for that endpoint (Binance: "Each endpoint with IP limits
+        has an independent 12000 per minute limit"). Over it is a 429 with Retry-After and nothing more: SAPI is
+        outside the 418 ladder, so the IP's /api requests go on. An IP already banned is refused here too."""
+        with self.lock:
+            now = self.now()
+            self._refuse_if_banned(ip, now, judge=False)
+            counter = self.sapi_ip_weight
+            used = counter.add(f"{ip} {endpoint}", weight, now)
+            headers = {f"X-SAPI-USED-IP-WEIGHT-{interval_of(int(counter.window_s))[2]}": str(int(used))}
+            if used > counter.limit:
+                self.bans.standing(ip).refusals += 1
+                raise _over_limit(counter, "request weight", now, headers)
+            return headers
+
+    def sapi_ip_used(self, ip: str) -> float:
+        """The IP's SAPI weight in the current window, summed over its endpoints' pools."""
+        with self.lock:
+            now = self.now()
+            return sum(self.sapi_ip_weight.used(key, now) for key in list(self.sapi_ip_weight._counts)
+                       if key.startswith(f"{ip} "))
+
+    def refuse_if_banned(self, ip: str) -> None:
+        """Refuse a request from a banned IP with 418, without judging the request itself (SAPI, UID-weighted)."""
+        with self.lock:
+            self._refuse_if_banned(ip, self.now(), judge=False)
+
+    def _refuse_if_banned(self, ip: str, now: float, judge: bool) -> None:
+        # judge: an /api request, which a back-off it ignores can turn into a ban.
+        ban_left = self.bans.check(ip, now) if judge else self.bans.ban_left(ip, now)
         if ban_left is not None:
             until_ms = int((now + ban_left) * 1000)
             raise SandboxRejection(
@@ -498,26 +532,6 @@ class SandboxExchange:
         with self.lock:
             return self.calls.admit(key, limit, window_s, self.now())
 
-    def charge_raw(self, ip: str) -> dict[str, str]:
-        """Admit a request to an endpoint weighted per account (UID): a banned IP is still refused and the request
-        still counts as a raw request of its IP, but its weight goes to the account (see charge_uid)."""
-        with self.lock:
-            now = self.now()
-            self._refuse_if_banned(ip, now)
-            raw = self.raw_requests.add(ip, 1, now)
-            if raw > self.raw_requests.limit:
-                retry = self.raw_requests.seconds_to_reset(now)
-                self.bans.back_off(ip, self.raw_requests.window_start(now) + self.raw_requests.window_s, now)
-                name, num, _ = interval_of(int(self.raw_requests.window_s))
-                raise SandboxRejection(
-                    429,
-                    -1003,
-                    f"Too much request weight used; current limit is {self.raw_requests.limit} raw_requests per "
-                    f"{num} {name}. Please use WebSocket Streams for live updates to avoid polling the API.",
-                    {"Retry-After": str(retry)},
-                )
-            return {}
-
     def charge_uid(self, account: str, endpoint: str, weight: float) -> dict[str, str]:
         """Charge a UID-weighted SAPI call to the account's pool for that endpoint (Binance: "each endpoint with UID
         limits has an independent 180000 per minute limit"); usage header, or 429 past the limit. The limit is the
@@ -526,30 +540,24 @@ class SandboxExchange:
             now = self.now()
             counter = self.sapi_uid_weight
             used = counter.add(f"{account} {endpoint}", weight, now)
-            name, num, suffix = interval_of(int(counter.window_s))
-            headers = {f"X-SAPI-USED-UID-WEIGHT-{suffix}": str(int(used))}
+            headers = {f"X-SAPI-USED-UID-WEIGHT-{interval_of(int(counter.window_s))[2]}": str(int(used))}
             if used > counter.limit:
-                raise SandboxRejection(
-                    429,
-                    -1003,
-                    f"Too much request weight used; current limit is {counter.limit} request weight per {num} "
-                    f"{name}. Please use WebSocket Streams for live updates to avoid polling the API.",
-                    {**headers, "Retry-After": str(counter.seconds_to_reset(now))},
-                )
+                raise _over_limit(counter, "request weight", now, headers)
             return headers
 
     def charge_order(self, account: str) -> dict[str, str]:
+        """Count a new order against the account's unfilled order count; its X-MBX-ORDER-COUNT headers, or -1015.
+
+        The headers are the count at placement: an order that trades at once is taken off it afterwards, as Binance
+        says of "orders that immediately fill (such as a MARKET order that takes immediately)"."""
         with self.lock:
             now = self.now()
-            headers = {}
-            over: WindowCounter | None = None
-            for counter in (self.orders_short, self.orders_long):
-                count = counter.add(account, 1, now)
-                headers[f"X-MBX-ORDER-COUNT-{interval_of(int(counter.window_s))[2]}"] = str(int(count))
-                if count > counter.limit and over is None:
-                    over = counter
+            self._settle_first_fills(now)
+            counts, over = self.unfilled_orders.place(account, now)
+            headers = self._order_count_headers(counts)
             if over is not None:
                 name, num, _ = interval_of(int(over.window_s))
+                # Binance: "If you have exceeded this, you will receive a 429 error with the Retry-After header."
                 raise SandboxRejection(
                     429,
                     -1015,
@@ -559,11 +567,47 @@ class SandboxExchange:
             return headers
 
     def order_count_headers(self, account: str) -> dict[str, str]:
-        now = self.now()
-        return {
-            f"X-MBX-ORDER-COUNT-{interval_of(int(c.window_s))[2]}": str(int(c.used(account, now)))
-            for c in (self.orders_short, self.orders_long)
-        }
+        with self.lock:
+            now = self.now()
+            self._settle_first_fills(now)
+            return self._order_count_headers(self.unfilled_orders.counts(account, now))
+
+    def unfilled_order_counts(self, account: str) -> list[tuple[WindowCounter, int]]:
+        """(interval, the account's unfilled order count in it now), as GET /api/v3/rateLimit/order reports them."""
+        with self.lock:
+            now = self.now()
+            self._settle_first_fills(now)
+            counts = self.unfilled_orders.counts(account, now)
+            return [(counter, int(count)) for counter, count in zip(self.unfilled_orders.counters, counts, strict=True)]
+
+    def settle_first_fills(self) -> None:
+        """Take the orders that have traded since the last look off their accounts' unfilled order counts."""
+        with self.lock:
+            self._settle_first_fills(self.now())
+
+    def _settle_first_fills(self, now: float) -> None:
+        # An order first seen already traded took its first fill on arrival (taker); one first seen resting and
+        # unfilled can only first fill as maker. Read from the orders and trades, so every face's orders count.
+        for order_id in range(self._orders_seen + 1, self._next_order_id + 1):
+            order = self.orders.get(order_id)
+            if order is None:
+                continue
+            if order.executed_qty > 0:
+                self.unfilled_orders.first_fill(order.account, False, now)
+            elif order.is_open:
+                self._awaiting_first_fill[order_id] = order
+        self._orders_seen = max(self._orders_seen, self._next_order_id)
+        for trade in self.trades[self._trades_seen:]:
+            waiting = self._awaiting_first_fill.pop(trade.order_id, None)
+            if waiting is not None:
+                self.unfilled_orders.first_fill(waiting.account, True, now)
+        self._trades_seen = len(self.trades)
+        if len(self._awaiting_first_fill) > 1024:  # cancelled and expired orders will never trade
+            self._awaiting_first_fill = {i: o for i, o in self._awaiting_first_fill.items() if o.is_open}
+
+    def _order_count_headers(self, counts: list[float]) -> dict[str, str]:
+        return {f"X-MBX-ORDER-COUNT-{interval_of(int(counter.window_s))[2]}": str(int(count))
+                for counter, count in zip(self.unfilled_orders.counters, counts, strict=True)}
 
     # -- orders -----------------------------------------------------------------------------------------
     def book(self, symbol: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
