@@ -96,6 +96,21 @@ def test_an_order_that_first_fills_resting_comes_off_by_the_maker_credit(
     assert order_counts(client)["1HOUR"] == 1
 
 
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(**NO_ROLL)])
+def test_an_order_comes_off_the_count_at_its_first_fill_only(sandbox: SandboxHandle, binance: BinanceFactory) -> None:
+    client = binance(sandbox.create_key(flags=READER_FLAGS))
+    client.create_order("BTC/USDT", "limit", "buy", 0.01, 59000)
+    client.create_order("BTC/USDT", "limit", "buy", 0.01, 59000)
+    # Through the touch: two ask levels (0.5 BTC each) fill at once as taker, the rest rests.
+    partial = client.create_order("BTC/USDT", "limit", "buy", 1.2, 60061)
+    assert partial["status"] == "open" and partial["filled"] == 1.0
+    assert client.last_response_headers["X-MBX-ORDER-COUNT-1H"] == "3"
+    assert order_counts(client)["1HOUR"] == 2
+    sandbox.exchange.set_price("BTCUSDT", 60061)  # the rest fills later: no second decrement
+    assert client.fetch_order(partial["id"], "BTC/USDT")["status"] == "closed"
+    assert order_counts(client) == {"1HOUR": 2, "1DAY": 2}
+
+
 @pytest.mark.parametrize("sandbox_config", [SandboxConfig(orders_long_limit=2, align_windows_to_start=True)])
 def test_over_the_daily_order_count_the_short_interval_stops_counting(
     sandbox: SandboxHandle, binance: BinanceFactory

@@ -23,6 +23,10 @@ class WindowCounter:
     def used(self, key: str, now: float) -> float:
         return self._current(key, now)[1]
 
+    def used_by_prefix(self, prefix: str, now: float) -> float:
+        """The sum over every key that starts with `prefix` (an IP's pools, one per endpoint)."""
+        return sum(self.used(key, now) for key in list(self._counts) if key.startswith(prefix))
+
     def _current(self, key: str, now: float) -> tuple[float, float]:
         start = self.window_start(now)
         index, count = self._counts.get(key, (0, 0.0))

@@ -264,6 +264,7 @@ class SandboxExchange:
         self._orders_seen = self._next_order_id
         self._trades_seen = 0
         self._awaiting_first_fill: dict[int, Order] = {}
+        self._awaiting_prune_at = 1024
         self.bans = BanLadder(c.ban_base_s, c.ban_max_s, c.ban_grace_s, c.ban_after_violations)
         # Per-endpoint, per-account limits of the faces that count them over a sliding window (OKX).
         self.calls = CallLog()
@@ -504,9 +505,7 @@ class SandboxExchange:
     def sapi_ip_used(self, ip: str) -> float:
         """The IP's SAPI weight in the current window, summed over its endpoints' pools."""
         with self.lock:
-            now = self.now()
-            return sum(self.sapi_ip_weight.used(key, now) for key in list(self.sapi_ip_weight._counts)
-                       if key.startswith(f"{ip} "))
+            return self.sapi_ip_weight.used_by_prefix(f"{ip} ", self.now())
 
     def refuse_if_banned(self, ip: str) -> None:
         """Refuse a request from a banned IP with 418, without judging the request itself (SAPI, UID-weighted)."""
@@ -602,8 +601,9 @@ class SandboxExchange:
             if waiting is not None:
                 self.unfilled_orders.first_fill(waiting.account, True, now)
         self._trades_seen = len(self.trades)
-        if len(self._awaiting_first_fill) > 1024:  # cancelled and expired orders will never trade
+        if len(self._awaiting_first_fill) > self._awaiting_prune_at:  # cancelled and expired orders never trade
             self._awaiting_first_fill = {i: o for i, o in self._awaiting_first_fill.items() if o.is_open}
+            self._awaiting_prune_at = max(1024, 2 * len(self._awaiting_first_fill))
 
     def _order_count_headers(self, counts: list[float]) -> dict[str, str]:
         return {f"X-MBX-ORDER-COUNT-{interval_of(int(counter.window_s))[2]}": str(int(count))
