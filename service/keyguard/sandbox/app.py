@@ -1,5 +1,5 @@
-"""The sandbox ASGI app: Binance at the root, OKX under /okx, Bybit under /bybit, KuCoin under /kucoin,
-Kraken under /kraken, Bitget under /bitget,
+"""The sandbox ASGI app: Binance at the root (REST, and WebSockets at /ws, /stream and /ws-api/v3),
+OKX under /okx, Bybit under /bybit, KuCoin under /kucoin, Kraken under /kraken, Bitget under /bitget,
 Coinbase under /coinbase, BloFin under /blofin,
 Gate under /gate,
 admin under /admin."""
@@ -10,7 +10,7 @@ import secrets
 
 from fastapi import FastAPI
 
-from keyguard.sandbox import admin, binance, bitget, blofin, coinbase, gate, kraken, kucoin, okx_bybit
+from keyguard.sandbox import admin, binance, binance_ws, bitget, blofin, coinbase, gate, kraken, kucoin, okx_bybit
 from keyguard.sandbox.config import SandboxConfig
 from keyguard.sandbox.state import SandboxExchange
 
@@ -25,6 +25,9 @@ def create_app(exchange: SandboxExchange | None = None, admin_token: str | None 
     app.include_router(admin.router)
     for prefix in ("/api/{rest:path}", "/sapi/{rest:path}", "/fapi/{rest:path}", "/dapi/{rest:path}"):
         app.add_route(prefix, binance.handle, methods=ALL_METHODS, include_in_schema=False)
+    for path in ("/ws", "/ws/{path:path}", "/stream"):
+        app.router.add_websocket_route(path, binance_ws.serve_streams)
+    app.router.add_websocket_route("/ws-api/v3", binance_ws.serve_api)
     app.add_route("/okx/{rest:path}", okx_bybit.handle_okx, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/bybit/{rest:path}", okx_bybit.handle_bybit, methods=ALL_METHODS, include_in_schema=False)
     app.add_route("/kucoin/{rest:path}", kucoin.handle_kucoin, methods=ALL_METHODS, include_in_schema=False)

@@ -253,8 +253,11 @@ def h_depth(c: Call) -> tuple[Any, dict[str, str]]:
     symbol = _required(c.params, "symbol")
     if symbol not in c.exchange.symbols:
         raise SandboxRejection(400, -1121, "Invalid symbol.")
-    bids, asks = c.exchange.book(symbol)
-    return {"lastUpdateId": c.exchange.now_ms(), "bids": [[_f(p), _f(q)] for p, q in bids],
+    # The book and its update id, which the depth streams' U/u continue, read together: a client joins the two.
+    with c.exchange.lock:
+        bids, asks = c.exchange.book(symbol)
+        update_id = c.exchange.book_update_ids[symbol]
+    return {"lastUpdateId": update_id, "bids": [[_f(p), _f(q)] for p, q in bids],
             "asks": [[_f(p), _f(q)] for p, q in asks]}, {}
 
 

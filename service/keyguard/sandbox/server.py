@@ -63,7 +63,8 @@ class SandboxHandle:
 
 
 def sandbox_urls(base_url: str, exchange_id: str = "binance") -> dict[str, Any]:
-    """ccxt `urls` for the sandbox: Binance at the root; the others under /<exchange id>."""
+    """ccxt `urls` for the sandbox: Binance at the root (its WebSocket URLs too, for ccxt.pro); the others under
+    /<exchange id>."""
     base = base_url.rstrip("/")
     if exchange_id == "okx":
         return {"api": {"rest": f"{base}/okx"}}
@@ -79,10 +80,13 @@ def sandbox_urls(base_url: str, exchange_id: str = "binance") -> dict[str, Any]:
         return {"api": {"public": f"{base}/kucoin", "private": f"{base}/kucoin"}}
     if exchange_id == "bybit":
         return {"api": {name: f"{base}/bybit" for name in ("spot", "futures", "v2", "public", "private")}}
+    ws = "ws" + base.removeprefix("http")
     return {"api": {
         "public": f"{base}/api/v3", "private": f"{base}/api/v3", "v1": f"{base}/api/v1",
         "sapi": f"{base}/sapi/v1", "sapiV2": f"{base}/sapi/v2", "sapiV3": f"{base}/sapi/v3",
         "sapiV4": f"{base}/sapi/v4", "fapiPublic": f"{base}/fapi/v1", "dapiPublic": f"{base}/dapi/v1",
+        # ccxt.pro: market streams at <spot>/<n>, the spot user data stream on the WebSocket API.
+        "ws": {"spot": f"{ws}/ws", "margin": f"{ws}/ws", "ws-api": {"spot": f"{ws}/ws-api/v3"}},
     }}
 
 

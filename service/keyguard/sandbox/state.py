@@ -191,6 +191,9 @@ class Fault(BaseModel):
         return "after" if self.kind in ("drop", "malformed") else "before"
 
 
+StateListener = Callable[[str, dict[str, Any]], None]
+
+
 class SandboxRejection(Exception):
     """A protocol error the exchange returns: HTTP status plus the exchange's own code and message."""
 
@@ -270,6 +273,28 @@ class SandboxExchange:
         self.calls = CallLog()
         # Set when the server stops, so held ("drop") connections let go at once.
         self.stopping = threading.Event()
+        # Who hears about state changes (the WebSocket face), and each symbol's order book update id.
+        self._listeners: list[StateListener] = []
+        self.book_update_ids: dict[str, int] = {s.symbol: 1 for s in self.config.symbols}
+
+    # -- change events ----------------------------------------------------------------------------------
+    def subscribe(self, listener: StateListener) -> Callable[[], None]:
+        """Call `listener(kind, data)` on every change, under the state lock and in order, from whichever thread
+        made the change: it must only copy what it needs and hand it on, and never raise. Kinds and data: order
+        (order, execution), fill (order, trade, maker), balance (account), book (symbol, before and after as
+        (bids, asks)). Returns the call that unsubscribes."""
+        with self.lock:
+            self._listeners.append(listener)
+        return lambda: self._unsubscribe(listener)
+
+    def _unsubscribe(self, listener: StateListener) -> None:
+        with self.lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        for listener in list(self._listeners):
+            listener(kind, data)
 
     # -- clock ------------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -440,18 +465,24 @@ class SandboxExchange:
         with self.lock:
             self._ensure_account(account)
             self.balances[account][asset] = free
+            self._emit("balance", account=account)
 
     def set_price(self, symbol: str, price: float) -> None:
         """Move the market; resting limit orders the new price crosses fill in full."""
         with self.lock:
             if symbol not in self.symbols:
                 raise KeyError(symbol)
+            before = self.book(symbol)
             self.prices[symbol] = price
+            self.book_update_ids[symbol] += 1
+            self._emit("book", symbol=symbol, before=before, after=self.book(symbol))
             for order in list(self.orders.values()):
                 if order.symbol == symbol and order.is_open and order.type == "LIMIT":
                     crosses = price <= order.price if order.side == "BUY" else price >= order.price
                     if crosses:
                         self._fill(order, order.orig_qty - order.executed_qty, order.price)
+                        self._emit("fill", order=order, trade=self.trades[-1], maker=True)
+                        self._emit("balance", account=order.account)
 
     # -- faults -----------------------------------------------------------------------------------------
     def set_faults(self, faults: list[Fault]) -> None:
@@ -681,6 +712,7 @@ class SandboxExchange:
                 update_time_ms=now_ms,
             )
             self.orders[order.order_id] = order
+            self._emit("order", order=order, execution="NEW")
             # Cross the book level by level; a limit order stops at its price.
             remaining = quantity
             for level_price, level_qty in levels:
@@ -689,14 +721,18 @@ class SandboxExchange:
                 if type_ == "LIMIT" and (level_price > order.price if side == "BUY" else level_price < order.price):
                     break
                 self._fill(order, min(remaining, level_qty), level_price)
+                self._emit("fill", order=order, trade=self.trades[-1], maker=False)
                 remaining = order.orig_qty - order.executed_qty
             if order.is_open:
                 if type_ == "MARKET" or time_in_force in ("IOC", "FOK"):
                     # Not enough depth: what filled stays filled, the rest expires.
                     order.status = "EXPIRED"
+                    self._emit("order", order=order, execution="EXPIRED")
                 else:
                     self._lock_for(order)
                     order.resting = True
+            if order.executed_qty > 0 or order.resting:
+                self._emit("balance", account=account)
             return order
 
     def _lock_for(self, order: Order) -> None:
@@ -764,6 +800,8 @@ class SandboxExchange:
                 order.resting = False
             order.status = "CANCELED"
             order.update_time_ms = self.now_ms()
+            self._emit("order", order=order, execution="CANCELED")
+            self._emit("balance", account=account)
             return order
 
     def open_orders(self, account: str, symbol: str | None) -> list[Order]:
@@ -788,6 +826,7 @@ class SandboxExchange:
             if wallet[account].get(coin, 0.0) < amount:
                 raise SandboxRejection(400, -4026, "User has insufficient balance")
             wallet[account][coin] -= amount
+            self._emit("balance", account=account)
             wid = secrets.token_hex(16)
             now_ms = self.now_ms()
             self.withdrawals.append({
@@ -843,6 +882,7 @@ class SandboxExchange:
                 raise SandboxRejection(400, -5002, "You have insufficient balance.")
             src[account][asset] -= amount
             dst[account][asset] = dst[account].get(asset, 0.0) + amount
+            self._emit("balance", account=account)
             tran_id = len(self.transfers) + 1
             self.transfers.append({"tranId": tran_id, "account": account, "type": kind, "asset": asset,
                                    "amount": amount, "status": "CONFIRMED", "timestamp": self.now_ms()})
