@@ -471,8 +471,13 @@ def test_ccxt_pro_bot_trades_on_websocket_events_without_polling(sandbox: Sandbo
     key = sandbox.create_key(flags=TRADER_FLAGS)
     rounds = 2
 
+    urls = sandbox.ccxt_urls()
+    # Loopback only: a URL left out would send ccxt.pro to the real Binance.
+    assert {urls["api"]["ws"]["spot"].split("/")[2], urls["api"]["ws"]["ws-api"]["spot"].split("/")[2]} == {
+        sandbox.url.split("/")[2]}
+
     async def scenario() -> tuple[list[dict[str, Any]], list[float]]:
-        exchange = ccxt.pro.binance({"apiKey": key["api_key"], "secret": key["secret"], "urls": sandbox.ccxt_urls(),
+        exchange = ccxt.pro.binance({"apiKey": key["api_key"], "secret": key["secret"], "urls": urls,
                                      "options": dict(BINANCE_SPOT_ONLY_OPTIONS), "enableRateLimit": False})
         try:
             await within(exchange.load_markets())

@@ -314,7 +314,8 @@ class MarketConnection:
             for kind in DEPTH_INTERVALS_S:
                 buffer = self.depth.get(f"{symbol}@{kind}")
                 if buffer is not None:
-                    buffer.first_id = buffer.first_id or diff.update_id
+                    if buffer.first_id is None:
+                        buffer.first_id = diff.update_id
                     buffer.last_id = diff.update_id
                     buffer.bids.update(diff.bids)
                     buffer.asks.update(diff.asks)
