@@ -67,6 +67,15 @@ async def subscribe_user_data(ws: ClientConnection, key: dict[str, Any]) -> Any:
     return await request(ws, {"id": "sub", "method": "userDataStream.subscribe.signature", "params": signed(key)})
 
 
+def loopback_ccxt_urls(sandbox: SandboxHandle) -> dict[str, Any]:
+    """The sandbox's ccxt URLs, checked to keep ccxt.pro's spot WebSockets on the sandbox: a URL left out would send
+    it to the real Binance."""
+    urls = sandbox.ccxt_urls()
+    hosts = {urls["api"]["ws"]["spot"].split("/")[2], urls["api"]["ws"]["ws-api"]["spot"].split("/")[2]}
+    assert hosts == {sandbox.url.split("/")[2]}
+    return urls
+
+
 def set_price(sandbox: SandboxHandle, symbol: str, price: float) -> None:
     """Move the market through the admin API, as an operator would."""
     with sandbox.admin() as admin:
@@ -162,6 +171,31 @@ def test_depth_diffs_keep_a_local_book_equal_to_rest_depth(sandbox: SandboxHandl
     assert book_id == after["lastUpdateId"] > snapshot["lastUpdateId"]
     assert bids == {float(p): float(q) for p, q in after["bids"]}
     assert asks == {float(p): float(q) for p, q in after["asks"]}
+
+
+def test_ccxt_pro_order_book_follows_a_price_move_from_rest_depth_and_diffs(sandbox: SandboxHandle) -> None:
+    """ccxt.pro's watch_order_book joins REST depth to the @depth@100ms diffs by their update ids (and gives up on a
+    gap): after a price move its book is the one REST depth shows."""
+
+    async def scenario() -> tuple[Any, dict[str, Any]]:
+        exchange = ccxt.pro.binance({"urls": loopback_ccxt_urls(sandbox), "options": dict(BINANCE_SPOT_ONLY_OPTIONS),
+                                     "enableRateLimit": False})
+        try:
+            await within(exchange.load_markets())
+            book = await within(exchange.watch_order_book("BTC/USDT"))
+            await within(asyncio.to_thread(set_price, sandbox, "BTCUSDT", 60500.0))
+            for _ in range(READ_LIMIT):
+                if book["bids"][0][0] > 60000.0:
+                    break
+                book = await within(exchange.watch_order_book("BTC/USDT"))
+            return book, httpx.get(f"{sandbox.url}/api/v3/depth", params={"symbol": "BTCUSDT"}).json()
+        finally:
+            await exchange.close()
+
+    book, rest = asyncio.run(scenario())
+    assert book["nonce"] == rest["lastUpdateId"]
+    assert book["bids"] == [[float(p), float(q)] for p, q in rest["bids"]]
+    assert book["asks"] == [[float(p), float(q)] for p, q in rest["asks"]]
 
 
 def test_live_subscribe_unsubscribe_and_list_subscriptions(sandbox: SandboxHandle, binance: BinanceFactory) -> None:
@@ -471,10 +505,7 @@ def test_ccxt_pro_bot_trades_on_websocket_events_without_polling(sandbox: Sandbo
     key = sandbox.create_key(flags=TRADER_FLAGS)
     rounds = 2
 
-    urls = sandbox.ccxt_urls()
-    # Loopback only: a URL left out would send ccxt.pro to the real Binance.
-    assert {urls["api"]["ws"]["spot"].split("/")[2], urls["api"]["ws"]["ws-api"]["spot"].split("/")[2]} == {
-        sandbox.url.split("/")[2]}
+    urls = loopback_ccxt_urls(sandbox)
 
     async def scenario() -> tuple[list[dict[str, Any]], list[float]]:
         exchange = ccxt.pro.binance({"apiKey": key["api_key"], "secret": key["secret"], "urls": urls,

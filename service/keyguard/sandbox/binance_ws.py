@@ -546,7 +546,7 @@ class ApiConnection:
             params, raw_params = message.get("params", {}), raw.get("params", {})
             if not isinstance(params, dict):
                 raise SandboxRejection(400, -1135, "JSON sent for parameter 'params' is not valid")
-            self._revoke_lapsed_logon()
+            self.revoke_lapsed_logon()
             # Binance: "Request method names may be prefixed with explicit version: e.g., v3/order.place".
             handler = API_METHODS.get(method.removeprefix("v3/"))
             if handler is None:
@@ -559,7 +559,7 @@ class ApiConnection:
         else:
             self.outbox.put({"id": request_id, "status": 200, "result": result})
 
-    def _revoke_lapsed_logon(self) -> None:
+    def revoke_lapsed_logon(self) -> None:
         """Binance: if the logged-on key becomes invalid for any reason, "after the next request the session will be
         revoked" with a -2015 error whose id is null."""
         key = self.logon
@@ -568,22 +568,22 @@ class ApiConnection:
         with self.hub.exchange.lock:
             live = not key.revoked and key.allows_ip(self.ip)
         if not live:
-            self._end_logon()
+            self.end_logon()
             self.outbox.put({"id": None, "status": 401, "error": {"code": -2015, "msg": REFUSED}})
 
-    def _end_logon(self) -> None:
+    def end_logon(self) -> None:
         for subscription_id in [i for i, s in self.subscriptions.items() if s.via_logon]:
-            self._terminate(subscription_id)
+            self.terminate(subscription_id)
         self.logon, self.authorized_since = None, None
 
-    def _terminate(self, subscription_id: int) -> None:
+    def terminate(self, subscription_id: int) -> None:
         """user-data-stream.md: eventStreamTerminated is sent when a subscription is stopped by
         userDataStream.unsubscribe or ends with session.logout."""
         del self.subscriptions[subscription_id]
         self.outbox.put({"subscriptionId": subscription_id,
                          "event": {"e": "eventStreamTerminated", "E": self.hub.exchange.now_ms()}})
 
-    def _subscribe(self, key: SandboxKey, via_logon: bool) -> dict[str, Any]:
+    def subscribe_account(self, key: SandboxKey, via_logon: bool) -> dict[str, Any]:
         # Binance: "You can have only one active subscription for a given account on a given connection."
         if any(s.account == key.account for s in self.subscriptions.values()):
             raise SandboxRejection(400, -2035, "User Data Stream subscription already active.")
@@ -616,7 +616,7 @@ def _session_logon(conn: ApiConnection, params: dict[str, Any], raw: dict[str, A
         raise SandboxRejection(400, -1020, "This operation is not supported. session.logon takes Ed25519 API keys "
                                            "only; subscribe with userDataStream.subscribe.signature instead.")
     if conn.logon is not None and conn.logon.api_key != key.api_key:
-        conn._end_logon()
+        conn.end_logon()
     conn.logon, conn.authorized_since = key, conn.hub.exchange.now_ms()
     return conn.status()
 
@@ -626,7 +626,7 @@ def _session_status(conn: ApiConnection, params: dict[str, Any], raw: dict[str, 
 
 
 def _session_logout(conn: ApiConnection, params: dict[str, Any], raw: dict[str, Any]) -> Any:
-    conn._end_logon()
+    conn.end_logon()
     return conn.status()
 
 
@@ -636,14 +636,14 @@ def _subscribe_logon(conn: ApiConnection, params: dict[str, Any], raw: dict[str,
         raise SandboxRejection(401, -1002, "You are not authorized to execute this request.")
     if not key.flags.get(READ, False):
         raise SandboxRejection(401, -2015, REFUSED)
-    return conn._subscribe(key, via_logon=True)
+    return conn.subscribe_account(key, via_logon=True)
 
 
 def _subscribe_signature(conn: ApiConnection, params: dict[str, Any], raw: dict[str, Any]) -> Any:
     # USER_STREAM: the stream shows the account's orders and balances, what a key with reading sees (on Binance every
     # key can read).
     key = authenticate_signed(conn.hub.exchange, conn.ip, params, raw, READ)
-    return conn._subscribe(key, via_logon=False)
+    return conn.subscribe_account(key, via_logon=False)
 
 
 def _unsubscribe(conn: ApiConnection, params: dict[str, Any], raw: dict[str, Any]) -> Any:
@@ -657,7 +657,7 @@ def _unsubscribe(conn: ApiConnection, params: dict[str, Any], raw: dict[str, Any
     if not closing:
         raise SandboxRejection(400, -2036, "User Data Stream subscription not active.")
     for subscription_id in closing:
-        conn._terminate(subscription_id)
+        conn.terminate(subscription_id)
     return {}
 
 
