@@ -41,3 +41,5 @@ def binance(sandbox: SandboxHandle) -> BinanceFactory:
 
 
 TRADER_FLAGS = {"enableSpotAndMarginTrading": True}
+# Binance lets a key withdraw only if it is restricted to trusted IPs: the clients here call from 127.0.0.1.
+LOOPBACK_ONLY: dict[str, Any] = {"ip_restrict": True, "ips": ["127.0.0.1"]}

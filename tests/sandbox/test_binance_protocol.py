@@ -8,7 +8,7 @@ import pytest
 from keyguard.exchanges.transport import bound_session
 from keyguard.sandbox import SandboxHandle
 
-from .conftest import TRADER_FLAGS, BinanceFactory
+from .conftest import LOOPBACK_ONLY, TRADER_FLAGS, BinanceFactory
 
 
 def test_ccxt_places_looks_up_and_cancels_a_limit_order(sandbox: SandboxHandle, binance: BinanceFactory) -> None:
@@ -137,7 +137,8 @@ def test_revoked_key_is_refused_with_2015(sandbox: SandboxHandle, binance: Binan
 def test_withdraw_and_transfer_work_only_for_keys_with_those_permissions(
     sandbox: SandboxHandle, binance: BinanceFactory
 ) -> None:
-    wide = binance(sandbox.create_key(flags={"enableWithdrawals": True, "permitsUniversalTransfer": True}))
+    wide = binance(sandbox.create_key(flags={"enableWithdrawals": True, "permitsUniversalTransfer": True},
+                                      **LOOPBACK_ONLY))
     narrow = binance(sandbox.create_key(flags=TRADER_FLAGS))
     withdrawal = wide.sapi_post_capital_withdraw_apply({"coin": "USDT", "address": "TXattacker", "amount": "500"})
     assert withdrawal["id"]

@@ -18,7 +18,7 @@ import pytest
 from keyguard.exchanges.transport import bound_session
 from keyguard.sandbox import SandboxConfig, SandboxHandle
 
-from .conftest import TRADER_FLAGS, BinanceFactory
+from .conftest import LOOPBACK_ONLY, TRADER_FLAGS, BinanceFactory
 
 WALLET_FLAGS = {"enableWithdrawals": True, "permitsUniversalTransfer": True}
 SUB_EMAIL = "desk@sub.example"
@@ -46,7 +46,7 @@ def _master_and_sub(sandbox: SandboxHandle) -> tuple[dict[str, Any], dict[str, A
 def test_withdrawal_shows_in_history_with_address_network_and_client_id(
     sandbox: SandboxHandle, binance: BinanceFactory
 ) -> None:
-    client = binance(sandbox.create_key(flags=WALLET_FLAGS))
+    client = binance(sandbox.create_key(flags=WALLET_FLAGS, **LOOPBACK_ONLY))
     applied = client.sapi_post_capital_withdraw_apply({"coin": "USDT", "address": "TXattacker", "amount": "500",
                                                        "network": "TRX", "withdrawOrderId": "kg-w-1"})
 
@@ -86,7 +86,7 @@ ROOMY_UID_POOL = SandboxConfig(align_windows_to_start=True, sapi_uid_weight_limi
 def test_withdraw_history_honours_coin_status_client_id_window_and_paging(
     sandbox: SandboxHandle, binance: BinanceFactory
 ) -> None:
-    client = binance(sandbox.create_key(flags=WALLET_FLAGS))
+    client = binance(sandbox.create_key(flags=WALLET_FLAGS, **LOOPBACK_ONLY))
     first = client.sapi_post_capital_withdraw_apply({"coin": "USDT", "address": "T1", "amount": "10"})["id"]
     second = client.sapi_post_capital_withdraw_apply({"coin": "BTC", "address": "bc1x", "amount": "0.1",
                                                       "withdrawOrderId": "kg-w-2"})["id"]
@@ -110,7 +110,7 @@ def test_withdraw_history_honours_coin_status_client_id_window_and_paging(
 
 
 def test_transfer_then_its_history_by_type(sandbox: SandboxHandle, binance: BinanceFactory) -> None:
-    client = binance(sandbox.create_key(flags=WALLET_FLAGS))
+    client = binance(sandbox.create_key(flags=WALLET_FLAGS, **LOOPBACK_ONLY))
     tran_id = client.sapi_post_asset_transfer({"type": "MAIN_FUNDING", "asset": "USDT", "amount": "100"})["tranId"]
     client.sapi_post_asset_transfer({"type": "FUNDING_MAIN", "asset": "USDT", "amount": "40"})
 
@@ -131,7 +131,7 @@ def test_transfer_then_its_history_by_type(sandbox: SandboxHandle, binance: Bina
 def test_address_added_in_the_web_ui_is_listed_and_a_named_withdrawal_files_its_address(
     sandbox: SandboxHandle, binance: BinanceFactory
 ) -> None:
-    client = binance(sandbox.create_key(flags=WALLET_FLAGS))
+    client = binance(sandbox.create_key(flags=WALLET_FLAGS, **LOOPBACK_ONLY))
     assert client.sapi_get_capital_withdraw_address_list() == []
     assert client.last_response_headers["X-SAPI-USED-IP-WEIGHT-1M"] == "10"
     added = sandbox.add_withdraw_address("main", "BTC", "bc1qforeign", name="cold wallet", white_status=True)

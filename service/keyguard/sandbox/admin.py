@@ -1,4 +1,5 @@
-"""Admin API: loopback-only, its own bearer token; it shows a key's secret once, in the create response."""
+"""Admin API: loopback-only, its own bearer token; it shows a key's secret once, in the create response. ED25519 and
+RSA keys have no secret: the admin gives the client's public key, and the sandbox never holds the private key."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
 from keyguard.sandbox.binance import render_order
-from keyguard.sandbox.state import Fault, KeySpec, SandboxExchange
+from keyguard.sandbox.state import Fault, KeySpec, KeySpecError, SandboxExchange
 
 
 def _exchange(request: Request) -> SandboxExchange:
@@ -36,7 +37,8 @@ router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 class CreatedKey(BaseModel):
     api_key: str
-    secret: str
+    # None for ED25519 and RSA keys: their holder signs with a private key the sandbox never sees.
+    secret: str | None
     passphrase: str | None = None
     key: dict[str, Any]
 
@@ -86,9 +88,12 @@ def _known(exchange: SandboxExchange, api_key: str) -> None:
 def create_key(spec: KeySpec, exchange: SandboxExchange = Depends(_exchange)) -> CreatedKey:
     try:
         key = exchange.create_key(spec)
+    except KeySpecError as exc:
+        raise HTTPException(400, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return CreatedKey(api_key=key.api_key, secret=key.secret, passphrase=key.passphrase, key=key.public_view())
+    return CreatedKey(api_key=key.api_key, secret=key.secret or None, passphrase=key.passphrase,
+                      key=key.public_view())
 
 
 @router.get("/keys")
@@ -108,6 +113,8 @@ def alter_key(api_key: str, spec: KeySpec, exchange: SandboxExchange = Depends(_
     _known(exchange, api_key)
     try:
         return exchange.alter_key(api_key, spec).public_view()
+    except KeySpecError as exc:
+        raise HTTPException(400, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 

@@ -3,8 +3,6 @@ wallet and sub-account key endpoints that incident containment and foreign-activ
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Callable
@@ -12,13 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from keyguard.sandbox.config import SymbolSpec, interval_of
 from keyguard.sandbox.faults import apply_latency, fault_response, split_faults
+from keyguard.sandbox.signing import signature_valid
 from keyguard.sandbox.state import (
     Order,
     SandboxExchange,
@@ -772,8 +771,9 @@ def authenticate(exchange: SandboxExchange, security: str, ip: str, headers: Any
     signature = q_sig or b_sig
     if not signature:
         raise missing("signature")
-    expected = hmac.new(key.secret.encode(), (q_payload + b_payload).encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.lower()):
+    # The payload is the query string concatenated without separator to the body, as sent (percent-encoded); the
+    # signature parameter is percent-decoded like any other (an RSA or Ed25519 one is base64, sent percent-encoded).
+    if not signature_valid(key, q_payload + b_payload, unquote_plus(signature)):
         raise SandboxRejection(400, -1022, "Signature for this request is not valid.")
     if security not in (KEY, NONE) and not key.flags.get(security, False):
         raise SandboxRejection(401, -2015, REFUSED)

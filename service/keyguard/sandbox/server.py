@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from keyguard.errors import ToolError
+from keyguard.errors import ConfigError, ToolError
 from keyguard.sandbox.app import create_app
 from keyguard.sandbox.config import SandboxConfig
 from keyguard.sandbox.faults import install_cut_log_filter
@@ -36,9 +36,13 @@ class SandboxHandle:
         return httpx.Client(base_url=self.admin_url, headers={"Authorization": f"Bearer {self.admin_token}"})
 
     def create_key(self, **spec: Any) -> dict[str, Any]:
-        """Create a key through the admin API (so the secret crosses HTTP once, like a real exchange)."""
+        """Create a key through the admin API (so the secret crosses HTTP once, like a real exchange). For an
+        ED25519 or RSA key pass key_type and the client's PEM public_key: the answer has no secret. A refused spec
+        raises ConfigError with the admin API's reason (which names the field)."""
         with self.admin() as client:
             response = client.post("/keys", json=KeySpec(**spec).model_dump(exclude_none=True))
+            if response.status_code in (400, 422):
+                raise ConfigError(f"the sandbox refused the key spec: {response.json().get('detail')}")
             response.raise_for_status()
             return response.json()
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from keyguard.sandbox.config import SandboxConfig, SymbolSpec, interval_of
 from keyguard.sandbox.limits import BanLadder, CallLog, UnfilledOrderCount, WindowCounter
+from keyguard.sandbox.signing import ASYMMETRIC_KEY_TYPES, HMAC_SHA256, KEY_TYPES, parse_public_key
 
 # Binance's apiRestrictions flag set, in the order the exchange returns it.
 BINANCE_FLAGS = (
@@ -59,6 +60,26 @@ class KeySpec(BaseModel):
     expire_time_ms: int | None = None
     # A chosen secret (creation only; default: generated). Lets a test plant a recognisable canary value.
     secret: str | None = None
+    # Binance's API key types (creation only): HMAC_SHA256 (default; the sandbox mints the secret), or ED25519 / RSA,
+    # for which the client sends its PEM public key and keeps the private key: the sandbox never holds one.
+    key_type: str | None = None
+    public_key: str | None = None
+    # Create (or change) a Binance key so it may withdraw from any IP, which Binance itself refuses: for a test that
+    # needs exactly such a key (a leaked wide-open key, a detector's finding), and says so.
+    unsafe_unrestricted_withdraw: bool | None = None
+
+
+class KeySpecError(ValueError):
+    """A key spec the admin API refuses: `field` names what is wrong, the message says what would be right."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+# Binance's GET /sapi/v1/account/apiRestrictions docs, on enableWithdrawals: "This option allows you to withdraw via
+# API. You must apply the IP Access Restriction filter in order to enable withdrawals".
+UNRESTRICTED_WITHDRAW = "You must apply the IP Access Restriction filter in order to enable withdrawals"
 
 
 @dataclass
@@ -77,11 +98,18 @@ class SandboxKey:
     revoked: bool = False
     # When the key's settings (IP list, permissions) were last changed through the exchange's API.
     update_time_ms: int | None = None
+    key_type: str = HMAC_SHA256
+    # ED25519 and RSA keys: the client's public key (PEM); their `secret` is empty.
+    public_key: str | None = None
+    # Asked for explicitly: the key may withdraw without an IP restriction, which Binance refuses.
+    unsafe_unrestricted_withdraw: bool = False
 
     def public_view(self) -> dict[str, Any]:
         """Everything but the secret and passphrase: what the admin API may show after creation."""
         return {
             "api_key": self.api_key,
+            "key_type": self.key_type,
+            "public_key": self.public_key,
             "exchange": self.exchange,
             "account": self.account,
             "label": self.label,
@@ -91,10 +119,17 @@ class SandboxKey:
             "create_time_ms": self.create_time_ms,
             "expire_time_ms": self.expire_time_ms,
             "revoked": self.revoked,
+            "unsafe_unrestricted_withdraw": self.unsafe_unrestricted_withdraw,
         }
 
     def allows_ip(self, ip: str) -> bool:
         return not self.ip_restrict or ip in self.ips
+
+    def withdraws_unrestricted(self, flags: dict[str, bool] | None = None, ip_restrict: bool | None = None) -> bool:
+        """Whether this Binance key (with `flags` / `ip_restrict` changed as given) could withdraw from any IP."""
+        withdraw = (flags if flags is not None else self.flags).get("enableWithdrawals", False)
+        restricted = ip_restrict if ip_restrict is not None else self.ip_restrict
+        return self.exchange == "binance" and withdraw and not restricted
 
 
 @dataclass
@@ -203,6 +238,44 @@ class SandboxRejection(Exception):
         self.code = code
         self.msg = msg
         self.headers = headers or {}
+
+
+def _key_material(spec: KeySpec) -> tuple[str, str | None]:
+    """The key type and, for ED25519 and RSA, the checked public key; KeySpecError names the field at fault."""
+    key_type = (spec.key_type or HMAC_SHA256).upper()
+    if key_type not in KEY_TYPES:
+        raise KeySpecError("key_type", f"{spec.key_type!r} is not a Binance API key type; one of {list(KEY_TYPES)}")
+    if key_type == HMAC_SHA256:
+        if spec.public_key is not None:
+            raise KeySpecError("public_key", f"an {HMAC_SHA256} key has no public key (the sandbox mints its "
+                                             f"secret); for a public-key key set key_type to one of "
+                                             f"{list(ASYMMETRIC_KEY_TYPES)}")
+        return key_type, None
+    if spec.exchange != "binance":
+        raise KeySpecError("key_type", f"{key_type} keys exist on the sandbox's Binance face only; "
+                                       f"a {spec.exchange} key is {HMAC_SHA256}")
+    if spec.secret is not None:
+        raise KeySpecError("secret", f"an {key_type} key has no secret: the client signs with its private key and "
+                                     "the sandbox holds only the public key")
+    if not spec.public_key:
+        raise KeySpecError("public_key", f"an {key_type} key needs the client's public key (PEM); the private key "
+                                         "stays with the client")
+    try:
+        return key_type, parse_public_key(key_type, spec.public_key)
+    except ValueError as exc:
+        raise KeySpecError("public_key", str(exc)) from None
+
+
+def _unrestricted_withdraw_refusal() -> KeySpecError:
+    return KeySpecError("flags.enableWithdrawals", f"{UNRESTRICTED_WITHDRAW} (Binance): set ip_restrict true with "
+                                                   "the trusted ips, or, for a test that needs a key that can "
+                                                   "withdraw from anywhere, unsafe_unrestricted_withdraw true")
+
+
+def _unrestricted_withdraw_rejection() -> SandboxRejection:
+    # Binance documents the rule, not the error its key-management API returns for it: the sandbox answers
+    # INVALID_PARAMETER with the documented sentence, and changes nothing.
+    return SandboxRejection(400, -1130, f"{UNRESTRICTED_WITHDRAW}.")
 
 
 def missing(name: str) -> SandboxRejection:
@@ -318,6 +391,10 @@ class SandboxExchange:
             if unknown:
                 raise ValueError(f"unknown permission flags {sorted(unknown)}; known: {list(BINANCE_FLAGS)}")
             flags.update(spec.flags)
+            key_type, public_key = _key_material(spec)
+            if (spec.exchange == "binance" and flags["enableWithdrawals"] and not spec.ip_restrict
+                    and not spec.unsafe_unrestricted_withdraw):
+                raise _unrestricted_withdraw_refusal()
             if spec.exchange == "okx":
                 api_key = f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}-{secrets.token_hex(6)}"
                 secret = secrets.token_hex(16).upper()
@@ -343,6 +420,8 @@ class SandboxExchange:
             else:
                 api_key = secrets.token_hex(32)
                 secret = secrets.token_hex(32)
+            if key_type in ASYMMETRIC_KEY_TYPES:
+                secret = ""
             key = SandboxKey(
                 api_key=api_key,
                 secret=spec.secret or secret,
@@ -355,17 +434,31 @@ class SandboxExchange:
                 create_time_ms=spec.create_time_ms if spec.create_time_ms is not None else self.now_ms(),
                 expire_time_ms=spec.expire_time_ms,
                 passphrase=secrets.token_urlsafe(12) if spec.exchange in PASSPHRASE_EXCHANGES else None,
+                key_type=key_type,
+                public_key=public_key,
+                unsafe_unrestricted_withdraw=bool(spec.unsafe_unrestricted_withdraw),
             )
             self.keys[api_key] = key
             self._ensure_account(spec.account)
             return key
 
     def alter_key(self, api_key: str, spec: KeySpec) -> SandboxKey:
+        """Change what the spec sets, checked whole before anything changes. A key's type, material and exchange
+        are fixed at creation, as on the exchange: a different one is a new key."""
         with self.lock:
             key = self.keys[api_key]
             unknown = set(spec.flags) - set(BINANCE_FLAGS)
             if unknown:
                 raise ValueError(f"unknown permission flags {sorted(unknown)}; known: {list(BINANCE_FLAGS)}")
+            for name in ("key_type", "public_key", "secret"):
+                if getattr(spec, name) is not None:
+                    raise KeySpecError(name, "is fixed when the key is created; create a new key instead")
+            unsafe = spec.unsafe_unrestricted_withdraw
+            if unsafe is None:
+                unsafe = key.unsafe_unrestricted_withdraw
+            if key.withdraws_unrestricted({**key.flags, **spec.flags}, spec.ip_restrict) and not unsafe:
+                raise _unrestricted_withdraw_refusal()
+            key.unsafe_unrestricted_withdraw = unsafe
             key.flags.update(spec.flags)
             if spec.ip_restrict is not None:
                 key.ip_restrict = spec.ip_restrict
@@ -389,6 +482,8 @@ class SandboxExchange:
         from any other address on its next request."""
         with self.lock:
             key = self.keys[api_key]
+            if key.withdraws_unrestricted(ip_restrict=restrict) and not key.unsafe_unrestricted_withdraw:
+                raise _unrestricted_withdraw_rejection()
             key.ip_restrict = restrict
             key.ips = list(ips)
             key.update_time_ms = self.now_ms()
@@ -417,6 +512,8 @@ class SandboxExchange:
             if unknown:
                 raise ValueError(f"unknown permission flags {sorted(unknown)}; known: {list(BINANCE_FLAGS)}")
             key = self.keys[api_key]
+            if key.withdraws_unrestricted({**key.flags, **flags}) and not key.unsafe_unrestricted_withdraw:
+                raise _unrestricted_withdraw_rejection()
             key.flags.update(flags)
             key.update_time_ms = self.now_ms()
             return key
