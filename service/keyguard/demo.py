@@ -189,8 +189,11 @@ def demo(
     try:
         with run_sandbox() as sandbox:
             created = {
+                # legacy-hedge is the wide-open withdraw key the demo exists to show being found: Binance (and so
+                # the sandbox) refuses such a key unless it is asked for explicitly.
                 key_id: sandbox.create_key(label=key_id, flags=flags, ip_restrict=restricted,
-                                           ips=["127.0.0.1"] if restricted else [])
+                                           ips=["127.0.0.1"] if restricted else [],
+                                           unsafe_unrestricted_withdraw=not restricted)
                 for key_id, _purpose, flags, restricted, _storage in DEMO_KEYS
             }
             inventory = _write_inventory(state_dir, sandbox.url, created)
