@@ -168,6 +168,9 @@ def test_an_ed25519_key_does_not_take_an_hmac_signature_by_its_public_key(sandbo
     private = new_private_key("ED25519")
     pem = public_pem(private)
     api_key = sandbox.create_key(key_type="ED25519", public_key=pem)["api_key"]
+    signed = signed_get(sandbox, api_key, "/api/v3/account", {}, lambda payload: sign(private, payload))
+    assert signed.status_code == 200
+    # The public key is public: an HMAC keyed with it proves nothing.
     response = signed_get(sandbox, api_key, "/api/v3/account", {},
                           lambda payload: hmac.new(pem.encode(), payload.encode(), hashlib.sha256).hexdigest())
     assert refusal(response) == (400, -1022)
@@ -276,7 +279,9 @@ def test_a_withdraw_key_without_an_ip_restriction_is_refused_at_creation(sandbox
 
 
 def test_a_restricted_withdraw_key_withdraws(sandbox: SandboxHandle, binance: BinanceFactory) -> None:
-    client = binance(sandbox.create_key(flags=WITHDRAW, **LOOPBACK_ONLY))
+    created = sandbox.create_key(flags=WITHDRAW, **LOOPBACK_ONLY)
+    assert created["key"]["unsafe_unrestricted_withdraw"] is False
+    client = binance(created)
     assert client.sapi_post_capital_withdraw_apply({"coin": "USDT", "address": "TXcold", "amount": "5"})["id"]
     restrictions = client.sapi_get_account_apirestrictions()
     assert restrictions["enableWithdrawals"] is True and restrictions["ipRestrict"] is True
