@@ -28,8 +28,9 @@ from keyguard.sandbox.state import (
     parse_ip_list,
 )
 
-# Security types: NONE (public), KEY (signed, any live key), or the flag a signed call needs.
-NONE, KEY = "NONE", "KEY"
+# Security types: NONE (public), MARKET_DATA (an API key in the header, nothing signed), KEY (signed, any live key),
+# or the flag a signed call needs.
+NONE, MARKET_DATA, KEY = "NONE", "MARKET_DATA", "KEY"
 READ, TRADE = "enableReading", "enableSpotAndMarginTrading"
 WITHDRAW, UNIVERSAL_TRANSFER = "enableWithdrawals", "permitsUniversalTransfer"
 
@@ -728,7 +729,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         _fixed(3000), READ, h_sub_key_permission, sapi=True, uid=True),
     # What a stock ccxt client's loadMarkets also asks for, so it needs no options to run against the sandbox.
     ("GET", "/sapi/v1/capital/config/getall"): Endpoint(_fixed(10), READ, h_capital_config, sapi=True),
-    ("GET", "/sapi/v1/margin/allPairs"): Endpoint(_fixed(1), KEY, h_empty_list, sapi=True),
+    # "Get All Cross Margin Pairs (MARKET_DATA)": the X-MBX-APIKEY header only; clients send it unsigned.
+    ("GET", "/sapi/v1/margin/allPairs"): Endpoint(_fixed(1), MARKET_DATA, h_empty_list, sapi=True),
     ("GET", "/sapi/v1/margin/isolated/allPairs"): Endpoint(_fixed(10), KEY, h_empty_list, sapi=True),
     ("GET", "/fapi/v1/exchangeInfo"): Endpoint(_fixed(1), NONE, h_futures_exchange_info, charged=False),
     ("GET", "/dapi/v1/exchangeInfo"): Endpoint(_fixed(1), NONE, h_futures_exchange_info, charged=False),
@@ -748,13 +750,17 @@ def _without_signature(raw: str) -> tuple[str, str | None]:
 
 def authenticate(exchange: SandboxExchange, security: str, ip: str, headers: Any, query: str,
                  body: str, params: dict[str, str]) -> SandboxKey:
-    """Binance's checks in order: key format, key known and IP allowed, timestamp/recvWindow, signature, permission."""
+    """Binance's checks in order: key format, key known and IP allowed, timestamp/recvWindow, signature, permission.
+    A MARKET_DATA endpoint stops after the first two: "endpoints require sending a valid API-Key" and no signature
+    (a timestamp and signature sent anyway are not read)."""
     api_key = headers.get("X-MBX-APIKEY")
     if not api_key or not _API_KEY_FORMAT.match(api_key):
         raise SandboxRejection(401, -2014, "API-key format invalid.")
     key = exchange.keys.get(api_key)
     if key is None or key.revoked or key.exchange != "binance" or not key.allows_ip(ip):
         raise SandboxRejection(401, -2015, REFUSED)
+    if security == MARKET_DATA:
+        return key
     timestamp = _integer(params, "timestamp")
     if timestamp is None:
         raise missing("timestamp")
