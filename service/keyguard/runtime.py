@@ -166,15 +166,18 @@ def keys_collector(inventory_path: Path, checks: ChecksSettings | None = None,
 
 
 def worker_state_collector(path: Path) -> Collector:
-    """The execution worker's published live state (config, counters, positions, kill switch, heartbeat)."""
+    """The execution worker's published live state (config, counters, positions, kill switch, heartbeat); its
+    weight used and limit are kept with each run, for the dashboard's chart."""
 
-    def collect() -> dict[str, Any]:
+    def collect() -> Observation:
         if not path.is_file():
             raise ConfigError(f"worker live state {path} does not exist: is the execution worker running?")
         doc = load_document(path)
         # Judge the heartbeat by the service's clock: a dead worker's last file must read as stale.
         doc["now"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return doc
+        state: dict[str, Any] = doc["state"] if isinstance(doc.get("state"), dict) else {}
+        gauges = {name: state[name] for name in ("used_weight_1m", "weight_limit_1m") if state.get(name) is not None}
+        return Observation(doc, gauges={"worker": str(doc.get("worker", path)), **gauges} if gauges else None)
 
     return Collector(scope="execution", collect=collect)
 

@@ -24,7 +24,9 @@ def key_resource(state: KeyState) -> str:
 
 
 def keys_observation(states: Sequence[KeyState], hosts: Sequence[Host] = ()) -> Observation:
-    observation = Observation(document=keys_document(states, hosts), resources=[key_resource(s) for s in states])
+    document = keys_document(states, hosts)
+    observation = Observation(document=document, resources=[key_resource(s) for s in states],
+                              facts={key_resource(s): fact for s, fact in zip(states, document["keys"], strict=True)})
     failed_at: dict[str, list[KeyState]] = defaultdict(list)
     for state in states:
         reason = unverified_reason(state)

@@ -29,7 +29,7 @@ from keyguard.checks.transitions import apply_findings
 from keyguard.errors import KeyguardError
 from keyguard.policy.engine import PolicyEngine
 from keyguard.policy.models import Finding, Severity
-from keyguard.redact import redact_text
+from keyguard.redact import redact_text, redact_value
 from keyguard.store.db import session_scope
 from keyguard.store.models import CheckRun, CheckSchedule, FindingRecord, ObservationRecord, as_utc
 
@@ -52,6 +52,10 @@ class Observation:
     health: list[Finding] = field(default_factory=list)
     inhibited: dict[str, str] = field(default_factory=dict)
     resources: list[str] = field(default_factory=list)
+    # resource -> its part of the document (a key's KeyState), kept with its observation for the dashboard.
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What this collection measured (the worker's weight used and limit), kept with its check run.
+    gauges: dict[str, Any] | None = None
 
 
 @dataclass
@@ -210,6 +214,7 @@ class CheckService:
                 session, collector.scope + HEALTH_SUFFIX, health, now, resolve_after=self.resolve_after)]
             run.finished_at, run.ok, run.error = self.clock(), result.ok, result.error
             run.findings = len(result.findings)
+            run.gauges = observation.gauges if result.ok and observation is not None else None
             session.add(run)
         if not result.ok:
             log.warning("check %s failed; keeping its last good findings: %s", collector.scope, result.error)
@@ -228,6 +233,8 @@ class CheckService:
             record.last_error = observation.unobserved.get(resource)
             if record.last_error is None:
                 record.last_ok_at = now
+            if resource in observation.facts:
+                record.facts = redact_value(observation.facts[resource])
             session.add(record)
 
     def _record_failure(self, session: Session, scope: str, error: str, now: datetime) -> None:

@@ -87,6 +87,9 @@ class CheckRun(SQLModel, table=True):
     findings: int = 0
     error: str | None = None
     runner: str | None = Field(default=None, description="the replica that ran it")
+    # What the run measured, read from the collected document (the worker's weight used and its limit), so the
+    # dashboard can draw it over time from the store every replica shares.
+    gauges: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class CheckSchedule(SQLModel, table=True):
@@ -116,6 +119,8 @@ class ObservationRecord(SQLModel, table=True):
     last_attempt_at: datetime
     last_ok_at: datetime | None = None
     last_error: str | None = None
+    # The resource's part of the last successful observation (a key's KeyState as the policies saw it), redacted.
+    facts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class AlertDelivery(SQLModel, table=True):
@@ -302,3 +307,36 @@ class ContainmentStep(SQLModel, table=True):
     finished_at: datetime
     result: str
     detail: str = ""
+
+
+class WebSession(SQLModel, table=True):
+    """A dashboard session: the cookie holds 256 random bits, the store only their sha256 (as for API tokens), so
+    every replica honours it and a copy of the store cannot log anyone in. It is only as good as the token it was
+    opened with: a revoked token's sessions stop at their next request."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (UniqueConstraint("session_hash", name="uq_web_sessions_session_hash"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(description="sha256 (hex) of the session id; the id itself is never stored")
+    token_name: str = Field(description="the API token it was opened with (env: the environment token)")
+    role: str = Field(description="viewer | operator")
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
+class LoginLink(SQLModel, table=True):
+    """A one-time dashboard login link (what `keyguard demo` prints): its code is not an API token, lives minutes,
+    and opens one session at most. Only the code's sha256 is kept."""
+
+    __tablename__ = "login_links"
+    __table_args__ = (UniqueConstraint("code_hash", name="uq_login_links_code_hash"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    code_hash: str
+    token_name: str
+    role: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
