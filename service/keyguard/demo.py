@@ -8,12 +8,15 @@ containment can be seen."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -160,6 +163,96 @@ def _write_gateway_config(state: Path, sandbox_url: str) -> Path:
     return path
 
 
+@dataclass
+class DemoStack:
+    """The demo's running parts, for `keyguard demo` and for the browser tests that drive the same loop."""
+
+    running: Any  # RunningService
+    sandbox: Any  # SandboxHandle
+    gateway_url: str
+    gateway_config: Any  # GatewayConfig
+    bots: list[DemoBot]
+    created: dict[str, dict[str, Any]]
+    state_dir: Path
+    stop_bots: threading.Event
+
+    def start_bots(self) -> None:
+        for bot in self.bots:
+            bot.thread.start()
+
+    def drift(self) -> None:
+        """Someone enables withdrawals on bot-exec at the exchange: the drift the demo pages and contains."""
+        with self.sandbox.admin() as admin:
+            admin.patch(f"/keys/{self.created['bot-exec']['api_key']}",
+                        json={"flags": {"enableWithdrawals": True}}).raise_for_status()
+
+    def login_link(self) -> str:
+        """The dashboard URL with a one-time login code (not the API token) after `#`: it never reaches a server
+        log, and it opens one operator session within ten minutes."""
+        from keyguard.api.access import ENV_TOKEN_NAME, Principal, Role
+        from keyguard.web.sessions import create_login_link
+
+        code = create_login_link(self.running.store, Principal(ENV_TOKEN_NAME, Role.operator),
+                                 self.running.service.clock())
+        return f"{self.running.url}/ui/login#link={code}"
+
+
+@contextlib.contextmanager
+def demo_stack(state_dir: Path, *, interval: float, port: int, runaway_after: float | None,
+               alert_url: str) -> Iterator[DemoStack]:
+    """Sandbox with the demo's keys, the gateway with bots steady and runner (not started), and the service
+    checking keys and the gateway's live state; everything stops when the block exits."""
+    # Imported here, not at the top: `keyguard --help` and every other command must not pay for ccxt and uvicorn.
+    from keyguard.alerts.notifier import AlertRoute
+    from keyguard.config import load_settings
+    from keyguard.gateway.bot_keys import BotKeyStore
+    from keyguard.gateway.config import load_gateway_config
+    from keyguard.gateway.server import run_gateway
+    from keyguard.runtime import api_token_from, keys_collector, run_service, worker_state_collector
+    from keyguard.sandbox.server import run_sandbox
+
+    state_dir = state_dir.resolve()
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True)
+    stop_bots = threading.Event()
+    with run_sandbox() as sandbox:
+        created = {
+            # legacy-hedge is the wide-open withdraw key the demo exists to show being found: Binance (and so
+            # the sandbox) refuses such a key unless it is asked for explicitly.
+            key_id: sandbox.create_key(label=key_id, flags=flags, ip_restrict=restricted,
+                                       ips=["127.0.0.1"] if restricted else [],
+                                       unsafe_unrestricted_withdraw=not restricted)
+            for key_id, _purpose, flags, restricted, _storage in DEMO_KEYS
+        }
+        inventory = _write_inventory(state_dir, sandbox.url, created)
+        gateway_config = load_gateway_config(_write_gateway_config(state_dir, sandbox.url))
+        with run_gateway(gateway_config) as gateway:
+            keys = BotKeyStore(gateway_config.keys_path)
+            bots = [DemoBot(name, gateway.url, key.api_key, key.secret, stop_bots, after)
+                    for name, after in (("steady", None), ("runner", runaway_after))
+                    for key in [keys.create(name)]]
+            settings = load_settings(
+                store={"url": f"sqlite:///{state_dir / 'keyguard.db'}"},
+                service={"host": "127.0.0.1", "port": port},
+                checks={"interval_s": interval},
+                alerts={"routes": [AlertRoute(url=alert_url).model_dump()]},
+                inventory=str(inventory),
+            )
+            collectors = [keys_collector(inventory, settings.checks, settings.store.url),
+                          worker_state_collector(gateway_config.live_state_path)]
+            time.sleep(min(2.0, interval))  # let the gateway publish a first state before the first check
+            token = api_token_from(settings, generate=True)
+            try:
+                with run_service(settings, collectors, token, run_first_check=False) as running:
+                    yield DemoStack(running, sandbox, gateway.url, gateway_config, bots, created, state_dir,
+                                    stop_bots)
+            finally:
+                stop_bots.set()
+                for bot in bots:
+                    if bot.thread.is_alive():
+                        bot.thread.join(timeout=20)
+
+
 def demo(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between check cycles.")] = 10.0,
@@ -170,70 +263,31 @@ def demo(
         ".keyguard/demo"),
 ) -> None:
     """Start the service, sandbox exchange, gateway with two unmodified bots, and managed OPA on embedded defaults."""
-    # Imported here, not at the top: `keyguard --help` and every other command must not pay for ccxt and uvicorn.
-    from keyguard.alerts.notifier import AlertRoute
-    from keyguard.config import load_settings
-    from keyguard.gateway.bot_keys import BotKeyStore
-    from keyguard.gateway.config import load_gateway_config
-    from keyguard.gateway.server import run_gateway
-    from keyguard.runtime import api_token_from, keys_collector, run_service, worker_state_collector
-    from keyguard.sandbox.server import run_sandbox
-
     for noisy in ("httpx", "apprise", "keyguard.policy.engine", "keyguard.exchanges", "keyguard.gateway"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    state_dir = state_dir.resolve()
-    shutil.rmtree(state_dir, ignore_errors=True)
-    state_dir.mkdir(parents=True)
     inbox = AlertInbox()
-    stop_bots = threading.Event()
     try:
-        with run_sandbox() as sandbox:
-            created = {
-                # legacy-hedge is the wide-open withdraw key the demo exists to show being found: Binance (and so
-                # the sandbox) refuses such a key unless it is asked for explicitly.
-                key_id: sandbox.create_key(label=key_id, flags=flags, ip_restrict=restricted,
-                                           ips=["127.0.0.1"] if restricted else [],
-                                           unsafe_unrestricted_withdraw=not restricted)
-                for key_id, _purpose, flags, restricted, _storage in DEMO_KEYS
-            }
-            inventory = _write_inventory(state_dir, sandbox.url, created)
-            gateway_config = load_gateway_config(_write_gateway_config(state_dir, sandbox.url))
-            with run_gateway(gateway_config) as gateway:
-                keys = BotKeyStore(gateway_config.keys_path)
-                bots = [DemoBot(name, gateway.url, key.api_key, key.secret, stop_bots, after)
-                        for name, after in (("steady", None), ("runner", runaway_after))
-                        for key in [keys.create(name)]]
-                settings = load_settings(
-                    store={"url": f"sqlite:///{state_dir / 'keyguard.db'}"},
-                    service={"host": "127.0.0.1", "port": port},
-                    checks={"interval_s": interval},
-                    alerts={"routes": [AlertRoute(url=inbox.url).model_dump()]},
-                    inventory=str(inventory),
-                )
-                collectors = [keys_collector(inventory, settings.checks, settings.store.url),
-                              worker_state_collector(gateway_config.live_state_path)]
-                time.sleep(min(2.0, interval))  # let the gateway publish a first state before the first check
-                token = api_token_from(settings, generate=True)
-                with run_service(settings, collectors, token, run_first_check=False) as running:
-                    _banner(running.url, token, sandbox.url, gateway.url, interval, runaway_after, drift_after)
-                    for bot in bots:
-                        bot.thread.start()
-                    _run_until(duration, drift_after, sandbox, created["bot-exec"]["api_key"])
-                stop_bots.set()
-                for bot in bots:
-                    bot.thread.join(timeout=20)
+        with demo_stack(state_dir, interval=interval, port=port, runaway_after=runaway_after,
+                        alert_url=inbox.url) as stack:
+            running = stack.running
+            _banner(running.url, running.api_token, stack.login_link(), stack.sandbox.url, stack.gateway_url,
+                    interval, runaway_after, drift_after)
+            stack.start_bots()
+            _run_until(duration, drift_after, stack)
     except KeyboardInterrupt:
         pass
     finally:
-        stop_bots.set()
         inbox.close()
-    console.print(f"demo stopped; {inbox.count} alert(s) delivered. State kept in {state_dir}")
+    console.print(f"demo stopped; {inbox.count} alert(s) delivered. State kept in {state_dir.resolve()}")
 
 
-def _banner(url: str, token: str, sandbox_url: str, gateway_url: str, interval: float, runaway_after: float,
-            drift_after: float) -> None:
+def _banner(url: str, token: str, login_link: str, sandbox_url: str, gateway_url: str, interval: float,
+            runaway_after: float, drift_after: float) -> None:
     console.rule("[bold]Keyguard demo")
     console.print(f"service   {url}   (token: {token})")
+    console.print(f"dashboard {login_link}", soft_wrap=True)
+    console.print("          (a one-time login link, good for ten minutes; later, log in at "
+                  f"{url}/ui/login with the token)", soft_wrap=True)
     console.print(f"sandbox   {sandbox_url}   (Binance-compatible exchange)")
     console.print(f"gateway   {gateway_url}   (holds bot-exec's key; bots steady and runner hold gateway keys)")
     console.print(f"checks    every {interval:g}s: keys at the exchange, the gateway's live state")
@@ -246,13 +300,12 @@ def _banner(url: str, token: str, sandbox_url: str, gateway_url: str, interval: 
     console.rule()
 
 
-def _run_until(duration: float | None, drift_after: float, sandbox: Any, exec_api_key: str) -> None:
+def _run_until(duration: float | None, drift_after: float, stack: DemoStack) -> None:
     started = time.monotonic()
     drifted = False
     while duration is None or time.monotonic() - started < duration:
         if not drifted and time.monotonic() - started >= drift_after:
-            with sandbox.admin() as admin:
-                admin.patch(f"/keys/{exec_api_key}", json={"flags": {"enableWithdrawals": True}}).raise_for_status()
+            stack.drift()
             console.print("[yellow]demo:[/] someone enabled withdrawals on bot-exec at the exchange")
             drifted = True
         time.sleep(0.2)

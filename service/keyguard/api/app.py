@@ -26,6 +26,7 @@ from keyguard.api.routes import (
 )
 from keyguard.checks.scheduler import CheckService
 from keyguard.config import IncidentSettings, ServiceSettings
+from keyguard.web import mount_dashboard
 
 ROUTERS = (health, findings, checks, observations, alerts, incidents, silences, containment, rules, policy, playbooks,
            audit)
@@ -56,4 +57,5 @@ def create_app(service: CheckService, api_token: str, settings: ServiceSettings 
 
     for module in ROUTERS:
         app.include_router(module.router)
+    mount_dashboard(app)
     return app
