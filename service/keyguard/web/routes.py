@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import SQLAlchemyError
@@ -188,13 +188,15 @@ def logout(request: Request, _: FormDep, context: ContextDep) -> Response:
 # -- overview ---------------------------------------------------------------------------------------------------
 def _overview_values(context: Any, session: Any) -> dict[str, Any]:
     now = context.service.clock()
-    return {"now": now, "ov": views.overview(session, now, context.service.interval_s),
-            "findings_chart": views.findings_chart(session, now)}
+    return {"now": now, "ov": views.overview(session, now, context.service.interval_s)}
 
 
 @router.get("/")
 def overview_page(request: Request, me: PageDep, context: ContextDep, session: SessionDep) -> HTMLResponse:
-    return render(request, "overview.html", me=me, refresh_s=LIVE_REFRESH_S, **_overview_values(context, session))
+    """The live part refreshes every few seconds; the chart (minutes per sample) with the page."""
+    return render(request, "overview.html", me=me, refresh_s=LIVE_REFRESH_S,
+                  findings_chart=views.findings_chart(session, context.service.clock()),
+                  **_overview_values(context, session))
 
 
 @router.get("/fragments/overview")
@@ -319,16 +321,25 @@ def contain(request: Request, pk: int, operator: OperatorFormDep, me: FormDep, c
 
 
 @router.get("/alerts")
-def alerts_page(request: Request, me: PageDep, session: SessionDep) -> HTMLResponse:
-    return render(request, "alerts.html", me=me, alerts=views.alert_lines(session, 200))
+def alerts_page(request: Request, me: PageDep, session: SessionDep,
+                before: Annotated[int | None, Query(ge=1)] = None) -> HTMLResponse:
+    """Newest first, a page at a time."""
+    alerts = views.alert_lines(session, views.ALERTS_PER_PAGE, before=before)
+    older = alerts[-1].alert.pk if len(alerts) == views.ALERTS_PER_PAGE else None
+    return render(request, "alerts.html", me=me, alerts=alerts, older=older)
 
 
 # -- keys -------------------------------------------------------------------------------------------------------
 @router.get("/keys")
-def keys_page(request: Request, me: PageDep, context: ContextDep, session: SessionDep) -> HTMLResponse:
+def keys_page(request: Request, me: PageDep, context: ContextDep, session: SessionDep,
+              page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+    """A page of keys at a time (KEYS_PER_PAGE), by exchange and id."""
     now = context.service.clock()
     max_age = _bundle_value(context, "keys", "rotation", "max_age_days")
-    return render(request, "keys.html", me=me, keys=views.keys(session, now, max_age), max_age_days=max_age)
+    keys, total = views.keys(session, now, max_age, page)
+    pages = max(1, -(-total // views.KEYS_PER_PAGE))
+    return render(request, "keys.html", me=me, keys=keys, total=total, page=page, pages=pages,
+                  max_age_days=max_age)
 
 
 @router.get("/keys/{resource:path}")

@@ -4,7 +4,6 @@ restated default."""
 
 from __future__ import annotations
 
-import bisect
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Integer, case, func
 from sqlmodel import Session, col, select
 
 from keyguard.policy.models import Severity
@@ -33,6 +32,9 @@ from keyguard.web.charts import Chart, Series, line_chart
 SEVERITIES = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]
 CHART_POINTS = 48
 CHART_SPAN_MAX = timedelta(days=7)
+WEIGHT_SPAN = timedelta(hours=6)
+ALERTS_PER_PAGE = 25
+KEYS_PER_PAGE = 100
 KEYS_SCOPE = "keys"
 
 
@@ -130,37 +132,50 @@ def check_lines(session: Session, now: datetime, interval_s: float) -> list[Chec
     return lines
 
 
+def _bucket(session: Session, column: Any, start: datetime, step: float) -> Any:
+    """The sample a timestamp falls after: trunc((t - start) / step), -1 before the chart starts; computed in the
+    database, so no timestamp is parsed in Python."""
+    if session.get_bind().dialect.name == "sqlite":
+        seconds = (func.julianday(column) - func.julianday(start.astimezone(UTC).replace(tzinfo=None))) * 86400.0
+    else:
+        seconds = func.extract("epoch", column) - start.timestamp()
+    return case((seconds < 0, -1), else_=func.cast(seconds / step, Integer))
+
+
 def findings_chart(session: Session, now: datetime) -> Chart:
     """Open findings by severity over time, from each finding's first-seen and resolved times (a waived finding
-    has no time it was waived, so it is left out)."""
-    opened: dict[str, list[float]] = defaultdict(list)
-    closed: dict[str, list[float]] = defaultdict(list)
-    rows = session.exec(select(FindingRecord.severity, FindingRecord.first_seen, FindingRecord.resolved_at,
-                               FindingRecord.status).where(col(FindingRecord.status).in_(("open", "resolved")))).all()
-    earliest = now
-    for severity, first_seen, resolved_at, status in rows:
-        first = as_utc(first_seen)
-        earliest = min(earliest, first)
-        opened[severity].append(first.timestamp())
-        if status == "resolved" and resolved_at is not None:
-            closed[severity].append(as_utc(resolved_at).timestamp())
-    start = max(earliest, now - CHART_SPAN_MAX)
+    has no time it was waived, so it is left out). Counted in the database, one row per severity and sample."""
+    charted = col(FindingRecord.status).in_(("open", "resolved"))
+    earliest = session.exec(select(func.min(FindingRecord.first_seen)).where(charted)).one()
+    if earliest is None:
+        return line_chart("Open findings by severity", [])
+    start = max(as_utc(earliest), now - CHART_SPAN_MAX)
     step = max((now - start).total_seconds() / (CHART_POINTS - 1), 1.0)
-    times = [start + timedelta(seconds=step * i) for i in range(CHART_POINTS)]
+    times = [t for t in (start + timedelta(seconds=step * i) for i in range(CHART_POINTS)) if t <= now]
+    deltas: dict[str, list[int]] = defaultdict(lambda: [0] * (len(times) + 1))
+    for column, sign, where in ((FindingRecord.first_seen, 1, charted),
+                                (FindingRecord.resolved_at, -1, FindingRecord.status == "resolved")):
+        bucket = _bucket(session, column, start, step)
+        query = select(FindingRecord.severity, bucket, func.count()).where(where, col(column).is_not(None))
+        for severity, b, n in session.exec(query.group_by(FindingRecord.severity, bucket)).all():
+            # Counted from the sample after its bucket on (a finding before the chart starts, from the first).
+            deltas[severity][min(max(int(b) + 1, 0), len(times))] += sign * int(n)
     series = []
     for severity in SEVERITIES:
-        if severity not in opened:
+        if severity not in deltas:
             continue
-        firsts, lasts = sorted(opened[severity]), sorted(closed[severity])
-        points = [(t, float(bisect.bisect_right(firsts, t.timestamp()) - bisect.bisect_right(lasts, t.timestamp())))
-                  for t in times if t <= now]
+        running, points = 0, []
+        for i, t in enumerate(times):
+            running += deltas[severity][i]
+            points.append((t, float(running)))
         series.append(Series(severity, f"sev-{severity}", points))
     return line_chart("Open findings by severity", series)
 
 
 def weight_chart(session: Session, now: datetime) -> Chart:
-    """Request weight used in the last minute, against the worker's limit, as each execution check read it."""
-    since = now - timedelta(hours=24)
+    """Request weight used in the last minute, against the worker's limit, as each execution check of the last six
+    hours read it."""
+    since = now - WEIGHT_SPAN
     runs = session.exec(select(CheckRun.started_at, CheckRun.gauges).where(
         col(CheckRun.gauges).is_not(None), col(CheckRun.started_at) >= since).order_by(col(CheckRun.pk))).all()
     used: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
@@ -212,7 +227,20 @@ def _when(text: Any) -> datetime | None:
         return None
 
 
-def key_line(record: ObservationRecord, now: datetime, max_age_days: float | None,
+@dataclass(frozen=True)
+class KeyObservation:
+    resource: str
+    facts: dict[str, Any] | None
+    last_ok_at: datetime | None
+    last_attempt_at: datetime
+    last_error: str | None
+
+
+KEY_COLUMNS = (ObservationRecord.resource, ObservationRecord.facts, ObservationRecord.last_ok_at,
+               ObservationRecord.last_attempt_at, ObservationRecord.last_error)
+
+
+def key_line(record: KeyObservation, now: datetime, max_age_days: float | None,
              open_findings: dict[str, int]) -> KeyLine:
     facts = record.facts or {}
     exchange, _, key_id = record.resource.partition("/")
@@ -247,11 +275,15 @@ def _open_by_resource(session: Session, resource: str | None = None) -> dict[str
     return out
 
 
-def keys(session: Session, now: datetime, max_age_days: float | None) -> list[KeyLine]:
+def keys(session: Session, now: datetime, max_age_days: float | None, page: int = 1) -> tuple[list[KeyLine], int]:
+    """One page of keys (by resource) and how many keys there are."""
     opened = _open_by_resource(session)
-    rows = session.exec(select(ObservationRecord).where(ObservationRecord.scope == KEYS_SCOPE)
-                        .order_by(col(ObservationRecord.resource))).all()
-    return [key_line(r, now, max_age_days, opened.get(r.resource, {})) for r in rows]
+    total = session.exec(select(func.count()).select_from(ObservationRecord)
+                         .where(ObservationRecord.scope == KEYS_SCOPE)).one()
+    rows = session.exec(select(*KEY_COLUMNS).where(ObservationRecord.scope == KEYS_SCOPE)  # type: ignore[call-overload]
+                        .order_by(col(ObservationRecord.resource))
+                        .offset((page - 1) * KEYS_PER_PAGE).limit(KEYS_PER_PAGE)).all()
+    return [key_line(KeyObservation(*r), now, max_age_days, opened.get(r[0], {})) for r in rows], int(total)
 
 
 @dataclass
@@ -262,10 +294,11 @@ class KeyDetail:
 
 
 def key_detail(session: Session, resource: str, now: datetime, max_age_days: float | None) -> KeyDetail | None:
-    record = session.exec(select(ObservationRecord).where(ObservationRecord.scope == KEYS_SCOPE,
-                                                          ObservationRecord.resource == resource)).first()
-    if record is None:
+    row = session.exec(select(*KEY_COLUMNS).where(ObservationRecord.scope == KEYS_SCOPE,  # type: ignore[call-overload]
+                                                  ObservationRecord.resource == resource)).first()
+    if row is None:
         return None
+    record = KeyObservation(*row)
     findings = list(session.exec(select(FindingRecord).where(FindingRecord.resource == resource)
                                  .order_by(col(FindingRecord.last_seen).desc()).limit(200)).all())
     findings.sort(key=lambda f: (f.status != "open", -Severity(f.severity).rank))
@@ -288,8 +321,12 @@ class AlertLine:
     routes: list[RouteDelivery]
 
 
-def alert_lines(session: Session, limit: int, incident_pk: int | None = None) -> list[AlertLine]:
+def alert_lines(session: Session, limit: int, incident_pk: int | None = None,
+                before: int | None = None) -> list[AlertLine]:
+    """Newest first; `before` pages on to older alerts (those with a smaller pk)."""
     query = select(AlertRecord)
+    if before is not None:
+        query = query.where(col(AlertRecord.pk) < before)
     if incident_pk is not None:
         query = query.where(AlertRecord.incident_pk == incident_pk)
     alerts = list(session.exec(query.order_by(col(AlertRecord.pk).desc()).limit(limit)).all())
