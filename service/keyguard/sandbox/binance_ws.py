@@ -42,8 +42,9 @@ _STREAM = re.compile(r"^([a-z0-9]+)@(trade|bookTicker|ticker|miniTicker|depth|de
 SERVED_STREAMS = "<symbol>@trade, @bookTicker, @ticker, @miniTicker, @depth and @depth@100ms"
 TICKER_KINDS = ("ticker", "miniTicker")
 _API_KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
-# Binance: a stream request id is a 64-bit signed integer, an alphanumeric string of at most 36, or null.
-_STREAM_REQUEST_ID = re.compile(r"^[A-Za-z0-9]{1,36}$")
+# Binance: a stream request id is a 64-bit signed integer, an alphanumeric string of at most 36, or null; "the same
+# values as used for id in the WebSocket API" (changelog 2023-12-04), where "You can use UUIDs": hence the hyphen.
+_STREAM_REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 STREAM_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 # Binance: "WebSocket connections have a limit of 5 incoming messages per second" (market stream connections);
 # "A connection that goes beyond the limit will be disconnected".
