@@ -284,6 +284,8 @@ def test_user_data_stream_reports_an_orders_life_and_the_balances(sandbox: Sandb
             return subscribed, filled, canceled
 
     subscribed, filled, canceled = asyncio.run(scenario())
+    # Binance: "rateLimits field is included with every response by default".
+    assert subscribed.pop("rateLimits")[0]["rateLimitType"] == "REQUEST_WEIGHT"
     assert subscribed == {"id": "sub", "status": 200, "result": {"subscriptionId": 0}}
     new, trade, position = filled
     assert {m["subscriptionId"] for m in filled + canceled} == {0}
@@ -363,7 +365,7 @@ def test_user_data_subscription_is_refused_in_binance_error_shape(sandbox: Sandb
                 "stale timestamp": (400, -1021)}[refusal]
     answer = json.loads(raw)
     assert (answer["id"], answer["status"], answer["error"]["code"]) == (9, *expected)
-    assert set(answer) == {"id", "status", "error"} and answer["error"]["msg"]
+    assert set(answer) == {"id", "status", "error", "rateLimits"} and answer["error"]["msg"]
     assert canary not in raw
 
 
@@ -396,6 +398,7 @@ def test_user_data_subscriptions_are_one_per_account_and_end_with_a_terminated_e
     assert (second["status"], second["error"]["code"]) == (400, -2035)
     assert listed["result"] == [{"subscriptionId": 0}]
     assert {"subscriptionId": 0, "event": terminated["event"]} == terminated
+    ended.pop("rateLimits")
     assert terminated["event"]["e"] == "eventStreamTerminated" and ended == {"id": "end", "status": 200, "result": {}}
     assert status["result"]["userDataStream"] is False and status["result"]["apiKey"] is None
 

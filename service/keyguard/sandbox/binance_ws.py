@@ -31,6 +31,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from keyguard.sandbox.binance import READ, REFUSED
+from keyguard.sandbox.config import interval_of
 from keyguard.sandbox.signing import signature_valid
 from keyguard.sandbox.state import Order, SandboxExchange, SandboxKey, SandboxRejection, Trade, missing
 
@@ -511,10 +512,33 @@ class UserSubscription:
 ApiMethod = Callable[["ApiConnection", dict[str, Any], dict[str, Any]], Any]
 
 
+def rate_limit_status(exchange: SandboxExchange, ip: str) -> list[dict[str, Any]]:
+    """A response's `rateLimits`: the IP's REQUEST_WEIGHT window. The sandbox does not charge WebSocket API requests
+    to it, so the count is what the IP's REST requests used."""
+    counter = exchange.weight
+    with exchange.lock:
+        used = counter.used(ip, exchange.now())
+    interval, num, _ = interval_of(int(counter.window_s))
+    return [{"rateLimitType": "REQUEST_WEIGHT", "interval": interval, "intervalNum": num, "limit": counter.limit,
+             "count": int(used)}]
+
+
+def _flag(raw: Any, default: bool) -> bool:
+    """A boolean parameter sent as JSON true/false or as the text "true"/"false" (as Binance's own SDK sends it)."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    return default
+
+
 class ApiConnection:
-    def __init__(self, hub: StreamHub, ip: str) -> None:
+    def __init__(self, hub: StreamHub, ip: str, return_rate_limits: bool = True) -> None:
         self.hub = hub
         self.ip = ip
+        # Binance: "rateLimits field is included with every response by default"; ?returnRateLimits=false on the
+        # connection URL makes every request behave as if it passed "returnRateLimits": false.
+        self.return_rate_limits = return_rate_limits
         self.outbox = Outbox()
         self.connected_since = hub.exchange.now_ms()
         self.logon: SandboxKey | None = None
@@ -529,6 +553,7 @@ class ApiConnection:
 
     def receive(self, text: str) -> None:
         request_id: Any = None
+        with_limits = self.return_rate_limits
         try:
             try:
                 message = json.loads(text)
@@ -547,6 +572,7 @@ class ApiConnection:
             params, raw_params = message.get("params", {}), raw.get("params", {})
             if not isinstance(params, dict):
                 raise SandboxRejection(400, -1135, "JSON sent for parameter 'params' is not valid")
+            with_limits = _flag(params.get("returnRateLimits"), self.return_rate_limits)
             self.revoke_lapsed_logon()
             # Binance: "Request method names may be prefixed with explicit version: e.g., v3/order.place".
             handler = API_METHODS.get(method.removeprefix("v3/"))
@@ -555,10 +581,13 @@ class ApiConnection:
                                                    f"{json.dumps(method)}.")
             result = handler(self, params, raw_params)
         except SandboxRejection as rejection:
-            self.outbox.put({"id": request_id, "status": rejection.status,
-                             "error": {"code": rejection.code, "msg": rejection.msg}})
+            answer: dict[str, Any] = {"id": request_id, "status": rejection.status,
+                                      "error": {"code": rejection.code, "msg": rejection.msg}}
         else:
-            self.outbox.put({"id": request_id, "status": 200, "result": result})
+            answer = {"id": request_id, "status": 200, "result": result}
+        if with_limits:
+            answer["rateLimits"] = rate_limit_status(self.hub.exchange, self.ip)
+        self.outbox.put(answer)
 
     def revoke_lapsed_logon(self) -> None:
         """Binance: if the logged-on key becomes invalid for any reason, "after the next request the session will be
@@ -597,7 +626,7 @@ class ApiConnection:
 
     def status(self) -> dict[str, Any]:
         return {"apiKey": self.logon.api_key if self.logon else None, "authorizedSince": self.authorized_since,
-                "connectedSince": self.connected_since, "returnRateLimits": False,
+                "connectedSince": self.connected_since, "returnRateLimits": self.return_rate_limits,
                 "serverTime": self.hub.exchange.now_ms(), "userDataStream": bool(self.subscriptions)}
 
 
@@ -753,7 +782,8 @@ async def serve_api(websocket: WebSocket) -> None:
     """/ws-api/v3: the WebSocket API (the user data stream's requests)."""
     hub = _hub(websocket)
     await websocket.accept()
-    connection = ApiConnection(hub, websocket.client.host if websocket.client else "unknown")
+    connection = ApiConnection(hub, websocket.client.host if websocket.client else "unknown",
+                               _flag(websocket.query_params.get("returnRateLimits"), True))
     hub.api.add(connection)
     try:
         await _serve(websocket, connection.outbox, connection.receive)
