@@ -677,11 +677,13 @@ def _subscribe_signature(conn: ApiConnection, params: dict[str, Any], raw: dict[
 
 
 def _unsubscribe(conn: ApiConnection, params: dict[str, Any], raw: dict[str, Any]) -> Any:
-    wanted = params.get("subscriptionId")
+    # subscriptionId is an INT, taken as a JSON number or its decimal text (as the timestamp is): Binance's own SDK
+    # (binance-sdk-spot) sends every number as text.
+    wanted = raw.get("subscriptionId")
     if wanted is None:
         closing = list(conn.subscriptions)
-    elif isinstance(wanted, int) and not isinstance(wanted, bool) and wanted in conn.subscriptions:
-        closing = [wanted]
+    elif isinstance(wanted, str) and wanted.isdigit() and int(wanted) in conn.subscriptions:
+        closing = [int(wanted)]
     else:
         closing = []
     if not closing:
