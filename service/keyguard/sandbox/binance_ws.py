@@ -38,8 +38,10 @@ from keyguard.sandbox.state import Order, SandboxExchange, SandboxKey, SandboxRe
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-# Binance: "All symbols for streams are lowercase"; the kinds the sandbox serves.
-_STREAM = re.compile(r"^([a-z0-9]+)@(trade|bookTicker|ticker|miniTicker|depth|depth@100ms|depth@1000ms)$")
+# The kinds of <symbol>@<kind> stream the sandbox serves.
+STREAM_KINDS = ("trade", "bookTicker", "ticker", "miniTicker", "depth", "depth@100ms", "depth@1000ms")
+# Binance: "All symbols for streams are lowercase".
+_STREAM = re.compile(rf"^([a-z0-9]+)@({'|'.join(re.escape(kind) for kind in STREAM_KINDS)})$")
 SERVED_STREAMS = "<symbol>@trade, @bookTicker, @ticker, @miniTicker, @depth and @depth@100ms"
 TICKER_KINDS = ("ticker", "miniTicker")
 _API_KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
