@@ -200,3 +200,22 @@ def test_go_live_stage_caps_bound_each_order(start_gateway: GatewayFactory) -> N
     assert bot.create_order("BTC/USDT", "market", "buy", 0.001)["status"] == "closed"
     with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_STAGE_CAP: account: stage micro-live allows 100.00"):
         bot.create_order("BTC/USDT", "market", "buy", 0.002)
+
+
+def test_a_resting_order_filled_later_counts_what_the_bot_received_after_the_maker_commission(
+        gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
+    bot = ccxt_bot(gateway, bot_key(gateway, "alpha"))
+    bot.load_markets()
+    resting = bot.create_order("BTC/USDT", "limit", "buy", 0.02, 59000)
+    assert resting["status"] == "open"
+    sandbox.exchange.set_price("BTCUSDT", 58500.0)  # the market comes to the resting buy: it fills as the maker
+    maker = sandbox.exchange.config.maker_commission
+    received = 0.02 * (1 - maker)
+    deadline = time.monotonic() + 10
+    watch = gateway.gateway.envelope.watch("alpha")
+    while watch.snapshot.positions.get("BTC", 0.0) != pytest.approx(received, abs=1e-12) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)  # each housekeeping round settles open orders and reads their trades' commission
+    assert watch.snapshot.positions["BTC"] == pytest.approx(received, abs=1e-12)
+    [trade] = bot.fetch_my_trades("BTC/USDT")
+    assert trade["takerOrMaker"] == "maker" and trade["fee"]["cost"] == pytest.approx(0.02 * maker)

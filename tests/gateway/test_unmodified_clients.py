@@ -50,7 +50,12 @@ def test_ccxt_bot_places_queries_and_cancels_orders_through_the_gateway(gateway:
     assert bot.fetch_order(resting["id"], "ETH/USDT")["status"] == "canceled"
     assert {o["id"] for o in bot.fetch_orders("BTC/USDT")} == {filled["id"]}
     assert [t["order"] for t in bot.fetch_my_trades("BTC/USDT")] == [filled["id"]]
-    assert bot.fetch_balance()["BTC"]["total"] == pytest.approx(1.001, abs=1e-6)
+    # 1 BTC to start, plus the 0.001 bought less the exchange's taker commission, which a buy pays in BTC.
+    taker = sandbox.exchange.config.taker_commission
+    assert bot.fetch_balance()["BTC"]["total"] == pytest.approx(1 + 0.001 * (1 - taker), abs=1e-12)
+    # The gateway holds the bot to the position the exchange shows: what the buy received.
+    assert gateway.gateway.envelope.watch("alpha").snapshot.positions["BTC"] == pytest.approx(0.001 * (1 - taker),
+                                                                                              abs=1e-12)
     # What reached the exchange: the gateway's own ids, never the bot's, so two bots' ids cannot collide.
     assert len(exchange_orders(sandbox)) == 2
     assert all(o.client_order_id.startswith("kg-") for o in exchange_orders(sandbox))

@@ -101,7 +101,11 @@ def test_order_journaled_before_send_survives_as_unknown_and_is_adopted_after_re
 
     row = restarted.journal.get(lost_sight.client_order_id)
     assert row is not None and row.status == OrderStatus.FILLED
-    assert restarted.snapshot.positions["BTC"] == 0.001
+    # The look-up that settled it says nothing of commission: the order's trades do, and the position is what
+    # the buy received.
+    taker = sandbox.exchange.config.taker_commission
+    assert row.commissions == {"BTC": pytest.approx(0.001 * taker)} and row.commission_qty == 0.001
+    assert restarted.snapshot.positions["BTC"] == pytest.approx(0.001 * (1 - taker), abs=1e-12)
 
 
 def test_partial_fill_is_tracked_and_acted_on_only_past_the_min_fill_ratio(sandbox: SandboxHandle,
@@ -118,7 +122,8 @@ def test_partial_fill_is_tracked_and_acted_on_only_past_the_min_fill_ratio(sandb
     row = worker.journal.get(result.client_order_id)
     assert row is not None and row.executed_qty == 0.5 and row.status == OrderStatus.PARTIALLY_FILLED
     assert result.actionable(min_fill_ratio=0.5) and not result.actionable(min_fill_ratio=0.7)
-    assert worker.snapshot.positions["BTC"] == 0.5
+    assert worker.snapshot.positions["BTC"] == pytest.approx(0.5 * (1 - sandbox.exchange.config.taker_commission),
+                                                             abs=1e-12)
 
 
 def test_data_request_retries_through_transient_server_errors(sandbox: SandboxHandle,

@@ -66,7 +66,7 @@ def test_fills_outside_the_journal_show_up_as_a_balance_mismatch(
     assert [d.subject for d in report.of_kind("BALANCE_MISMATCH")] == ["BTC"]
 
 
-def test_live_state_is_the_execution_policy_input(make_worker: WorkerFactory) -> None:
+def test_live_state_is_the_execution_policy_input(sandbox: SandboxHandle, make_worker: WorkerFactory) -> None:
     worker = make_worker(stage="sandbox")
     worker.start()
     worker.submit(OrderIntent("BTCUSDT", "BTC", "BUY", 0.001, reference_price=60000.0))
@@ -75,7 +75,9 @@ def test_live_state_is_the_execution_policy_input(make_worker: WorkerFactory) ->
 
     assert doc["kind"] == "execution"
     assert doc["config"]["stage"] == "sandbox" and doc["config"]["rate_limit_budget_fraction"] == 0.9
-    assert doc["state"]["positions"] == {"BTC": 0.001}
+    # The position is what the buy received: 0.001 BTC less the exchange's taker commission, paid in BTC.
+    taker = sandbox.exchange.config.taker_commission
+    assert doc["state"]["positions"] == {"BTC": pytest.approx(0.001 * (1 - taker), abs=1e-12)}
     assert doc["state"]["orders_last_minute"] == 1
     assert doc["state"]["used_weight_1m"] > 0 and doc["state"]["weight_limit_1m"] == 6000
     assert doc["state"]["trading_state"] == "ACTIVE" and doc["state"]["kill_switch_engaged"] is False
@@ -183,3 +185,53 @@ def test_fills_on_a_resting_order_reach_the_journal_and_positions_at_reconciliat
     row = worker.journal.get(resting.client_order_id)
     assert row is not None and row.executed_qty == 0.004
     assert worker.snapshot.positions["BTC"] == -0.004
+
+
+def test_a_resting_buy_filled_later_reconciles_with_the_balance_net_of_the_maker_commission(
+    sandbox: SandboxHandle, make_worker: WorkerFactory
+) -> None:
+    worker = make_worker()
+    worker.start()
+    resting = worker.submit(OrderIntent("BTCUSDT", "BTC", "BUY", 0.004, order_type="LIMIT", price=59000.0,
+                                        reference_price=60000.0))
+    assert resting.status is OrderStatus.NEW
+
+    sandbox.exchange.set_price("BTCUSDT", 58000.0)  # the market comes to the resting buy: it fills as the maker
+    report = worker.reconcile()
+
+    # The look-up says 0.004 executed; the order's trades say what that cost. The journal, the position and the
+    # exchange's balance agree on what the buy received.
+    assert [d.kind for d in report.discrepancies] == ["ORDER_SETTLED"], "filled since last seen; balances agree"
+    maker = sandbox.exchange.config.maker_commission
+    row = worker.journal.get(resting.client_order_id)
+    assert row is not None and row.executed_qty == 0.004
+    assert row.commissions == {"BTC": pytest.approx(0.004 * maker)} and not row.commission_pending
+    assert worker.snapshot.positions["BTC"] == pytest.approx(0.004 * (1 - maker), abs=1e-12)
+
+
+def test_a_journal_from_before_commissions_gains_their_columns_and_reads_every_execution_as_pending(
+    tmp_path: Path,
+) -> None:
+    from keyguard.worker.journal import JournalOrder, OrderJournal, journal_engine
+
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    old = journal_engine(url)
+    with old.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE worker_order DROP COLUMN commissions")
+        connection.exec_driver_sql("ALTER TABLE worker_order DROP COLUMN commission_qty")
+        connection.exec_driver_sql(
+            "INSERT INTO worker_order (client_order_id, intent_id, attempt, origin, worker, symbol, side, order_type,"
+            " quantity, status, executed_qty, quote_qty, reduce_only, created_at, updated_at) VALUES ('kg-old-1',"
+            " 'old', 1, 'worker', 'worker', 'BTCUSDT', 'BUY', 'MARKET', 0.001, 'FILLED', 0.001, 60.0, 0,"
+            " '2024-01-01 00:00:00', '2024-01-01 00:00:00')")
+    old.dispose()
+
+    journal = OrderJournal(journal_engine(url))
+    row = journal.get("kg-old-1")
+    assert row is not None and row.commissions == {} and row.commission_qty == 0.0
+    assert [r.client_order_id for r in journal.commission_pending()] == ["kg-old-1"]
+    journal.record(JournalOrder(client_order_id="kg-new-1", intent_id="new", symbol="BTCUSDT", side="SELL",
+                                order_type="MARKET", quantity=0.001, executed_qty=0.001, commission_qty=0.001,
+                                commissions={"USDT": 0.06}))
+    again = journal.get("kg-new-1")
+    assert again is not None and again.commissions == {"USDT": 0.06} and not again.commission_pending

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from keyguard.sandbox import SandboxHandle
@@ -106,7 +107,9 @@ def test_daily_loss_limit_refuses_entry_but_lets_reducing_order_through(
     assert entry.refusal_code == DAILY_LOSS
     assert exit_.status is OrderStatus.FILLED
     assert [o.side for o in exchange_orders(sandbox)] == ["BUY", "SELL"]
-    assert worker.snapshot.positions["BTC"] == 0.002
+    # The buy holds what it received, net of the exchange's taker commission.
+    taker = sandbox.exchange.config.taker_commission
+    assert worker.snapshot.positions["BTC"] == pytest.approx(0.004 * (1 - taker) - 0.002, abs=1e-12)
 
 
 def test_daily_loss_survives_a_restart(sandbox: SandboxHandle, make_worker: WorkerFactory) -> None:
@@ -118,7 +121,8 @@ def test_daily_loss_survives_a_restart(sandbox: SandboxHandle, make_worker: Work
     restarted = make_worker(risk={"daily_loss_limit": 500.0})
     restarted.start()
 
-    assert restarted.snapshot.positions["BTC"] == 0.004
+    assert restarted.snapshot.positions["BTC"] == pytest.approx(0.004 * (1 - sandbox.exchange.config.taker_commission),
+                                                                abs=1e-12)
     assert restarted.snapshot.daily_pnl <= -650.0
     assert restarted.submit(intent("BUY", 0.001)).refusal_code == DAILY_LOSS
 
@@ -137,7 +141,12 @@ def test_a_price_drop_on_an_open_position_counts_against_the_daily_loss_limit(
 
     assert worker.snapshot.daily_pnl < -100.0
     assert worker.submit(intent("BUY", 0.001, "LIMIT", 48000.0)).refusal_code == DAILY_LOSS
-    assert worker.submit(intent("SELL", 0.01)).status is OrderStatus.FILLED
+    # Reducing is selling what the buy received: 0.01 less the taker commission (selling 0.01 would go short).
+    held = worker.snapshot.positions["BTC"]
+    assert held == pytest.approx(0.01 * (1 - sandbox.exchange.config.taker_commission), abs=1e-12)
+    assert worker.submit(intent("SELL", 0.01)).refusal_code == DAILY_LOSS
+    assert worker.submit(intent("SELL", held)).status is OrderStatus.FILLED
+    assert worker.snapshot.positions["BTC"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_stage_cap_refuses_oversized_order_with_its_code(sandbox: SandboxHandle, make_worker: WorkerFactory) -> None:
@@ -165,6 +174,10 @@ def test_paper_mode_fills_at_live_prices_without_sending_orders(sandbox: Sandbox
     try:
         worker.start()
         result = worker.submit(intent("BUY", 0.001))
+        # Paper fills pay commission as Binance's would (out of the BTC received), so the position, the paper
+        # balance and the journal agree.
+        assert worker.snapshot.positions["BTC"] == pytest.approx(0.001 * (1 - worker.venue.fee_rate), abs=1e-12)
+        assert worker.reconcile().of_kind("BALANCE_MISMATCH") == []
     finally:
         worker.client.close()
     assert result.status is OrderStatus.FILLED

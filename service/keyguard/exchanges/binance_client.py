@@ -191,5 +191,9 @@ class BinanceSpotClient:
     def account(self) -> dict[str, Any]:
         return self.request("GET", "/api/v3/account", signed=True)
 
-    def my_trades(self, symbol: str) -> list[dict[str, Any]]:
-        return self.request("GET", "/api/v3/myTrades", {"symbol": symbol}, signed=True)
+    def my_trades(self, symbol: str, order_id: int | None = None) -> list[dict[str, Any]]:
+        """The account's trades on `symbol` (only those of one order with `order_id`), each with its commission."""
+        params: dict[str, Any] = {"symbol": symbol}
+        if order_id is not None:
+            params["orderId"] = order_id
+        return self.request("GET", "/api/v3/myTrades", params, signed=True)

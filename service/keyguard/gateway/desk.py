@@ -29,7 +29,7 @@ from keyguard.gateway.envelope import Envelope
 from keyguard.gateway.market import MarketData
 from keyguard.worker.journal import OPEN_STATUSES, JournalOrder, OrderJournal, OrderStatus
 from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult, apply_report
-from keyguard.worker.portfolio import Book, fold
+from keyguard.worker.portfolio import Book, fold, row_effect
 from keyguard.worker.risk import OrderCheck, Refusal
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,8 @@ class OrderDesk:
         self.books: dict[str, Book] = {}
         self.prices: dict[str, float] = {}  # by base asset, for today's PnL
         self._book_lock = threading.RLock()
-        self._seen: dict[str, tuple[float, float]] = {}  # exchange client id -> (executed, quote) in the books
+        # exchange client id -> (base moved, quote moved) of the order already in the books, net of commission
+        self._seen: dict[str, tuple[float, float]] = {}
         self._day = 0
         self.counters = {"orders_sent": 0, "orders_replayed": 0, "orders_unknown": 0, "orders_resent": 0}
         self._load()
@@ -471,12 +472,13 @@ class OrderDesk:
                 self.market.exchange_info()
             now = self.clock()
             self.books = {bot: fold(bot_rows, self.market.base_of, now) for bot, bot_rows in by_bot.items()}
-            self._seen = {row.client_order_id: (row.executed_qty, row.quote_qty) for row in rows}
+            self._seen = {row.client_order_id: row_effect(row, self.market.base_of[row.symbol])[:2] for row in rows
+                          if row.executed_qty > 0 and row.symbol in self.market.base_of}
             self._day = int(now // 86400)
             self.envelope.set_books(self.books, self.prices)
 
     def _note(self, row: JournalOrder | None) -> None:
-        """Add what `row` executed since it was last seen to its bot's book."""
+        """Add what `row` executed (or paid in commission) since it was last seen to its bot's book."""
         if row is None or row.client_order_id not in self._owner:
             return
         if int(self.clock() // 86400) != self._day:
@@ -484,15 +486,16 @@ class OrderDesk:
             return
         bot = self._owner[row.client_order_id][0]
         base = self.market.base_of.get(row.symbol)
+        if base is None or row.executed_qty <= 0:
+            return
         with self._book_lock:
-            qty, quote = self._seen.get(row.client_order_id, (0.0, 0.0))
-            total_quote = row.quote_qty or row.executed_qty * (row.price or 0.0)
-            if row.executed_qty <= qty + 1e-15 or base is None:
+            seen_moved, seen_cash = self._seen.get(row.client_order_id, (0.0, 0.0))
+            moved, cash, notional = row_effect(row, base)
+            if abs(moved - seen_moved) <= 1e-15 and abs(cash - seen_cash) <= 1e-9:
                 return
             book = self.books.setdefault(bot, Book())
-            book.add(base, row.side, row.executed_qty - qty, total_quote - quote, today=True)
-            book.largest_notional_today = max(book.largest_notional_today, total_quote)
-            self._seen[row.client_order_id] = (row.executed_qty, total_quote)
+            book.add(base, moved - seen_moved, cash - seen_cash, notional, today=True)
+            self._seen[row.client_order_id] = (moved, cash)
             self.envelope.set_books(self.books, self.prices)
 
     def mark(self) -> None:
@@ -523,5 +526,10 @@ class OrderDesk:
                 self.journal.record(row)
             if (row.status, row.executed_qty) != before:
                 changed += 1
+                self._note(row)
+        # Executions whose trades' commission no answer carried (look-ups, fills of resting orders): read from
+        # the order's trades, so each bot's position is what it received.
+        for row in self.journal.commission_pending()[:most]:
+            if row.client_order_id in self._owner and self.executor.settle_commissions(row):
                 self._note(row)
         return changed

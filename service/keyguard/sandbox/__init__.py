@@ -14,13 +14,17 @@ In a test::
         sandbox.set_faults({"endpoint": "POST /api/v3/order", "kind": "drop", "times": 1})
         sandbox.exchange.orders_of("main")                  # what really executed
 
-Served: /api/v3/{ping,time,exchangeInfo,ticker/price,depth,account,order,openOrders,myTrades},
-/sapi/v1/account/apiRestrictions, /sapi/v1/capital/withdraw/{apply,history,address/list}, /sapi/v1/asset/transfer
+Served: /api/v3/{ping,time,exchangeInfo,ticker/price,depth,account,account/commission,order,order/test,openOrders,
+allOrders,myTrades}, /sapi/v1/account/{apiRestrictions,status,apiTradingStatus},
+/sapi/v1/capital/withdraw/{apply,history,address/list}, /sapi/v1/asset/transfer
 (POST and its history), a master account's control of its sub-accounts' keys (/sapi/v1|v2/sub-account/...: IP
 restriction, delete, permissions) (plus what ccxt's loadMarkets asks for); each other exchange under /<ccxt id> with
 its own signing scheme and error codes (`sandbox_urls(url, id)` gives the ccxt `urls`), Bybit also with spot orders
 and /v5/user/{update,delete}-api and {update,delete}-sub-api; the admin API under /admin (Bearer token, loopback
 only), including sub-accounts (POST /admin/sub-accounts) and address books (POST /admin/addresses).
+
+Fills pay commission (SandboxConfig.maker_commission / taker_commission, Binance's 0.1% each by default) out of the
+asset received, taker on arrival and maker once resting, and report it in `fills` and myTrades as Binance does.
 
 Faults (admin PUT /admin/faults or handle.set_faults): kind latency | status | reset | malformed | drop, on one
 endpoint ("POST /api/v3/order") or "*", optionally for one client_ip, `times` uses, `when` before | after

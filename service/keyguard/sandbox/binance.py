@@ -3,6 +3,7 @@ wallet and sub-account key endpoints that incident containment and foreign-activ
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Callable
@@ -97,12 +98,28 @@ def _fixed(w: int) -> Callable[[dict[str, str]], int]:
     return lambda params: w
 
 
+DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT = 100, 5000
+
+
 def _depth_weight(params: dict[str, str]) -> int:
-    limit = int(params.get("limit", "100") or 100)
+    """GET /api/v3/depth's weight by limit: 1-100: 5, 101-500: 25, 501-1000: 50, 1001-5000: 250 (a limit past 5000
+    is served, and weighed, as 5000). A limit that does not parse is refused; it weighs what the default does."""
+    raw = params.get("limit") or ""
+    limit = int(raw) if raw.isdigit() else DEPTH_DEFAULT_LIMIT
     for upto, w in ((100, 5), (500, 25), (1000, 50)):
         if limit <= upto:
             return w
     return 250
+
+
+def _test_order_weight(params: dict[str, str]) -> int:
+    """POST /api/v3/order/test: 1, or 20 with computeCommissionRates."""
+    return 20 if (params.get("computeCommissionRates") or "").lower() == "true" else 1
+
+
+def _my_trades_weight(params: dict[str, str]) -> int:
+    """GET /api/v3/myTrades: 20, or 5 with orderId."""
+    return 5 if params.get("orderId") else 20
 
 
 # -- parameter parsing ----------------------------------------------------------------------------------
@@ -141,8 +158,18 @@ def _number(params: dict[str, str], name: str, required: bool = False) -> float 
     return None if value is None else float(value)
 
 
+_WHOLE = re.compile(r"^[0-9]{1,20}$")
+
+
+def _whole_number(raw: str) -> int:
+    # Digits only, as the -1100 message says: no sign, spaces or underscores (which int() would take).
+    if not _WHOLE.match(raw):
+        raise ValueError(raw)
+    return int(raw)
+
+
 def _integer(params: dict[str, str], name: str) -> int | None:
-    return _parsed(params.get(name), name, int, "^[0-9]{1,20}$")
+    return _parsed(params.get(name), name, _whole_number, _WHOLE.pattern)
 
 
 def _f(value: float) -> str:
@@ -214,10 +241,65 @@ def rate_limits(exchange: SandboxExchange) -> list[dict[str, Any]]:
     return out
 
 
+# Binance's -1100 for a `symbols` list that is not a JSON array of symbol names quotes this pattern.
+_SYMBOLS_LIST = re.compile(r'^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$')
+_BAD_COMBO = "Combination of optional parameters invalid."
+SYMBOL_STATUSES = ("TRADING", "HALT", "BREAK")
+
+
+def _symbol_list(raw: str) -> list[str]:
+    """`symbols=["BTCUSDT","ETHUSDT"]`: -1100 when it is not such a list, -1151 when a name repeats."""
+    compact = raw.replace(" ", "")
+    if not _SYMBOLS_LIST.match(compact):
+        raise SandboxRejection(400, -1100, "Illegal characters found in parameter 'symbols'; legal range is "
+                                           f"'{_SYMBOLS_LIST.pattern}'.")
+    names = [str(n) for n in json.loads(compact)]
+    if len(set(names)) != len(names):
+        raise SandboxRejection(400, -1151, "Symbol is present multiple times in the list.")
+    return names
+
+
+def _permission_list(raw: str) -> set[str]:
+    """`permissions=SPOT` or `permissions=["MARGIN","LEVERAGED"]`."""
+    if raw.startswith("["):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, list) or not all(isinstance(p, str) for p in parsed):
+            raise SandboxRejection(400, -1100, "Illegal characters found in parameter 'permissions'.")
+        return set(parsed)
+    return {raw}
+
+
+def _listed_symbols(ex: SandboxExchange, p: dict[str, str]) -> list[SymbolSpec]:
+    """The symbols GET /api/v3/exchangeInfo is asked about: one (`symbol`), some (`symbols`), those with a
+    permission (`permissions`) or a trading status (`symbolStatus`), or all. An unknown name is -1121; permissions or
+    symbolStatus with symbol or symbols (which the docs rule out) is -1128."""
+    symbol, symbols = p.get("symbol") or None, p.get("symbols") or None
+    permissions, status = p.get("permissions") or None, p.get("symbolStatus") or None
+    named = symbol is not None or symbols is not None
+    if (symbol is not None and symbols is not None) or (named and (permissions or status)):
+        raise SandboxRejection(400, -1128, _BAD_COMBO)
+    if status is not None and status not in SYMBOL_STATUSES:
+        raise SandboxRejection(400, -1122, "Invalid symbolStatus.")
+    if named:
+        names = [symbol] if symbol is not None else _symbol_list(symbols or "")
+        if any(n not in ex.symbols for n in names):
+            raise SandboxRejection(400, -1121, "Invalid symbol.")
+        return [ex.symbols[n] for n in names]
+    # Every sandbox symbol trades, with the one permission set [["SPOT"]]. Without `permissions` Binance lists the
+    # symbols that have SPOT, MARGIN or LEVERAGED.
+    wanted = _permission_list(permissions) if permissions else {"SPOT", "MARGIN", "LEVERAGED"}
+    if "SPOT" not in wanted or status not in (None, "TRADING"):
+        return []
+    return list(ex.symbols.values())
+
+
 def h_exchange_info(c: Call) -> tuple[Any, dict[str, str]]:
     ex = c.exchange
     symbols = []
-    for s in ex.symbols.values():
+    for s in _listed_symbols(ex, c.params):
         symbols.append({
             "symbol": s.symbol, "status": "TRADING", "baseAsset": s.base, "baseAssetPrecision": 8,
             "quoteAsset": s.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
@@ -250,15 +332,23 @@ def h_ticker_price(c: Call) -> tuple[Any, dict[str, str]]:
 
 
 def h_depth(c: Call) -> tuple[Any, dict[str, str]]:
+    """At most `limit` levels a side (default 100; past 5000 served as 5000, as Binance does). A limit that is not
+    a whole number is -1100; zero is -1130 (Binance takes 1 to 5000)."""
     symbol = _required(c.params, "symbol")
+    limit = _integer(c.params, "limit")
+    if limit is None:
+        limit = DEPTH_DEFAULT_LIMIT
+    elif limit < 1:
+        raise _invalid("limit")
     if symbol not in c.exchange.symbols:
         raise SandboxRejection(400, -1121, "Invalid symbol.")
+    limit = min(limit, DEPTH_MAX_LIMIT)
     # The book and its update id, which the depth streams' U/u continue, read together: a client joins the two.
     with c.exchange.lock:
         bids, asks = c.exchange.book(symbol)
         update_id = c.exchange.book_update_ids[symbol]
-    return {"lastUpdateId": update_id, "bids": [[_f(p), _f(q)] for p, q in bids],
-            "asks": [[_f(p), _f(q)] for p, q in asks]}, {}
+    return {"lastUpdateId": update_id, "bids": [[_f(p), _f(q)] for p, q in bids[:limit]],
+            "asks": [[_f(p), _f(q)] for p, q in asks[:limit]]}, {}
 
 
 def h_account(c: Call) -> tuple[Any, dict[str, str]]:
@@ -268,10 +358,12 @@ def h_account(c: Call) -> tuple[Any, dict[str, str]]:
         locked = ex.locked[c.account]
         assets = sorted(set(free) | set(locked))
         balances = [{"asset": a, "free": _f(free.get(a, 0.0)), "locked": _f(locked.get(a, 0.0))} for a in assets]
+    maker, taker = ex.config.maker_commission, ex.config.taker_commission
     return {
-        "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
-        "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000",
-                            "seller": "0.00000000"},
+        # In basis points here, as rates in commissionRates (Binance: 10 and "0.00100000" for 0.1%).
+        "makerCommission": round(maker * 10000), "takerCommission": round(taker * 10000), "buyerCommission": 0,
+        "sellerCommission": 0,
+        "commissionRates": {"maker": _f(maker), "taker": _f(taker), "buyer": _f(0), "seller": _f(0)},
         "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
         "requireSelfTradePrevention": False, "preventSor": False, "updateTime": ex.now_ms(),
         "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"], "uid": abs(hash(c.account)) % 10**9,
@@ -336,7 +428,7 @@ def _order_request(c: Call) -> OrderRequest:
         raise SandboxRejection(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
                                            f"is '{_CLIENT_ORDER_ID.pattern}'.")
     # Binance: a parameter the order type does not take is -1106 (a MARKET price, a LIMIT quoteOrderQty).
-    for unwanted, type_without in (("price", "MARKET"), ("quoteOrderQty", "LIMIT")):
+    for unwanted, type_without in (("price", "MARKET"), ("quoteOrderQty", "LIMIT"), ("timeInForce", "MARKET")):
         if type_ == type_without and p.get(unwanted):
             raise SandboxRejection(400, -1106, f"Parameter '{unwanted}' sent when not required.")
     ex = c.exchange
@@ -348,6 +440,10 @@ def _order_request(c: Call) -> OrderRequest:
         raise SandboxRejection(400, -1116, "Invalid orderType.")
     if type_ == "LIMIT" and (price is None or quantity is None):
         raise missing("price" if price is None else "quantity")
+    if type_ == "LIMIT":
+        time_in_force = _required(p, "timeInForce")
+        if time_in_force not in ("GTC", "IOC", "FOK"):
+            raise SandboxRejection(400, -1115, "Invalid timeInForce.")
     if quantity is None and quote_qty is None:
         raise missing("quantity")
     with ex.lock:
@@ -386,10 +482,68 @@ def h_rate_limit_order(c: Call) -> tuple[Any, dict[str, str]]:
     return body, {}
 
 
+def _boolean(params: dict[str, str], name: str) -> bool:
+    raw = (params.get(name) or "false").lower()
+    if raw not in ("true", "false"):
+        raise _invalid(name)
+    return raw == "true"
+
+
+def _rate_pair(maker: float, taker: float) -> dict[str, str]:
+    return {"maker": _f(maker), "taker": _f(taker)}
+
+
+def _discount() -> dict[str, Any]:
+    # Sandbox accounts do not pay commission in BNB: the discount exists for the symbol, not used by the account.
+    return {"enabledForAccount": False, "enabledForSymbol": True, "discountAsset": "BNB", "discount": "0.75000000"}
+
+
 def h_test_order(c: Call) -> tuple[Any, dict[str, str]]:
-    """POST /api/v3/order/test: the same parameter checks as a new order, and nothing placed (Binance answers {})."""
+    """POST /api/v3/order/test: every check a new order passes (parameters, symbol, side, type, time in force,
+    filters), and nothing placed: Binance answers {}, or with computeCommissionRates=true the rates the order's
+    trades would pay (buyer or seller rates already folded in by side; the sandbox has none, and no tax or special
+    commission)."""
+    compute = _boolean(c.params, "computeCommissionRates")
     _order_request(c)
-    return {}, {}
+    if not compute:
+        return {}, {}
+    cfg = c.exchange.config
+    return {
+        "standardCommissionForOrder": _rate_pair(cfg.maker_commission, cfg.taker_commission),
+        "specialCommissionForOrder": _rate_pair(0, 0),
+        "taxCommissionForOrder": _rate_pair(0, 0),
+        "discount": _discount(),
+    }, {}
+
+
+def h_account_commission(c: Call) -> tuple[Any, dict[str, str]]:
+    """GET /api/v3/account/commission: the account's rates on a symbol."""
+    symbol = _required(c.params, "symbol")
+    if symbol not in c.exchange.symbols:
+        raise SandboxRejection(400, -1121, "Invalid symbol.")
+    cfg = c.exchange.config
+    zero = {"maker": _f(0), "taker": _f(0), "buyer": _f(0), "seller": _f(0)}
+    return {
+        "symbol": symbol,
+        "standardCommission": {**_rate_pair(cfg.maker_commission, cfg.taker_commission), "buyer": _f(0),
+                               "seller": _f(0)},
+        "specialCommission": dict(zero),
+        "taxCommission": dict(zero),
+        "discount": _discount(),
+    }, {}
+
+
+def h_account_status(c: Call) -> tuple[Any, dict[str, str]]:
+    """GET /sapi/v1/account/status: a sandbox account is always in good standing."""
+    return {"data": "Normal"}, {}
+
+
+def h_api_trading_status(c: Call) -> tuple[Any, dict[str, str]]:
+    """GET /sapi/v1/account/apiTradingStatus: never locked in the sandbox (it does not model Binance's trading
+    rules' GTC cancellation, IOC/FOK expiration and unfilled ratios; the thresholds are the documented example's),
+    so no planned recovery and no update time."""
+    return {"data": {"isLocked": False, "plannedRecoverTime": 0,
+                     "triggerCondition": {"GCR": 150, "IFER": 150, "UFR": 300}, "updateTime": 0}}, {}
 
 
 def _order_ref(p: dict[str, str]) -> tuple[str, int | None, str | None]:
@@ -429,9 +583,15 @@ def h_all_orders(c: Call) -> tuple[Any, dict[str, str]]:
 
 
 def h_cancel_open_orders(c: Call) -> tuple[Any, dict[str, str]]:
+    """Cancels every open order on the symbol; with none open Binance answers -2011 "Unknown order sent."."""
     symbol = _required(c.params, "symbol")
+    if symbol not in c.exchange.symbols:
+        raise SandboxRejection(400, -1121, "Invalid symbol.")
+    opened = c.exchange.open_orders(c.account, symbol)
+    if not opened:
+        raise SandboxRejection(400, -2011, "Unknown order sent.")
     out = []
-    for o in c.exchange.open_orders(c.account, symbol):
+    for o in opened:
         cancelled = c.exchange.cancel_order(c.account, symbol, o.order_id, None)
         body = render_order(cancelled)
         body["origClientOrderId"] = cancelled.client_order_id
@@ -440,15 +600,22 @@ def h_cancel_open_orders(c: Call) -> tuple[Any, dict[str, str]]:
 
 
 def h_my_trades(c: Call) -> tuple[Any, dict[str, str]]:
+    """The account's trades on a symbol, oldest first: those of one order (orderId), from a trade id on (fromId),
+    at most `limit` (default 500, at most 1000; without fromId the most recent ones)."""
     symbol = _required(c.params, "symbol")
+    if symbol not in c.exchange.symbols:
+        raise SandboxRejection(400, -1121, "Invalid symbol.")
     order_id = _integer(c.params, "orderId")
+    from_id = _integer(c.params, "fromId")
+    limit = min(max(_integer(c.params, "limit") or 500, 1), 1000)
     with c.exchange.lock:
         trades = [t for t in c.exchange.trades if t.account == c.account and t.symbol == symbol
-                  and (order_id is None or t.order_id == order_id)]
+                  and (order_id is None or t.order_id == order_id) and (from_id is None or t.trade_id >= from_id)]
+    trades = trades[:limit] if from_id is not None else trades[-limit:]
     return [{"symbol": t.symbol, "id": t.trade_id, "orderId": t.order_id, "orderListId": -1,
-             "price": _f(t.price), "qty": _f(t.qty), "quoteQty": _f(t.quote_qty), "commission": "0.00000000",
-             "commissionAsset": c.exchange.symbols[t.symbol].quote, "time": t.time_ms,
-             "isBuyer": t.side == "BUY", "isMaker": False, "isBestMatch": True} for t in trades], {}
+             "price": _f(t.price), "qty": _f(t.qty), "quoteQty": _f(t.quote_qty), "commission": _f(t.commission),
+             "commissionAsset": t.commission_asset, "time": t.time_ms, "isBuyer": t.side == "BUY",
+             "isMaker": t.is_maker, "isBestMatch": True} for t in trades], {}
 
 
 def h_api_restrictions(c: Call) -> tuple[Any, dict[str, str]]:
@@ -695,18 +862,24 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/v3/depth"): Endpoint(_depth_weight, NONE, h_depth),
     ("GET", "/api/v3/account"): Endpoint(_fixed(20), READ, h_account),
     ("POST", "/api/v3/order"): Endpoint(_fixed(1), TRADE, h_new_order, reads=ORDER_PARAMS),
-    ("POST", "/api/v3/order/test"): Endpoint(_fixed(1), TRADE, h_test_order,
+    ("POST", "/api/v3/order/test"): Endpoint(_test_order_weight, TRADE, h_test_order,
                                              reads=ORDER_PARAMS | {"computeCommissionRates"}),
+    ("GET", "/api/v3/account/commission"): Endpoint(_fixed(20), READ, h_account_commission,
+                                                    reads=frozenset({"symbol"})),
     ("GET", "/api/v3/order"): Endpoint(_fixed(4), READ, h_get_order, reads=ORDER_REF_PARAMS),
     ("DELETE", "/api/v3/order"): Endpoint(_fixed(1), TRADE, h_cancel_order,
                                           reads=ORDER_REF_PARAMS | {"newClientOrderId", "cancelRestrictions"}),
     ("GET", "/api/v3/openOrders"): Endpoint(lambda p: 6 if p.get("symbol") else 80, READ, h_open_orders,
                                             reads=frozenset({"symbol"})),
     ("DELETE", "/api/v3/openOrders"): Endpoint(_fixed(1), TRADE, h_cancel_open_orders, reads=frozenset({"symbol"})),
-    ("GET", "/api/v3/myTrades"): Endpoint(_fixed(20), READ, h_my_trades),
+    ("GET", "/api/v3/myTrades"): Endpoint(_my_trades_weight, READ, h_my_trades,
+                                          reads=frozenset({"symbol", "orderId", "startTime", "endTime", "fromId",
+                                                           "limit"})),
     ("GET", "/api/v3/rateLimit/order"): Endpoint(_fixed(40), READ, h_rate_limit_order, reads=frozenset()),
     ("GET", "/api/v3/allOrders"): Endpoint(_fixed(20), READ, h_all_orders),
     ("GET", "/sapi/v1/account/apiRestrictions"): Endpoint(_fixed(1), KEY, h_api_restrictions, sapi=True),
+    ("GET", "/sapi/v1/account/status"): Endpoint(_fixed(1), READ, h_account_status, sapi=True),
+    ("GET", "/sapi/v1/account/apiTradingStatus"): Endpoint(_fixed(1), READ, h_api_trading_status, sapi=True),
     ("POST", "/sapi/v1/capital/withdraw/apply"): Endpoint(_fixed(1), WITHDRAW, h_withdraw, sapi=True),
     ("POST", "/sapi/v1/asset/transfer"): Endpoint(_fixed(1), UNIVERSAL_TRANSFER, h_universal_transfer, sapi=True),
     # Wallet history and the address book: what foreign-activity detection reads (USER_DATA: any readable key).

@@ -177,7 +177,6 @@ class StreamHub:
     def execution_report(self, order: Order, execution: str, now: int, trade: Trade | None = None,
                          maker: bool = False) -> dict[str, Any]:
         """Binance's executionReport for one change of an order (user-data-stream.md, "Order Update")."""
-        fill = order.fills[-1] if trade is not None and order.fills else None
         on_book = order.is_open and order.type == "LIMIT" and order.time_in_force == "GTC"
         report: dict[str, Any] = {
             "e": "executionReport", "E": now, "s": order.symbol, "c": order.client_order_id, "S": order.side,
@@ -187,7 +186,8 @@ class StreamHub:
             "C": order.client_order_id if execution == "CANCELED" else "",
             "x": execution, "X": order.status, "r": "NONE", "i": order.order_id,
             "l": _f(trade.qty if trade else 0), "z": _f(order.executed_qty), "L": _f(trade.price if trade else 0),
-            "n": fill["commission"] if fill else "0", "N": fill["commissionAsset"] if fill else None,
+            # This trade's commission, in the asset it was charged in (the asset received).
+            "n": _f(trade.commission) if trade else "0", "N": (trade.commission_asset or None) if trade else None,
             "T": trade.time_ms if trade else order.update_time_ms, "t": trade.trade_id if trade else -1,
             "I": next(self._execution_ids), "w": on_book, "m": maker if trade else False, "M": False,
             "O": order.time_ms, "Z": _f(order.cumulative_quote_qty), "Y": _f(trade.quote_qty if trade else 0),

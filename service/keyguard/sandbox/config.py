@@ -79,6 +79,12 @@ class SandboxConfig(BaseModel):
     # How long a "drop" fault holds the connection before cutting it (clients time out first).
     drop_hold_s: float = 30.0
     symbols: list[SymbolSpec] = Field(default_factory=_default_symbols)
+    # Commission rates of every account (Binance's regular tier: 0.1% maker, 0.1% taker, no buyer/seller extra),
+    # charged on each fill in the asset received (a buy pays in base, a sell in quote): Binance's way for an
+    # account that does not pay in BNB. An order that executes on arrival is the taker; one that rested in the
+    # book and is filled later is the maker.
+    maker_commission: float = Field(default=0.001, ge=0, lt=1)
+    taker_commission: float = Field(default=0.001, ge=0, lt=1)
     # Starting balances of every new account (asset -> free amount).
     starting_balances: dict[str, float] = Field(default_factory=lambda: {"USDT": 100000.0, "BTC": 1.0, "ETH": 10.0})
     # Bearer token of the admin API; None = generate one at start-up.

@@ -200,6 +200,11 @@ class Trade:
     qty: float
     quote_qty: float
     time_ms: int
+    # What the fill cost, in the asset it was charged in (the asset received: base for a buy, quote for a sell).
+    commission: float = 0.0
+    commission_asset: str = ""
+    # The maker is the order that was resting in the book; the taker executed on arrival.
+    is_maker: bool = False
 
 
 class Fault(BaseModel):
@@ -296,6 +301,16 @@ def _over_limit(counter: WindowCounter, label: str, now: float, headers: dict[st
         "Please use WebSocket Streams for live updates to avoid polling the API.",
         {**headers, "Retry-After": str(counter.seconds_to_reset(now))},
     )
+
+
+# Binance charges commission to the asset's commission precision (exchangeInfo: baseCommissionPrecision and
+# quoteCommissionPrecision, 8 for every sandbox symbol).
+COMMISSION_DECIMALS = 8
+
+
+def commission_of(received: float, rate: float) -> float:
+    """Commission on `received` at `rate`, to Binance's 8 decimals."""
+    return round(received * rate, COMMISSION_DECIMALS)
 
 
 class SandboxExchange:
@@ -565,7 +580,8 @@ class SandboxExchange:
             self._emit("balance", account=account)
 
     def set_price(self, symbol: str, price: float) -> None:
-        """Move the market; resting limit orders the new price crosses fill in full."""
+        """Move the market; resting limit orders the new price crosses fill in full, at their own price, as the
+        maker (they were in the book; the market came to them)."""
         with self.lock:
             if symbol not in self.symbols:
                 raise KeyError(symbol)
@@ -574,10 +590,10 @@ class SandboxExchange:
             self.book_update_ids[symbol] += 1
             self._emit("book", symbol=symbol, before=before, after=self.book(symbol))
             for order in list(self.orders.values()):
-                if order.symbol == symbol and order.is_open and order.type == "LIMIT":
+                if order.symbol == symbol and order.is_open and order.resting:
                     crosses = price <= order.price if order.side == "BUY" else price >= order.price
                     if crosses:
-                        self._fill(order, order.orig_qty - order.executed_qty, order.price)
+                        self._fill(order, order.orig_qty - order.executed_qty, order.price, maker=True)
                         self._emit("fill", order=order, trade=self.trades[-1], maker=True)
                         self._emit("balance", account=order.account)
 
@@ -810,19 +826,22 @@ class SandboxExchange:
             )
             self.orders[order.order_id] = order
             self._emit("order", order=order, execution="NEW")
-            # Cross the book level by level; a limit order stops at its price.
+            # Cross the book level by level; a limit order stops at its price. What executes on arrival is the
+            # taker side of each trade.
+            reachable = [(p, q) for p, q in levels
+                         if type_ != "LIMIT" or (p <= order.price if side == "BUY" else p >= order.price)]
+            if time_in_force == "FOK" and sum(q for _, q in reachable) + 1e-12 < quantity:
+                reachable = []  # fill or kill: all of it at once, or nothing
             remaining = quantity
-            for level_price, level_qty in levels:
+            for level_price, level_qty in reachable:
                 if remaining <= 1e-12:
                     break
-                if type_ == "LIMIT" and (level_price > order.price if side == "BUY" else level_price < order.price):
-                    break
-                self._fill(order, min(remaining, level_qty), level_price)
+                self._fill(order, min(remaining, level_qty), level_price, maker=False)
                 self._emit("fill", order=order, trade=self.trades[-1], maker=False)
                 remaining = order.orig_qty - order.executed_qty
             if order.is_open:
                 if type_ == "MARKET" or time_in_force in ("IOC", "FOK"):
-                    # Not enough depth: what filled stays filled, the rest expires.
+                    # Not enough depth: what filled stays filled (never for FOK), the rest expires.
                     order.status = "EXPIRED"
                     self._emit("order", order=order, execution="EXPIRED")
                 else:
@@ -845,18 +864,25 @@ class SandboxExchange:
         self.locked[order.account][asset] = self.locked[order.account].get(asset, 0.0) - amount
         self.balances[order.account][asset] = self.balances[order.account].get(asset, 0.0) + amount
 
-    def _fill(self, order: Order, qty: float, price: float) -> None:
+    def commission_rate(self, maker: bool) -> float:
+        return self.config.maker_commission if maker else self.config.taker_commission
+
+    def _fill(self, order: Order, qty: float, price: float, *, maker: bool) -> None:
+        """Execute `qty` of `order` at `price`. The commission (maker or taker rate) comes out of what the order
+        receives: base for a buy, quote for a sell."""
         spec = self.symbols[order.symbol]
         if order.resting:
             self._unlock_for(order, qty)
         bal = self.balances[order.account]
         quote = qty * price
         if order.side == "BUY":
+            asset, commission = spec.base, commission_of(qty, self.commission_rate(maker))
             bal[spec.quote] = bal.get(spec.quote, 0.0) - quote
-            bal[spec.base] = bal.get(spec.base, 0.0) + qty
+            bal[spec.base] = bal.get(spec.base, 0.0) + qty - commission
         else:
+            asset, commission = spec.quote, commission_of(quote, self.commission_rate(maker))
             bal[spec.base] = bal.get(spec.base, 0.0) - qty
-            bal[spec.quote] = bal.get(spec.quote, 0.0) + quote
+            bal[spec.quote] = bal.get(spec.quote, 0.0) + quote - commission
         order.executed_qty += qty
         order.cumulative_quote_qty += quote
         order.status = "FILLED" if order.executed_qty >= order.orig_qty - 1e-12 else "PARTIALLY_FILLED"
@@ -864,11 +890,11 @@ class SandboxExchange:
             order.resting = False
         order.update_time_ms = self.now_ms()
         trade = Trade(self._next_trade_id, order.order_id, order.account, order.symbol, order.side, price, qty,
-                      quote, order.update_time_ms)
+                      quote, order.update_time_ms, commission, asset, maker)
         self._next_trade_id += 1
         self.trades.append(trade)
-        order.fills.append({"price": _fmt(price), "qty": _fmt(qty), "commission": "0.00000000",
-                            "commissionAsset": spec.quote, "tradeId": trade.trade_id})
+        order.fills.append({"price": _fmt(price), "qty": _fmt(qty), "commission": _fmt(commission),
+                            "commissionAsset": asset, "tradeId": trade.trade_id})
 
     def find_order(self, account: str, symbol: str, order_id: int | None, client_order_id: str | None) -> Order:
         with self.lock:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, event
+from sqlalchemy import JSON, Column, bindparam, event, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -64,11 +64,42 @@ class JournalOrder(SQLModel, table=True):
     exchange_order_id: str | None = None
     executed_qty: float = 0.0
     quote_qty: float = 0.0
+    # Commission the exchange charged on the order's trades, by asset. Binance takes it out of what the order
+    # receives (the base asset of a buy, the quote asset of a sell) unless the account pays in BNB, so a buy of 1 BTC
+    # at 0.1% holds 0.999 BTC. `commission_qty` is the executed quantity whose trades these amounts cover: below
+    # executed_qty, some trade's commission is still to be read (GET /api/v3/myTrades for the order).
+    commissions: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    commission_qty: float = 0.0
     reduce_only: bool = False
     last_error: str | None = None
     sent_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def commission_pending(self) -> bool:
+        """Executed, and some of its trades' commission not yet known."""
+        return self.status != OrderStatus.PAPER_FILLED and self.executed_qty > self.commission_qty + 1e-12
+
+    def base_change(self, base: str) -> float:
+        """How much the order moved the base asset: what a buy received, less what a sell gave, net of any
+        commission charged in the base asset (a buy's, on Binance)."""
+        sign = 1.0 if self.side == "BUY" else -1.0
+        return sign * self.executed_qty - (self.commissions or {}).get(base, 0.0)
+
+    def quote_change(self, quote: str | None) -> float:
+        """How much the order moved the quote asset: what a sell received, less what a buy paid, net of any
+        commission charged in the quote asset (a sell's, on Binance)."""
+        sign = 1.0 if self.side == "BUY" else -1.0
+        spent = self.quote_qty or self.executed_qty * (self.price or 0.0)
+        return -sign * spent - ((self.commissions or {}).get(quote, 0.0) if quote else 0.0)
+
+
+def quote_asset(symbol: str, base: str) -> str | None:
+    """The quote asset of a Binance symbol whose base is known (BTCUSDT, BTC -> USDT)."""
+    if not symbol.startswith(base) or symbol == base:
+        return None
+    return symbol[len(base):]
 
 
 class ReconciliationIssue(SQLModel, table=True):
@@ -103,9 +134,21 @@ def journal_engine(url: str = "sqlite:///keyguard-worker.db", *, autocheckpoint:
 
         tables = [JournalOrder.__table__, ReconciliationIssue.__table__]  # type: ignore[attr-defined]
         SQLModel.metadata.create_all(engine, tables=tables)
+        _add_commission_columns(engine)
     except Exception as exc:  # a bad URL or unreachable database is a clear error, not a traceback
         raise StoreError(f"worker journal {url.split('@')[-1]}: cannot open ({type(exc).__name__}: {exc})") from exc
     return engine
+
+
+def _add_commission_columns(engine: Engine) -> None:
+    """A journal written before commissions were kept gains their columns (no commission known: every executed
+    row is read again from the exchange's trades)."""
+    present = {column["name"] for column in inspect(engine).get_columns("worker_order")}
+    added = {"commissions": "JSON NOT NULL DEFAULT '{}'", "commission_qty": "FLOAT NOT NULL DEFAULT 0"}
+    with engine.begin() as connection:
+        for name, ddl in added.items():
+            if name not in present:
+                connection.exec_driver_sql(f"ALTER TABLE worker_order ADD COLUMN {name} {ddl}")
 
 
 _JOURNAL = JournalOrder.__table__  # type: ignore[attr-defined]
@@ -205,6 +248,15 @@ class OrderJournal:
 
     def open_orders(self) -> list[JournalOrder]:
         return self.orders(OPEN_STATUSES)
+
+    def commission_pending(self) -> list[JournalOrder]:
+        """Rows that executed more than the trades whose commission they hold (see JournalOrder.commissions)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = select(JournalOrder).where(
+                JournalOrder.executed_qty > JournalOrder.commission_qty + 1e-12,
+                JournalOrder.status != OrderStatus.PAPER_FILLED,
+            )
+            return list(session.exec(query.order_by(JournalOrder.created_at)))  # type: ignore[arg-type]
 
     def chain(self, intent_id: str) -> list[JournalOrder]:
         with Session(self.engine, expire_on_commit=False) as session:

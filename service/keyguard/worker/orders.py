@@ -130,6 +130,28 @@ def apply_report(row: JournalOrder, report: Mapping[str, Any]) -> None:
         quote = report.get("cummulativeQuoteQty")
         if quote is not None:
             row.quote_qty = float(quote)
+    fills = report.get("fills")
+    if isinstance(fills, list) and fills:
+        # A FULL new-order answer lists every trade of the order so far, each with its commission.
+        apply_trades(row, fills)
+
+
+def apply_trades(row: JournalOrder, trades: list[Any]) -> None:
+    """Fold the complete list of an order's trades so far (a FULL answer's fills, or myTrades for the order) into
+    the row's commissions. A list covering less than the row already accounts for is an older view: ignored."""
+    commissions: dict[str, float] = {}
+    covered = 0.0
+    for trade in trades:
+        if not isinstance(trade, Mapping):
+            continue
+        covered += float(trade.get("qty", 0) or 0)
+        asset = trade.get("commissionAsset")
+        amount = float(trade.get("commission", 0) or 0)
+        if asset and amount:
+            commissions[str(asset)] = commissions.get(str(asset), 0.0) + amount
+    if covered + 1e-12 >= row.commission_qty:
+        row.commissions = commissions
+        row.commission_qty = covered
 
 
 def _timestamp(value: datetime) -> float:
@@ -246,6 +268,26 @@ class OrderExecutor:
             apply_report(row, report)
             return self._result(self.journal.update(row), report=report)
 
+    def settle_commissions(self, row: JournalOrder) -> bool:
+        """Read the commission of an executed order's trades that no answer carried (a look-up, an ACK or RESULT
+        answer, a fill of a resting order) from the order's trade list; True when the row is now complete. A venue
+        without trade lists (a `my_trades(symbol, order_id)` method: Binance's GET /api/v3/myTrades with orderId),
+        or a failed read, leaves it for the next round."""
+        if not row.commission_pending or row.exchange_order_id is None or not row.exchange_order_id.isdigit():
+            return not row.commission_pending
+        my_trades = getattr(self.venue, "my_trades", None)
+        if my_trades is None:
+            return False
+        try:
+            trades = my_trades(row.symbol, int(row.exchange_order_id))
+        except ExchangeError as exc:
+            log.warning("order %s: reading its trades' commission failed: %s", row.client_order_id, exc)
+            return False
+        if isinstance(trades, list):
+            apply_trades(row, trades)
+            self.journal.record(row)
+        return not row.commission_pending
+
     def resolve(self, row: JournalOrder, signed_by: float | None = None) -> LookupOutcome:
         """Settle an unknown outcome by client id. Only -2013 after the recvWindow counts as absent.
 
@@ -302,6 +344,8 @@ class OrderExecutor:
             apply_report(row, report)
             row.last_error = None
             self.journal.record(row)
+            # A look-up says how much executed, not what its trades cost.
+            self.settle_commissions(row)
             return LookupOutcome(True, False, f"found by client id: {row.status}", report)
         row.status = OrderStatus.UNKNOWN
         row.last_error = f"look-up unresolved after {len(delays)} attempts: {errors[-1] if errors else ''}"[:500]

@@ -24,8 +24,11 @@ class PaperVenue:
         # Simulated holdings of each traded base asset, so reconciliation has a paper balance to compare.
         self.holdings: dict[str, float] = {}
         self.recv_window_ms = recv_window_ms
+        # Commission on each simulated fill, charged as Binance charges an account that does not pay in BNB: out of
+        # what the order receives (base for a buy, quote for a sell).
         self.fee_rate = fee_rate
         self._orders: dict[str, dict[str, Any]] = {}
+        self._trades: dict[int, list[dict[str, Any]]] = {}  # order id -> its fills (myTrades rows)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -48,10 +51,27 @@ class PaperVenue:
                 "status": "FILLED" if crosses else "NEW", "paper": True,
             }
             self._orders[cid] = report
+            answer = dict(report)
             if crosses:
                 asset = self.base_of.get(symbol, symbol)
-                self.holdings[asset] = self.holdings.get(asset, 0.0) + (qty if side == "BUY" else -qty)
-            return dict(report)
+                quote_asset = symbol[len(asset):] if symbol.startswith(asset) else ""
+                if side == "BUY":
+                    fee, fee_asset = round(qty * self.fee_rate, 8), asset
+                    self.holdings[asset] = self.holdings.get(asset, 0.0) + qty - fee
+                else:
+                    fee, fee_asset = round(qty * last * self.fee_rate, 8), quote_asset
+                    self.holdings[asset] = self.holdings.get(asset, 0.0) - qty
+                fill = {"price": f"{last:.8f}", "qty": f"{qty:.8f}", "commission": f"{fee:.8f}",
+                        "commissionAsset": fee_asset, "tradeId": report["orderId"]}
+                self._trades[int(report["orderId"])] = [{**fill, "symbol": symbol, "orderId": report["orderId"]}]
+                answer["fills"] = [fill]
+            return answer
+
+    def my_trades(self, symbol: str, order_id: int | None = None) -> list[dict[str, Any]]:
+        """The simulated trades of one order (or of all), in GET /api/v3/myTrades's commission fields."""
+        with self._lock:
+            return [dict(t) for oid, trades in self._trades.items() for t in trades
+                    if t["symbol"] == symbol and (order_id is None or oid == order_id)]
 
     def get_order(self, symbol: str, client_order_id: str) -> dict[str, Any]:
         with self._lock:

@@ -6,25 +6,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from keyguard.worker.journal import JournalOrder
+from keyguard.worker.journal import JournalOrder, quote_asset
 
 
 @dataclass
 class Book:
-    """What a set of orders holds: base-asset positions, and today's cash flow and position change (for PnL)."""
+    """What a set of orders holds: base-asset positions, and today's cash flow and position change (for PnL).
+    Positions and cash are net of commission: a buy holds what it received, a sell brings in what it received."""
 
     positions: dict[str, float] = field(default_factory=dict)
     cash_today: float = 0.0
     moved_today: dict[str, float] = field(default_factory=dict)
     largest_notional_today: float = 0.0
 
-    def add(self, base: str, side: str, qty: float, quote: float, today: bool) -> None:
-        sign = 1.0 if side == "BUY" else -1.0
-        self.positions[base] = self.positions.get(base, 0.0) + sign * qty
+    def add(self, base: str, moved: float, cash: float, notional: float, today: bool) -> None:
+        """An execution (or the part of one not yet in the book): `moved` base units in (+) or out (-), `cash`
+        quote units in or out, both net of commission; `notional` is the order's traded value so far."""
+        self.positions[base] = self.positions.get(base, 0.0) + moved
         if today:
-            self.cash_today -= sign * quote
-            self.moved_today[base] = self.moved_today.get(base, 0.0) + sign * qty
-            self.largest_notional_today = max(self.largest_notional_today, quote)
+            self.cash_today += cash
+            self.moved_today[base] = self.moved_today.get(base, 0.0) + moved
+            self.largest_notional_today = max(self.largest_notional_today, notional)
 
     def daily_pnl(self, prices: Mapping[str, float]) -> float | None:
         """Today's PnL: cash flow of today's executions plus what they moved, at `prices` (per base asset); None
@@ -49,13 +51,19 @@ def _ts(value: datetime | None) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
+def row_effect(row: JournalOrder, base: str) -> tuple[float, float, float]:
+    """(base moved, quote moved, notional) of a journal row, net of the commission it paid."""
+    notional = row.quote_qty or row.executed_qty * (row.price or 0.0)
+    return row.base_change(base), row.quote_change(quote_asset(row.symbol, base)), notional
+
+
 def fold(rows: Iterable[JournalOrder], base_of: Mapping[str, str], now: float) -> Book:
-    """The book of `rows`: every executed quantity, signed by side; today = updated since 00:00 UTC."""
+    """The book of `rows`: every execution, signed by side, net of commission; today = updated since 00:00 UTC."""
     book = Book()
     day = utc_day_start(now)
     for row in rows:
         if row.executed_qty <= 0 or row.symbol not in base_of:
             continue
-        quote = row.quote_qty or row.executed_qty * (row.price or 0.0)
-        book.add(base_of[row.symbol], row.side, row.executed_qty, quote, _ts(row.updated_at) >= day)
+        moved, cash, notional = row_effect(row, base_of[row.symbol])
+        book.add(base_of[row.symbol], moved, cash, notional, _ts(row.updated_at) >= day)
     return book

@@ -45,13 +45,13 @@ class ReconciliationReport:
 
 
 def journal_positions(rows: Iterable[JournalOrder], base_of: Mapping[str, str]) -> dict[str, float]:
-    """Net base-asset position implied by every execution the journal knows of (worker and adopted)."""
+    """Net base-asset position implied by every execution the journal knows of (worker and adopted): what buys
+    received less what sells gave, net of commission paid in the base asset, as the exchange's balance moves."""
     positions: dict[str, float] = {}
     for row in rows:
         if row.executed_qty and row.status != OrderStatus.PAPER_FILLED:
             asset = base_of.get(row.symbol, row.symbol)
-            sign = 1.0 if row.side == "BUY" else -1.0
-            positions[asset] = positions.get(asset, 0.0) + sign * row.executed_qty
+            positions[asset] = positions.get(asset, 0.0) + row.base_change(asset)
     return positions
 
 
@@ -134,6 +134,10 @@ class Reconciler:
                 self._report(report, ORDER_ABSENT, row.client_order_id, "exchange has no such order (-2013)")
             else:
                 self._report(report, ORDER_UNRESOLVED, row.client_order_id, outcome.detail)
+        for row in self.journal.commission_pending():
+            if row.symbol in self.base_of and not self.executor.settle_commissions(row):
+                log.info("reconciliation: commission of %s's trades not read yet; its position counts them in full",
+                         row.client_order_id)
         actual = balances_of(retry_data_request(self.view.account))
         positions = journal_positions(self.journal.orders(), self.base_of)
         assets = set(self.base_of.values())

@@ -27,7 +27,7 @@ from keyguard.exchanges.budget import (
 )
 from keyguard.exchanges.budget_store import open_budget_store
 from keyguard.worker.config import WorkerConfig
-from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, journal_engine
+from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, journal_engine, quote_asset
 from keyguard.worker.killswitch import KillSwitch
 from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult
 from keyguard.worker.paper import PaperVenue
@@ -166,13 +166,19 @@ class ExecutionWorker:
         return result
 
     def _apply_fill(self, intent: OrderIntent, result: OrderResult, price: float) -> None:
+        """Positions and cash follow the execution, net of its commission (a buy holds what it received)."""
         if result.executed_qty <= 0:
             return
         sign = 1.0 if intent.side == "BUY" else -1.0
         asset = intent.base_asset
-        self.snapshot.positions[asset] = self.snapshot.positions.get(asset, 0.0) + sign * result.executed_qty
         quote = result.quote_qty or result.executed_qty * price
-        self.cash_flow -= sign * quote
+        row = result.journal_row
+        if row is not None:
+            moved, cash = row.base_change(asset), row.quote_change(quote_asset(intent.symbol, asset))
+        else:
+            moved, cash = sign * result.executed_qty, -sign * quote
+        self.snapshot.positions[asset] = self.snapshot.positions.get(asset, 0.0) + moved
+        self.cash_flow += cash
         self.largest_notional_today = max(self.largest_notional_today, quote)
         self.mark_to_market()
 
@@ -250,9 +256,8 @@ class ExecutionWorker:
         for row in rows:
             if row.executed_qty and row.symbol in self.symbols:
                 asset = self.symbols[row.symbol]
-                sign = 1.0 if row.side == "BUY" else -1.0
-                positions[asset] = positions.get(asset, 0.0) + sign * row.executed_qty
-                cash -= sign * (row.quote_qty or row.executed_qty * (row.price or 0.0))
+                positions[asset] = positions.get(asset, 0.0) + row.base_change(asset)
+                cash += row.quote_change(quote_asset(row.symbol, asset))
         self.snapshot.positions = positions
         self.cash_flow = cash
 
