@@ -171,7 +171,8 @@ def test_account_status_and_api_trading_status_answer_as_binance_documents(sandb
         "updateTime": 0,
     }}
     response = signed_get(sandbox, key, "/sapi/v1/account/apiTradingStatus")
-    assert response.headers["X-SAPI-USED-IP-WEIGHT-1M"] == "3"  # 1 per call, in the SAPI pool
+    # 1 per call, in this endpoint's own SAPI pool for the IP: its second call (account/status has a pool of its own).
+    assert response.headers["X-SAPI-USED-IP-WEIGHT-1M"] == "2"
 
 
 # -- 3b. test orders ------------------------------------------------------------------------------------------

@@ -295,7 +295,8 @@ def test_user_data_stream_reports_an_orders_life_and_the_balances(sandbox: Sandb
     assert (report["X"], report["l"], report["z"]) == ("FILLED", "0.01000000", "0.01000000")
     assert float(report["L"]) > 60000.0 and report["t"] > 0 and report["m"] is False
     balances = {b["a"]: b for b in position["event"]["B"]}
-    assert balances["BTC"]["f"] == "1.01000000"
+    # 1 BTC to start, plus the 0.01 bought less the taker commission, which a buy pays in the BTC received.
+    assert balances["BTC"]["f"] == f"{1 + 0.01 * (1 - sandbox.exchange.config.taker_commission):.8f}"
     new_limit, cancel, after_cancel = canceled
     assert (new_limit["event"]["X"], new_limit["event"]["w"], new_limit["event"]["p"]) == (
         "NEW", True, "50000.00000000")
@@ -318,7 +319,9 @@ def test_a_fill_by_price_move_reaches_the_user_data_stream(sandbox: SandboxHandl
     trade, position = asyncio.run(scenario())
     # A resting order the market came to: filled at its own price, as the maker.
     assert (trade["event"]["X"], trade["event"]["L"], trade["event"]["m"]) == ("FILLED", "59000.00000000", True)
-    assert {b["a"]: b["f"] for b in position["event"]["B"]}["BTC"] == "1.01000000"
+    # The maker's commission, paid in the BTC received.
+    assert {b["a"]: b["f"] for b in position["event"]["B"]}["BTC"] == \
+        f"{1 + 0.01 * (1 - sandbox.exchange.config.maker_commission):.8f}"
 
 
 def test_user_data_stream_carries_only_the_subscribed_accounts_events(sandbox: SandboxHandle,

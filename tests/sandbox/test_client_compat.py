@@ -371,6 +371,21 @@ def _sdk_order_count(w: World) -> None:
     assert [(c.rate_limit_type, c.count) for c in counts] == [("ORDERS", 1), ("ORDERS", 1)]
 
 
+@case("GET", "/api/v3/account/commission", PYTHON_BINANCE)
+def _pb_commission(w: World) -> None:
+    # python-binance has no method for it (only a WebSocket API call): its own signed GET.
+    rates = w.python_binance()._get("account/commission", True, data={"symbol": "BTCUSDT"})
+    taker = w.sandbox.exchange.config.taker_commission
+    assert rates["symbol"] == "BTCUSDT" and Decimal(rates["standardCommission"]["taker"]) == Decimal(str(taker))
+
+
+@case("GET", "/api/v3/account/commission", SDK)
+def _sdk_commission(w: World) -> None:
+    rates = w.sdk().api.account_commission(symbol="ETHUSDT").data()
+    maker = w.sandbox.exchange.config.maker_commission
+    assert rates.symbol == "ETHUSDT" and Decimal(rates.standard_commission.maker) == Decimal(str(maker))
+
+
 # -- SAPI: key restrictions, wallet, sub-accounts ----------------------------------------------------------
 @case("GET", "/sapi/v1/account/apiRestrictions", PYTHON_BINANCE)
 def _pb_api_restrictions(w: World) -> None:
@@ -383,6 +398,27 @@ def _pb_api_restrictions(w: World) -> None:
 def _sdk_api_restrictions(w: World) -> None:
     restrictions = w.sdk(w.wallet).signed("GET", "/sapi/v1/account/apiRestrictions")
     assert restrictions["enableWithdrawals"] is True and restrictions["ipRestrict"] is True
+
+
+@case("GET", "/sapi/v1/account/status", PYTHON_BINANCE)
+def _pb_account_status(w: World) -> None:
+    assert w.python_binance().get_account_status() == {"data": "Normal"}
+
+
+@case("GET", "/sapi/v1/account/status", SDK)
+def _sdk_account_status(w: World) -> None:
+    assert w.sdk().signed("GET", "/sapi/v1/account/status") == {"data": "Normal"}
+
+
+@case("GET", "/sapi/v1/account/apiTradingStatus", PYTHON_BINANCE)
+def _pb_api_trading_status(w: World) -> None:
+    assert w.python_binance().get_account_api_trading_status()["data"]["isLocked"] is False
+
+
+@case("GET", "/sapi/v1/account/apiTradingStatus", SDK)
+def _sdk_api_trading_status(w: World) -> None:
+    status = w.sdk().signed("GET", "/sapi/v1/account/apiTradingStatus")["data"]
+    assert status["isLocked"] is False and status["plannedRecoverTime"] == 0
 
 
 @case("POST", "/sapi/v1/capital/withdraw/apply", PYTHON_BINANCE)

@@ -365,7 +365,9 @@ async def _sdk_ed25519_session_logon_hears_its_orders(w: World) -> None:
     assert (new.actual_instance.X, new.actual_instance.o) == ("NEW", "MARKET")
     report = trade.actual_instance
     assert (report.X, report.l, report.z, report.L) == ("FILLED", f8(0.01), f8(0.01), order.fills[0].price)
-    assert {b.a: b.f for b in position.actual_instance.B}["BTC"] == f8(1.01)
+    # The market order took liquidity: the taker commission, paid in the BTC received.
+    taker = w.sandbox.exchange.config.taker_commission
+    assert {b.a: b.f for b in position.actual_instance.B}["BTC"] == f8(1 + 0.01 * (1 - taker))
     # Logging out ends the subscription that the logon made.
     assert (logout.api_key, logout.user_data_stream) == (None, False)
     assert terminated.actual_instance.E > 0
@@ -466,7 +468,9 @@ async def _pb_user_socket(w: World) -> None:
     assert listed == [{"subscriptionId": 0}] and after == []
     assert (new["X"], new["p"], new["w"]) == ("NEW", f8(59000), True)
     assert (trade["X"], trade["L"], trade["z"], trade["m"]) == ("FILLED", f8(59000), f8(0.01), True)
-    assert {b["a"]: b["f"] for b in position["B"]}["BTC"] == f8(1.01)
+    # The resting bid was the maker: the maker commission, paid in the BTC received.
+    maker = w.sandbox.exchange.config.maker_commission
+    assert {b["a"]: b["f"] for b in position["B"]}["BTC"] == f8(1 + 0.01 * (1 - maker))
 
 
 @case(PYTHON_BINANCE, *methods("userDataStream.subscribe.signature"))
