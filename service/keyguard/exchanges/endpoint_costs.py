@@ -113,7 +113,10 @@ BINANCE_SPOT_COSTS: dict[tuple[str, str], EndpointCost] = {
     ("GET", "/api/v3/account"): EndpointCost(20),
     ("GET", "/api/v3/myTrades"): EndpointCost(_my_trades_weight),
     ("GET", "/api/v3/rateLimit/order"): EndpointCost(40),
+    ("GET", "/api/v3/account/commission"): EndpointCost(20),
     ("GET", "/sapi/v1/account/apiRestrictions"): EndpointCost(1, weight_pool=SAPI_WEIGHT),
+    ("GET", "/sapi/v1/account/status"): EndpointCost(1, weight_pool=SAPI_WEIGHT),
+    ("GET", "/sapi/v1/account/apiTradingStatus"): EndpointCost(1, weight_pool=SAPI_WEIGHT),
     ("POST", "/sapi/v1/capital/withdraw/apply"): EndpointCost(600, weight_pool=SAPI_WEIGHT),
     ("POST", "/sapi/v1/asset/transfer"): EndpointCost(900, weight_pool=SAPI_WEIGHT),
     # Activity reads (foreign-activity detection). Withdraw history also costs 18,000 of the account's 180,000 UID
