@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +134,32 @@ def test_contain_by_hand_stops_the_worker_cancels_orders_and_blocks_the_secret(d
     assert deployment.open_orders() == []  # its orders and the outsider's are cancelled
     [deny] = [s for s in deployment.secret_policy()["Statement"] if s.get("Sid") == "KeyguardContainment"]
     assert deny["Effect"] == "Deny" and deny["Action"] == "secretsmanager:GetSecretValue"
+
+
+def test_an_order_that_fills_while_being_cancelled_leaves_the_cancel_step_done(deployment: Deployment) -> None:
+    """The resting order is read as open, then fills before the cancel reaches the exchange, which answers -2011
+    ("Unknown order sent.", nothing left open). The step is judged by reading the orders back: done, not failed."""
+    deployment.worker.start()
+    assert resting(deployment.worker).status == "NEW"
+    exchange = deployment.sandbox.exchange
+    # The cancel is held 1.5 s at the exchange; the market reaches the bid while it waits.
+    deployment.sandbox.set_faults({"endpoint": "DELETE /api/v3/openOrders", "kind": "latency", "latency_ms": 1500,
+                                   "times": 1})
+
+    def fill_when_the_cancel_is_held() -> None:
+        deadline = time.monotonic() + 60
+        while exchange.faults and time.monotonic() < deadline:  # taken when the cancel arrives
+            time.sleep(0.01)
+        exchange.set_price("BTCUSDT", 49000.0)
+
+    filler = threading.Thread(target=fill_when_the_cancel_is_held, daemon=True)
+    filler.start()
+    run = keyguard("incident", "contain", "bot-1", "--config", str(deployment.config), "--reason", "race drill")
+    filler.join(timeout=10)
+    [order] = exchange.orders_of("main")
+    assert order.status == "FILLED", "the order filled while the cancel was on its way"
+    cancel_line = next(line for line in run.stdout.splitlines() if "cancel_open_orders" in line)
+    assert "done" in cancel_line and "failed" not in cancel_line, run.stdout
 
 
 def test_a_dry_run_says_what_it_would_do_and_changes_nothing(deployment: Deployment) -> None:

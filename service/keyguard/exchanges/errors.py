@@ -84,6 +84,9 @@ class RateLimitRefused(ExchangeError):
         self.code = code
         self.retry_after_s = retry_after_s
 
+# -2011 "Unknown order sent.": a cancel found nothing to cancel (the order, or every open order of a symbol, is
+# already filled or cancelled). Whoever cancels reads the open orders back to know the outcome.
+UNKNOWN_ORDER = -2011
 
 # Binance's error codes for a refusal that says something about the key or the host; any other code is a plain
 # ExchangeRejected. From Binance's spot error-code documentation.

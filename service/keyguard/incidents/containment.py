@@ -30,6 +30,7 @@ from sqlmodel import col, select
 
 from keyguard.config import ContainmentSettings
 from keyguard.errors import ConfigError, KeyguardError
+from keyguard.exchanges.errors import UNKNOWN_ORDER, ExchangeRejected
 from keyguard.exchanges.inventory import Inventory, InventoryKey, SecretSource, load_inventory
 from keyguard.redact import redact_text
 from keyguard.store.db import session_scope
@@ -336,7 +337,13 @@ class ContainmentService:
             before = adapter.open_orders()
             symbols = sorted({str(o.get("symbol")) for o in before if isinstance(o, dict)})
             for symbol in symbols:
-                adapter.cancel_open_orders(symbol)
+                try:
+                    adapter.cancel_open_orders(symbol)
+                except ExchangeRejected as exc:
+                    # -2011: nothing left open on the symbol (filled or cancelled since the first read). The
+                    # read-back below, not this answer, decides whether the step is done.
+                    if exc.code != UNKNOWN_ORDER:
+                        raise
             after = adapter.open_orders()
         if after:
             raise StepFailed(f"{len(after)} order(s) still open after cancelling on {', '.join(symbols)}")

@@ -26,6 +26,7 @@ from keyguard.exchanges.budget import (
     pools_from_exchange_info,
 )
 from keyguard.exchanges.budget_store import open_budget_store
+from keyguard.exchanges.errors import UNKNOWN_ORDER
 from keyguard.worker.config import WorkerConfig
 from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, journal_engine, quote_asset
 from keyguard.worker.killswitch import KillSwitch
@@ -118,7 +119,7 @@ class ExecutionWorker:
             try:
                 result = self.venue.cancel_open_orders(symbol)
             except ExchangeError as exc:
-                if getattr(exc, "code", None) == -2011:  # nothing open to cancel
+                if getattr(exc, "code", None) == UNKNOWN_ORDER:  # nothing open to cancel
                     continue
                 log.error("kill switch: cancelling open orders on %s failed: %s", symbol, exc)
                 continue
