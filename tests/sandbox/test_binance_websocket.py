@@ -422,6 +422,26 @@ def test_session_logon_takes_ed25519_keys_only_and_subscribe_needs_it(sandbox: S
     assert (subscribe["status"], subscribe["error"]["code"]) == (401, -1002)
 
 
+def test_websocket_api_requests_share_the_ips_request_weight_with_rest(sandbox: SandboxHandle) -> None:
+    """Binance: the WebSocket API and the REST API share the IP's REQUEST_WEIGHT limit (ping and time weigh 1, user
+    data stream requests 2), and each answer's rateLimits says how much of it is used."""
+    key = sandbox.create_key()
+
+    async def scenario() -> list[Any]:
+        async with connect(ws_url(sandbox, "/ws-api/v3")) as ws:
+            return [await request(ws, {"id": 1, "method": "ping"}),
+                    await request(ws, {"id": 2, "method": "time"}),
+                    await request(ws, {"id": 3, "method": "userDataStream.subscribe.signature",
+                                       "params": signed(key)})]
+
+    answers = asyncio.run(scenario())
+    counts = [a["rateLimits"][0]["count"] for a in answers]
+    assert counts[1] - counts[0] == 1 and counts[2] - counts[1] == 2, counts
+    # A REST request from the same address sees the WebSocket API's weight in its usage header.
+    used = httpx.get(f"{sandbox.url}/api/v3/ping").headers["X-MBX-USED-WEIGHT-1M"]
+    assert int(used) == counts[2] + 1
+
+
 # -- a bot that graduates -----------------------------------------------------------------------------------
 # What a polling bot would call to learn its fills and the price: faulted, so polling fails, and counted.
 POLLED_ENDPOINTS = ("GET /api/v3/order", "GET /api/v3/openOrders", "GET /api/v3/allOrders", "GET /api/v3/myTrades",

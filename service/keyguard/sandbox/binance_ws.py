@@ -515,8 +515,7 @@ ApiMethod = Callable[["ApiConnection", dict[str, Any], dict[str, Any]], Any]
 
 
 def rate_limit_status(exchange: SandboxExchange, ip: str) -> list[dict[str, Any]]:
-    """A response's `rateLimits`: the IP's REQUEST_WEIGHT window. The sandbox does not charge WebSocket API requests
-    to it, so the count is what the IP's REST requests used."""
+    """A response's `rateLimits`: the IP's REQUEST_WEIGHT window, which its REST and WebSocket API requests share."""
     counter = exchange.weight
     with exchange.lock:
         used = counter.used(ip, exchange.now())
@@ -581,6 +580,9 @@ class ApiConnection:
             if handler is None:
                 raise SandboxRejection(400, -1000, f"The sandbox does not implement the WebSocket API method "
                                                    f"{json.dumps(method)}.")
+            # Every WebSocket API request is charged to the IP's REQUEST_WEIGHT like a REST call ("WebSocket API and
+            # REST API share the same rate limits"); over the limit it is answered 429, a ban 418, as on REST.
+            self.hub.exchange.charge_ip(self.ip, API_WEIGHTS[method.removeprefix("v3/")])
             result = handler(self, params, raw_params)
         except SandboxRejection as rejection:
             answer: dict[str, Any] = {"id": request_id, "status": rejection.status,
@@ -710,6 +712,9 @@ API_METHODS: dict[str, ApiMethod] = {
     "userDataStream.subscribe.signature": _subscribe_signature,
     "userDataStream.unsubscribe": _unsubscribe,
 }
+
+# Each method's request weight (web-socket-api.md: ping and time 1; session and user data stream requests 2).
+API_WEIGHTS: dict[str, int] = {name: 1 if name in ("ping", "time") else 2 for name in API_METHODS}
 
 
 # -- routes ---------------------------------------------------------------------------------------------
