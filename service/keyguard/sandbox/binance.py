@@ -921,6 +921,18 @@ def _without_signature(raw: str) -> tuple[str, str | None]:
     return "&".join(kept), signature
 
 
+def check_timing(exchange: SandboxExchange, timestamp: int, recv_window: float) -> None:
+    """Binance's timing security: recvWindow at most its maximum (-1131); timestamp < serverTime + 1 s and
+    serverTime - timestamp <= recvWindow (-1021). The REST and WebSocket API faces apply the same rule."""
+    if recv_window > exchange.config.max_recv_window_ms:
+        raise SandboxRejection(400, -1131, f"recvWindow must be less than {exchange.config.max_recv_window_ms}.")
+    server_ms = exchange.now_ms()
+    if timestamp >= server_ms + 1000:
+        raise SandboxRejection(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+    if server_ms - timestamp > recv_window:
+        raise SandboxRejection(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+
+
 def authenticate(exchange: SandboxExchange, security: str, ip: str, headers: Any, query: str,
                  body: str, params: dict[str, str]) -> SandboxKey:
     """Binance's checks in order: key format, key known and IP allowed, timestamp/recvWindow, signature, permission.
@@ -937,14 +949,7 @@ def authenticate(exchange: SandboxExchange, security: str, ip: str, headers: Any
     timestamp = _integer(params, "timestamp")
     if timestamp is None:
         raise missing("timestamp")
-    recv_window = _integer(params, "recvWindow") or exchange.config.default_recv_window_ms
-    if recv_window > exchange.config.max_recv_window_ms:
-        raise SandboxRejection(400, -1131, f"recvWindow must be less than {exchange.config.max_recv_window_ms}.")
-    server_ms = exchange.now_ms()
-    if timestamp >= server_ms + 1000:
-        raise SandboxRejection(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
-    if server_ms - timestamp > recv_window:
-        raise SandboxRejection(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+    check_timing(exchange, timestamp, _integer(params, "recvWindow") or exchange.config.default_recv_window_ms)
     q_payload, q_sig = _without_signature(query)
     b_payload, b_sig = _without_signature(body)
     signature = q_sig or b_sig

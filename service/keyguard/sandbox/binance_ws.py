@@ -30,7 +30,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from keyguard.sandbox.binance import READ, REFUSED
+from keyguard.sandbox.binance import READ, REFUSED, check_timing
 from keyguard.sandbox.config import interval_of
 from keyguard.sandbox.signing import signature_valid
 from keyguard.sandbox.state import Order, SandboxExchange, SandboxKey, SandboxRejection, Trade, missing
@@ -463,15 +463,7 @@ def authenticate_signed(exchange: SandboxExchange, ip: str, params: dict[str, An
         timestamp = _millis(raw_params.get("timestamp"), "timestamp")
         if timestamp is None:
             raise missing("timestamp")
-        recv_window = _recv_window(raw_params.get("recvWindow"), config.default_recv_window_ms)
-        if recv_window > config.max_recv_window_ms:
-            raise SandboxRejection(400, -1131, f"recvWindow must be less than {config.max_recv_window_ms}.")
-        # Binance: timestamp < serverTime + 1 second and serverTime - timestamp <= recvWindow.
-        server_ms = exchange.now_ms()
-        if timestamp >= server_ms + 1000:
-            raise SandboxRejection(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
-        if server_ms - timestamp > recv_window:
-            raise SandboxRejection(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        check_timing(exchange, timestamp, _recv_window(raw_params.get("recvWindow"), config.default_recv_window_ms))
         signature = params.get("signature")
         if not isinstance(signature, str) or not signature:
             raise missing("signature")

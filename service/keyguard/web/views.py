@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Integer, case, func
 from sqlmodel import Session, col, select
 
+from keyguard.exchanges.keystate import from_iso
 from keyguard.policy.models import Severity
 from keyguard.redact import redact_value
 from keyguard.store.models import (
@@ -218,15 +219,6 @@ class KeyLine:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def _when(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class KeyObservation:
     resource: str
@@ -244,8 +236,8 @@ def key_line(record: KeyObservation, now: datetime, max_age_days: float | None,
              open_findings: dict[str, int]) -> KeyLine:
     facts = record.facts or {}
     exchange, _, key_id = record.resource.partition("/")
-    created = _when(facts.get("created_at"))
-    expires = _when(facts.get("expires_at"))
+    created = from_iso(facts.get("created_at"))
+    expires = from_iso(facts.get("expires_at"))
     due = created + timedelta(days=max_age_days) if created and max_age_days is not None else None
     if expires is not None and (due is None or expires < due):
         due = expires
@@ -383,7 +375,7 @@ def worker_view(config_path: Path, now: datetime, stale_after_s: float) -> Worke
     else:
         kind, name, bots = "worker", config.worker, []
     document, error = read_live_document(config.state_dir / "live_state.json")
-    heartbeat = _when((document or {}).get("state", {}).get("heartbeat_at")) if document else None
+    heartbeat = from_iso((document or {}).get("state", {}).get("heartbeat_at")) if document else None
     age = (now - heartbeat).total_seconds() if heartbeat else None
     return WorkerView(name, config_path, kind,
                       redact_value(document) if document else None, error, age_text(age),
