@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -25,32 +26,49 @@ _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)([^@\s'\"]
 REDACTED = "***"
 
 _registered_secrets: set[str] = set()
+# The registered secrets, longest first (a secret that contains another is scrubbed whole), kept sorted on register
+# rather than on every redaction: reading 5,000 findings redacts some 50,000 strings.
+_longest_first: tuple[str, ...] = ()
 
 
 def register_secret(value: str | None) -> None:
     """Remember a secret value so any later text containing it is scrubbed (min 6 chars to avoid noise)."""
-    if value and len(value) >= 6:
+    global _longest_first
+    if value and len(value) >= 6 and value not in _registered_secrets:
         _registered_secrets.add(value)
+        _longest_first = tuple(sorted(_registered_secrets, key=len, reverse=True))
 
 
 def redact_text(text: str, extra: Iterable[str] = ()) -> str:
-    out = _QUERY_SIGNATURE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
-    out = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", out)
-    out = _JSON_SECRET_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}", out)
-    out = _HEADER_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
-    for secret in sorted({*_registered_secrets, *extra}, key=len, reverse=True):
-        if secret and len(secret) >= 6:
+    out = text
+    # Every pattern needs an "=" or a ":" (query parameters, URL user info, JSON fields, headers): text with
+    # neither cannot match one, and most evidence strings are plain words and numbers.
+    if "=" in out or ":" in out:
+        out = _QUERY_SIGNATURE.sub(lambda m: f"{m.group(1)}={REDACTED}", out)
+        out = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", out)
+        out = _JSON_SECRET_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}", out)
+        out = _HEADER_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
+    extra = tuple(extra)
+    secrets = sorted({*_longest_first, *extra}, key=len, reverse=True) if extra else _longest_first
+    for secret in secrets:
+        if secret and len(secret) >= 6 and secret in out:
             out = out.replace(secret, REDACTED)
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_name(name: str) -> bool:
     return name.lower() not in SAFE_NAMES and bool(SENSITIVE_NAME.search(name))
 
 
 def redact_value(value: Any) -> Any:
     """Deep-copy a JSON-like value with sensitive fields masked and registered secrets scrubbed."""
-    if isinstance(value, Mapping):
+    # The common JSON types first: an abstract Mapping check costs more than a plain one, per value.
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict | Mapping):
         return {
             k: (REDACTED if isinstance(k, str) and is_sensitive_name(k) and v not in (None, "", [], {})
                 and not isinstance(v, bool) else redact_value(v))
@@ -58,8 +76,6 @@ def redact_value(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [redact_value(v) for v in value]
-    if isinstance(value, str):
-        return redact_text(value)
     return value
 
 
