@@ -1011,8 +1011,6 @@ async def handle(request: Request) -> Response:
         status, payload = rejection.status, {"code": rejection.code, "msg": rejection.msg}
     else:
         status = 200
-    # An order this request placed is sorted now into traded-on-arrival or resting, for the unfilled order count.
-    exchange.settle_first_fills()
     # A lost or garbled response is lost whatever it said, refusal or success.
     if after is not None:
         return fault_response(after, exchange.stopping, exchange.config.drop_hold_s)

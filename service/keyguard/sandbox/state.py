@@ -351,11 +351,6 @@ class SandboxExchange:
         self.orders_long = WindowCounter(c.orders_long_limit, c.orders_long_window_s, origin)
         self.unfilled_orders = UnfilledOrderCount([self.orders_short, self.orders_long], c.order_count_taker_credit,
                                                   c.order_count_maker_credit)
-        # How far the unfilled order count has looked at orders and trades, and the orders still waiting to trade.
-        self._orders_seen = self._next_order_id
-        self._trades_seen = 0
-        self._awaiting_first_fill: dict[int, Order] = {}
-        self._awaiting_prune_at = 1024
         self.bans = BanLadder(c.ban_base_s, c.ban_max_s, c.ban_grace_s, c.ban_after_violations)
         # Per-endpoint, per-account limits of the faces that count them over a sliding window (OKX).
         self.calls = CallLog()
@@ -691,11 +686,11 @@ class SandboxExchange:
     def charge_order(self, account: str) -> dict[str, str]:
         """Count a new order against the account's unfilled order count; its X-MBX-ORDER-COUNT headers, or -1015.
 
-        The headers are the count at placement: an order that trades at once is taken off it afterwards, as Binance
-        says of "orders that immediately fill (such as a MARKET order that takes immediately)"."""
+        The headers are the count at placement: an order that trades at once is taken off it afterwards, at its first
+        fill (`_fill`), as Binance says of "orders that immediately fill (such as a MARKET order that takes
+        immediately)"."""
         with self.lock:
             now = self.now()
-            self._settle_first_fills(now)
             counts, over = self.unfilled_orders.place(account, now)
             headers = self._order_count_headers(counts)
             if over is not None:
@@ -712,42 +707,14 @@ class SandboxExchange:
     def order_count_headers(self, account: str) -> dict[str, str]:
         with self.lock:
             now = self.now()
-            self._settle_first_fills(now)
             return self._order_count_headers(self.unfilled_orders.counts(account, now))
 
     def unfilled_order_counts(self, account: str) -> list[tuple[WindowCounter, int]]:
         """(interval, the account's unfilled order count in it now), as GET /api/v3/rateLimit/order reports them."""
         with self.lock:
             now = self.now()
-            self._settle_first_fills(now)
             counts = self.unfilled_orders.counts(account, now)
             return [(counter, int(count)) for counter, count in zip(self.unfilled_orders.counters, counts, strict=True)]
-
-    def settle_first_fills(self) -> None:
-        """Take the orders that have traded since the last look off their accounts' unfilled order counts."""
-        with self.lock:
-            self._settle_first_fills(self.now())
-
-    def _settle_first_fills(self, now: float) -> None:
-        # An order first seen already traded took its first fill on arrival (taker); one first seen resting and
-        # unfilled can only first fill as maker. Read from the orders and trades, so every face's orders count.
-        for order_id in range(self._orders_seen + 1, self._next_order_id + 1):
-            order = self.orders.get(order_id)
-            if order is None:
-                continue
-            if order.executed_qty > 0:
-                self.unfilled_orders.first_fill(order.account, False, now)
-            elif order.is_open:
-                self._awaiting_first_fill[order_id] = order
-        self._orders_seen = max(self._orders_seen, self._next_order_id)
-        for trade in self.trades[self._trades_seen:]:
-            waiting = self._awaiting_first_fill.pop(trade.order_id, None)
-            if waiting is not None:
-                self.unfilled_orders.first_fill(waiting.account, True, now)
-        self._trades_seen = len(self.trades)
-        if len(self._awaiting_first_fill) > self._awaiting_prune_at:  # cancelled and expired orders never trade
-            self._awaiting_first_fill = {i: o for i, o in self._awaiting_first_fill.items() if o.is_open}
-            self._awaiting_prune_at = max(1024, 2 * len(self._awaiting_first_fill))
 
     def _order_count_headers(self, counts: list[float]) -> dict[str, str]:
         return {f"X-MBX-ORDER-COUNT-{interval_of(int(counter.window_s))[2]}": str(int(count))
@@ -873,6 +840,9 @@ class SandboxExchange:
         spec = self.symbols[order.symbol]
         if order.resting:
             self._unlock_for(order, qty)
+        if order.executed_qty == 0:
+            # Binance takes an order off the unfilled order count at its first fill, taker or maker.
+            self.unfilled_orders.first_fill(order.account, maker, self.now())
         bal = self.balances[order.account]
         quote = qty * price
         if order.side == "BUY":
