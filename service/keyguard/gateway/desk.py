@@ -529,7 +529,7 @@ class OrderDesk:
                 self._note(row)
         # Executions whose trades' commission no answer carried (look-ups, fills of resting orders): read from
         # the order's trades, so each bot's position is what it received.
-        for row in self.journal.commission_pending()[:most]:
+        for row in self.journal.commission_pending(most):
             if row.client_order_id in self._owner and self.executor.settle_commissions(row):
                 self._note(row)
         return changed

@@ -933,17 +933,23 @@ def check_timing(exchange: SandboxExchange, timestamp: int, recv_window: float) 
         raise SandboxRejection(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 
 
-def authenticate(exchange: SandboxExchange, security: str, ip: str, headers: Any, query: str,
-                 body: str, params: dict[str, str]) -> SandboxKey:
-    """Binance's checks in order: key format, key known and IP allowed, timestamp/recvWindow, signature, permission.
-    A MARKET_DATA endpoint stops after the first two: "endpoints require sending a valid API-Key" and no signature
-    (a timestamp and signature sent anyway are not read)."""
-    api_key = headers.get("X-MBX-APIKEY")
+def live_key(exchange: SandboxExchange, api_key: str | None, ip: str) -> SandboxKey:
+    """Binance's first two checks, for REST and the WebSocket API alike: the key's format (-2014), then the key known,
+    not revoked and this IP allowed (-2015, one answer for all three, so a caller learns nothing about which)."""
     if not api_key or not _API_KEY_FORMAT.match(api_key):
         raise SandboxRejection(401, -2014, "API-key format invalid.")
     key = exchange.keys.get(api_key)
     if key is None or key.revoked or key.exchange != "binance" or not key.allows_ip(ip):
         raise SandboxRejection(401, -2015, REFUSED)
+    return key
+
+
+def authenticate(exchange: SandboxExchange, security: str, ip: str, headers: Any, query: str,
+                 body: str, params: dict[str, str]) -> SandboxKey:
+    """Binance's checks in order: key format, key known and IP allowed, timestamp/recvWindow, signature, permission.
+    A MARKET_DATA endpoint stops after the first two: "endpoints require sending a valid API-Key" and no signature
+    (a timestamp and signature sent anyway are not read)."""
+    key = live_key(exchange, headers.get("X-MBX-APIKEY"), ip)
     if security == MARKET_DATA:
         return key
     timestamp = _integer(params, "timestamp")

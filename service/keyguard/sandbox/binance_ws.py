@@ -30,7 +30,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from keyguard.sandbox.binance import READ, REFUSED, check_timing
+from keyguard.sandbox.binance import READ, REFUSED, check_timing, live_key
 from keyguard.sandbox.config import interval_of
 from keyguard.sandbox.signing import signature_valid
 from keyguard.sandbox.state import Order, SandboxExchange, SandboxKey, SandboxRejection, Trade, missing
@@ -44,7 +44,6 @@ STREAM_KINDS = ("trade", "bookTicker", "ticker", "miniTicker", "depth", "depth@1
 _STREAM = re.compile(rf"^([a-z0-9]+)@({'|'.join(re.escape(kind) for kind in STREAM_KINDS)})$")
 SERVED_STREAMS = "<symbol>@trade, @bookTicker, @ticker, @miniTicker, @depth and @depth@100ms"
 TICKER_KINDS = ("ticker", "miniTicker")
-_API_KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
 # Binance: a stream request id is a 64-bit signed integer, an alphanumeric string of at most 36, or null; "the same
 # values as used for id in the WebSocket API" (changelog 2023-12-04), where "You can use UUIDs": hence the hyphen.
 _STREAM_REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
@@ -453,13 +452,9 @@ def authenticate_signed(exchange: SandboxExchange, ip: str, params: dict[str, An
     api_key = params.get("apiKey")
     if not isinstance(api_key, str) or not api_key:
         raise missing("apiKey")
-    if not _API_KEY_FORMAT.match(api_key):
-        raise SandboxRejection(401, -2014, "API-key format invalid.")
     config = exchange.config
     with exchange.lock:
-        key = exchange.keys.get(api_key)
-        if key is None or key.revoked or key.exchange != "binance" or not key.allows_ip(ip):
-            raise SandboxRejection(401, -2015, REFUSED)
+        key = live_key(exchange, api_key, ip)
         timestamp = _millis(raw_params.get("timestamp"), "timestamp")
         if timestamp is None:
             raise missing("timestamp")

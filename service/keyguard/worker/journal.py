@@ -249,14 +249,15 @@ class OrderJournal:
     def open_orders(self) -> list[JournalOrder]:
         return self.orders(OPEN_STATUSES)
 
-    def commission_pending(self) -> list[JournalOrder]:
-        """Rows that executed more than the trades whose commission they hold (see JournalOrder.commissions)."""
+    def commission_pending(self, most: int | None = None) -> list[JournalOrder]:
+        """Rows that executed more than the trades whose commission they hold (see JournalOrder.commissions), oldest
+        first; at most `most` of them."""
         with Session(self.engine, expire_on_commit=False) as session:
             query = select(JournalOrder).where(
                 JournalOrder.executed_qty > JournalOrder.commission_qty + 1e-12,
                 JournalOrder.status != OrderStatus.PAPER_FILLED,
             )
-            return list(session.exec(query.order_by(JournalOrder.created_at)))  # type: ignore[arg-type]
+            return list(session.exec(query.order_by(JournalOrder.created_at).limit(most)))  # type: ignore[arg-type]
 
     def chain(self, intent_id: str) -> list[JournalOrder]:
         with Session(self.engine, expire_on_commit=False) as session:
