@@ -143,48 +143,26 @@ def bot_keys(settings: dict[str, Any], bots: list[str]) -> list[Any]:
 
 # -- the floor: the gateway's HTTP stack forwarding requests and doing nothing else -------------------------------
 def forwarder_process(upstream: str, out: Any, stop: Any) -> None:
-    """A bare forwarder on the gateway's own stack: uvicorn (httptools), Starlette, a request thread from the same
-    executor, the same kept-alive exchange connections, the answer parsed and re-encoded as the gateway does. No
-    keys, journal, budget or envelope: what any gateway written this way costs before it does its job."""
-    import asyncio
+    """A bare forwarder on the gateway's own stack: its HTTP server (a thread per connection, httptools), the same
+    kept-alive exchange connections, the answer parsed and re-encoded as the gateway does. No keys, journal, budget
+    or envelope: what any gateway written this way costs before it does its job."""
     import json
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
 
     from keyguard.exchanges.connections import KeptAliveConnections
-    from keyguard.gateway.app import REQUEST_THREADS
+    from keyguard.gateway.http_server import GatewayHTTPServer, Reply, Request
 
     exchange = KeptAliveConnections(upstream, tls=None)
-    threads = ThreadPoolExecutor(max_workers=REQUEST_THREADS)
 
-    def forward(method: str, target: str, api_key: str) -> tuple[int, Any]:
-        answer = exchange.request(method, target, {"X-MBX-APIKEY": api_key}, 5.0)
-        return answer.status, json.loads(answer.body)
+    def forward(request: Request) -> Reply:
+        target = request.path + (f"?{request.query}" if request.query else "")
+        answer = exchange.request(request.method, target, {"X-MBX-APIKEY": request.headers.get("x-mbx-apikey", "")},
+                                  5.0)
+        return Reply(answer.status, json.loads(answer.body))
 
-    async def handle(request: Request) -> Response:
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        target = request.url.path + (f"?{query}" if query else "")
-        status, payload = await asyncio.get_running_loop().run_in_executor(
-            threads, forward, request.method, target, request.headers.get("x-mbx-apikey", ""))
-        return JSONResponse(payload, status_code=status)
-
-    app = Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "DELETE"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    out.put(f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}")
+    server = GatewayHTTPServer(forward, name="keyguard-bench-forwarder")
+    out.put(server.start())
     stop.wait(PART_CAP_S + 600)
-    server.should_exit = True
-    thread.join(10)
+    server.stop()
 
 
 @contextmanager

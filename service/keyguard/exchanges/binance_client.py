@@ -13,6 +13,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -66,6 +67,7 @@ class BinanceSpotClient:
         recv_window_ms: int = 5000,
         source_address: str | None = None,
         clock: Callable[[], float] = time.time,
+        defer: Callable[[Callable[[], object]], None] | None = None,
     ) -> None:
         register_secret(api_key)
         register_secret(api_secret)
@@ -77,6 +79,9 @@ class BinanceSpotClient:
         self.timeout_s = timeout_s
         self.source_address = source_address
         self.clock = clock
+        # Takes the budget's correction from an accepted call's usage headers to run once the caller has answered
+        # (the gateway's bot); refusals (429, 418) are applied before the call returns.
+        self.defer = defer
         self.time_offset_ms = 0
         # When this thread's last request left and when its answer came: the wire time, without budget waits.
         self._wire = threading.local()
@@ -132,7 +137,10 @@ class BinanceSpotClient:
         status = response.status
         log.debug("%s: HTTP %s", what, status)
         if self.limiter is not None:
-            self.limiter.observe(permit, status, response.headers)
+            if self.defer is not None and status < 400:
+                self.defer(partial(self.limiter.observe, permit, status, response.headers))
+            else:
+                self.limiter.observe(permit, status, response.headers)
         if status >= 500:
             raise ExchangeUnavailable(f"{what}: HTTP {status}, outcome unknown")
         try:

@@ -5,22 +5,15 @@ everything that would move money out of the account or change a key is refused h
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
-
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from keyguard.errors import ConfigError, KeyguardError
 from keyguard.exchanges.binance import read_key_permissions
@@ -32,6 +25,7 @@ from keyguard.gateway.bot_keys import BotKeyStore
 from keyguard.gateway.config import BotSettings, GatewayConfig
 from keyguard.gateway.desk import BinanceError, OrderDesk, answered_as_binance
 from keyguard.gateway.envelope import Envelope, TradingStates
+from keyguard.gateway.http_server import AfterAnswer, Reply, Request
 from keyguard.gateway.market import MARKET_PATHS, MarketData
 from keyguard.gateway.rotation import (
     ADMIN_PREFIX,
@@ -49,9 +43,6 @@ from keyguard.worker.retry import retry_data_request
 from keyguard.worker.stages import StageHistory
 
 log = logging.getLogger(__name__)
-
-# Requests served at once (each waits on the exchange on a thread of its own); as many as anyio's default.
-REQUEST_THREADS = 40
 
 # (method, path) -> desk method name, for the signed endpoints a bot may use.
 ORDER_ROUTES: dict[tuple[str, str], str] = {
@@ -104,6 +95,8 @@ class Gateway:
         self.clock = clock
         config.state_dir.mkdir(parents=True, exist_ok=True)
         api_key, secret = credentials or self._credentials()
+        # What may wait until a bot has its answer (the journal row's final state, the budget's correction).
+        self.after_answer = AfterAnswer()
         store = open_budget_store(config.limiter.backend, config.limiter.budget_file())
         self.limiter = SharedRateLimiter(store, egress_ip=config.limiter.egress_ip, account=config.limiter.account,
                                          headroom=config.limiter.headroom,
@@ -111,7 +104,8 @@ class Gateway:
         self.client = BinanceSpotClient(config.exchange.base_url, api_key, secret, self.limiter,
                                         timeout_s=config.exchange.timeout_s,
                                         recv_window_ms=config.exchange.recv_window_ms,
-                                        source_address=config.exchange.source_address, clock=clock)
+                                        source_address=config.exchange.source_address, clock=clock,
+                                        defer=self.after_answer.defer)
         # Checkpoints run in housekeeping, not inside whichever order's commit crosses SQLite's threshold.
         self.journal = OrderJournal(journal_engine(config.journal(), autocheckpoint=False))
         self.data_retry = config.data_retry.policy()
@@ -129,7 +123,8 @@ class Gateway:
         self.keys = BotKeyStore(config.keys_path)
         self.market = MarketData(self.client, config.market_data_ttl_s)
         self.desk = OrderDesk(self.client, self.journal, self.executor, self.envelope, self.market,
-                              deadline_s=config.limiter.deadline_s, clock=clock, on_runaway=self.hold_bot)
+                              deadline_s=config.limiter.deadline_s, clock=clock, on_runaway=self.hold_bot,
+                              defer=self.after_answer.defer)
         self._bots_lock = threading.Lock()
         for bot in config.bots:
             self._ensure_bot(bot)
@@ -169,6 +164,13 @@ class Gateway:
     # -- requests --------------------------------------------------------------------------------------------
     def server_ms(self) -> int:
         return int(self.clock() * 1000) + self.client.time_offset_ms
+
+    def handle(self, request: Request) -> Reply:
+        """One request from the HTTP server: the answer, and the work that may run once it is written."""
+        with self.after_answer.collecting() as after:
+            status, payload, headers = self.dispatch(request.method, request.path, request.query, request.body,
+                                                     request.headers)
+        return Reply(status, payload, headers, after)
 
     def dispatch(self, method: str, path: str, query: str, body: str, headers: dict[str, str]) -> tuple[int, Any,
                                                                                                         dict[str, str]]:
@@ -289,20 +291,3 @@ class Gateway:
         self.client.close()
 
 
-def create_app(gateway: Gateway) -> Starlette:
-    # Requests block on the exchange, the journal and the budget, so each runs on a thread of its own; a plain
-    # executor hands over in about a third of the time anyio's thread portal takes (docs/benchmarks.md, "Gateway").
-    requests = ThreadPoolExecutor(max_workers=REQUEST_THREADS, thread_name_prefix="keyguard-gateway-request")
-    gateway.on_close.append(partial(requests.shutdown, wait=False, cancel_futures=True))
-
-    async def handle(request: Request) -> Response:
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        body = (await request.body()).decode("utf-8", errors="replace")
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        status, payload, extra = await asyncio.get_running_loop().run_in_executor(
-            requests, gateway.dispatch, request.method, request.url.path, query, body, headers)
-        return JSONResponse(payload, status_code=status, headers=extra)
-
-    app = Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "DELETE", "PUT"])])
-    app.state.gateway = gateway
-    return app

@@ -153,10 +153,15 @@ def create_desk_tables(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine, tables=[GatewayOrder.__table__])  # type: ignore[attr-defined]
 
 
+def _at_once(task: Callable[[], object]) -> None:
+    task()
+
+
 class OrderDesk:
     def __init__(self, client: BinanceSpotClient, journal: OrderJournal, executor: OrderExecutor, envelope: Envelope,
                  market: MarketData, *, deadline_s: float, clock: Callable[[], float] = time.time,
-                 on_runaway: Callable[[str, str], None] | None = None) -> None:
+                 on_runaway: Callable[[str, str], None] | None = None,
+                 defer: Callable[[Callable[[], object]], None] | None = None) -> None:
         self.client = client
         self.journal = journal
         self.executor = executor
@@ -165,6 +170,8 @@ class OrderDesk:
         self.deadline_s = deadline_s
         self.clock = clock
         self.on_runaway = on_runaway
+        # Work that may wait until the bot has its answer (the gateway's AfterAnswer.defer); None: done at once.
+        self.defer: Callable[[Callable[[], object]], None] = defer or _at_once
         create_desk_tables(journal.engine)
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
@@ -260,7 +267,11 @@ class OrderDesk:
             self._admit(bot, p, test=True)
             self._call("POST", "/api/v3/order/test", self._wire(params))
             return {}
-        with self._lock_for((bot, bot_cid)):
+        # The order's lock is held until the journal has its final state (written once the bot has its answer): a
+        # retry of the same id waits for it rather than reading the row half way.
+        lock = self._lock_for((bot, bot_cid))
+        lock.acquire()
+        try:
             mapping = self._mapping(bot, bot_cid)
             if mapping is not None:
                 replayed = self._replay(bot, mapping)
@@ -274,8 +285,10 @@ class OrderDesk:
             self._mappings[(bot, bot_cid)] = mapping
             # The mapping is written in the same transaction as the journal row, before the request leaves.
             result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot,
-                                         companion=mapping.journal_row())
+                                         companion=mapping.journal_row(), defer=self.defer)
             return self._settle(bot, mapping, check, result)
+        finally:
+            self.defer(lock.release)
 
     def _wire(self, params: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         return tuple((k, v) for k, v in params if k not in SIGNING_PARAMS and k != "newClientOrderId")

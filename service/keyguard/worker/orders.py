@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from keyguard.errors import ExchangeError
@@ -222,10 +223,13 @@ class OrderExecutor:
                            journal_row=row)
 
     def place(self, intent: OrderIntent, deadline_s: float | None = None, *, worker: str | None = None,
-              companion: tuple[Any, dict[str, object]] | None = None) -> OrderResult:
+              companion: tuple[Any, dict[str, object]] | None = None,
+              defer: Callable[[Callable[[], object]], None] | None = None) -> OrderResult:
         """Journal, send, and settle any unknown outcome by look-up; `worker` names who placed it (a gateway's bot),
         `companion` is a (table, values) row written in the same transaction as the first journal entry (the
-        gateway's mapping)."""
+        gateway's mapping). `defer` takes the journal's write of an answered order's final state to run once the
+        caller has answered (the gateway's bot): the row written before sending already makes a crash in between
+        an order that reconciliation settles by look-up, as one during the request does."""
         row = self._row(intent, 1, None, worker)
         companions = [companion] if companion is not None else []
         while True:
@@ -266,7 +270,10 @@ class OrderExecutor:
                 row = successor
                 continue
             apply_report(row, report)
-            return self._result(self.journal.update(row), report=report)
+            if defer is None:
+                return self._result(self.journal.update(row), report=report)
+            defer(partial(self.journal.update, row))
+            return self._result(row, report=report)
 
     def settle_commissions(self, row: JournalOrder) -> bool:
         """Read the commission of an executed order's trades that no answer carried (a look-up, an ACK or RESULT

@@ -1,0 +1,334 @@
+"""The gateway's HTTP/1.1 server: a thread per connection, requests parsed by httptools, answered on the thread that
+read them.
+
+Bots keep their connections open, so a connection's thread reads a request, runs the gateway on it (which blocks on
+the journal, the budget and the exchange) and writes the answer, with no hand-off between an event loop and a
+worker thread on the way: on 2 vCPUs that hand-off and a general framework's request machinery cost more than the
+whole per-order budget (docs/benchmarks.md, "Gateway"). Work that only has to happen after the bot has its answer
+(the journal row's final state, the budget's correction) runs on the same thread after the answer is written, before
+the connection's next request is read.
+
+Bounds: at most `max_connections` open connections (past it a 503 in Binance's shape), an idle connection is closed
+after `idle_timeout_s`, a request's head is at most `max_head_bytes` and its body at most `max_body_bytes`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # percent-decoded, without the query
+    query: str  # raw, as sent
+    body: str
+    headers: dict[str, str]  # names lower-cased
+
+
+@dataclass
+class Reply:
+    status: int
+    payload: Any  # JSON-encoded on the way out
+    headers: dict[str, str] = field(default_factory=dict)
+    # Run after the answer is written (on this connection's thread, before its next request is read).
+    after: list[Callable[[], object]] = field(default_factory=list)
+
+
+Handler = Callable[[Request], Reply]
+
+
+class AfterAnswer(threading.local):
+    """Work that may wait until the bot has its answer (the journal row's final state, the budget's correction):
+    collected while this thread answers a request, run at once anywhere else (housekeeping, tests)."""
+
+    tasks: list[Callable[[], object]] | None = None
+
+    def defer(self, task: Callable[[], object]) -> None:
+        if self.tasks is None:
+            task()
+        else:
+            self.tasks.append(task)
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[list[Callable[[], object]]]:
+        tasks: list[Callable[[], object]] = []
+        self.tasks = tasks
+        try:
+            yield tasks
+        finally:
+            self.tasks = None
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Parsed:
+    """httptools callbacks for one connection: complete requests, in order (a client may pipeline)."""
+
+    def __init__(self, max_head: int, max_body: int) -> None:
+        self.max_head, self.max_body = max_head, max_body
+        self.parser = httptools.HttpRequestParser(self)
+        self.ready: list[tuple[Request, bool]] = []
+        self.expect_continue = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._head_size = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._keep_alive = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
+
+    def _count(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > self.max_head:
+            raise BadRequest(431, "Request header fields too large.")
+
+    def on_headers_complete(self) -> None:
+        self._keep_alive = self.parser.should_keep_alive()
+        if self.parser.should_upgrade():
+            raise BadRequest(400, "Protocol upgrades are not served here.")
+        length = self._headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            raise BadRequest(413, "Request body too large.")
+        self.expect_continue = self._headers.get("expect", "").lower() == "100-continue"
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self.max_body:
+            raise BadRequest(413, "Request body too large.")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parts = httptools.parse_url(self._url or b"/")
+        request = Request(
+            method=self.parser.get_method().decode("latin-1"),
+            path=unquote((parts.path or b"/").decode("latin-1")),
+            query=(parts.query or b"").decode("latin-1"),
+            body=b"".join(self._body).decode("utf-8", errors="replace"),
+            headers=self._headers,
+        )
+        self.ready.append((request, self._keep_alive))
+        self.expect_continue = False
+        self._reset()
+
+
+def _error(message: str) -> bytes:
+    return json.dumps({"code": -1000, "msg": message}, separators=(",", ":")).encode()
+
+
+def encode_reply(reply: Reply, *, close: bool) -> bytes:
+    body = json.dumps(reply.payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return _frame(reply.status, body, reply.headers, close=close)
+
+
+def _frame(status: int, body: bytes, headers: dict[str, str], *, close: bool) -> bytes:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if close:
+        lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class GatewayHTTPServer:
+    def __init__(self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0, unix_socket: Path | None = None,
+                 max_connections: int = 256, idle_timeout_s: float = 75.0, max_head_bytes: int = 64 * 1024,
+                 max_body_bytes: int = 1024 * 1024, name: str = "keyguard-gateway") -> None:
+        self.handler = handler
+        self.host, self.port, self.unix_socket = host, port, unix_socket
+        self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
+        self.max_head_bytes, self.max_body_bytes = max_head_bytes, max_body_bytes
+        self.name = name
+        self._listener: socket.socket | None = None
+        self._accepting: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._busy: set[socket.socket] = set()  # connections inside a request
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> str:
+        """Bind and start accepting; the URL bots use (`unix:PATH` for a Unix socket)."""
+        self._listener = self._bind()
+        self._accepting = threading.Thread(target=self._accept_loop, name=f"{self.name}-accept", daemon=True)
+        self._accepting.start()
+        if self.unix_socket is not None:
+            return f"unix:{self.unix_socket}"
+        host, port = self._listener.getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def _bind(self) -> socket.socket:
+        if self.unix_socket is not None:
+            path = self.unix_socket
+            _remove_stale_socket(path)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(path))
+            # Owner and group only: the socket file is the gateway's door (config: listen.unix_socket).
+            os.chmod(path, 0o660)
+        else:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self.port))
+        listener.listen(128)
+        return listener
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, let requests in progress finish (up to `grace_s`), then close every connection."""
+        with self._lock:
+            self._stopping = True
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+        if self._accepting is not None:
+            self._accepting.join(timeout=5)
+        with self._idle:
+            self._idle.wait_for(lambda: not self._busy, timeout=grace_s)
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        if self.unix_socket is not None:
+            with contextlib.suppress(OSError):
+                self.unix_socket.unlink()
+
+    # -- connections -------------------------------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return  # the listener was closed: stopping
+            with self._lock:
+                refused = self._stopping or len(self._connections) >= self.max_connections
+                if not refused:
+                    self._connections.add(connection)
+            if refused:
+                self._refuse(connection)
+                continue
+            threading.Thread(target=self._serve, args=(connection,), name=f"{self.name}-connection",
+                             daemon=True).start()
+
+    def _refuse(self, connection: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            connection.settimeout(1.0)
+            connection.sendall(_frame(503, _error("KEYGUARD_BUSY: the gateway has no room for another "
+                                                       "connection; reuse a kept-alive one"),
+                                      {"Retry-After": "1"}, close=True))
+        connection.close()
+
+    def _serve(self, connection: socket.socket) -> None:
+        try:
+            if connection.family != socket.AF_UNIX:
+                connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection.settimeout(self.idle_timeout_s)
+            self._converse(connection)
+        except OSError:
+            pass  # the bot went away, or its connection idled out
+        finally:
+            with self._lock:
+                self._connections.discard(connection)
+            connection.close()
+
+    def _converse(self, connection: socket.socket) -> None:
+        parsed = _Parsed(self.max_head_bytes, self.max_body_bytes)
+        while True:
+            data = connection.recv(READ_SIZE)
+            if not data:
+                return
+            try:
+                parsed.parser.feed_data(data)
+            except (BadRequest, httptools.HttpParserError) as exc:
+                # httptools wraps what a callback raised in its own error; the reason is ours.
+                bad = next((e for e in (exc, exc.__cause__, exc.__context__) if isinstance(e, BadRequest)), None)
+                status, message = (bad.status, str(bad)) if bad else (400, f"Malformed HTTP request: {exc}")
+                connection.sendall(_frame(status, _error(message), {}, close=True))
+                return
+            if parsed.expect_continue and not parsed.ready:
+                connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                parsed.expect_continue = False
+            while parsed.ready:
+                request, keep_alive = parsed.ready.pop(0)
+                if not self._answer(connection, request, keep_alive):
+                    return
+
+    def _answer(self, connection: socket.socket, request: Request, keep_alive: bool) -> bool:
+        with self._lock:
+            if self._stopping:
+                keep_alive = False
+            self._busy.add(connection)
+        try:
+            reply = self.handler(request)
+            close = not keep_alive
+            try:
+                connection.sendall(encode_reply(reply, close=close))
+            finally:
+                for task in reply.after:
+                    try:
+                        task()
+                    except Exception:  # noqa: BLE001 - after-answer work is logged; the answer stands
+                        log.exception("gateway: work after answering %s %s failed", request.method, request.path)
+            return not close
+        finally:
+            with self._idle:
+                self._busy.discard(connection)
+                self._idle.notify_all()
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """A socket file left by a gateway that died: removed when nothing answers on it. Anything else is refused."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()
+        return
+    finally:
+        probe.close()
+    raise OSError(f"{path}: another process is already serving on this socket")
