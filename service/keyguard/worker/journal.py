@@ -159,17 +159,25 @@ def _row_values(order: JournalOrder) -> dict[str, object]:
     return {column.name: getattr(order, column.name) for column in _JOURNAL.columns}
 
 
+def _bind_processor(type_: Any, dialect: Any) -> Any:
+    """How a value of `type_` is handed to the driver. PostgreSQL needs its dialect's own processors, as Core applies
+    them (psycopg takes a JSON value only wrapped as JSON); SQLite keeps the generic type's, which this path always
+    used: its datetimes are stored as the driver writes an aware datetime ("... +00:00") and read back the same."""
+    return type_.bind_processor(dialect) if dialect.name == "sqlite" else type_.dialect_impl(dialect).bind_processor(
+        dialect)
+
+
 class _CompiledWrite:
     """One INSERT or UPDATE compiled once for the engine's dialect and run on the driver's cursor: on the order path
-    SQLAlchemy's per-execution work cost more than SQLite's commit. The dialect's own bind processors still apply,
-    so rows read back through the ORM exactly as if Core had written them."""
+    SQLAlchemy's per-execution work cost more than SQLite's commit. The bind processors still apply, so rows read
+    back through the ORM as if Core had written them."""
 
     def __init__(self, engine: Engine, statement: Any, keys: Iterable[str]) -> None:
         compiled = statement.compile(dialect=engine.dialect, column_keys=list(keys))
         self.sql = str(compiled)
         self.names: tuple[str, ...] | None = tuple(compiled.positiontup) if compiled.positional else None
         self.processors = {name: processor for name, bind in compiled.binds.items()
-                           if (processor := bind.type.bind_processor(engine.dialect)) is not None}
+                           if (processor := _bind_processor(bind.type, engine.dialect)) is not None}
 
     def parameters(self, values: dict[str, Any]) -> Any:
         bound = {name: (self.processors[name](value) if name in self.processors and value is not None else value)

@@ -1,0 +1,102 @@
+"""The journal's order path (rows built by the executor, written with their gateway mapping, updated after the answer)
+reads back exactly as rows built and written the ORM's way, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from keyguard.gateway.desk import BotOrderRef, GatewayOrder, create_desk_tables
+from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, journal_engine
+from keyguard.worker.orders import OrderExecutor, OrderIntent, apply_report
+from tests.servers import fresh_postgres_database
+
+FILLED = {"symbol": "BTCUSDT", "orderId": 77, "status": "FILLED", "executedQty": "0.002",
+          "cummulativeQuoteQty": "130.5", "fills": [{"qty": "0.002", "commission": "0.000002",
+                                                     "commissionAsset": "BTC"}]}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OrderJournal]:
+    if request.param == "sqlite":
+        engine = journal_engine(f"sqlite:///{tmp_path / 'journal.db'}", autocheckpoint=False)
+        create_desk_tables(engine)
+        yield OrderJournal(engine)
+        engine.dispose()
+    else:
+        with fresh_postgres_database(request.getfixturevalue("postgres_url")) as url:
+            engine = journal_engine(url)
+            create_desk_tables(engine)
+            yield OrderJournal(engine)
+            engine.dispose()
+
+
+def _intent(intent_id: str) -> OrderIntent:
+    return OrderIntent("BTCUSDT", "BTC", "BUY", 0.002, intent_id=intent_id)
+
+
+def _by_constructor(intent: OrderIntent, like: JournalOrder) -> JournalOrder:
+    """The row `_row` makes, made the ORM's way (the model's constructor) under another id."""
+    return JournalOrder(client_order_id=f"kg-{intent.intent_id}-1", intent_id=intent.intent_id, attempt=1,
+                        replaces=None, worker="bot-a", symbol=intent.symbol, side=intent.side,
+                        order_type=intent.order_type, quantity=intent.quantity, price=intent.price,
+                        created_at=like.created_at, updated_at=like.updated_at)
+
+
+def _content(row: JournalOrder | None) -> dict[str, Any]:
+    """Everything but the ids and the write time (record() stamps its own)."""
+    assert row is not None
+    return {k: v for k, v in row.model_dump().items() if k not in ("client_order_id", "intent_id", "updated_at")}
+
+
+def test_order_path_rows_read_back_as_rows_written_the_orm_way(journal: OrderJournal) -> None:
+    executor = OrderExecutor(None, journal, worker="gateway")  # type: ignore[arg-type]
+    rows = {}
+    for n in range(3):  # the first row of a shape is built both ways and compared; later ones are not
+        intent = _intent(f"{'ab'[n % 2]}{n:023d}")
+        ours = executor._row(intent, 1, None, "bot-a")
+        theirs = _by_constructor(_intent(f"c{n:023d}"), ours)
+        assert ours.model_dump() == {**theirs.model_dump(), "client_order_id": ours.client_order_id,
+                                     "intent_id": ours.intent_id}
+        assert ours.model_fields_set == theirs.model_fields_set
+        rows[n] = (ours, theirs)
+
+    sent = datetime.now(UTC)
+    for n, (ours, theirs) in rows.items():
+        for row in (ours, theirs):
+            row.status, row.sent_at = OrderStatus.SENT, sent
+        # The order path: one transaction with the gateway's mapping row; the ORM's way: a merge.
+        journal.insert(ours, BotOrderRef("bot-a", f"o-{n}", ours.intent_id, "BTCUSDT").journal_row())
+        journal.record(theirs)
+        back = journal.get(ours.client_order_id)
+        assert _content(back) == _content(journal.get(theirs.client_order_id)) == _content(ours)
+        assert back is not None and back.updated_at == ours.updated_at
+
+    ours, theirs = rows[0]
+    for row in (ours, theirs):
+        apply_report(row, FILLED)
+    journal.update(ours)
+    journal.record(theirs)
+    back = journal.get(ours.client_order_id)
+    assert _content(back) == _content(journal.get(theirs.client_order_id)) == _content(ours)
+    assert back is not None and back.updated_at == ours.updated_at
+    assert back is not None and back.status == OrderStatus.FILLED and back.exchange_order_id == "77"
+    assert back.commissions == {"BTC": pytest.approx(0.000002)} and back.quote_qty == 130.5
+
+    # A row from the order path is merged like any other (a refusal or an unknown outcome is recorded this way).
+    ours = rows[1][0]
+    ours.status, ours.last_error = OrderStatus.UNKNOWN, "timeout"
+    merged = journal.record(ours)
+    assert merged.status == OrderStatus.UNKNOWN
+    back = journal.get(ours.client_order_id)
+    assert back is not None and (back.status, back.last_error) == (OrderStatus.UNKNOWN, "timeout")
+    assert [r.client_order_id for r in journal.chain(ours.intent_id)] == [ours.client_order_id]
+
+    with Session(journal.engine) as session:
+        mapped = {r.bot_client_order_id: r.intent_id for r in session.exec(select(GatewayOrder))}
+    assert mapped == {f"o-{n}": rows[n][0].intent_id for n in rows}
