@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejected, OutcomeUnknown
 from keyguard.exchanges.budget import RateLimitRefused
-from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, utcnow
+from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, new_journal_order, utcnow
 from keyguard.worker.retry import backoff_delays
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,8 @@ class OrderExecutor:
 
     def _row(self, intent: OrderIntent, attempt: int, replaces: str | None, worker: str | None = None) -> JournalOrder:
         now = utcnow()  # given, not defaulted: the model's default factories cost more than the row's insert
-        return JournalOrder(
+        # Built as JournalOrder(...) builds it, without the constructor's per-field events (journal._RowBuilder).
+        return new_journal_order(
             client_order_id=mint_client_order_id(intent.intent_id, attempt), intent_id=intent.intent_id,
             attempt=attempt, replaces=replaces, worker=worker or self.worker, symbol=intent.symbol, side=intent.side,
             order_type=intent.order_type, quantity=intent.quantity, price=intent.price, created_at=now,
