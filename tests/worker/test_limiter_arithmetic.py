@@ -233,3 +233,27 @@ def test_torn_budget_file_is_rebuilt_instead_of_failing_every_request(tmp_path: 
     permit = lim.acquire("GET", "/api/v3/order")
     lim.observe(permit, 200, {"X-MBX-USED-WEIGHT-1M": "64"})
     assert used(lim)["binance:ip:127.0.0.1:REQUEST_WEIGHT:1M"] == 64
+
+
+def test_a_handle_sees_what_another_wrote_after_its_own_last_write(tmp_path: Path) -> None:
+    path = tmp_path / "budget"
+    clock = FakeClock()
+    first = limiter(clock, FileBudgetStore(path))
+    second = limiter(clock, FileBudgetStore(path))
+    weight = "binance:ip:127.0.0.1:REQUEST_WEIGHT:1M"
+    first.acquire("GET", "/api/v3/account")  # 20; the file holds what `first` wrote last
+    first.observe(None, 200, {"X-MBX-USED-WEIGHT-1M": "12"})  # under our count: nothing changes
+    second.observe(None, 200, {"X-MBX-USED-WEIGHT-1M": "90"})  # the exchange saw more: another process writes it
+    with pytest.raises(RateLimitRefused):
+        first.acquire("GET", "/api/v3/account", deadline_s=0)  # 90 + 20 > 100
+    for _ in range(5):  # 1 each, taking turns, to 100
+        first.acquire("GET", "/api/v3/time", deadline_s=0)
+        second.acquire("GET", "/api/v3/time", deadline_s=0)
+    assert used(first)[weight] == used(second)[weight] == 100
+    for lim in (first, second):
+        with pytest.raises(RateLimitRefused):
+            lim.acquire("GET", "/api/v3/time", deadline_s=0)
+    # Torn after `first` last wrote it (a crash between write and truncate): rebuilt, as any torn file is.
+    path.write_bytes(path.read_bytes() + b"tail")
+    first.acquire("GET", "/api/v3/account")
+    assert used(second)[weight] == 20

@@ -43,8 +43,21 @@ class InMemoryBudgetStore:
         pass
 
 
+# json.dumps(..., separators=(",", ":")) builds this encoder on every call; its output is the same.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_FIRST_READ = 1 << 16  # the file is a few hundred bytes; one larger than this is read again whole
+_MAX_READ = 1 << 20
+
+
 class FileBudgetStore:
-    """The state as compact JSON in one file; `flock(LOCK_EX)` serialises read-modify-write across processes."""
+    """The state as compact JSON in one file; `flock(LOCK_EX)` serialises read-modify-write across processes.
+
+    Each update reads the whole file under the lock. When its bytes are the very bytes this store last wrote or read
+    there, the state they hold is already known (the state is a function of the bytes alone, so it does not matter who
+    wrote them): it is copied from the one kept then instead of parsed again. Any other bytes (another process wrote
+    since, a torn write) are parsed as before. The kept state is never handed out, so nothing a caller does with the
+    state it is given can change it. And when the update left the copy as it was given (see `_untouched`), its JSON
+    is the file's bytes already: nothing is encoded or written (a usage header under our own count)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -55,6 +68,9 @@ class FileBudgetStore:
         self._thread_lock = threading.Lock()
         self._fd = -1
         self._pid = -1
+        # The file's bytes as this store last wrote or read them, and the state they hold (as BudgetState.from_json
+        # of their JSON makes it: JSON's own types, which the budget's arithmetic is made of, come back the same).
+        self._known: tuple[bytes, BudgetState] | None = None
 
     def _descriptor(self) -> int:
         # flock belongs to the open file description, which a forked child shares: reopen after fork.
@@ -68,14 +84,22 @@ class FileBudgetStore:
             fd = self._descriptor()
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                raw = os.pread(fd, 1 << 20, 0)
-                state = _parse(raw, self.path)
+                raw = os.pread(fd, _FIRST_READ, 0)
+                if len(raw) == _FIRST_READ:
+                    raw = os.pread(fd, _MAX_READ, 0)
+                known = self._known
+                kept = known[1] if known is not None and known[0] == raw else None
+                state = _parse(raw, self.path) if kept is None else _copy(kept)
                 result = fn(state)
-                out = json.dumps(state.to_json(), separators=(",", ":")).encode()
+                if kept is not None and _untouched(state, kept):
+                    return result  # the file holds this state already (and `_known` still describes it)
+                out = _ENCODE(state.to_json()).encode()
                 if out != raw:
                     os.pwrite(fd, out, 0)
                     if len(out) < len(raw):
                         os.ftruncate(fd, len(out))
+                # Kept only once the file holds `out`: a failed write leaves the next update to read what is there.
+                self._known = (out, _copy(state))
                 return result
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -84,6 +108,18 @@ class FileBudgetStore:
         if self._fd >= 0 and self._pid == os.getpid():
             os.close(self._fd)
         self._fd, self._pid = -1, -1
+
+
+def _copy(state: BudgetState) -> BudgetState:
+    return BudgetState(pools={key: list(entry) for key, entry in state.pools.items()},
+                       banned_until=dict(state.banned_until))
+
+
+def _untouched(state: BudgetState, kept: BudgetState) -> bool:
+    """Whether `state`, a `_copy` of `kept`, still holds what kept holds. Then its JSON says what the file already
+    says: it could differ only in how an equal number is spelt (5 and 5.0), and no update here assigns one of those
+    (charges are whole numbers added, corrections and back-offs are written only when larger)."""
+    return state.pools == kept.pools and state.banned_until == kept.banned_until
 
 
 def _parse(raw: bytes, path: Path) -> BudgetState:
