@@ -4,6 +4,7 @@ reads back exactly as rows built and written the ORM's way, on SQLite and on Pos
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,52 @@ def test_order_path_rows_read_back_as_rows_written_the_orm_way(journal: OrderJou
     with Session(journal.engine) as session:
         mapped = {r.bot_client_order_id: r.intent_id for r in session.exec(select(GatewayOrder))}
     assert mapped == {f"o-{n}": rows[n][0].intent_id for n in rows}
+
+
+def _fresh_reader(journal: OrderJournal) -> OrderJournal:
+    """The journal as another process opens it: an engine and connections of its own."""
+    return OrderJournal(journal_engine(journal.engine.url.render_as_string(hide_password=False)))
+
+
+def test_an_order_path_write_is_committed_when_it_returns_and_a_failed_one_leaves_nothing(
+    journal: OrderJournal,
+) -> None:
+    executor = OrderExecutor(None, journal, worker="gateway")  # type: ignore[arg-type]
+    reader = _fresh_reader(journal)
+    first = executor._row(_intent("d" * 24), 1, None, "bot-a")
+    journal.insert(first, BotOrderRef("bot-a", "same-id", first.intent_id, "BTCUSDT").journal_row())
+    back = reader.get(first.client_order_id)
+    assert back is not None and back.status == OrderStatus.PENDING
+
+    # The mapping row breaks the (bot, bot client id) constraint: the journal row must not exist either.
+    second = executor._row(_intent("e" * 24), 1, None, "bot-a")
+    with pytest.raises(Exception, match="(?i)unique"):
+        journal.insert(second, BotOrderRef("bot-a", "same-id", second.intent_id, "BTCUSDT").journal_row())
+    assert reader.get(second.client_order_id) is None and journal.get(second.client_order_id) is None
+
+    # The journal goes on writing after the failure, and an update is committed when it returns too.
+    journal.insert(second, BotOrderRef("bot-a", "other-id", second.intent_id, "BTCUSDT").journal_row())
+    apply_report(second, FILLED)
+    journal.update(second)
+    back = reader.get(second.client_order_id)
+    assert back is not None and back.status == OrderStatus.FILLED and back.executed_qty == 0.002
+    reader.engine.dispose()
+
+
+def test_orders_written_from_many_threads_are_all_in_the_journal(journal: OrderJournal) -> None:
+    executor = OrderExecutor(None, journal, worker="gateway")  # type: ignore[arg-type]
+
+    def place(n: int) -> str:
+        row = executor._row(_intent(f"t{n:023d}"), 1, None, f"bot-{n % 3}")
+        journal.insert(row, BotOrderRef(row.worker, f"cid-{n}", row.intent_id, "BTCUSDT").journal_row())
+        apply_report(row, FILLED)
+        journal.update(row)
+        return row.client_order_id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(place, range(200)))
+    reader = _fresh_reader(journal)
+    assert sorted(r.client_order_id for r in reader.orders([OrderStatus.FILLED])) == sorted(ids)
+    with Session(reader.engine) as session:
+        assert len(list(session.exec(select(GatewayOrder)))) == 200
+    reader.engine.dispose()
