@@ -154,6 +154,10 @@ class ChargeDecision:
         return self.wait_s == 0 and not self.impossible
 
 
+# What try_charge answers for every granted call (frozen: one answer serves them all).
+_GRANTED = ChargeDecision(0.0)
+
+
 def budget_cap(spec: PoolSpec, headroom: float) -> float:
     return math.floor(spec.limit * headroom)
 
@@ -183,7 +187,7 @@ def try_charge(state: BudgetState, charges: Sequence[Charge], ip: str, now: floa
             state.pools[charge.key] = [start, charge.amount]
         else:
             entry[1] += charge.amount
-    return ChargeDecision(0.0)
+    return _GRANTED
 
 
 def correct_usage(state: BudgetState, key: str, interval_s: float, reported: float, sent_at: float, now: float) -> None:
@@ -211,19 +215,37 @@ _USAGE_HEADER = re.compile(r"^x-(mbx-used-weight|mbx-order-count|sapi-used-ip-we
 _HEADER_KIND = {"mbx-used-weight": REQUEST_WEIGHT, "mbx-order-count": ORDERS, "sapi-used-ip-weight": SAPI_WEIGHT}
 
 
+# Header name -> (pool kind, interval seconds), or None for any other header: a response carries the same few
+# names every time, so each is matched once (up to a bound, past which names are matched each time).
+_HEADER_MEANING: dict[str, tuple[str, float] | None] = {}
+_HEADER_MEANING_MAX = 4096
+
+
+def _usage_header(name: str) -> tuple[str, float] | None:
+    try:
+        return _HEADER_MEANING[name]
+    except KeyError:
+        pass
+    match = _USAGE_HEADER.match(name)
+    meaning = None if not match else (
+        _HEADER_KIND[match.group(1).lower()], float(int(match.group(2)) * _INTERVAL_S[match.group(3).upper()]))
+    if len(_HEADER_MEANING) < _HEADER_MEANING_MAX:
+        _HEADER_MEANING[name] = meaning
+    return meaning
+
+
 def parse_usage_headers(headers: Mapping[str, str]) -> list[tuple[str, float, float]]:
     """(pool kind, interval seconds, reported usage) for every usage header in a response."""
     out = []
     for name, value in headers.items():
-        match = _USAGE_HEADER.match(name)
-        if not match:
+        meaning = _usage_header(name)
+        if meaning is None:
             continue
         try:
             reported = float(value)
         except ValueError:
             continue
-        kind = _HEADER_KIND[match.group(1).lower()]
-        out.append((kind, float(int(match.group(2)) * _INTERVAL_S[match.group(3).upper()]), reported))
+        out.append((meaning[0], meaning[1], reported))
     return out
 
 
@@ -265,6 +287,16 @@ def _int(value: object) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class _Made:
+    """A limiter's pools and names (`setup`), its pools by (kind, interval) with their keys, and the charges of each
+    kind of call so far, by (weight pool, counts as an order, weight)."""
+
+    setup: tuple[Any, ...]
+    pools: dict[tuple[str, float], tuple[PoolSpec, str]]
+    charges: dict[tuple[str, bool, int], tuple[tuple[Charge, ...], int]]
+
+
 class SharedRateLimiter:
     """Charges linked pools from a shared budget; refuses with a code rather than waiting past a deadline."""
 
@@ -302,6 +334,8 @@ class SharedRateLimiter:
         self.default_deadline_s = default_deadline_s
         self.clock = clock
         self.sleep = sleep
+        # What the pools and names above make of each kind of call, worked out once (see _setup).
+        self._made: _Made | None = None
 
     @property
     def backoff_key(self) -> str:
@@ -312,31 +346,51 @@ class SharedRateLimiter:
         owner = f"ip:{self.egress_ip}" if spec.scope == "ip" else f"acct:{self.account}"
         return f"{self.exchange}:{owner}:{spec.kind}:{interval_label(spec.interval_s)}"
 
+    def _setup(self) -> _Made:
+        """The pools by (kind, interval) with their keys, and the charges made so far, for the pools, names and share
+        as they are now: worked out again whenever one of them has changed (the pools are replaced when the exchange's
+        own limits are read)."""
+        setup = (tuple(self.pools), self.exchange, self.egress_ip, self.account, self.share, self.share_tag)
+        made = self._made
+        if made is None or made.setup != setup:
+            pools = {(spec.kind, spec.interval_s): (spec, self.pool_key(spec)) for spec in setup[0]}
+            made = self._made = _Made(setup, pools, {})
+        return made
+
+    def _charges(self, cost: EndpointCost, weight: int) -> tuple[tuple[Charge, ...], int]:
+        """The charges of a call of this cost and weight, and the request weight among them."""
+        made = self._setup()
+        key = (cost.weight_pool, cost.counts_as_order, weight)
+        found = made.charges.get(key)
+        if found is None:
+            charges = []
+            for spec in made.setup[0]:
+                if spec.kind == cost.weight_pool:
+                    amount: float = weight
+                elif spec.kind == RAW_REQUESTS:
+                    amount = 1
+                elif spec.kind == ORDERS and cost.counts_as_order:
+                    amount = 1
+                else:
+                    continue
+                pool = self.pool_key(spec)
+                charges.append(Charge(pool, spec, amount))
+                if self.share is not None and spec.scope == "ip":
+                    charges.append(Charge(f"{pool}:{self.share_tag}", spec, amount, self.share))
+            total = int(sum(c.amount for c in charges if c.spec.kind in (REQUEST_WEIGHT, SAPI_WEIGHT)))
+            found = made.charges[key] = (tuple(charges), total)
+        return found
+
     def charges_for(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> list[Charge]:
         cost = endpoint_cost(method, path, self.costs)
-        weight = cost.weight_for(params or {})
-        charges = []
-        for spec in self.pools:
-            if spec.kind == cost.weight_pool:
-                amount: float = weight
-            elif spec.kind == RAW_REQUESTS:
-                amount = 1
-            elif spec.kind == ORDERS and cost.counts_as_order:
-                amount = 1
-            else:
-                continue
-            key = self.pool_key(spec)
-            charges.append(Charge(key, spec, amount))
-            if self.share is not None and spec.scope == "ip":
-                charges.append(Charge(f"{key}:{self.share_tag}", spec, amount, self.share))
-        return charges
+        return list(self._charges(cost, cost.weight_for(params or {}))[0])
 
     def acquire(
         self, method: str, path: str, params: Mapping[str, Any] | None = None, *, deadline_s: float | None = None
     ) -> Permit:
         """Block until the call fits the shared budget, or raise RateLimitRefused if it cannot by the deadline."""
-        charges = self.charges_for(method, path, params)
-        weight = int(sum(c.amount for c in charges if c.spec.kind in (REQUEST_WEIGHT, SAPI_WEIGHT)))
+        cost = endpoint_cost(method, path, self.costs)
+        charges, weight = self._charges(cost, cost.weight_for(params or {}))
         deadline = self.clock() + (self.default_deadline_s if deadline_s is None else deadline_s)
         while True:
             now = self.clock()
@@ -363,16 +417,19 @@ class SharedRateLimiter:
         now = self.clock()
         sent_at = permit.sent_at if permit is not None else now
         reports = parse_usage_headers(headers)
-        by_kind = {(s.kind, s.interval_s): s for s in self.pools}
+        by_kind = self._setup().pools
         order_limit_hit = status == 429 and any(
-            kind == ORDERS and (kind, interval_s) in by_kind and reported > by_kind[(kind, interval_s)].limit
+            kind == ORDERS and (kind, interval_s) in by_kind and reported > by_kind[(kind, interval_s)][0].limit
             for kind, interval_s, reported in reports
         )
-        # A SAPI endpoint's UID limit is the account's (Binance: 180,000 per minute per endpoint): a 429 that reports
-        # the account's UID weight and not an IP weight over its limit is no reason to stop the IP's other requests.
-        lowered = {name.lower(): value for name, value in headers.items()}
-        uid_limit_hit = status == 429 and any(n.startswith("x-sapi-used-uid-weight") for n in lowered) and not any(
-            n.startswith("x-sapi-used-ip-weight") and _int(v) > SAPI_IP_LIMIT for n, v in lowered.items())
+        uid_limit_hit = False
+        if status == 429:
+            # A SAPI endpoint's UID limit is the account's (Binance: 180,000 per minute per endpoint): a 429 that
+            # reports the account's UID weight and not an IP weight over its limit is no reason to stop the IP's other
+            # requests.
+            lowered = {name.lower(): value for name, value in headers.items()}
+            uid_limit_hit = any(n.startswith("x-sapi-used-uid-weight") for n in lowered) and not any(
+                n.startswith("x-sapi-used-ip-weight") and _int(v) > SAPI_IP_LIMIT for n, v in lowered.items())
         backoff = None
         if status == 418 or (status == 429 and not order_limit_hit and not uid_limit_hit):
             delay = retry_after_s(headers)
@@ -385,13 +442,15 @@ class SharedRateLimiter:
         if not reports and backoff is None:
             return
 
+        backoff_key = self.backoff_key
+
         def apply(state: BudgetState) -> None:
             for kind, interval_s, reported in reports:
-                spec = by_kind.get((kind, interval_s))
-                if spec is not None:
-                    correct_usage(state, self.pool_key(spec), interval_s, reported, sent_at, now)
+                pool = by_kind.get((kind, interval_s))
+                if pool is not None:
+                    correct_usage(state, pool[1], interval_s, reported, sent_at, now)
             if backoff is not None:
-                record_backoff(state, self.backoff_key, backoff)
+                record_backoff(state, backoff_key, backoff)
 
         self.store.update(apply)
 
