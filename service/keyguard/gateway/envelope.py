@@ -72,6 +72,11 @@ class TradingStates:
         self.refresh()
         return self._bots.get(bot, TradingState.ACTIVE)
 
+    def states(self, bot: str) -> tuple[TradingState, TradingState]:
+        """The account's and the bot's trading states, from one look at the file."""
+        self.refresh()
+        return self._account, self._bots.get(bot, TradingState.ACTIVE)
+
     def set(self, state: TradingState, bot: str | None = None) -> None:
         self.refresh()
         account = state if bot is None else self._account
@@ -127,9 +132,8 @@ class Envelope:
         watch = self.bots[bot]
         with self._lock:
             self.account.kill_switch_engaged = self.account_engaged()
-            self.account.trading_state = self.trading.account()
+            self.account.trading_state, watch.snapshot.trading_state = self.trading.states(bot)
             watch.snapshot.kill_switch_engaged = watch.switch.refresh()
-            watch.snapshot.trading_state = self.trading.bot(bot)
             refusal = None
             if self.account.kill_switch_engaged:
                 refusal = Refusal(KILL_SWITCH, f"the account's kill switch is engaged ({self._reason()}): no orders")
