@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -350,6 +351,13 @@ def _run(connection: Any, writes: list[tuple[_CompiledWrite, Any]]) -> None:
         raise
 
 
+def _close_all(connections: list[Any], pid: int) -> None:
+    if os.getpid() == pid:
+        while connections:
+            with contextlib.suppress(Exception):
+                connections.pop().close()
+
+
 class OrderJournal:
     """Small repository over the journal tables; every write commits before the caller proceeds."""
 
@@ -358,9 +366,10 @@ class OrderJournal:
         self._writes: dict[tuple[str, str, frozenset[str]], _CompiledWrite] = {}
         self._row_writes: dict[str, _CompiledWrite] = {}
         # SQLite file: driver connections of the journal's own for its writes (see _commit); None: the engine's pool.
-        self._idle: list[Any] | None = [] if engine.dialect.name == "sqlite" and isinstance(engine.pool,
-                                                                                           QueuePool) else None
+        self._idle: list[Any] | None = None
         self._pid = os.getpid()
+        if engine.dialect.name == "sqlite" and isinstance(engine.pool, QueuePool):
+            self._keep_connections()
 
     def _write(self, kind: str, table: Any, values: dict[str, Any]) -> tuple[_CompiledWrite, Any]:
         key = (kind, table.name, frozenset(values))
@@ -394,7 +403,7 @@ class OrderJournal:
                 connection.close()
             return
         if self._pid != os.getpid():  # a forked child opens its own; the parent's stay the parent's
-            self._idle, self._pid = [], os.getpid()
+            self._keep_connections()
         idle = self._idle
         try:
             connection = idle.pop()  # list.pop and append are atomic: no lock needed between threads
@@ -407,6 +416,11 @@ class OrderJournal:
                 connection.close()
             raise
         idle.append(connection)
+
+    def _keep_connections(self) -> None:
+        self._idle, self._pid = [], os.getpid()
+        # Closed when the journal goes (or at exit), by the process that opened them.
+        weakref.finalize(self, _close_all, self._idle, self._pid)
 
     def _connect(self) -> Any:
         pooled = self.engine.raw_connection()
