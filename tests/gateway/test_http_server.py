@@ -245,3 +245,13 @@ def test_unix_socket_is_owner_and_group_only_a_stale_file_is_replaced_and_a_live
     with pytest.raises(OSError, match="not a socket"):
         GatewayHTTPServer(lambda r: Reply(200, {}), unix_socket=regular).start()
     assert regular.read_text() == "keep me"
+
+
+def test_an_answer_that_cannot_be_written_is_a_500_in_binances_shape_and_the_connection_keeps_serving() -> None:
+    def handler(request: Request) -> Reply:
+        return Reply(200, {"price": float("nan")} if request.path == "/bad" else {"ok": True})
+
+    with serving(handler) as (_, url), httpx.Client(base_url=url) as http:
+        bad = http.get("/bad")
+        assert bad.status_code == 500 and bad.json()["msg"].startswith("KEYGUARD_INTERNAL")
+        assert http.get("/good").json() == {"ok": True}

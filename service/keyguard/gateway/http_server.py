@@ -298,10 +298,16 @@ class GatewayHTTPServer:
                 keep_alive = False
             self._busy.add(connection)
         try:
-            reply = self.handler(request)
             close = not keep_alive
             try:
-                connection.sendall(encode_reply(reply, close=close))
+                reply = self.handler(request)
+                answer = encode_reply(reply, close=close)
+            except Exception:  # noqa: BLE001 - a bug answers in Binance's shape and is logged, never a dropped line
+                log.exception("gateway: answering %s %s failed", request.method, request.path)
+                reply = Reply(500, None)
+                answer = _frame(500, _error("KEYGUARD_INTERNAL: see the gateway's log"), {}, close=close)
+            try:
+                connection.sendall(answer)
             finally:
                 for task in reply.after:
                     try:
