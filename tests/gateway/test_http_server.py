@@ -255,3 +255,15 @@ def test_an_answer_that_cannot_be_written_is_a_500_in_binances_shape_and_the_con
         bad = http.get("/bad")
         assert bad.status_code == 500 and bad.json()["msg"].startswith("KEYGUARD_INTERNAL")
         assert http.get("/good").json() == {"ok": True}
+
+
+def test_the_listen_settings_bound_a_running_gateway(start_gateway: Any) -> None:
+    """What an operator sets in `listen` is what the running gateway enforces."""
+    handle = start_gateway(listen={"port": 0, "max_connections": 1, "idle_timeout_s": 0.5})
+    host, port = address(handle.url)
+    with socket.create_connection((host, port)) as held:
+        assert exchange(held, b"GET /api/v3/ping HTTP/1.1\r\nHost: x\r\n\r\n")[0] == (200, {})
+        with socket.create_connection((host, port)) as extra:
+            assert exchange(extra, b"GET /api/v3/ping HTTP/1.1\r\nHost: x\r\n\r\n")[0][0] == 503
+        held.settimeout(5)
+        assert held.recv(1) == b""  # closed once idle for 0.5 s

@@ -34,6 +34,10 @@ class ListenSettings(_Strict):
     port: int = Field(default=8765, ge=0, le=65535)
     # A Unix socket path instead of a TCP port (only processes that can open the file reach the gateway).
     unix_socket: Path | None = None
+    # Connections open at once (each has a thread of its own); past it a bot gets 503 with Retry-After.
+    max_connections: int = Field(default=256, ge=1, le=4096)
+    # A kept-alive connection with no request for this long is closed (the bot's client opens a new one).
+    idle_timeout_s: float = Field(default=75.0, gt=0, le=3600)
 
     @field_validator("host")
     @classmethod
