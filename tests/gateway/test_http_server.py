@@ -7,6 +7,7 @@ tested on a running gateway in front of the sandbox."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -53,7 +54,8 @@ def address(url: str) -> tuple[str, int]:
 def exchange(sock: socket.socket, raw: bytes, answers: int = 1, timeout_s: float = 10.0) -> list[tuple[int, Any]]:
     """Send raw bytes and read `answers` whole answers (status, JSON body)."""
     sock.settimeout(timeout_s)
-    sock.sendall(raw)
+    if raw:
+        sock.sendall(raw)
     buffer, out = b"", []
     while len(out) < answers:
         while b"\r\n\r\n" not in buffer:
@@ -267,3 +269,18 @@ def test_the_listen_settings_bound_a_running_gateway(start_gateway: Any) -> None
             assert exchange(extra, b"GET /api/v3/ping HTTP/1.1\r\nHost: x\r\n\r\n")[0][0] == 503
         held.settimeout(5)
         assert held.recv(1) == b""  # closed once idle for 0.5 s
+
+
+def test_a_request_dripping_in_slower_than_the_request_timeout_gets_408_whatever_the_idle_timeout() -> None:
+    with serving(idle_timeout_s=30, request_timeout_s=0.5) as (_, url), \
+            socket.create_connection(address(url)) as sock:
+        assert exchange(sock, b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")[0][0] == 200
+        started = time.monotonic()
+        sock.sendall(b"GET /slow HTTP/1.1\r\n")
+        for _ in range(3):  # a byte now and then: each within the idle timeout, the whole far past 0.5 s
+            time.sleep(0.3)
+            with contextlib.suppress(OSError):
+                sock.sendall(b"X")
+        answers = exchange(sock, b"")
+        assert answers and answers[0][0] == 408 and "did not arrive whole" in answers[0][1]["msg"]
+        assert time.monotonic() - started < 5

@@ -38,6 +38,8 @@ class ListenSettings(_Strict):
     max_connections: int = Field(default=256, ge=1, le=4096)
     # A kept-alive connection with no request for this long is closed (the bot's client opens a new one).
     idle_timeout_s: float = Field(default=75.0, gt=0, le=3600)
+    # A request must arrive whole this long after its first byte, or it is answered 408 and its connection closed.
+    request_timeout_s: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("host")
     @classmethod

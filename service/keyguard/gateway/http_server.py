@@ -9,7 +9,8 @@ whole per-order budget (docs/benchmarks.md, "Gateway"). Work that only has to ha
 the connection's next request is read.
 
 Bounds: at most `max_connections` open connections (past it a 503 in Binance's shape), an idle connection is closed
-after `idle_timeout_s`, a request's head is at most `max_head_bytes` and its body at most `max_body_bytes`."""
+after `idle_timeout_s`, a request must arrive whole within `request_timeout_s` of its first byte (else 408), its
+head is at most `max_head_bytes` and its body at most `max_body_bytes`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -91,7 +93,11 @@ class _Parsed:
         self.parser = httptools.HttpRequestParser(self)
         self.ready: list[tuple[Request, bool]] = []
         self.expect_continue = False
+        self.started_at: float | None = None  # monotonic time the request in progress began arriving
         self._reset()
+
+    def on_message_begin(self) -> None:
+        self.started_at = time.monotonic()
 
     def _reset(self) -> None:
         self._url = b""
@@ -142,6 +148,7 @@ class _Parsed:
         )
         self.ready.append((request, self._keep_alive))
         self.expect_continue = False
+        self.started_at = None
         self._reset()
 
 
@@ -169,11 +176,13 @@ def _frame(status: int, body: bytes, headers: dict[str, str], *, close: bool) ->
 class GatewayHTTPServer:
     def __init__(self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0, unix_socket: Path | None = None,
                  max_connections: int = 256, idle_timeout_s: float = 75.0, max_head_bytes: int = 64 * 1024,
-                 max_body_bytes: int = 1024 * 1024, name: str = "keyguard-gateway") -> None:
+                 max_body_bytes: int = 1024 * 1024, request_timeout_s: float = 10.0,
+                 name: str = "keyguard-gateway") -> None:
         self.handler = handler
         self.host, self.port, self.unix_socket = host, port, unix_socket
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
+        self.request_timeout_s = request_timeout_s
         self.max_head_bytes, self.max_body_bytes = max_head_bytes, max_body_bytes
         self.name = name
         self._listener: socket.socket | None = None
@@ -272,8 +281,25 @@ class GatewayHTTPServer:
 
     def _converse(self, connection: socket.socket) -> None:
         parsed = _Parsed(self.max_head_bytes, self.max_body_bytes)
+        waiting_s = self.idle_timeout_s
         while True:
-            data = connection.recv(READ_SIZE)
+            # Between requests a connection may idle; a request that has begun must arrive whole in time, however
+            # slowly its bytes drip (or it would hold its thread past any idle timeout).
+            wait_s = self.idle_timeout_s if parsed.started_at is None else (
+                parsed.started_at + self.request_timeout_s - time.monotonic())
+            if wait_s <= 0:
+                connection.sendall(_frame(408, _error("Request timeout: the request did not arrive whole in "
+                                                      f"{self.request_timeout_s:g}s."), {}, close=True))
+                return
+            if wait_s != waiting_s:
+                connection.settimeout(wait_s)
+                waiting_s = wait_s
+            try:
+                data = connection.recv(READ_SIZE)
+            except TimeoutError:
+                if parsed.started_at is None:
+                    return  # idle: close quietly, as a kept-alive connection is
+                continue  # the check above answers 408
             if not data:
                 return
             try:

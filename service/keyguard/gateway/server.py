@@ -42,7 +42,7 @@ def run_gateway(config: GatewayConfig, *, credentials: tuple[str, str] | None = 
         listen = config.listen
         server = GatewayHTTPServer(gateway.handle, host=listen.host, port=listen.port,
                                    unix_socket=listen.unix_socket, max_connections=listen.max_connections,
-                                   idle_timeout_s=listen.idle_timeout_s)
+                                   idle_timeout_s=listen.idle_timeout_s, request_timeout_s=listen.request_timeout_s)
         try:
             url = server.start()
         except OSError as exc:
