@@ -249,14 +249,18 @@ def test_unix_socket_is_owner_and_group_only_a_stale_file_is_replaced_and_a_live
     assert regular.read_text() == "keep me"
 
 
-def test_an_answer_that_cannot_be_written_is_a_500_in_binances_shape_and_the_connection_keeps_serving() -> None:
+def test_an_answer_that_cannot_be_written_is_a_500_in_binances_shape_and_its_after_work_still_runs() -> None:
+    released: list[str] = []
+
     def handler(request: Request) -> Reply:
-        return Reply(200, {"price": float("nan")} if request.path == "/bad" else {"ok": True})
+        return Reply(200, {"price": float("nan")} if request.path == "/bad" else {"ok": True},
+                     after=[lambda: released.append(request.path)])
 
     with serving(handler) as (_, url), httpx.Client(base_url=url) as http:
         bad = http.get("/bad")
         assert bad.status_code == 500 and bad.json()["msg"].startswith("KEYGUARD_INTERNAL")
         assert http.get("/good").json() == {"ok": True}
+    assert released == ["/bad", "/good"]  # the gateway releases an order's lock there
 
 
 def test_the_listen_settings_bound_a_running_gateway(start_gateway: Any) -> None:

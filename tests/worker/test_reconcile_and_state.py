@@ -21,8 +21,10 @@ from keyguard.sandbox import SandboxHandle
 from keyguard.worker.cli import app
 from keyguard.worker.config import load_worker_config
 from keyguard.worker.journal import OrderStatus
-from keyguard.worker.orders import OrderIntent
+from keyguard.worker.orders import OrderIntent, OrderResult
+from keyguard.worker.reconcile import ReconciliationReport
 from keyguard.worker.reconnect import ReconnectPolicy, run_with_reconnect
+from keyguard.worker.runtime import ExecutionWorker
 from tests.worker.conftest import WorkerFactory
 
 
@@ -170,17 +172,23 @@ def test_demo_worker_thread_trades_and_reports_live_state_until_stopped(
     assert states and states[-1].to_policy_input()["state"]["heartbeat_at"] is not None
 
 
+def filled_while_resting(worker: ExecutionWorker, sandbox: SandboxHandle, side: str, *, price: float,
+                         market: float) -> tuple[OrderResult, ReconciliationReport]:
+    """A 0.004 BTC limit order that rests on the book, then the market moving through it (it fills as the maker),
+    then a reconciliation: (the order as placed, the reconciliation's report)."""
+    worker.start()
+    resting = worker.submit(OrderIntent("BTCUSDT", "BTC", side, 0.004, order_type="LIMIT", price=price,
+                                        reference_price=60000.0))
+    assert resting.status is OrderStatus.NEW
+    sandbox.exchange.set_price("BTCUSDT", market)
+    return resting, worker.reconcile()
+
+
 def test_fills_on_a_resting_order_reach_the_journal_and_positions_at_reconciliation(
     sandbox: SandboxHandle, make_worker: WorkerFactory
 ) -> None:
     worker = make_worker()
-    worker.start()
-    resting = worker.submit(OrderIntent("BTCUSDT", "BTC", "SELL", 0.004, order_type="LIMIT", price=61000.0,
-                                        reference_price=60000.0))
-    assert resting.status is OrderStatus.NEW
-
-    sandbox.exchange.set_price("BTCUSDT", 62000.0)  # the book moves through the resting sell
-    worker.reconcile()
+    resting, _ = filled_while_resting(worker, sandbox, "SELL", price=61000.0, market=62000.0)
 
     row = worker.journal.get(resting.client_order_id)
     assert row is not None and row.executed_qty == 0.004
@@ -191,13 +199,7 @@ def test_a_resting_buy_filled_later_reconciles_with_the_balance_net_of_the_maker
     sandbox: SandboxHandle, make_worker: WorkerFactory
 ) -> None:
     worker = make_worker()
-    worker.start()
-    resting = worker.submit(OrderIntent("BTCUSDT", "BTC", "BUY", 0.004, order_type="LIMIT", price=59000.0,
-                                        reference_price=60000.0))
-    assert resting.status is OrderStatus.NEW
-
-    sandbox.exchange.set_price("BTCUSDT", 58000.0)  # the market comes to the resting buy: it fills as the maker
-    report = worker.reconcile()
+    resting, report = filled_while_resting(worker, sandbox, "BUY", price=59000.0, market=58000.0)
 
     # The look-up says 0.004 executed; the order's trades say what that cost. The journal, the position and the
     # exchange's balance agree on what the buy received.

@@ -153,15 +153,11 @@ def create_desk_tables(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine, tables=[GatewayOrder.__table__])  # type: ignore[attr-defined]
 
 
-def _at_once(task: Callable[[], object]) -> None:
-    task()
-
-
 class OrderDesk:
     def __init__(self, client: BinanceSpotClient, journal: OrderJournal, executor: OrderExecutor, envelope: Envelope,
                  market: MarketData, *, deadline_s: float, clock: Callable[[], float] = time.time,
-                 on_runaway: Callable[[str, str], None] | None = None,
-                 defer: Callable[[Callable[[], object]], None] | None = None) -> None:
+                 defer: Callable[[Callable[[], object]], None],
+                 on_runaway: Callable[[str, str], None] | None = None) -> None:
         self.client = client
         self.journal = journal
         self.executor = executor
@@ -170,8 +166,8 @@ class OrderDesk:
         self.deadline_s = deadline_s
         self.clock = clock
         self.on_runaway = on_runaway
-        # Work that may wait until the bot has its answer (the gateway's AfterAnswer.defer); None: done at once.
-        self.defer: Callable[[Callable[[], object]], None] = defer or _at_once
+        # Work that may wait until the bot has its answer (the gateway's AfterAnswer.defer: at once outside a request).
+        self.defer = defer
         create_desk_tables(journal.engine)
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}

@@ -68,10 +68,6 @@ class TradingStates:
         self.refresh()
         return self._account
 
-    def bot(self, bot: str) -> TradingState:
-        self.refresh()
-        return self._bots.get(bot, TradingState.ACTIVE)
-
     def states(self, bot: str) -> tuple[TradingState, TradingState]:
         """The account's and the bot's trading states, from one look at the file."""
         self.refresh()

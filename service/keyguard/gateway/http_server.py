@@ -325,17 +325,18 @@ class GatewayHTTPServer:
             self._busy.add(connection)
         try:
             close = not keep_alive
+            after: list[Callable[[], object]] = []
             try:
                 reply = self.handler(request)
+                after = reply.after  # run even when the answer fails to encode: an order's lock is released there
                 answer = encode_reply(reply, close=close)
             except Exception:  # noqa: BLE001 - a bug answers in Binance's shape and is logged, never a dropped line
                 log.exception("gateway: answering %s %s failed", request.method, request.path)
-                reply = Reply(500, None)
                 answer = _frame(500, _error("KEYGUARD_INTERNAL: see the gateway's log"), {}, close=close)
             try:
                 connection.sendall(answer)
             finally:
-                for task in reply.after:
+                for task in after:
                     try:
                         task()
                     except Exception:  # noqa: BLE001 - after-answer work is logged; the answer stands
