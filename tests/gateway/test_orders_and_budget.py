@@ -219,3 +219,33 @@ def test_a_resting_order_filled_later_counts_what_the_bot_received_after_the_mak
     assert watch.snapshot.positions["BTC"] == pytest.approx(received, abs=1e-12)
     [trade] = bot.fetch_my_trades("BTC/USDT")
     assert trade["takerOrMaker"] == "maker" and trade["fee"]["cost"] == pytest.approx(0.02 * maker)
+
+
+def test_an_order_still_at_the_exchange_counts_against_the_next_orders_position_cap(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    # Two bots buy at once, each within the account's 0.05 BTC cap alone, together past it.
+    handle = start_gateway(account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
+                                    "max_orders_per_minute": 120, "max_position": {"BTC": 0.05},
+                                    "daily_loss_limit": 2000})
+    alpha, beta = ccxt_bot(handle, bot_key(handle, "alpha")), ccxt_bot(handle, bot_key(handle, "beta"))
+    alpha.load_markets()
+    beta.load_markets()
+    sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="latency", latency_ms=1500, times=1))
+    first: dict[str, Any] = {}
+    sending = threading.Thread(target=lambda: first.update(alpha.create_order("BTC/USDT", "market", "buy", 0.03)))
+    sending.start()
+    deadline = time.monotonic() + 5
+    while not handle.gateway.envelope.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.01)  # alpha's order has passed the envelope and is at the (slow) exchange
+
+    with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.06 "
+                                                 r"counting 0\.03 in orders not answered yet > max_position 0\.05"):
+        beta.create_order("BTC/USDT", "market", "buy", 0.03)
+    sending.join(10)
+    assert first["status"] == "closed"
+    # Once answered, alpha's order is in the books, not in flight: what still fits under the cap passes.
+    assert beta.create_order("BTC/USDT", "market", "buy", 0.015)["status"] == "closed"
+    with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.05"):
+        beta.create_order("BTC/USDT", "market", "buy", 0.01)
+    assert handle.gateway.envelope.in_flight() == {}, "nothing is left counted as in flight"
+    assert len(exchange_orders(sandbox)) == 2

@@ -226,6 +226,19 @@ def test_trading_states_gate_entries_and_exits() -> None:
     assert check("SELL", 0.005, halted) == STATE_HALTED
 
 
+def test_orders_in_flight_count_as_filled_in_their_own_direction() -> None:
+    def judged(side: str, qty: float, in_flight: float, state: TradingState = TradingState.ACTIVE) -> str | None:
+        snap = RiskSnapshot(portfolio_value=100000.0, positions={"BTC": 0.01}, trading_state=state)
+        refusal = check_order(OrderCheck("BTCUSDT", "BTC", side, qty, PRICE), LIMITS, snap, 1000.0, in_flight)
+        return refusal.code if refusal else None
+
+    assert judged("BUY", 0.02, 0.0) is None
+    assert judged("BUY", 0.02, 0.03) == MAX_POSITION, "0.01 held + 0.03 on the way + 0.02 > 0.05"
+    # Reducing: 0.01 held, a 0.008 sell already on the way; another 0.005 would cross zero if both fill.
+    assert judged("SELL", 0.005, 0.0, TradingState.REDUCING) is None
+    assert judged("SELL", 0.005, -0.008, TradingState.REDUCING) == STATE_REDUCING
+
+
 def test_kill_switch_outranks_every_other_check() -> None:
     snap = RiskSnapshot(kill_switch_engaged=True, portfolio_value=100000.0, positions={"BTC": 0.01})
     assert check("SELL", 0.001, snap) == KILL_SWITCH

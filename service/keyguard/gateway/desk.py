@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import UniqueConstraint
@@ -267,13 +268,14 @@ class OrderDesk:
         # retry of the same id waits for it rather than reading the row half way.
         lock = self._lock_for((bot, bot_cid))
         lock.acquire()
+        admitted: OrderCheck | None = None
         try:
             mapping = self._mapping(bot, bot_cid)
             if mapping is not None:
                 replayed = self._replay(bot, mapping)
                 if replayed is not None:
                     return replayed
-            check = self._admit(bot, p, test=False)
+            check = admitted = self._admit(bot, p, test=False)
             intent = OrderIntent(check.symbol, check.base_asset, check.side, check.quantity,
                                  order_type=p["type"].upper(), price=number(p, "price"),
                                  reference_price=check.price, wire=self._wire(params))
@@ -284,6 +286,9 @@ class OrderDesk:
                                          companion=mapping.journal_row(), defer=self.defer)
             return self._settle(bot, mapping, check, result)
         finally:
+            if admitted is not None:
+                # Off the wire once its answer is in the books (deferred after `_settle`'s, so it runs after them).
+                self.defer(partial(self.envelope.landed, bot, admitted))
             self.defer(lock.release)
 
     def _wire(self, params: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -322,14 +327,16 @@ class OrderDesk:
         self.counters["orders_sent"] += 1
         self.counters["orders_resent"] += max(0, result.attempts - 1)
         row = result.journal_row
+        report = result.report
         if result.client_order_id:
-            self._remember(result.client_order_id, row.exchange_order_id if row else None,
-                           (bot, mapping.bot_client_order_id))
-        if result.report is not None:
-            answer = self._as_bot_sees_it(result.report, mapping.bot_client_order_id)
-            if result.executed_qty > 0:
-                self._note(row)
-            return answer
+            order_id = report.get("orderId") if report is not None else None
+            self._remember(result.client_order_id, order_id if order_id is not None else (
+                row.exchange_order_id if row else None), (bot, mapping.bot_client_order_id))
+        if report is not None:
+            # The books take the execution once the bot has its answer (after the executor's record of it); the
+            # order counts as in flight in the envelope until then.
+            self.defer(partial(self._note, row))
+            return self._as_bot_sees_it(report, mapping.bot_client_order_id)
         if result.status is OrderStatus.REJECTED:
             # Definitely not placed: the bot may send the same id again, as it could at the exchange.
             self._forget(mapping)

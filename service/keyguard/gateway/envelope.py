@@ -111,6 +111,9 @@ class Envelope:
         self.refusals: dict[str, int] = {}
         self.largest_notional_today = 0.0
         self._lock = threading.Lock()
+        # Quantity let through and not yet in the books, by (bot, base asset) and by (None, base asset) for the
+        # account: [buys, sells]. Added when an order passes, taken off by `landed` once its answer is booked.
+        self._in_flight: dict[tuple[str | None, str], list[float]] = {}
 
     def add_bot(self, bot: str, limits: RiskLimits, switch: KillSwitch, max_refusals_per_minute: int | None) -> None:
         self.bots[bot] = BotWatch(limits, RiskSnapshot(portfolio_value=self.account.portfolio_value), switch,
@@ -137,17 +140,45 @@ class Envelope:
                 refusal = Refusal(KILL_SWITCH, f"bot {bot} is held by its kill switch "
                                                f"({watch.switch.state.reason or 'no reason given'}): no orders")
             else:
-                refusal = check_order(order, watch.limits, watch.snapshot, now)
+                refusal = check_order(order, watch.limits, watch.snapshot, now, self._pending(bot, order))
                 if refusal is not None:
                     refusal = Refusal(refusal.code, f"bot {bot}: {refusal.message}")
                 else:
-                    refusal = check_order(order, self.account_limits, self.account, now)
+                    refusal = check_order(order, self.account_limits, self.account, now, self._pending(None, order))
                     if refusal is not None:
                         refusal = Refusal(refusal.code, f"account: {refusal.message}")
             if refusal is None and admit:
                 watch.snapshot.record_order(now)
                 self.account.record_order(now)
+                side = 0 if order.side == "BUY" else 1
+                for owner in (bot, None):
+                    self._in_flight.setdefault((owner, order.base_asset), [0.0, 0.0])[side] += order.quantity
             return refusal
+
+    def _pending(self, owner: str | None, order: OrderCheck) -> float:
+        """The signed quantity in flight in `order`'s direction (see check_order's `in_flight`)."""
+        pending = self._in_flight.get((owner, order.base_asset))
+        if pending is None:
+            return 0.0
+        return pending[0] if order.side == "BUY" else -pending[1]
+
+    def landed(self, bot: str, order: OrderCheck) -> None:
+        """An order `check` let through is off the wire: its answer is in the books (`set_books`), or it was not
+        placed; its quantity no longer counts as in flight."""
+        side = 0 if order.side == "BUY" else 1
+        with self._lock:
+            for owner in (bot, None):
+                pending = self._in_flight.get((owner, order.base_asset))
+                if pending is not None:
+                    left = pending[side] - order.quantity
+                    pending[side] = left if left > 1e-12 else 0.0
+                    if pending == [0.0, 0.0]:
+                        del self._in_flight[(owner, order.base_asset)]
+
+    def in_flight(self, bot: str | None = None) -> dict[str, tuple[float, float]]:
+        """(buys, sells) in flight by base asset, for `bot` (None: the account)."""
+        with self._lock:
+            return {base: (p[0], p[1]) for (owner, base), p in self._in_flight.items() if owner == bot}
 
     def _reason(self) -> str:
         state = self.account_switch.state if self.account_switch is not None else None

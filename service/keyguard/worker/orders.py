@@ -228,9 +228,10 @@ class OrderExecutor:
               defer: Callable[[Callable[[], object]], None] | None = None) -> OrderResult:
         """Journal, send, and settle any unknown outcome by look-up; `worker` names who placed it (a gateway's bot),
         `companion` is a (table, values) row written in the same transaction as the first journal entry (the
-        gateway's mapping). `defer` takes the journal's write of an answered order's final state to run once the
-        caller has answered (the gateway's bot): the row written before sending already makes a crash in between
-        an order that reconciliation settles by look-up, as one during the request does."""
+        gateway's mapping). `defer` takes the journal's record of an answered order (the row takes the exchange's
+        report and is written) to run once the caller has answered (the gateway's bot) from the result's `report`;
+        until then the result's status is SENT and its row as sent. The row written before sending already makes a
+        crash in between an order that reconciliation settles by look-up, as one during the request does."""
         row = self._row(intent, 1, None, worker)
         companions = [companion] if companion is not None else []
         while True:
@@ -270,11 +271,17 @@ class OrderExecutor:
                             successor.client_order_id)
                 row = successor
                 continue
-            apply_report(row, report)
             if defer is None:
+                apply_report(row, report)
                 return self._result(self.journal.update(row), report=report)
-            defer(partial(self.journal.update, row))
-            return self._result(row, report=report)
+            # The caller answers from `report`; the row takes it, and is written, once that answer is out.
+            defer(partial(self._record_answer, row, report))
+            return OrderResult(row.intent_id, row.client_order_id, OrderStatus.SENT, row.quantity,
+                               attempts=row.attempt, report=report, journal_row=row)
+
+    def _record_answer(self, row: JournalOrder, report: dict[str, Any]) -> None:
+        apply_report(row, report)
+        self.journal.update(row)
 
     def settle_commissions(self, row: JournalOrder) -> bool:
         """Read the commission of an executed order's trades that no answer carried (a look-up, an ACK or RESULT

@@ -123,15 +123,20 @@ def is_reducing(order: OrderCheck, position: float) -> bool:
     return False
 
 
-def check_order(order: OrderCheck, limits: RiskLimits, snap: RiskSnapshot, now: float) -> Refusal | None:
-    """Every pre-trade check, cheapest and most absolute first. Returns the first refusal, or None to send."""
+def check_order(order: OrderCheck, limits: RiskLimits, snap: RiskSnapshot, now: float,
+                in_flight: float = 0.0) -> Refusal | None:
+    """Every pre-trade check, cheapest and most absolute first. Returns the first refusal, or None to send.
+
+    `in_flight` is the signed quantity of the asset in orders already let through in this order's direction whose
+    answer is not in the snapshot's positions yet (a BUY's in-flight buys, a SELL's in-flight sells, negative): each
+    is judged as if they had all filled, so two orders sent at once cannot together pass a cap neither passes alone."""
     if snap.kill_switch_engaged:
         return Refusal(KILL_SWITCH, "kill switch engaged: no orders until it is released")
     if order.quantity <= 0 or order.price <= 0:
         return Refusal(INVALID_ORDER, f"{order.symbol}: quantity and price must be positive")
     if snap.trading_state is TradingState.HALTED:
         return Refusal(STATE_HALTED, "trading state HALTED: no orders")
-    position = snap.positions.get(order.base_asset, 0.0)
+    position = snap.positions.get(order.base_asset, 0.0) + in_flight
     reducing = is_reducing(order, position)
     if snap.trading_state is TradingState.REDUCING and not reducing:
         return Refusal(STATE_REDUCING, f"trading state REDUCING: {order.side} {order.base_asset} would add exposure")
@@ -153,7 +158,9 @@ def check_order(order: OrderCheck, limits: RiskLimits, snap: RiskSnapshot, now: 
     if not reducing:
         cap = limits.max_position.get(order.base_asset)
         if cap is not None and abs(after) > cap:
-            return Refusal(MAX_POSITION, f"{order.base_asset} position would be {after:g} > max_position {cap:g}")
+            pending = f" counting {abs(in_flight):g} in orders not answered yet" if in_flight else ""
+            return Refusal(MAX_POSITION, f"{order.base_asset} position would be {after:g}{pending} > max_position "
+                                         f"{cap:g}")
         stage_cap = limits.stage_cap()
         if stage_cap is not None and (notional > stage_cap or abs(after) * order.price > stage_cap):
             return Refusal(STAGE_CAP, f"stage {limits.stage.value} allows {stage_cap:.2f} exposure per asset;"
