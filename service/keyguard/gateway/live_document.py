@@ -38,7 +38,9 @@ def _since(iso: str) -> float:
 def orders_since(times: Iterable[float], now: float, since: float) -> int:
     """Orders admitted in the last minute and after `since` (the moment a kill switch engaged)."""
     start = max(now - 60.0, since)
-    return sum(1 for t in times if t > start)
+    # Copied in one step first: order threads append to (and the envelope trims) the deque while this document is
+    # built, and a deque changed during a Python-level loop over it raises.
+    return sum(1 for t in tuple(times) if t > start)
 
 
 def execution_document(gw: Gateway) -> dict[str, Any]:
