@@ -2,8 +2,9 @@
 calling the sandbox exchange directly. Three parts, each selectable with `--parts`:
 
 latency      the same small signing HTTP client places market orders (alternating buy/sell) straight at the
-             sandbox and through the gateway, interleaved one by one so both see the same exchange state;
-             p50/p90/p99 per order and the difference (what the gateway adds).
+             sandbox, through a bare forwarder, through the gateway and through a flat floor (only the steps no
+             gateway can skip, written flat in CPython), interleaved one by one so all see the same exchange
+             state; p50/p90/p99 per order and the differences (what the gateway adds, what the floors add).
 saturation   three bot processes loop over exchangeInfo (weight 20), depth limit 100 (5) and account (20) as
              fast as their own ccxt limiter lets them, for several 5 s weight windows (limit 6000). Keyguard: the
              same bots through one gateway (default headroom, market-data cache off so every request is
@@ -23,6 +24,7 @@ of its own (`--gateway-in thread` puts it in a thread of this process instead), 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import multiprocessing
@@ -171,6 +173,114 @@ def serve_forwarder(upstream: str) -> Iterator[str]:
         yield url
 
 
+# -- a second floor: the order's unavoidable steps, flat, in CPython --------------------------------------------------
+FLAT_BOT = ("flat" * 16, "flat-bot-secret")
+JOURNAL_INSERT = ("INSERT INTO worker_order (client_order_id, intent_id, attempt, origin, worker, symbol, side, "
+                  "order_type, quantity, price, status, executed_qty, quote_qty, commissions, commission_qty, "
+                  "reduce_only, sent_at, created_at, updated_at) VALUES (?, ?, 1, 'gateway', ?, ?, ?, ?, ?, ?, "
+                  "'SENT', 0, 0, '{}', 0, 0, ?, ?, ?)")
+MAPPING_INSERT = ("INSERT INTO gateway_order (bot, bot_client_order_id, intent_id, symbol, created_at) "
+                  "VALUES (?, ?, ?, ?, ?)")
+JOURNAL_UPDATE = ("UPDATE worker_order SET status = ?, exchange_order_id = ?, executed_qty = ?, quote_qty = ?, "
+                  "updated_at = ? WHERE client_order_id = ?")
+
+
+def flat_process(arg: tuple[str, str, str, str], out: Any, stop: Any) -> None:
+    """Only what no gateway can skip for a new order, written flat on the gateway's HTTP stack and real parts: the
+    bot's HMAC and timestamp, a look at the three state files (account and bot kill switches, trading state), the
+    risk check for the bot and the account, the journal row and the bot's mapping committed (raw sqlite3, the
+    journal's own schema and settings) before the order leaves, the charge on the shared budget file, the exchange
+    signature, the answer under the bot's id; the row's final state and the budget's correction after the answer.
+    No layers, no objects of the gateway's: what a CPython gateway costs at best. Not a gateway (one bot, one
+    symbol, no replays, no error paths)."""
+    import json
+    import sqlite3
+    import uuid
+    from datetime import UTC, datetime
+    from urllib.parse import parse_qsl
+
+    from keyguard.exchanges.binance_client import encode_query
+    from keyguard.exchanges.budget import SharedRateLimiter, pools_from_exchange_info
+    from keyguard.exchanges.budget_store import FileBudgetStore
+    from keyguard.exchanges.connections import KeptAliveConnections
+    from keyguard.gateway.desk import create_desk_tables
+    from keyguard.gateway.http_server import GatewayHTTPServer, Reply, Request
+    from keyguard.worker.journal import journal_engine
+    from keyguard.worker.risk import OrderCheck, RiskLimits, RiskSnapshot, check_order
+
+    upstream, api_key, secret, state_dir = arg
+    engine = journal_engine(f"sqlite:///{state_dir}/flat-journal.db", autocheckpoint=False)
+    create_desk_tables(engine)
+    engine.dispose()
+    db = sqlite3.connect(f"{state_dir}/flat-journal.db", check_same_thread=False, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0"):
+        db.execute(f"PRAGMA {pragma}")
+    exchange = KeptAliveConnections(upstream, tls=None)
+    limiter = SharedRateLimiter(FileBudgetStore(f"{state_dir}/flat-budget"))
+    limiter.pools = pools_from_exchange_info(
+        json.loads(exchange.request("GET", "/api/v3/exchangeInfo", {}, 5.0).body)["rateLimits"])
+    limits = RiskLimits(max_order_notional=5000, max_position={"BTC": 10.0})
+    bot_snapshot, account_snapshot = RiskSnapshot(), RiskSnapshot()
+    state_files = [f"{state_dir}/{name}" for name in ("account.kill", "bot.kill", "trading_state.json")]
+    bot_key, bot_secret, exchange_secret = FLAT_BOT[0], FLAT_BOT[1].encode(), secret.encode()
+    prices = {"BTCUSDT": 60000.0}
+
+    def order(request: Request) -> Reply:
+        if (request.method, request.path) != ("POST", "/api/v3/order"):
+            return Reply(200, {})
+        payload, _, signature = request.query.rpartition("&signature=")
+        expected = hmac.new(bot_secret, payload.encode(), hashlib.sha256).hexdigest()
+        if request.headers.get("x-mbx-apikey") != bot_key or not hmac.compare_digest(expected, signature):
+            return Reply(401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."})
+        params = dict(parse_qsl(payload, keep_blank_values=True))
+        now = time.time()
+        if abs(now * 1000 - int(params["timestamp"])) > 5000:
+            return Reply(400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."})
+        for path in state_files:
+            with contextlib.suppress(FileNotFoundError):
+                os.stat(path)
+        check = OrderCheck(params["symbol"], "BTC", params["side"], float(params["quantity"]),
+                           prices[params["symbol"]])
+        refusal = check_order(check, limits, bot_snapshot, now) or check_order(check, limits, account_snapshot, now)
+        if refusal is not None:
+            return Reply(400, {"code": -2010, "msg": f"KEYGUARD_{refusal.code}: {refusal.message}"})
+        bot_snapshot.record_order(now)
+        account_snapshot.record_order(now)
+        intent = uuid.uuid4().hex
+        cid, bot_cid = f"kg-{intent[:24]}-1", params.pop("newClientOrderId", None) or intent[:30]
+        stamp = datetime.now(UTC).isoformat(sep=" ")
+        cursor = db.cursor()
+        cursor.execute("BEGIN")
+        cursor.execute(JOURNAL_INSERT, (cid, intent, "bot", params["symbol"], params["side"], params["type"],
+                                        check.quantity, None, stamp, stamp, stamp))
+        cursor.execute(MAPPING_INSERT, ("bot", bot_cid, intent, params["symbol"], stamp))
+        cursor.execute("COMMIT")
+        permit = limiter.acquire("POST", "/api/v3/order", deadline_s=5.0)
+        for name in ("timestamp", "signature", "recvWindow"):
+            params.pop(name, None)
+        params.update(newClientOrderId=cid, timestamp=str(int(time.time() * 1000)))
+        query = encode_query(params)
+        query += "&signature=" + hmac.new(exchange_secret, query.encode(), hashlib.sha256).hexdigest()
+        answer = exchange.request("POST", f"/api/v3/order?{query}", {"X-MBX-APIKEY": api_key}, 5.0)
+        report = json.loads(answer.body)
+
+        def after() -> None:
+            limiter.observe(permit, answer.status, answer.headers)
+            cursor.execute("BEGIN")
+            cursor.execute(JOURNAL_UPDATE, (report.get("status"), str(report.get("orderId")),
+                                            float(report.get("executedQty", 0)),
+                                            float(report.get("cummulativeQuoteQty", 0)),
+                                            datetime.now(UTC).isoformat(sep=" "), cid))
+            cursor.execute("COMMIT")
+
+        return Reply(answer.status, {**report, "clientOrderId": bot_cid}, after=[after])
+
+    server = GatewayHTTPServer(order, name="keyguard-bench-flat")
+    out.put(server.start())
+    stop.wait(PART_CAP_S + 600)
+    server.stop()
+
+
 # -- latency ----------------------------------------------------------------------------------------------------------
 class SigningClient:
     """The bot side of the latency part: Binance's signing over one kept-alive HTTP connection, nothing else."""
@@ -218,11 +328,15 @@ def latency_part(n: int, warmup: int, where: str) -> dict[str, Any]:
         settings = gateway_settings(sandbox, tmp)
         (key,) = bot_keys(settings, ["latency"])
         direct_key = sandbox.create_key(label="direct", account="direct", flags=TRADER_FLAGS)
-        with serve_gateway(settings, where, stats) as url, serve_forwarder(sandbox.url) as forwarder_url:
+        flat_key = sandbox.create_key(label="flat", account="flat", flags=TRADER_FLAGS)
+        flat_arg = (sandbox.url, flat_key["api_key"], flat_key["secret"], str(tmp))
+        with serve_gateway(settings, where, stats) as url, serve_forwarder(sandbox.url) as forwarder_url, \
+                spawned(flat_process, flat_arg, "keyguard-bench-flat") as (flat_url, _, _):
             direct = SigningClient(sandbox.url, direct_key["api_key"], direct_key["secret"])
             bare = SigningClient(forwarder_url, direct_key["api_key"], direct_key["secret"])
             through = SigningClient(url, key.api_key, key.secret)
-            clients = {"direct": direct, "forwarder": bare, "gateway": through}
+            flat = SigningClient(flat_url, *FLAT_BOT)
+            clients = {"direct": direct, "forwarder": bare, "gateway": through, "flat": flat}
             for i in range(warmup):
                 for client in clients.values():
                     client.market_order("BUY" if i % 2 == 0 else "SELL")
@@ -253,12 +367,13 @@ def print_latency(result: dict[str, Any], n: int) -> None:
     print(header)
     rows = {}
     for name, label in (("direct", "direct to the sandbox"), ("forwarder", "through a bare forwarder"),
-                        ("gateway", "through the gateway")):
+                        ("flat", "through the flat floor"), ("gateway", "through the gateway")):
         t = times[name]
         rows[name] = [percentile(t, q) * 1000 for q in (0.5, 0.9, 0.99)]
         print(f"{label:<30}{rows[name][0]:>8.2f}{rows[name][1]:>8.2f}{rows[name][2]:>8.2f}{max(t) * 1000:>8.2f}"
               f"{percentile(t[:tenth], 0.5) * 1000:>15.2f}{percentile(t[-tenth:], 0.5) * 1000:>14.2f}")
     for label, over, under in (("added by the bare forwarder", "forwarder", "direct"),
+                               ("added by the flat floor", "flat", "direct"),
                                ("added by the gateway", "gateway", "direct"),
                                ("gateway over the forwarder", "gateway", "forwarder")):
         added = [a - b for a, b in zip(rows[over], rows[under], strict=True)]
