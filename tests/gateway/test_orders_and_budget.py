@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import ccxt
 import httpx
 import pytest
 
-from keyguard.gateway.server import GatewayHandle
+from keyguard.gateway.server import GatewayHandle, run_gateway
 from keyguard.policy.engine import evaluate_documents
 from keyguard.sandbox import Fault, SandboxConfig, SandboxHandle
-from tests.gateway.conftest import GatewayFactory, bot_key, ccxt_bot, signed_call
+from keyguard.worker.risk import TradingState
+from tests.gateway.conftest import GatewayFactory, bot_key, ccxt_bot, gateway_config, signed_call
 
 
 def exchange_orders(sandbox: SandboxHandle) -> list[Any]:
@@ -249,3 +251,87 @@ def test_an_order_still_at_the_exchange_counts_against_the_next_orders_position_
         beta.create_order("BTC/USDT", "market", "buy", 0.01)
     assert handle.gateway.envelope.in_flight() == {}, "nothing is left counted as in flight"
     assert len(exchange_orders(sandbox)) == 2
+
+
+def test_an_order_whose_outcome_is_unknown_counts_as_filled_until_a_look_up_settles_it(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    handle = start_gateway(account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
+                                    "max_orders_per_minute": 120, "max_position": {"BTC": 0.05},
+                                    "daily_loss_limit": 2000})
+    alpha, beta = ccxt_bot(handle, bot_key(handle, "alpha")), ccxt_bot(handle, bot_key(handle, "beta"))
+    alpha.load_markets()
+    beta.load_markets()
+    # An exchange blip: alpha's order executes, its answer is lost, and every look-up of it fails.
+    sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="drop", when="after", times=1, hold_s=0.2),
+                       Fault(endpoint="GET /api/v3/order", kind="status", status=503))
+    with pytest.raises(ccxt.BaseError, match="KEYGUARD_OUTCOME_UNKNOWN"):
+        alpha.create_order("BTC/USDT", "market", "buy", 0.03)
+
+    # Unknown is never safe: until it is settled, alpha's 0.03 counts as bought.
+    with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.06 "
+                                                 r"counting 0\.03 in orders not answered yet"):
+        beta.create_order("BTC/USDT", "market", "buy", 0.03)
+    assert handle.gateway.envelope.in_flight("alpha") == {"BTC": (0.03, 0.0)}
+
+    sandbox.set_faults()  # the exchange answers again; housekeeping looks the order up
+    deadline = time.monotonic() + 15
+    while handle.gateway.envelope.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert handle.gateway.envelope.in_flight() == {}, "settled by look-up: in the books, not in flight"
+    assert handle.gateway.envelope.watch("alpha").snapshot.positions["BTC"] == pytest.approx(0.03, abs=1e-4)
+    assert beta.create_order("BTC/USDT", "market", "buy", 0.015)["status"] == "closed"
+    assert len(exchange_orders(sandbox)) == 2
+
+
+def test_a_restarted_gateway_still_counts_an_order_it_never_settled(
+        sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path) -> None:
+    config = gateway_config(sandbox, exchange_key, tmp_path, account={
+        "max_order_notional": 5000, "max_order_share_of_portfolio": None, "max_orders_per_minute": 120,
+        "max_position": {"BTC": 0.05}, "daily_loss_limit": 2000})
+    sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="drop", when="after", times=1, hold_s=0.2),
+                       Fault(endpoint="GET /api/v3/order", kind="status", status=503))
+    with run_gateway(config) as first:
+        alpha = ccxt_bot(first, bot_key(first, "alpha"))
+        alpha.load_markets()
+        with pytest.raises(ccxt.BaseError, match="KEYGUARD_OUTCOME_UNKNOWN"):
+            alpha.create_order("BTC/USDT", "market", "buy", 0.03)
+
+    with run_gateway(config) as second:  # the same journal; the exchange still cannot say what became of it
+        assert second.gateway.envelope.in_flight("alpha") == {"BTC": (0.03, 0.0)}
+        beta = ccxt_bot(second, bot_key(second, "beta"))
+        beta.load_markets()
+        with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_MAX_POSITION: account: BTC position would be 0.06"):
+            beta.create_order("BTC/USDT", "market", "buy", 0.03)
+        sandbox.set_faults()
+        deadline = time.monotonic() + 15
+        while second.gateway.envelope.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert second.gateway.envelope.in_flight() == {}
+        assert second.gateway.envelope.account.positions["BTC"] == pytest.approx(0.03, abs=1e-4)
+
+
+def test_after_a_restart_every_bot_s_book_counts_before_the_bot_is_seen_again(
+        sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path) -> None:
+    config = gateway_config(sandbox, exchange_key, tmp_path, account={
+        "max_order_notional": 5000, "max_order_share_of_portfolio": None, "max_orders_per_minute": 120,
+        "max_position": {"BTC": 0.05}, "daily_loss_limit": 2000})
+    with run_gateway(config) as first:
+        alpha_key = bot_key(first, "alpha")
+        alpha = ccxt_bot(first, alpha_key)
+        alpha.load_markets()
+        assert alpha.create_order("BTC/USDT", "market", "buy", 0.04)["status"] == "closed"
+
+    with run_gateway(config) as second:
+        # beta trades first: alpha's 0.04 (less the BTC commission) is in the account's position all the same.
+        beta = ccxt_bot(second, bot_key(second, "beta"))
+        beta.load_markets()
+        with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be "
+                                                     r"0\.0599"):
+            beta.create_order("BTC/USDT", "market", "buy", 0.02)
+        # And alpha's own check knows its position the first time it is seen: in REDUCING it may sell.
+        second.gateway.trading.set(TradingState.REDUCING, "alpha")
+        alpha = ccxt_bot(second, alpha_key)
+        alpha.load_markets()
+        assert alpha.create_order("BTC/USDT", "market", "sell", 0.02)["status"] == "closed"
+        with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_STATE_REDUCING"):
+            alpha.create_order("BTC/USDT", "market", "sell", 0.03)  # past zero: a new position

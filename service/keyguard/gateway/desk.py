@@ -43,6 +43,8 @@ NUMBER = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 REJECTED = -2010
 UNKNOWN_ORDER = -2011
 NO_SUCH_ORDER = -2013
+# Statuses of an order the exchange may hold without the journal knowing what became of it.
+UNSETTLED = frozenset({OrderStatus.PENDING, OrderStatus.SENT, OrderStatus.UNKNOWN})
 OUTCOME_UNKNOWN_MSG = ("Timeout waiting for response from backend server. Send status unknown; execution status "
                        "unknown. KEYGUARD_OUTCOME_UNKNOWN: the gateway could not settle the order by look-up; retry "
                        "with the same newClientOrderId to get it")
@@ -184,6 +186,10 @@ class OrderDesk:
         self._seen: dict[str, tuple[float, float]] = {}
         self._day = 0
         self.counters = {"orders_sent": 0, "orders_replayed": 0, "orders_unknown": 0, "orders_resent": 0}
+        # intent id -> (bot, order) of orders whose outcome is unknown: counted in flight by the envelope (as if
+        # filled) until a look-up settles them. Unknown is never safe.
+        self._in_doubt: dict[str, tuple[str, OrderCheck]] = {}
+        self._in_doubt_lock = threading.Lock()
         self._load()
 
     # -- ownership -------------------------------------------------------------------------------------------
@@ -193,10 +199,18 @@ class OrderDesk:
         self._mappings = {(row.bot, row.bot_client_order_id): BotOrderRef(row.bot, row.bot_client_order_id,
                                                                           row.intent_id, row.symbol) for row in rows}
         mapped = {row.intent_id: (row.bot, row.bot_client_order_id) for row in rows}
-        for row in self.journal.orders():
-            if row.intent_id in mapped:
-                self._remember(row.client_order_id, row.exchange_order_id, mapped[row.intent_id])
+        journaled = self.journal.orders()
+        for entry in journaled:
+            if entry.intent_id in mapped:
+                self._remember(entry.client_order_id, entry.exchange_order_id, mapped[entry.intent_id])
         self.refold()
+        for entry in journaled:
+            owner = self._owner.get(entry.client_order_id)
+            base = self.market.base_of.get(entry.symbol)
+            if entry.status in UNSETTLED and owner is not None and base is not None:
+                check = OrderCheck(entry.symbol, base, entry.side, entry.quantity, entry.price or 0.0)
+                self._in_doubt[entry.intent_id] = (owner[0], check)
+                self.envelope.in_doubt(owner[0], check)
 
     def _remember(self, exchange_cid: str, order_id: Any, owner: tuple[str, str]) -> None:
         self._owner[exchange_cid] = owner
@@ -284,6 +298,11 @@ class OrderDesk:
             # The mapping is written in the same transaction as the journal row, before the request leaves.
             result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot,
                                          companion=mapping.journal_row(), defer=self.defer)
+            if result.report is None and result.status in UNSETTLED:
+                # The exchange may hold it: it stays counted as in flight until a look-up settles it.
+                with self._in_doubt_lock:
+                    self._in_doubt[intent.intent_id] = (bot, check)
+                admitted = None
             return self._settle(bot, mapping, check, result)
         finally:
             if admitted is not None:
@@ -366,7 +385,7 @@ class OrderDesk:
         if row is None or row.status == OrderStatus.REJECTED:
             self._forget(mapping)
             return None
-        if row.status not in (OrderStatus.UNKNOWN, OrderStatus.SENT, OrderStatus.PENDING):
+        if row.status not in UNSETTLED:
             # Known: the order as it stands now at the exchange, or as the journal last saw it.
             try:
                 report = self.client.get_order(row.symbol, row.client_order_id)
@@ -383,6 +402,7 @@ class OrderDesk:
             row.status = OrderStatus.NOT_FOUND
             self.journal.record(row)
             self._forget(mapping)
+            self._settled(row.intent_id)
             return None
         raise BinanceError(503, -1007, OUTCOME_UNKNOWN_MSG)
 
@@ -494,7 +514,20 @@ class OrderDesk:
             self.envelope.set_books(self.books, self.prices)
 
     def _note(self, row: JournalOrder | None) -> None:
-        """Add what `row` executed (or paid in commission) since it was last seen to its bot's book."""
+        """Add what `row` executed (or paid in commission) since it was last seen to its bot's book; an order whose
+        outcome was unknown and now is known no longer counts as in flight."""
+        self._book(row)
+        if row is not None and row.status not in UNSETTLED:
+            self._settled(row.intent_id)
+
+    def _settled(self, intent_id: str) -> None:
+        """An order whose outcome was unknown is now in the books, or proven never placed."""
+        with self._in_doubt_lock:
+            doubt = self._in_doubt.pop(intent_id, None)
+        if doubt is not None:
+            self.envelope.landed(*doubt)
+
+    def _book(self, row: JournalOrder | None) -> None:
         if row is None or row.client_order_id not in self._owner:
             return
         if int(self.clock() // 86400) != self._day:
@@ -530,8 +563,9 @@ class OrderDesk:
             if row.client_order_id not in self._owner:
                 continue
             before = (row.status, row.executed_qty)
-            if row.status in (OrderStatus.UNKNOWN, OrderStatus.SENT, OrderStatus.PENDING):
-                self.executor.resolve(row)
+            if row.status in UNSETTLED:
+                if self.executor.resolve(row).definitely_absent:
+                    self._settled(row.intent_id)  # proven never placed: nothing of it can fill
             else:
                 try:
                     report = self.client.get_order(row.symbol, row.client_order_id)

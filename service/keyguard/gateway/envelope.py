@@ -114,10 +114,18 @@ class Envelope:
         # Quantity let through and not yet in the books, by (bot, base asset) and by (None, base asset) for the
         # account: [buys, sells]. Added when an order passes, taken off by `landed` once its answer is booked.
         self._in_flight: dict[tuple[str | None, str], list[float]] = {}
+        # The books and prices last set: a bot watched later starts from its own.
+        self._books: Mapping[str, Book] = {}
+        self._prices: Mapping[str, float] = {}
 
     def add_bot(self, bot: str, limits: RiskLimits, switch: KillSwitch, max_refusals_per_minute: int | None) -> None:
-        self.bots[bot] = BotWatch(limits, RiskSnapshot(portfolio_value=self.account.portfolio_value), switch,
-                                  max_refusals_per_minute)
+        """Watch a bot from now on; its snapshot starts from its book as last set (a bot first seen after a restart
+        has traded before it)."""
+        watch = BotWatch(limits, RiskSnapshot(portfolio_value=self.account.portfolio_value), switch,
+                         max_refusals_per_minute)
+        with self._lock:
+            self._fill(watch.snapshot, self._books.get(bot, Book()), self._prices)
+            self.bots[bot] = watch
 
     def watch(self, bot: str) -> BotWatch:
         return self.bots[bot]
@@ -150,10 +158,18 @@ class Envelope:
             if refusal is None and admit:
                 watch.snapshot.record_order(now)
                 self.account.record_order(now)
-                side = 0 if order.side == "BUY" else 1
-                for owner in (bot, None):
-                    self._in_flight.setdefault((owner, order.base_asset), [0.0, 0.0])[side] += order.quantity
+                self._add_in_flight(bot, order)
             return refusal
+
+    def _add_in_flight(self, bot: str, order: OrderCheck) -> None:
+        side = 0 if order.side == "BUY" else 1
+        for owner in (bot, None):
+            self._in_flight.setdefault((owner, order.base_asset), [0.0, 0.0])[side] += order.quantity
+
+    def in_doubt(self, bot: str, order: OrderCheck) -> None:
+        """Count an order whose outcome the journal does not know (found so at start) as in flight until `landed`."""
+        with self._lock:
+            self._add_in_flight(bot, order)
 
     def _pending(self, owner: str | None, order: OrderCheck) -> float:
         """The signed quantity in flight in `order`'s direction (see check_order's `in_flight`)."""
@@ -163,8 +179,8 @@ class Envelope:
         return pending[0] if order.side == "BUY" else -pending[1]
 
     def landed(self, bot: str, order: OrderCheck) -> None:
-        """An order `check` let through is off the wire: its answer is in the books (`set_books`), or it was not
-        placed; its quantity no longer counts as in flight."""
+        """An order `check` let through (or `in_doubt` counted) is off the wire: its outcome is in the books
+        (`set_books`), or it was not placed; its quantity no longer counts as in flight."""
         side = 0 if order.side == "BUY" else 1
         with self._lock:
             for owner in (bot, None):
@@ -199,15 +215,18 @@ class Envelope:
             cap = watch.max_refusals_per_minute
             return cap is not None and len(watch.refusal_times) > cap
 
+    @staticmethod
+    def _fill(snapshot: RiskSnapshot, book: Book, prices: Mapping[str, float]) -> None:
+        snapshot.positions = dict(book.positions)
+        pnl = book.daily_pnl(prices)
+        if pnl is not None:
+            snapshot.daily_pnl = pnl
+
     def set_books(self, books: Mapping[str, Book], prices: Mapping[str, float]) -> None:
-        """Positions and today's PnL of each bot and of the account, from the journal's fold."""
+        """Positions and today's PnL of each bot and of the account, from the journal's fold. The account's are
+        every bot's book summed, whether or not the bot has been seen since the gateway started."""
         account = Book()
-        for bot, watch in self.bots.items():
-            book = books.get(bot, Book())
-            watch.snapshot.positions = dict(book.positions)
-            pnl = book.daily_pnl(prices)
-            if pnl is not None:
-                watch.snapshot.daily_pnl = pnl
+        for book in books.values():
             for base, qty in book.positions.items():
                 account.positions[base] = account.positions.get(base, 0.0) + qty
             for base, qty in book.moved_today.items():
@@ -215,6 +234,9 @@ class Envelope:
             account.cash_today += book.cash_today
             account.largest_notional_today = max(account.largest_notional_today, book.largest_notional_today)
         with self._lock:
+            self._books, self._prices = books, prices
+            for bot, watch in self.bots.items():
+                self._fill(watch.snapshot, books.get(bot, Book()), prices)
             self.account.positions = account.positions
             pnl = account.daily_pnl(prices)
             if pnl is not None:
