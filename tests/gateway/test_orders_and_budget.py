@@ -335,3 +335,27 @@ def test_after_a_restart_every_bot_s_book_counts_before_the_bot_is_seen_again(
         assert alpha.create_order("BTC/USDT", "market", "sell", 0.02)["status"] == "closed"
         with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_STATE_REDUCING"):
             alpha.create_order("BTC/USDT", "market", "sell", 0.03)  # past zero: a new position
+
+
+def test_a_housekeeping_round_that_fails_unexpectedly_does_not_end_housekeeping(
+        gateway: GatewayHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = gateway.gateway
+    settle_open = gw.desk.settle_open
+    calls = []
+
+    def breaks_once(most: int = 20) -> int:  # a bug, not an exchange error
+        calls.append(most)
+        if len(calls) == 1:
+            raise RuntimeError("dictionary changed size during iteration")
+        return settle_open(most)
+
+    monkeypatch.setattr(gw.desk, "settle_open", breaks_once)
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    failed_at = time.time()
+    # The round after the failure runs whole: heartbeat set, the failure count back to 0.
+    while ((gw.heartbeat_at or 0) <= failed_at or gw.failures) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gw.heartbeat_at is not None and gw.heartbeat_at > failed_at, "a later round ran whole"
+    assert len(calls) >= 2 and gw.failures == 0 and gw.last_error is None

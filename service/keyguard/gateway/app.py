@@ -276,6 +276,12 @@ class Gateway:
                 self.last_error = redact_text(str(exc))
                 wait = self.reconnect.delay(self.failures)
                 log.error("gateway housekeeping failed (%s); next attempt in %.2fs", self.last_error, wait)
+            except Exception as exc:  # noqa: BLE001 - a bug in one round must not end every later round
+                # (checkpoints, the account's kill switch, look-ups of unknown orders, the live document).
+                self.failures += 1
+                self.last_error = redact_text(f"housekeeping round failed: {type(exc).__name__}: {exc}")
+                wait = self.reconnect.delay(self.failures)
+                log.exception("gateway housekeeping round failed unexpectedly; next attempt in %.2fs", wait)
 
     def publish(self) -> None:
         from keyguard.gateway.live_document import publish
