@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -270,7 +270,7 @@ class OrderDesk:
         for name in ("symbol", "side", "type"):
             if not p.get(name):
                 raise mandatory(name)
-        bot_cid = p.get("newClientOrderId") or f"gw{uuid.uuid4().hex[:30]}"
+        bot_cid = p.get("newClientOrderId") or f"gw{os.urandom(15).hex()}"
         if not CLIENT_ORDER_ID.match(bot_cid):
             raise BinanceError(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
                                            f"is '{CLIENT_ORDER_ID.pattern}'.")
