@@ -3,17 +3,28 @@ reads back exactly as rows built and written the ORM's way, on SQLite and on Pos
 
 from __future__ import annotations
 
+import random
+import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from keyguard.gateway.desk import BotOrderRef, GatewayOrder, create_desk_tables
-from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, journal_engine
+from keyguard.worker.journal import (
+    _JOURNAL,
+    JournalOrder,
+    OrderJournal,
+    OrderStatus,
+    _bind_processor,
+    _quick_bind,
+    journal_engine,
+)
 from keyguard.worker.orders import OrderExecutor, OrderIntent, apply_report
 from tests.servers import fresh_postgres_database
 
@@ -46,7 +57,8 @@ def _by_constructor(intent: OrderIntent, like: JournalOrder) -> JournalOrder:
     return JournalOrder(client_order_id=f"kg-{intent.intent_id}-1", intent_id=intent.intent_id, attempt=1,
                         replaces=None, worker="bot-a", symbol=intent.symbol, side=intent.side,
                         order_type=intent.order_type, quantity=intent.quantity, price=intent.price,
-                        created_at=like.created_at, updated_at=like.updated_at)
+                        status=OrderStatus.SENT, sent_at=like.sent_at, created_at=like.created_at,
+                        updated_at=like.updated_at)
 
 
 def _content(row: JournalOrder | None) -> dict[str, Any]:
@@ -116,7 +128,7 @@ def test_an_order_path_write_is_committed_when_it_returns_and_a_failed_one_leave
     first = executor._row(_intent("d" * 24), 1, None, "bot-a")
     journal.insert(first, BotOrderRef("bot-a", "same-id", first.intent_id, "BTCUSDT").journal_row())
     back = reader.get(first.client_order_id)
-    assert back is not None and back.status == OrderStatus.PENDING
+    assert back is not None and back.status == OrderStatus.SENT
 
     # The mapping row breaks the (bot, bot client id) constraint: the journal row must not exist either.
     second = executor._row(_intent("e" * 24), 1, None, "bot-a")
@@ -150,3 +162,80 @@ def test_orders_written_from_many_threads_are_all_in_the_journal(journal: OrderJ
     with Session(reader.engine) as session:
         assert len(list(session.exec(select(GatewayOrder)))) == 200
     reader.engine.dispose()
+
+
+def _driver_bound(value: Any) -> Any:
+    """What sqlite3 binds for a value: an adapter's result for a type it has one for (a datetime's isoformat)."""
+    return sqlite3.adapt(value, sqlite3.PrepareProtocol, value)
+
+
+def test_quick_binds_bind_what_the_processors_and_the_driver_bind(tmp_path: Path) -> None:
+    engine = journal_engine(f"sqlite:///{tmp_path / 'journal.db'}")
+    dialect = engine.dialect
+    rng = random.Random(7)
+    moments = [datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC),
+               datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+               datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=2))),
+               datetime.now(UTC)]
+    for _ in range(3000):  # many in a few seconds, as the journal sees them, and some anywhere
+        start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) if rng.random() < 0.9 else datetime(1990, 1, 1, tzinfo=UTC)
+        moment = start + timedelta(microseconds=rng.randrange(5_000_000 if start.year > 2000 else 10**15))
+        moments.append(moment.replace(microsecond=0) if rng.random() < 0.1 else moment)
+    samples: dict[str, list[Any]] = {
+        "created_at": moments,
+        "commissions": [{}, {"BTC": 2e-06}, {"BTC": 0.1, "USDT": 1.5e-10}, {"\u00e9": 1.0}, {"A": 1}, {"A": True},
+                        {"A": float("nan")}, {"A": float("inf")}, {1: 0.5}, {"A": {"B": 0.5}}, [0.5], "x", 0.5],
+        "reduce_only": [False, True, 0, 1],
+    }
+    for name, values in samples.items():
+        column_type = _JOURNAL.c[name].type
+        processor = _bind_processor(column_type, dialect)
+        quick = _quick_bind(column_type, processor, dialect)
+        assert quick is not processor  # the quick bind is in use on SQLite
+        for value in values:
+            assert _driver_bound(quick(value)) == _driver_bound(processor(value) if processor else value), value
+            assert type(_driver_bound(quick(value))) is type(_driver_bound(processor(value) if processor else value))
+    engine.dispose()
+
+
+def test_an_order_path_row_is_stored_as_the_processors_and_the_driver_store_it(tmp_path: Path) -> None:
+    """Stored byte for byte as the column types' own bind processors and sqlite3's adapters store it, the way this
+    path wrote before its quicker binds."""
+    engine = journal_engine(f"sqlite:///{tmp_path / 'journal.db'}", autocheckpoint=False)
+    create_desk_tables(engine)
+    journal = OrderJournal(engine)
+    executor = OrderExecutor(None, journal, worker="gateway")  # type: ignore[arg-type]
+    reference = sqlite3.connect(tmp_path / "reference.db")
+    for (sql,) in sqlite3.connect(tmp_path / "journal.db").execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"):
+        reference.execute(sql)
+
+    def by_processors(table: Any, values: dict[str, Any], update: bool = False) -> None:
+        names = [name for name in values if not (update and name == "client_order_id")]
+        bound = {"_key": values["client_order_id"]} if update else {}
+        for name in names:
+            processor = _bind_processor(table.c[name].type, engine.dialect)
+            value = values[name]
+            bound[name] = _driver_bound(processor(value) if processor and value is not None else value)
+        statement = table.update().where(table.c.client_order_id == bindparam("_key")) if update else table.insert()
+        compiled = statement.compile(dialect=engine.dialect, column_keys=names)
+        reference.execute(str(compiled), [bound[name] for name in compiled.positiontup])
+        reference.commit()
+
+    for n, sent in enumerate([datetime.now(UTC), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), None]):
+        row = executor._row(_intent(f"g{n:023d}"), 1, None, "bot-a")
+        row.status, row.sent_at = OrderStatus.SENT, sent
+        if n == 1:
+            row.created_at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=-5)))
+        companion = BotOrderRef("bot-a", f"g-{n}", row.intent_id, "BTCUSDT").journal_row()
+        journal.insert(row, companion)
+        by_processors(_JOURNAL, {name: getattr(row, name) for name in _JOURNAL.c.keys()})
+        by_processors(companion[0], {"id": n + 1, **companion[1]})
+        apply_report(row, FILLED)
+        journal.update(row)
+        by_processors(_JOURNAL, {name: getattr(row, name) for name in _JOURNAL.c.keys()}, update=True)
+    for query in ("SELECT *, typeof(created_at), typeof(commissions) FROM worker_order ORDER BY rowid",
+                  "SELECT *, typeof(created_at) FROM gateway_order ORDER BY rowid"):
+        ours = sqlite3.connect(tmp_path / "journal.db").execute(query).fetchall()
+        assert ours == reference.execute(query).fetchall() and len(ours) == 3
+    engine.dispose()

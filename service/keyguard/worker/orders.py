@@ -201,13 +201,14 @@ class OrderExecutor:
         self.rng = rng or random.Random()
 
     def _row(self, intent: OrderIntent, attempt: int, replaces: str | None, worker: str | None = None) -> JournalOrder:
+        """The journal row of one attempt, as it is written before the request leaves (SENT, sent now)."""
         now = utcnow()  # given, not defaulted: the model's default factories cost more than the row's insert
         # Built as JournalOrder(...) builds it, without the constructor's per-field events (journal._RowBuilder).
         return new_journal_order(
             client_order_id=mint_client_order_id(intent.intent_id, attempt), intent_id=intent.intent_id,
             attempt=attempt, replaces=replaces, worker=worker or self.worker, symbol=intent.symbol, side=intent.side,
-            order_type=intent.order_type, quantity=intent.quantity, price=intent.price, created_at=now,
-            updated_at=now,
+            order_type=intent.order_type, quantity=intent.quantity, price=intent.price, status=OrderStatus.SENT,
+            sent_at=datetime.fromtimestamp(self.clock(), UTC), created_at=now, updated_at=now,
         )
 
     # place() mints one client order id per attempt of an intent and journals it before sending (class-wide).
@@ -236,9 +237,7 @@ class OrderExecutor:
         row = self._row(intent, 1, None, worker)
         companions = [companion] if companion is not None else []
         while True:
-            row.status = OrderStatus.SENT
-            row.sent_at = datetime.fromtimestamp(self.clock(), UTC)
-            # Journaled before the request leaves: a crash from here on is resolved by reconciliation.
+            # Journaled (SENT) before the request leaves: a crash from here on is resolved by reconciliation.
             row = self.journal.insert(row, *companions)
             companions = []
             try:
@@ -270,6 +269,7 @@ class OrderExecutor:
                 self.journal.record(row)
                 log.warning("order %s definitively absent; resending as %s", row.client_order_id,
                             successor.client_order_id)
+                successor.sent_at = datetime.fromtimestamp(self.clock(), UTC)
                 row = successor
                 continue
             if defer is None:
