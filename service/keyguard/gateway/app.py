@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl
 
 from keyguard.errors import ConfigError, KeyguardError
 from keyguard.exchanges.binance import read_key_permissions
@@ -34,7 +33,7 @@ from keyguard.gateway.rotation import (
     rotate,
     source_credentials,
 )
-from keyguard.gateway.signing import authenticate
+from keyguard.gateway.signing import authenticate, read_params
 from keyguard.redact import redact_text
 from keyguard.worker.journal import OrderJournal, journal_engine
 from keyguard.worker.killswitch import KillSwitch
@@ -54,6 +53,9 @@ ORDER_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v3/allOrders"): "all_orders",
     ("GET", "/api/v3/myTrades"): "my_trades",
 }
+TEST_ORDER = ("POST", "/api/v3/order/test")
+PING_PATHS = frozenset({"/api/v3/ping", "/api/v1/ping"})
+TIME_PATHS = frozenset({"/api/v3/time", "/api/v1/time"})
 # Signed reads forwarded as they are: the account's balances, and the read-only metadata a stock ccxt client's
 # loadMarkets asks for. None of them can move funds or change a key.
 READ_PASSTHROUGH = frozenset({
@@ -203,20 +205,24 @@ class Gateway:
     def _route(self, method: str, path: str, query: str, body: str, headers: dict[str, str]) -> Any:
         if path.startswith(ADMIN_PREFIX):
             return self._admin(method, path, body, headers)
-        params = parse_qsl(query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
-        if method == "GET" and path in ("/api/v3/ping", "/api/v1/ping"):
-            return {}
-        if method == "GET" and path in ("/api/v3/time", "/api/v1/time"):
-            return {"serverTime": self.server_ms()}
-        if method == "GET" and path in MARKET_PATHS:
-            with answered_as_binance():
-                return self.market.get(path, params)
-        desk_method = ORDER_ROUTES.get((method, path))
-        test = (method, path) == ("POST", "/api/v3/order/test")
-        if desk_method is None and not test and (method, path) not in READ_PASSTHROUGH:
+        if method == "GET":
+            if path in PING_PATHS:
+                return {}
+            if path in TIME_PATHS:
+                return {"serverTime": self.server_ms()}
+            if path in MARKET_PATHS:
+                with answered_as_binance():
+                    return self.market.get(path, read_params(query, body)[0])
+        route = (method, path)
+        desk_method = ORDER_ROUTES.get(route)
+        test = route == TEST_ORDER
+        if desk_method is None and not test and route not in READ_PASSTHROUGH:
             raise refused_endpoint(method, path)
-        key = authenticate(self.keys, headers, query, body, dict(params), self.server_ms())
-        self._ensure_bot(key.bot)
+        # Read once: the parameters the desk gets and the payload and signature the bot signed.
+        params, payload, signature = read_params(query, body)
+        key = authenticate(self.keys, headers, params, payload, signature, self.server_ms())
+        if key.bot not in self.envelope.bots:  # known bots skip the lock; _ensure_bot checks again under it
+            self._ensure_bot(key.bot)
         if test:
             return self.desk.place(key.bot, params, test=True)
         if desk_method is None:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from urllib.parse import unquote
 
 from keyguard.gateway.bot_keys import BotKey, BotKeyStore
 from keyguard.gateway.desk import BinanceError, mandatory
@@ -16,16 +17,46 @@ REFUSED = "Invalid API-key, IP, or permissions for action."
 MAX_RECV_WINDOW_MS = 60000
 DEFAULT_RECV_WINDOW_MS = 5000
 
+Params = list[tuple[str, str]]
 
-def without_signature(raw: str) -> tuple[str, str | None]:
-    """The signed payload of a query string or body, and the signature it carried (if any)."""
-    kept, signature = [], None
-    for part in raw.split("&") if raw else []:
-        if part.startswith("signature="):
-            signature = part[len("signature="):]
+
+def read_params(query: str, body: str) -> tuple[Params, str, str | None]:
+    """A request's parameters, read once for both its handling and its signature check.
+
+    The parameters are the query's then the body's, as `urllib.parse.parse_qsl(..., keep_blank_values=True)`
+    reads them (`+` is a space, percent-escapes decoded as UTF-8). The signed payload is the query and the body as
+    sent, each without its `signature=` parts, joined as Binance joins them (no separator); the signature is the
+    query's, else the body's (the last one in each, as sent: not percent-decoded)."""
+    params: Params = []
+    q_payload, q_signature = _read(query, params) if query else ("", None)
+    b_payload, b_signature = _read(body, params) if body else ("", None)
+    return params, q_payload + b_payload, q_signature or b_signature
+
+
+def _read(raw: str, params: Params) -> tuple[str, str | None]:
+    """Append `raw`'s parameters to `params`; its payload without `signature=` parts, and its last signature."""
+    parts = raw.split("&")
+    plain = "%" not in raw and "+" not in raw  # then decoding changes nothing
+    append = params.append
+    signature: str | None = None
+    signatures = 0
+    for part in parts:
+        if not part:
+            continue
+        name, equals, value = part.partition("=")
+        if equals and name == "signature":
+            signature = value
+            signatures += 1
+        if plain:
+            append((name, value))
         else:
-            kept.append(part)
-    return "&".join(kept), signature
+            append((unquote(name.replace("+", " ")), unquote(value.replace("+", " "))))
+    if not signatures:
+        return raw, None
+    last = parts[-1]
+    if signatures == 1 and last.startswith("signature="):  # where clients put it: the payload is what precedes it
+        return raw[:len(raw) - len(last) - 1] if len(parts) > 1 else "", signature
+    return "&".join(part for part in parts if not part.startswith("signature=")), signature
 
 
 def _integer(params: Mapping[str, str], name: str) -> int | None:
@@ -37,31 +68,31 @@ def _integer(params: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
-def authenticate(keys: BotKeyStore, headers: Mapping[str, str], query: str, body: str, params: Mapping[str, str],
+def authenticate(keys: BotKeyStore, headers: Mapping[str, str], params: Params, payload: str, signature: str | None,
                  server_ms: int) -> BotKey:
-    """Binance's checks in Binance's order: key format, key known, timestamp within recvWindow, signature."""
+    """Binance's checks in Binance's order: key format, key known, timestamp within recvWindow, signature.
+
+    `params`, `payload` and `signature` are what `read_params` read from the request."""
     api_key = headers.get("x-mbx-apikey")
     if not api_key or not API_KEY_FORMAT.match(api_key):
         raise BinanceError(401, -2014, "API-key format invalid.")
     key = keys.lookup(api_key)
     if key is None:
         raise BinanceError(401, -2015, REFUSED)
-    timestamp = _integer(params, "timestamp")
+    named = dict(params)  # the last of a repeated name counts
+    timestamp = _integer(named, "timestamp")
     if timestamp is None:
         raise mandatory("timestamp")
-    recv_window = _integer(params, "recvWindow") or DEFAULT_RECV_WINDOW_MS
+    recv_window = _integer(named, "recvWindow") or DEFAULT_RECV_WINDOW_MS
     if recv_window > MAX_RECV_WINDOW_MS:
         raise BinanceError(400, -1131, f"recvWindow must be less than {MAX_RECV_WINDOW_MS}.")
     if timestamp >= server_ms + 1000:
         raise BinanceError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
     if server_ms - timestamp > recv_window:
         raise BinanceError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
-    q_payload, q_sig = without_signature(query)
-    b_payload, b_sig = without_signature(body)
-    signature = q_sig or b_sig
     if not signature:
         raise mandatory("signature")
-    expected = hmac.new(key.secret.encode(), (q_payload + b_payload).encode(), hashlib.sha256).hexdigest()
+    expected = hmac.new(key.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature.lower()):
         raise BinanceError(400, -1022, "Signature for this request is not valid.")
     return key
