@@ -18,7 +18,7 @@ import pytest
 
 from keyguard.gateway.bot_keys import BotKey, BotKeyStore
 from keyguard.gateway.desk import BinanceError
-from keyguard.gateway.signing import authenticate, read_params
+from keyguard.gateway.signing import authenticate, hmac_sha256_hex, read_params
 
 NOW_MS = 1_700_000_000_000
 
@@ -70,6 +70,14 @@ def test_parameters_payload_and_signature_are_read_as_parse_qsl_and_binance_read
 ])
 def test_the_usual_and_the_odd_shapes_read_as_the_definitions_do(query: str, body: str) -> None:
     assert read_params(query, body) == reference_read(query, body)
+
+
+@pytest.mark.parametrize("secret", ["", "k", "K" * 63, "K" * 64, "K" * 65, "é" * 40, "x" * 200])
+def test_the_signature_is_hmac_sha256_as_the_hmac_module_computes_it(secret: str) -> None:
+    rng = random.Random(secret)
+    for size in (0, 1, 55, 56, 63, 64, 65, 119, 120, 500):
+        payload = bytes(rng.randrange(256) for _ in range(size))
+        assert hmac_sha256_hex(secret, payload) == hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
 
 
 # -- Binance's checks, in Binance's order -------------------------------------------------------------------------
