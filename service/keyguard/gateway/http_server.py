@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 READ_SIZE = 65536
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     method: str
     path: str  # percent-decoded, without the query
@@ -45,7 +45,7 @@ class Request:
     headers: dict[str, str]  # names lower-cased
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     status: int
     payload: Any  # JSON-encoded on the way out
@@ -86,7 +86,9 @@ class BadRequest(Exception):
 
 
 class _Parsed:
-    """httptools callbacks for one connection: complete requests, in order (a client may pipeline)."""
+    """httptools callbacks for one connection: complete requests, in order (a client may pipeline).
+
+    Called for every request's every header: each callback does its work inline (no helper calls)."""
 
     def __init__(self, max_head: int, max_body: int) -> None:
         self.max_head, self.max_body = max_head, max_body
@@ -94,12 +96,6 @@ class _Parsed:
         self.ready: list[tuple[Request, bool]] = []
         self.expect_continue = False
         self.started_at: float | None = None  # monotonic time the request in progress began arriving
-        self._reset()
-
-    def on_message_begin(self) -> None:
-        self.started_at = time.monotonic()
-
-    def _reset(self) -> None:
         self._url = b""
         self._headers: dict[str, str] = {}
         self._head_size = 0
@@ -107,49 +103,82 @@ class _Parsed:
         self._body_size = 0
         self._keep_alive = True
 
+    def on_message_begin(self) -> None:
+        self.started_at = time.monotonic()
+        self._url = b""
+        self._headers = {}
+        self._head_size = 0
+        self._body = []
+        self._body_size = 0
+        self._keep_alive = True
+
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count(len(url))
+        self._head_size += len(url)
+        if self._head_size > self.max_head:
+            raise BadRequest(431, HEAD_TOO_LARGE)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
-
-    def _count(self, size: int) -> None:
-        self._head_size += size
+        self._head_size += len(name) + len(value)
         if self._head_size > self.max_head:
-            raise BadRequest(431, "Request header fields too large.")
+            raise BadRequest(431, HEAD_TOO_LARGE)
+        key = _HEADER_NAMES.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
+            if len(name) <= 64 and len(_HEADER_NAMES) < MAX_HEADER_NAMES:
+                _HEADER_NAMES[name] = key
+        text = value.decode("latin-1")
+        headers = self._headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
     def on_headers_complete(self) -> None:
-        self._keep_alive = self.parser.should_keep_alive()
-        if self.parser.should_upgrade():
+        parser = self.parser
+        self._keep_alive = parser.should_keep_alive()
+        if parser.should_upgrade():
             raise BadRequest(400, "Protocol upgrades are not served here.")
-        length = self._headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body:
-            raise BadRequest(413, "Request body too large.")
-        self.expect_continue = self._headers.get("expect", "").lower() == "100-continue"
+        headers = self._headers
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise BadRequest(413, BODY_TOO_LARGE)
+        expect = headers.get("expect")
+        self.expect_continue = expect is not None and expect.lower() == "100-continue"
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self.max_body:
-            raise BadRequest(413, "Request body too large.")
+            raise BadRequest(413, BODY_TOO_LARGE)
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        parts = httptools.parse_url(self._url or b"/")
-        request = Request(
-            method=self.parser.get_method().decode("latin-1"),
-            path=unquote((parts.path or b"/").decode("latin-1")),
-            query=(parts.query or b"").decode("latin-1"),
-            body=b"".join(self._body).decode("utf-8", errors="replace"),
-            headers=self._headers,
-        )
-        self.ready.append((request, self._keep_alive))
+        url = self._url
+        if url[:1] == b"/" and b"#" not in url:
+            # Origin form, as bots send it: what httptools.parse_url returns for it (the parser has already refused
+            # any byte parse_url would), without building its URL object.
+            raw_path, _, query = url.partition(b"?")
+        else:
+            parts = httptools.parse_url(url or b"/")
+            raw_path, query = parts.path or b"/", parts.query
+        path = raw_path.decode("latin-1")
+        raw_method = self.parser.get_method()
+        body = self._body
+        self.ready.append((Request(
+            _METHODS.get(raw_method) or raw_method.decode("latin-1"),
+            unquote(path) if "%" in path else path,
+            query.decode("latin-1") if query else "",
+            b"".join(body).decode("utf-8", errors="replace") if body else "",
+            self._headers,
+        ), self._keep_alive))
         self.expect_continue = False
         self.started_at = None
-        self._reset()
+
+
+HEAD_TOO_LARGE = "Request header fields too large."
+BODY_TOO_LARGE = "Request body too large."
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
+# Header names as bots send them -> lower-cased: a lookup instead of a decode and a lower per header. Bounded (short
+# names, at most MAX_HEADER_NAMES), so a client inventing names cannot grow it; others are decoded each time.
+_HEADER_NAMES: dict[bytes, str] = {}
+MAX_HEADER_NAMES = 512
 
 
 def _error(message: str) -> bytes:
