@@ -1,5 +1,5 @@
 """The gateway's request front, without a server: how a request's parameters and signed payload are read, Binance's
-signing checks in Binance's order and with Binance's codes.
+signing checks in Binance's order and with Binance's codes, and the bytes of an answer.
 
 The reading is done once per request for both the desk's parameters and the signature check; it must read exactly
 as `urllib.parse.parse_qsl(..., keep_blank_values=True)` reads parameters and as Binance splits the signature from
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import random
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -18,6 +20,7 @@ import pytest
 
 from keyguard.gateway.bot_keys import BotKey, BotKeyStore
 from keyguard.gateway.desk import BinanceError
+from keyguard.gateway.http_server import Reply, encode_reply
 from keyguard.gateway.signing import authenticate, hmac_sha256_hex, read_params
 
 NOW_MS = 1_700_000_000_000
@@ -166,3 +169,41 @@ def test_the_last_repeated_timestamp_counts(keys: BotKeyStore) -> None:
     query = f"timestamp=1&timestamp={NOW_MS}"
     signature = hmac.new(key.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
     assert check(keys, {"x-mbx-apikey": key.api_key}, f"{query}&signature={signature}", "").bot == "alpha"
+
+
+# -- the answer's bytes -------------------------------------------------------------------------------------------
+def reference_answer(status: int, payload: Any, headers: dict[str, str], close: bool) -> bytes:
+    body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if close:
+        lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@pytest.mark.parametrize("close", [False, True])
+@pytest.mark.parametrize(("status", "payload", "headers"), [
+    (200, {}, {}),
+    (200, [], {}),
+    (200, {"symbol": "BTCUSDT", "orderId": 12, "price": "0.1", "fills": [{"qty": 0.001, "tradeId": 1}],
+           "isWorking": True, "stopPrice": None, "big": 10 ** 30, "tiny": 1e-17, "e": 1e16}, {}),
+    (400, {"code": -2010, "msg": "KEYGUARD_REFUSED: €5 ≥ limit \"quoted\" \\ \n tab\t"}, {}),
+    (429, {"code": -1003, "msg": "Too many requests."}, {"Retry-After": "3", "x-mbx-used-weight-1m": "1200"}),
+    (418, {"code": -1003, "msg": "banned"}, {"Retry-After": "60"}),
+    (599, {"code": -1000, "msg": "odd status"}, {}),
+    (200, "a string", {}),
+])
+def test_an_answer_is_encoded_as_json_dumps_and_framed_as_before(status: int, payload: Any, headers: dict[str, str],
+                                                                 close: bool) -> None:
+    assert encode_reply(Reply(status, payload, headers), close=close) == reference_answer(status, payload, headers,
+                                                                                          close)
+
+
+@pytest.mark.parametrize("payload", [{"price": float("nan")}, {"price": float("inf")}, {"when": object()}])
+def test_an_answer_that_json_cannot_hold_is_refused_as_before(payload: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        encode_reply(Reply(200, payload), close=False)

@@ -185,21 +185,23 @@ def _error(message: str) -> bytes:
     return json.dumps({"code": -1000, "msg": message}, separators=(",", ":")).encode()
 
 
+# One encoder for every answer: json.dumps with options builds a new JSONEncoder per call.
+_encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_REASONS = {int(status): status.phrase for status in HTTPStatus}
+
+
 def encode_reply(reply: Reply, *, close: bool) -> bytes:
-    body = json.dumps(reply.payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    return _frame(reply.status, body, reply.headers, close=close)
+    return _frame(reply.status, _encode_json(reply.payload).encode(), reply.headers, close=close)
 
 
 def _frame(status: int, body: bytes, headers: dict[str, str], *, close: bool) -> bytes:
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Unknown"
-    lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
+    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n")
+    for name, value in headers.items():
+        head += f"{name}: {value}\r\n"
     if close:
-        lines.append("connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        head += "connection: close\r\n"
+    return (head + "\r\n").encode("latin-1") + body
 
 
 class GatewayHTTPServer:
