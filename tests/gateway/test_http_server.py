@@ -288,3 +288,16 @@ def test_a_request_dripping_in_slower_than_the_request_timeout_gets_408_whatever
         answers = exchange(sock, b"")
         assert answers and answers[0][0] == 408 and "did not arrive whole" in answers[0][1]["msg"]
         assert time.monotonic() - started < 5
+
+
+def test_answers_larger_than_the_sockets_buffers_arrive_whole_to_a_bot_that_reads_late() -> None:
+    """An answer is sent as the bot reads it, whole, and the next pipelined answer after it."""
+    big = "".join(chr(0x41 + n % 26) for n in range(8 * 1024 * 1024))
+
+    with serving(lambda request: Reply(200, {"data": big, "path": request.path})) as (_, url), \
+            socket.create_connection(address(url)) as sock:
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)  # the server has written what the buffers take and waits on the rest
+        answers = exchange(sock, b"", answers=2)
+    assert [(status, body["path"], body["data"] == big) for status, body in answers] == [
+        (200, "/big", True), (200, "/next", True)]

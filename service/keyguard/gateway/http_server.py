@@ -376,7 +376,8 @@ class GatewayHTTPServer:
         finally:
             with self._idle:
                 self._busy.discard(connection)
-                self._idle.notify_all()
+                if self._stopping:  # only stop() waits for it, and it sets _stopping (under this lock) first
+                    self._idle.notify_all()
 
 
 def _remove_stale_socket(path: Path) -> None:
