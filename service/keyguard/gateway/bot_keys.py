@@ -41,9 +41,11 @@ def _token(length: int = 64) -> str:
 class BotKeyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._where = os.fspath(path)  # stat'ed on every lookup: the str, not the Path, each time
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._by_key: dict[str, BotKey] = {}
+        self._active: dict[str, BotKey] = {}  # what lookup answers: the keys not revoked
 
     def _load(self) -> list[BotKey]:
         try:
@@ -71,20 +73,20 @@ class BotKeyStore:
 
     def _refresh(self) -> None:
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._where)
             stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
         except FileNotFoundError:
             stamp = (0, 0, 0)
         if stamp != self._stamp:
             self._by_key = {k.api_key: k for k in self._load()}
+            self._active = {api_key: k for api_key, k in self._by_key.items() if k.active}
             self._stamp = stamp
 
     def lookup(self, api_key: str) -> BotKey | None:
         """The active key with this id, or None (unknown or revoked)."""
         with self._lock:
             self._refresh()
-            key = self._by_key.get(api_key)
-        return key if key is not None and key.active else None
+            return self._active.get(api_key)
 
     def keys(self) -> list[BotKey]:
         with self._lock:
