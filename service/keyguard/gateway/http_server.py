@@ -90,6 +90,9 @@ class _Parsed:
 
     Called for every request's every header: each callback does its work inline (no helper calls)."""
 
+    __slots__ = ("max_head", "max_body", "parser", "ready", "expect_continue", "started_at", "_url", "_headers",
+                 "_head_size", "_body", "_body_size", "_keep_alive")
+
     def __init__(self, max_head: int, max_body: int) -> None:
         self.max_head, self.max_body = max_head, max_body
         self.parser = httptools.HttpRequestParser(self)
