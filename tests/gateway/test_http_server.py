@@ -301,3 +301,17 @@ def test_answers_larger_than_the_sockets_buffers_arrive_whole_to_a_bot_that_read
         answers = exchange(sock, b"", answers=2)
     assert [(status, body["path"], body["data"] == big) for status, body in answers] == [
         (200, "/big", True), (200, "/next", True)]
+
+
+def test_one_endless_header_line_is_refused_with_431_while_it_arrives() -> None:
+    """httptools keeps a header line until it ends: without a bound on the head's bytes as they arrive, a client could
+    pile up megabytes there (copied at each read) for as long as the request timeout lets it."""
+    with serving(max_head_bytes=8 * 1024, request_timeout_s=3) as (_, url), \
+            socket.create_connection(address(url)) as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\nX-Long: ")
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # the server closes the connection once it has answered
+            for _ in range(64):
+                sock.sendall(b"a" * 16384)  # 1 MB in all, and the line never ends
+        answers = exchange(sock, b"")
+    assert answers and answers[0][0] == 431 and time.monotonic() - started < 3
