@@ -143,6 +143,9 @@ def test_each_refusal_has_binances_status_code_and_message_in_binances_order(key
         (request(key, {"timestamp": ""}), (400, -1102)),
         (request(key, {"timestamp": "12a"}), (400, -1100)),
         (request(key, {"timestamp": NOW_MS, "recvWindow": "x"}), (400, -1100)),
+        # Digits str.isdigit takes and int() does not, or takes as other digits: not a timestamp either.
+        (request(key, {"timestamp": "\u00b2"}), (400, -1100)),
+        (request(key, {"timestamp": "\u0661\u0667\u0660\u0660"}), (400, -1100)),
         (request(key, {"timestamp": NOW_MS, "recvWindow": 60001}, secret="wrong"), (400, -1131)),
         (request(key, {"timestamp": NOW_MS + 1000}, secret="wrong"), (400, -1021)),
         (request(key, {"timestamp": NOW_MS - 5001}, secret="wrong"), (400, -1021)),
@@ -150,6 +153,7 @@ def test_each_refusal_has_binances_status_code_and_message_in_binances_order(key
         # The signature last.
         (request(key, fresh, signature=""), (400, -1102)),
         (request(key, fresh, secret="wrong"), (400, -1022)),
+        (request(key, fresh, signature="\u00e9" * 64), (400, -1022)),  # not ASCII: not a hex signature
         (request(key, {**fresh, "timestamp": NOW_MS - 5000, "recvWindow": 0}, secret="wrong"), (400, -1022)),
     ]
     answers = [refusal(keys, *case)[:2] for case, _ in cases]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import ccxt
+import httpx
 import pytest
 import requests
 from binance.client import Client as BinanceClient
@@ -197,3 +199,18 @@ def test_the_gateway_reads_the_exchange_key_from_secrets_manager(start_gateway: 
     bot = ccxt_bot(handle, bot_key(handle, "alpha"))
     assert bot.create_order("BTC/USDT", "market", "buy", 0.001)["status"] == "closed"
     assert handle.gateway.client.api_key_id == exchange_key["api_key"]
+
+
+def test_garbage_in_the_signed_fields_gets_binances_codes_not_an_internal_error(gateway: GatewayHandle) -> None:
+    key = bot_key(gateway, "alpha")
+    now = int(time.time() * 1000)
+    answers = {}
+    for name, query in {
+        "signature not ASCII": f"symbol=BTCUSDT&timestamp={now}&signature=%C3%A9%C3%A9",
+        "timestamp in superscript": "symbol=BTCUSDT&timestamp=%C2%B2&signature=00",
+        "timestamp in Arabic-Indic digits": "symbol=BTCUSDT&timestamp=%D9%A1%D9%A7&signature=00",
+    }.items():
+        answer = httpx.get(f"{gateway.url}/api/v3/openOrders?{query}", headers={"X-MBX-APIKEY": key.api_key})
+        answers[name] = (answer.status_code, answer.json()["code"])
+    assert answers == {"signature not ASCII": (400, -1022), "timestamp in superscript": (400, -1100),
+                       "timestamp in Arabic-Indic digits": (400, -1100)}
