@@ -223,15 +223,23 @@ def test_a_resting_order_filled_later_counts_what_the_bot_received_after_the_mak
     assert trade["takerOrMaker"] == "maker" and trade["fee"]["cost"] == pytest.approx(0.02 * maker)
 
 
-def test_an_order_still_at_the_exchange_counts_against_the_next_orders_position_cap(
-        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
-    # Two bots buy at once, each within the account's 0.05 BTC cap alone, together past it.
-    handle = start_gateway(account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
-                                    "max_orders_per_minute": 120, "max_position": {"BTC": 0.05},
-                                    "daily_loss_limit": 2000})
+# An account that may hold at most 0.05 BTC, whichever bots hold it.
+CAPPED_ACCOUNT = {"max_order_notional": 5000, "max_order_share_of_portfolio": None, "max_orders_per_minute": 120,
+                  "max_position": {"BTC": 0.05}, "daily_loss_limit": 2000}
+
+
+def two_bots_under_a_cap(start_gateway: GatewayFactory) -> tuple[GatewayHandle, ccxt.binance, ccxt.binance]:
+    handle = start_gateway(account=CAPPED_ACCOUNT)
     alpha, beta = ccxt_bot(handle, bot_key(handle, "alpha")), ccxt_bot(handle, bot_key(handle, "beta"))
     alpha.load_markets()
     beta.load_markets()
+    return handle, alpha, beta
+
+
+def test_an_order_still_at_the_exchange_counts_against_the_next_orders_position_cap(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    # Two bots buy at once, each within the account's 0.05 BTC cap alone, together past it.
+    handle, alpha, beta = two_bots_under_a_cap(start_gateway)
     sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="latency", latency_ms=1500, times=1))
     first: dict[str, Any] = {}
     sending = threading.Thread(target=lambda: first.update(alpha.create_order("BTC/USDT", "market", "buy", 0.03)))
@@ -255,12 +263,7 @@ def test_an_order_still_at_the_exchange_counts_against_the_next_orders_position_
 
 def test_an_order_whose_outcome_is_unknown_counts_as_filled_until_a_look_up_settles_it(
         start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
-    handle = start_gateway(account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
-                                    "max_orders_per_minute": 120, "max_position": {"BTC": 0.05},
-                                    "daily_loss_limit": 2000})
-    alpha, beta = ccxt_bot(handle, bot_key(handle, "alpha")), ccxt_bot(handle, bot_key(handle, "beta"))
-    alpha.load_markets()
-    beta.load_markets()
+    handle, alpha, beta = two_bots_under_a_cap(start_gateway)
     # An exchange blip: alpha's order executes, its answer is lost, and every look-up of it fails.
     sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="drop", when="after", times=1, hold_s=0.2),
                        Fault(endpoint="GET /api/v3/order", kind="status", status=503))
@@ -285,9 +288,7 @@ def test_an_order_whose_outcome_is_unknown_counts_as_filled_until_a_look_up_sett
 
 def test_a_restarted_gateway_still_counts_an_order_it_never_settled(
         sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path) -> None:
-    config = gateway_config(sandbox, exchange_key, tmp_path, account={
-        "max_order_notional": 5000, "max_order_share_of_portfolio": None, "max_orders_per_minute": 120,
-        "max_position": {"BTC": 0.05}, "daily_loss_limit": 2000})
+    config = gateway_config(sandbox, exchange_key, tmp_path, account=CAPPED_ACCOUNT)
     sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="drop", when="after", times=1, hold_s=0.2),
                        Fault(endpoint="GET /api/v3/order", kind="status", status=503))
     with run_gateway(config) as first:
@@ -312,9 +313,7 @@ def test_a_restarted_gateway_still_counts_an_order_it_never_settled(
 
 def test_after_a_restart_every_bot_s_book_counts_before_the_bot_is_seen_again(
         sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path) -> None:
-    config = gateway_config(sandbox, exchange_key, tmp_path, account={
-        "max_order_notional": 5000, "max_order_share_of_portfolio": None, "max_orders_per_minute": 120,
-        "max_position": {"BTC": 0.05}, "daily_loss_limit": 2000})
+    config = gateway_config(sandbox, exchange_key, tmp_path, account=CAPPED_ACCOUNT)
     with run_gateway(config) as first:
         alpha_key = bot_key(first, "alpha")
         alpha = ccxt_bot(first, alpha_key)

@@ -22,25 +22,14 @@ from keyguard.gateway.bot_keys import BotKey, BotKeyStore
 from keyguard.gateway.desk import BinanceError
 from keyguard.gateway.http_server import Reply, encode_reply
 from keyguard.gateway.signing import authenticate, hmac_sha256_hex, read_params
+from keyguard.sandbox.binance import _without_signature as binance_split  # the exchange model's split
 
 NOW_MS = 1_700_000_000_000
 
 
-def reference_split(raw: str) -> tuple[str, str | None]:
-    """Binance's split of a query string or body: the parts as sent without `signature=` ones, and the last
-    signature."""
-    kept, signature = [], None
-    for part in raw.split("&") if raw else []:
-        if part.startswith("signature="):
-            signature = part[len("signature="):]
-        else:
-            kept.append(part)
-    return "&".join(kept), signature
-
-
 def reference_read(query: str, body: str) -> tuple[list[tuple[str, str]], str, str | None]:
-    q_payload, q_signature = reference_split(query)
-    b_payload, b_signature = reference_split(body)
+    q_payload, q_signature = binance_split(query)
+    b_payload, b_signature = binance_split(body)
     params = parse_qsl(query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
     return params, q_payload + b_payload, q_signature or b_signature
 
