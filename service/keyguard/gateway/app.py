@@ -146,6 +146,8 @@ class Gateway:
 
     # -- bots ------------------------------------------------------------------------------------------------
     def _ensure_bot(self, bot: str) -> None:
+        if bot in self.envelope.bots:  # a known bot (every request but a bot's first) skips the lock
+            return
         with self._bots_lock:
             if bot in self.envelope.bots:
                 return
@@ -227,8 +229,7 @@ class Gateway:
         # Read once: the parameters the desk gets and the payload and signature the bot signed.
         params, payload, signature = read_params(query, body)
         key = authenticate(self.keys, headers, params, payload, signature, self.server_ms())
-        if key.bot not in self.envelope.bots:  # known bots skip the lock; _ensure_bot checks again under it
-            self._ensure_bot(key.bot)
+        self._ensure_bot(key.bot)
         if test:
             return self.desk.place(key.bot, params, test=True)
         if desk_method is None:

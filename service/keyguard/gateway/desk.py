@@ -348,9 +348,9 @@ class OrderDesk:
         row = result.journal_row
         report = result.report
         if result.client_order_id:
-            order_id = report.get("orderId") if report is not None else None
-            self._remember(result.client_order_id, order_id if order_id is not None else (
-                row.exchange_order_id if row else None), (bot, mapping.bot_client_order_id))
+            # The exchange's id from its answer (the row takes it after the answer), else as the row last saw it.
+            order_id = report.get("orderId") if report is not None else row.exchange_order_id if row else None
+            self._remember(result.client_order_id, order_id, (bot, mapping.bot_client_order_id))
         if report is not None:
             # The books take the execution once the bot has its answer (after the executor's record of it); the
             # order counts as in flight in the envelope until then.

@@ -158,18 +158,24 @@ class Envelope:
             if refusal is None and admit:
                 watch.snapshot.record_order(now)
                 self.account.record_order(now)
-                self._add_in_flight(bot, order)
+                self._move_in_flight(bot, order, order.quantity)
             return refusal
 
-    def _add_in_flight(self, bot: str, order: OrderCheck) -> None:
+    def _move_in_flight(self, bot: str, order: OrderCheck, quantity: float) -> None:
+        """Add `quantity` (taken off when negative) to what is in flight in `order`'s direction, for the bot and the
+        account (caller holds the lock)."""
         side = 0 if order.side == "BUY" else 1
         for owner in (bot, None):
-            self._in_flight.setdefault((owner, order.base_asset), [0.0, 0.0])[side] += order.quantity
+            pending = self._in_flight.setdefault((owner, order.base_asset), [0.0, 0.0])
+            left = pending[side] + quantity
+            pending[side] = left if left > 1e-12 else 0.0
+            if pending == [0.0, 0.0]:
+                del self._in_flight[(owner, order.base_asset)]
 
     def in_doubt(self, bot: str, order: OrderCheck) -> None:
         """Count an order whose outcome the journal does not know (found so at start) as in flight until `landed`."""
         with self._lock:
-            self._add_in_flight(bot, order)
+            self._move_in_flight(bot, order, order.quantity)
 
     def _pending(self, owner: str | None, order: OrderCheck) -> float:
         """The signed quantity in flight in `order`'s direction (see check_order's `in_flight`)."""
@@ -181,15 +187,8 @@ class Envelope:
     def landed(self, bot: str, order: OrderCheck) -> None:
         """An order `check` let through (or `in_doubt` counted) is off the wire: its outcome is in the books
         (`set_books`), or it was not placed; its quantity no longer counts as in flight."""
-        side = 0 if order.side == "BUY" else 1
         with self._lock:
-            for owner in (bot, None):
-                pending = self._in_flight.get((owner, order.base_asset))
-                if pending is not None:
-                    left = pending[side] - order.quantity
-                    pending[side] = left if left > 1e-12 else 0.0
-                    if pending == [0.0, 0.0]:
-                        del self._in_flight[(owner, order.base_asset)]
+            self._move_in_flight(bot, order, -order.quantity)
 
     def in_flight(self, bot: str | None = None) -> dict[str, tuple[float, float]]:
         """(buys, sells) in flight by base asset, for `bot` (None: the account)."""

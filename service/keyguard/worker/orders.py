@@ -273,8 +273,8 @@ class OrderExecutor:
                 row = successor
                 continue
             if defer is None:
-                apply_report(row, report)
-                return self._result(self.journal.update(row), report=report)
+                self._record_answer(row, report)
+                return self._result(row, report=report)
             # The caller answers from `report`; the row takes it, and is written, once that answer is out.
             defer(partial(self._record_answer, row, report))
             return OrderResult(row.intent_id, row.client_order_id, OrderStatus.SENT, row.quantity,
