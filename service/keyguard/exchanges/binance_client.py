@@ -123,10 +123,12 @@ class BinanceSpotClient:
     def request(
         self, method: str, path: str, params: Mapping[str, Any] | None = None, *, signed: bool = False,
         deadline_s: float | None = None, timeout_s: float | None = None,
+        while_waiting: Callable[[], None] | None = None,
     ) -> Any:
         """Send one call and return its JSON body. `deadline_s` bounds the wait for budget, `timeout_s` (default: the
         client's) the wait for the answer. Raises OutcomeUnknown (ExchangeTimeout, ExchangeUnavailable,
-        MalformedResponse), an ExchangeRejected from `binance_error`, or the limiter's RateLimitRefused."""
+        MalformedResponse), an ExchangeRejected from `binance_error`, or the limiter's RateLimitRefused.
+        `while_waiting` (it must not raise) runs once the request has left, before the answer is read."""
         what = f"binance {method} {path}"
         params = {k: v for k, v in (params or {}).items() if v is not None}
         permit = self.limiter.acquire(method, path, params, deadline_s=deadline_s) if self.limiter else None
@@ -145,7 +147,7 @@ class BinanceSpotClient:
         wait_s = self.timeout_s if timeout_s is None else timeout_s
         try:
             self._wire.sent = self.clock()
-            response = self._http.request(method, target, headers, wait_s)
+            response = self._http.request(method, target, headers, wait_s, while_waiting)
             self._wire.answered = self.clock()
         except ConnectionTimeout:
             raise ExchangeTimeout(f"{what}: no answer within {round(wait_s * 1000)} ms, outcome unknown") from None
@@ -196,8 +198,10 @@ class BinanceSpotClient:
     def ticker_price(self, symbol: str) -> float:
         return float(self.request("GET", "/api/v3/ticker/price", {"symbol": symbol})["price"])
 
-    def new_order(self, params: Mapping[str, Any], deadline_s: float | None = None) -> dict[str, Any]:
-        return self.request("POST", "/api/v3/order", params, signed=True, deadline_s=deadline_s)
+    def new_order(self, params: Mapping[str, Any], deadline_s: float | None = None, *,
+                  while_waiting: Callable[[], None] | None = None) -> dict[str, Any]:
+        return self.request("POST", "/api/v3/order", params, signed=True, deadline_s=deadline_s,
+                            while_waiting=while_waiting)
 
     def get_order(self, symbol: str, client_order_id: str) -> dict[str, Any]:
         return self.request("GET", "/api/v3/order", {"symbol": symbol, "origClientOrderId": client_order_id},

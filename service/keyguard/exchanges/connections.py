@@ -14,6 +14,7 @@ import select
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -146,21 +147,24 @@ class KeptAliveConnections:
         self._lock = threading.Lock()
         self._closed = False
 
-    def request(self, method: str, target: str, headers: dict[str, str], timeout_s: float) -> Answer:
+    def request(self, method: str, target: str, headers: dict[str, str], timeout_s: float,
+                while_waiting: Callable[[], None] | None = None) -> Answer:
         """Send `method target` (path and query, below the base URL's prefix) and read the whole answer. Any
         failure once the request may have left raises ConnectionFailed or ConnectionTimeout, and is not retried
         here: a resent order could be a second order. The one exception is a reused connection that failed
         before any answer byte: the exchange closed it an instant before (its close not yet seen when the
-        connection was taken), and a GET is safe to send again, once, on a new connection."""
+        connection was taken), and a GET is safe to send again, once, on a new connection. `while_waiting` runs
+        after the request is sent and before its answer is read (work that need not hold the answer up): once, or
+        for a GET sent again, after each sending."""
         message = self._message(method, target, headers)
         connection = self._take(timeout_s)
         if connection is not None:
             try:
-                return self._exchange(connection, message)
+                return self._exchange(connection, message, while_waiting)
             except ConnectionFailed:
                 if method != "GET" or connection.heard:
                     raise
-        return self._exchange(self._connect(timeout_s), message)
+        return self._exchange(self._connect(timeout_s), message, while_waiting)
 
     def _message(self, method: str, target: str, headers: dict[str, str]) -> bytes:
         """The request's bytes; a target or header that would break out of its line is refused before anything
@@ -185,11 +189,14 @@ class KeptAliveConnections:
         lines.append("\r\n")
         return "\r\n".join(lines).encode("latin-1")
 
-    def _exchange(self, connection: _Connection, message: bytes) -> Answer:
+    def _exchange(self, connection: _Connection, message: bytes,
+                  while_waiting: Callable[[], None] | None = None) -> Answer:
         connection.heard = False
         reading = _Reading()
         try:
             connection.sock.sendall(message)
+            if while_waiting is not None:
+                while_waiting()
             self._read(connection, reading)
         except TimeoutError:
             connection.close()

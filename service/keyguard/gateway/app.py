@@ -22,7 +22,7 @@ from keyguard.exchanges.budget_store import open_budget_store
 from keyguard.exchanges.inventory import SecretSource
 from keyguard.gateway.bot_keys import BotKeyStore
 from keyguard.gateway.config import BotSettings, GatewayConfig
-from keyguard.gateway.desk import BinanceError, OrderDesk, answered_as_binance
+from keyguard.gateway.desk import BinanceError, OrderDesk, answered_as_binance, create_desk_tables
 from keyguard.gateway.envelope import Envelope, TradingStates
 from keyguard.gateway.http_server import AfterAnswer, Reply, Request
 from keyguard.gateway.market import MARKET_PATHS, MarketData
@@ -110,6 +110,9 @@ class Gateway:
                                         defer=self.after_answer.defer)
         # Checkpoints run in housekeeping, not inside whichever order's commit crosses SQLite's threshold.
         self.journal = OrderJournal(journal_engine(config.journal(), autocheckpoint=False))
+        # Orders in the intent log that a crash kept out of the database are written before anything reads it.
+        create_desk_tables(self.journal.engine)
+        self.journal.keep_intents()
         self.data_retry = config.data_retry.policy()
         self.reconnect = config.reconnect.policy()
         self.executor = OrderExecutor(self.client, self.journal, worker=config.gateway, clock=clock,
@@ -308,5 +311,6 @@ class Gateway:
         for release in self.on_close:
             release()
         self.client.close()
+        self.journal.release_intents()
 
 

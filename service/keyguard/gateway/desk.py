@@ -382,6 +382,9 @@ class OrderDesk:
         attempt definitely placed nothing (the retry then goes out as a new order)."""
         self.counters["orders_replayed"] += 1
         row = self._latest_row(mapping.intent_id)
+        if row is None and self.journal.awaiting(mapping.intent_id):
+            # Sent, durable in the intent log, its row not written (the database failed it): not known absent.
+            raise BinanceError(503, -1007, OUTCOME_UNKNOWN_MSG)
         if row is None or row.status == OrderStatus.REJECTED:
             self._forget(mapping)
             return None
@@ -515,7 +518,11 @@ class OrderDesk:
 
     def _note(self, row: JournalOrder | None) -> None:
         """Add what `row` executed (or paid in commission) since it was last seen to its bot's book; an order whose
-        outcome was unknown and now is known no longer counts as in flight."""
+        outcome was unknown and now is known no longer counts as in flight. The exchange's order id it now has names
+        it in the bot's queries (an order a look-up found after a restart was known by client id alone)."""
+        owner = self._owner.get(row.client_order_id) if row is not None else None
+        if row is not None and owner is not None and row.exchange_order_id is not None:
+            self._remember(row.client_order_id, row.exchange_order_id, owner)
         self._book(row)
         if row is not None and row.status not in UNSETTLED:
             self._settled(row.intent_id)

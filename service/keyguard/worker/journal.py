@@ -28,6 +28,7 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from keyguard.errors import StoreError
+from keyguard.worker.intent_log import IntentLog
 
 log = logging.getLogger(__name__)
 
@@ -468,6 +469,32 @@ def _close_all(connections: list[Any], pid: int) -> None:
                 connections.pop()[0].close()
 
 
+class PendingInsert:
+    """A new row durable in the intent log, its database insert still to run (OrderJournal.intend). Calling it runs
+    the insert once; a failure is logged, never raised (the order may be out by then), and leaves it not `done`: the
+    caller writes the row another way later (OrderJournal.record), and a restart replays it from the log."""
+
+    __slots__ = ("_journal", "_cid", "_writes", "done")
+
+    def __init__(self, journal: OrderJournal, cid: str, writes: list[tuple[str, Any]]) -> None:
+        self._journal, self._cid, self._writes = journal, cid, writes
+        self.done = False
+
+    def __call__(self) -> None:
+        if self.done:
+            return
+        journal = self._journal
+        try:
+            journal._commit(self._writes)
+        except Exception as exc:
+            log.error("journal: order %s is in the intent log but its row could not be written yet: %s", self._cid,
+                      exc)
+            return
+        self.done = True
+        if journal._intents is not None:
+            journal._intents.settled(self._cid)
+
+
 class OrderJournal:
     """Small repository over the journal tables; every write commits before the caller proceeds."""
 
@@ -481,6 +508,9 @@ class OrderJournal:
         self._pid = os.getpid()
         if engine.dialect.name == "sqlite" and isinstance(engine.pool, QueuePool):
             self._keep_connections()
+        # The intent log, once this process has claimed it (keep_intents): new rows are durable there before their
+        # request leaves and inserted while it is out. None: each is inserted before it leaves.
+        self._intents: IntentLog | None = None
 
     def _write(self, table: Any, values: dict[str, Any]) -> tuple[str, Any]:
         """A (table, values) row's INSERT and its parameters."""
@@ -550,7 +580,67 @@ class OrderJournal:
         with Session(self.engine, expire_on_commit=False) as session:
             merged = session.merge(order)
             session.commit()
-            return merged
+        if self._intents is not None:
+            self._intents.settled(order.client_order_id)
+        return merged
+
+    def keep_intents(self) -> int | None:
+        """Claim this journal's intent log (beside a SQLite file: `<database>.intents`) for this process, after
+        writing every order it holds that the database lacks (a crash came between the two); from now on `intend`
+        makes new rows durable there. Returns how many orders the replay wrote; None when no log is kept here (not a
+        SQLite file, or another process holds the log: rows are then inserted before their requests leave)."""
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:" or self._idle is None:
+            return None
+        claimed = IntentLog.claim(Path(f"{database}.intents"))
+        if claimed is None:
+            return None
+        replayed = 0
+        try:
+            for cid, _intent_id, writes in claimed.records():
+                if self.get(cid) is None:
+                    self._commit(writes)
+                    replayed += 1
+            claimed.clear()
+        except BaseException:
+            claimed.close()
+            raise
+        self._intents = claimed
+        weakref.finalize(self, claimed.close)
+        if replayed:
+            log.warning("journal: %d order(s) were sent before their rows were written (a crash between the two); "
+                        "written now from the intent log as sent, for reconciliation to look up", replayed)
+        return replayed
+
+    def intend(self, order: JournalOrder, *companions: tuple[Any, dict[str, object]]) -> PendingInsert:
+        """`insert` for a row whose request leaves next: the row (and its companions) is durable when this returns;
+        the returned PendingInsert writes it to the database, to run while the request is out. Without an intent log
+        the row is inserted here and the PendingInsert is already done."""
+        order.updated_at = utcnow()
+        write = self._row_writes.get("insert") or self._row_write("insert")
+        writes = [(write.sql, write.row_parameters(order))]
+        for table, values in companions:
+            writes.append(self._write(table, values))
+        pending = PendingInsert(self, order.client_order_id, writes)
+        if self._intents is not None:
+            try:
+                self._intents.append(order.client_order_id, order.intent_id, writes)
+                return pending
+            except (OSError, TypeError, ValueError) as exc:
+                log.warning("journal: intent log append failed (%s); the row is inserted before sending", exc)
+        self._commit(writes)
+        pending.done = True
+        return pending
+
+    def release_intents(self) -> None:
+        """Give the intent log up (a stopping owner): rows not yet written stay in it for the next owner's replay."""
+        intents, self._intents = self._intents, None
+        if intents is not None:
+            intents.close()
+
+    def awaiting(self, intent_id: str) -> bool:
+        """Whether an order of this intent is durable in the intent log but not yet in the database."""
+        return self._intents is not None and self._intents.holds(intent_id)
 
     def insert(self, order: JournalOrder, *companions: tuple[Any, dict[str, object]]) -> JournalOrder:
         """Write a new row, and (table, values) rows that must exist exactly when it does, in one transaction."""

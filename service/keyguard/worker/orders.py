@@ -22,7 +22,14 @@ from typing import Any, Protocol, TypeVar
 from keyguard.errors import ExchangeError
 from keyguard.exchanges.binance_client import ORDER_DOES_NOT_EXIST, ExchangeRejected, OutcomeUnknown
 from keyguard.exchanges.budget import RateLimitRefused
-from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, new_journal_order, utcnow
+from keyguard.worker.journal import (
+    JournalOrder,
+    OrderJournal,
+    OrderStatus,
+    PendingInsert,
+    new_journal_order,
+    utcnow,
+)
 from keyguard.worker.retry import backoff_delays
 
 log = logging.getLogger(__name__)
@@ -45,7 +52,10 @@ class OrderVenue(Protocol):
 
     recv_window_ms: int
 
-    def new_order(self, params: Mapping[str, Any], deadline_s: float | None = None) -> dict[str, Any]: ...
+    def new_order(self, params: Mapping[str, Any], deadline_s: float | None = None, *,
+                  while_waiting: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Place an order. `while_waiting` (it never raises) runs once the request has left, before its answer is
+        read; a call that never sent it need not run it."""
 
     def get_order(self, symbol: str, client_order_id: str) -> dict[str, Any]: ...
 
@@ -237,11 +247,16 @@ class OrderExecutor:
         row = self._row(intent, 1, None, worker)
         companions = [companion] if companion is not None else []
         while True:
-            # Journaled (SENT) before the request leaves: a crash from here on is resolved by reconciliation.
-            row = self.journal.insert(row, *companions)
+            # Journaled (SENT) before the request leaves: a crash from here on is resolved by reconciliation. With an
+            # intent log the row is durable there now and its database insert runs while the request is out.
+            pending = self.journal.intend(row, *companions)
             companions = []
             try:
-                report = self.venue.new_order(intent.params(row.client_order_id), deadline_s=deadline_s)
+                try:
+                    report = self.venue.new_order(intent.params(row.client_order_id), deadline_s=deadline_s,
+                                                  while_waiting=pending)
+                finally:
+                    pending()  # the row is in the database however the call ended (a no-op once written)
             except RateLimitRefused as exc:
                 row.status, row.last_error = OrderStatus.REJECTED, exc.code
                 refused = self._result(self.journal.record(row), str(exc), exc.code)
@@ -273,16 +288,19 @@ class OrderExecutor:
                 row = successor
                 continue
             if defer is None:
-                self._record_answer(row, report)
+                self._record_answer(row, report, pending)
                 return self._result(row, report=report)
             # The caller answers from `report`; the row takes it, and is written, once that answer is out.
-            defer(partial(self._record_answer, row, report))
+            defer(partial(self._record_answer, row, report, pending))
             return OrderResult(row.intent_id, row.client_order_id, OrderStatus.SENT, row.quantity,
                                attempts=row.attempt, report=report, journal_row=row)
 
-    def _record_answer(self, row: JournalOrder, report: dict[str, Any]) -> None:
+    def _record_answer(self, row: JournalOrder, report: dict[str, Any], pending: PendingInsert) -> None:
         apply_report(row, report)
-        self.journal.update(row)
+        if pending.done:
+            self.journal.update(row)
+        else:
+            self.journal.record(row)  # its insert failed so far: written whole (the intent log keeps it meanwhile)
 
     def settle_commissions(self, row: JournalOrder) -> bool:
         """Read the commission of an executed order's trades that no answer carried (a look-up, an ACK or RESULT

@@ -32,7 +32,10 @@ class PaperVenue:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def new_order(self, params: Mapping[str, Any], deadline_s: float | None = None) -> dict[str, Any]:
+    def new_order(self, params: Mapping[str, Any], deadline_s: float | None = None, *,
+                  while_waiting: Callable[[], None] | None = None) -> dict[str, Any]:
+        if while_waiting is not None:
+            while_waiting()
         symbol = str(params["symbol"])
         cid = str(params["newClientOrderId"])
         qty = float(params["quantity"])

@@ -64,6 +64,7 @@ class ExecutionWorker:
         self.limits: RiskLimits = config.risk_limits()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.journal = journal or OrderJournal(journal_engine(config.journal()))
+        self.journal.keep_intents()  # orders a crash left only in the intent log are written before any read
         # kill_switch.enabled: false leaves no switch to look at; the live document then says so.
         self.kill_switch = KillSwitch(config.kill_switch_path) if config.kill_switch.enabled else None
         self.data_retry = config.data_retry.policy()
