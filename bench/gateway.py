@@ -188,9 +188,10 @@ JOURNAL_UPDATE = ("UPDATE worker_order SET status = ?, exchange_order_id = ?, ex
 def flat_process(arg: tuple[str, str, str, str], out: Any, stop: Any) -> None:
     """Only what no gateway can skip for a new order, written flat on the gateway's HTTP stack and real parts: the
     bot's HMAC and timestamp, a look at the three state files (account and bot kill switches, trading state), the
-    risk check for the bot and the account, the journal row and the bot's mapping committed (raw sqlite3, the
-    journal's own schema and settings) before the order leaves, the charge on the shared budget file, the exchange
-    signature, the answer under the bot's id; the row's final state and the budget's correction after the answer.
+    risk check for the bot and the account, the journal row and the bot's mapping appended to an intent log before
+    the order leaves and committed while it is out (raw sqlite3, the journal's own schema and settings), the charge on
+    the shared budget file, the exchange signature, the answer under the bot's id; the row's final state and the
+    budget's correction after the answer.
     No layers, no objects of the gateway's: what a CPython gateway costs at best. Not a gateway (one bot, one
     symbol, no replays, no error paths)."""
     import json
@@ -222,6 +223,8 @@ def flat_process(arg: tuple[str, str, str, str], out: Any, stop: Any) -> None:
     limits = RiskLimits(max_order_notional=5000, max_position={"BTC": 10.0})
     bot_snapshot, account_snapshot = RiskSnapshot(), RiskSnapshot()
     state_files = [f"{state_dir}/{name}" for name in ("account.kill", "bot.kill", "trading_state.json")]
+    intents = os.open(f"{state_dir}/flat-journal.db.intents", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    encode = json.JSONEncoder(separators=(",", ":")).encode
     bot_key, bot_secret, exchange_secret = FLAT_BOT[0], FLAT_BOT[1].encode(), secret.encode()
     prices = {"BTCUSDT": 60000.0}
 
@@ -249,19 +252,26 @@ def flat_process(arg: tuple[str, str, str, str], out: Any, stop: Any) -> None:
         intent = uuid.uuid4().hex
         cid, bot_cid = f"kg-{intent[:24]}-1", params.pop("newClientOrderId", None) or intent[:30]
         stamp = datetime.now(UTC).isoformat(sep=" ")
+        row = (cid, intent, "bot", params["symbol"], params["side"], params["type"], check.quantity, None, stamp,
+               stamp, stamp)
+        mapping = ("bot", bot_cid, intent, params["symbol"], stamp)
+        os.write(intents, (encode([cid, intent, [[JOURNAL_INSERT, row], [MAPPING_INSERT, mapping]]]) + "\n").encode())
         cursor = db.cursor()
-        cursor.execute("BEGIN")
-        cursor.execute(JOURNAL_INSERT, (cid, intent, "bot", params["symbol"], params["side"], params["type"],
-                                        check.quantity, None, stamp, stamp, stamp))
-        cursor.execute(MAPPING_INSERT, ("bot", bot_cid, intent, params["symbol"], stamp))
-        cursor.execute("COMMIT")
+
+        def insert() -> None:
+            cursor.execute("BEGIN")
+            cursor.execute(JOURNAL_INSERT, row)
+            cursor.execute(MAPPING_INSERT, mapping)
+            cursor.execute("COMMIT")
+
         permit = limiter.acquire("POST", "/api/v3/order", deadline_s=5.0)
         for name in ("timestamp", "signature", "recvWindow"):
             params.pop(name, None)
         params.update(newClientOrderId=cid, timestamp=str(int(time.time() * 1000)))
         query = encode_query(params)
         query += "&signature=" + hmac.new(exchange_secret, query.encode(), hashlib.sha256).hexdigest()
-        answer = exchange.request("POST", f"/api/v3/order?{query}", {"X-MBX-APIKEY": api_key}, 5.0)
+        answer = exchange.request("POST", f"/api/v3/order?{query}", {"X-MBX-APIKEY": api_key}, 5.0,
+                                  while_waiting=insert)
         report = json.loads(answer.body)
 
         def after() -> None:

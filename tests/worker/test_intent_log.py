@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import Session, select
 
 from keyguard.gateway.desk import BotOrderRef, GatewayOrder, create_desk_tables
+from keyguard.worker import intent_log
 from keyguard.worker.journal import OrderJournal, OrderStatus, journal_engine
 from keyguard.worker.orders import OrderExecutor, OrderIntent
 
@@ -46,7 +47,7 @@ class Venue:
 
 
 def intent(n: int) -> OrderIntent:
-    return OrderIntent("BTCUSDT", "BTC", "BUY", 0.002, intent_id=f"{n:x}".ljust(32, "0"))
+    return OrderIntent("BTCUSDT", "BTC", "BUY", 0.002, intent_id=f"{n:08x}".ljust(32, "f"))
 
 
 def mapping(order_intent: OrderIntent, bot_cid: str) -> tuple[Any, dict[str, object]]:
@@ -112,3 +113,27 @@ def test_a_second_process_never_takes_a_live_owners_log_and_journals_before_send
     venue = Venue(database)
     OrderExecutor(venue, other, worker="cli").place(intent(8))  # type: ignore[arg-type]
     assert venue.seen_at_send == ["database"]
+
+
+def test_the_log_stays_small_under_load_and_keeps_what_is_still_pending(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(intent_log, "COMPACT_AT", 4096)
+    database = tmp_path / "journal.db"
+    journal = open_journal(database)
+    journal.keep_intents()
+    executor = OrderExecutor(Venue(database), journal, worker="bot-a")  # type: ignore[arg-type]
+    # One order stays in flight (durable in the log only) while many others come and go.
+    stuck = executor._row(intent(1000), 1, None, "bot-a")
+    journal.intend(stuck, mapping(intent(1000), "stuck"))
+    for n in range(60):
+        executor.place(intent(n), companion=mapping(intent(n), f"o-{n}"))
+    log_file = Path(f"{database}.intents")
+    assert log_file.stat().st_size < 4096 + 1024
+    assert stuck.client_order_id in log_file.read_text()
+
+    journal.release_intents()  # the process dies with that order still only in the log
+    restarted = open_journal(database)
+    assert restarted.keep_intents() == 1
+    back = restarted.get(stuck.client_order_id)
+    assert back is not None and back.status == OrderStatus.SENT
+    assert len(restarted.orders()) == 61

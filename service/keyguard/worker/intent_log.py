@@ -11,8 +11,9 @@ as a crash during the request always did.
 
 One process owns the log at a time (an exclusive `flock` held while it runs). Another process that opens the same
 journal (a CLI reading rows, a second gateway by mistake) gets no log and inserts before sending, as before; it never
-replays or truncates records a live owner may still be inserting. The file is emptied whenever no record is waiting
-for its row and it has grown past `TRUNCATE_AT` bytes, so it stays small.
+replays or truncates records a live owner may still be inserting. Once the file has grown past `COMPACT_AT` bytes it
+is replaced, atomically (a new file, locked, renamed over it), by one holding only the records still waiting for their
+rows, so it stays small however busy the gateway is.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-TRUNCATE_AT = 1 << 20
+COMPACT_AT = 1 << 20
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 Writes = list[tuple[str, Any]]
@@ -39,23 +40,17 @@ class IntentLog:
         self.path = path
         self._fd = fd
         self._lock = threading.Lock()
-        # client order id -> intent id of records whose rows are not in the database yet
-        self._pending: dict[str, str] = {}
+        # client order id -> (intent id, its record) of records whose rows are not in the database yet
+        self._pending: dict[str, tuple[str, bytes]] = {}
         self._size = os.fstat(fd).st_size
 
     @classmethod
     def claim(cls, path: Path) -> IntentLog | None:
         """The log at `path` for this process, or None while another process holds it."""
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = _locked(path, os.O_CREAT)
+        if fd is None:
             log.info("intent log %s is held by another process: this one journals each order before sending", path)
             return None
-        except BaseException:
-            os.close(fd)
-            raise
         return cls(path, fd)
 
     def records(self) -> list[tuple[str, str, Writes]]:
@@ -87,28 +82,47 @@ class IntentLog:
                 os.ftruncate(self._fd, self._size)
                 raise OSError(f"intent log {self.path}: short write ({written} of {len(record)} bytes)")
             self._size += written
-            self._pending[cid] = intent_id
+            self._pending[cid] = (intent_id, record)
 
     def settled(self, cid: str) -> None:
         """The record's rows are in the database now."""
         with self._lock:
-            if self._pending.pop(cid, None) is not None and not self._pending and self._size > TRUNCATE_AT:
-                self._empty()
+            if self._pending.pop(cid, None) is not None and self._size > COMPACT_AT:
+                self._compact()
 
     def holds(self, intent_id: str) -> bool:
         """Whether an order of this intent is durable here but not yet in the database."""
         with self._lock:
-            return intent_id in self._pending.values()
+            return any(pending == intent_id for pending, _ in self._pending.values())
 
     def clear(self) -> None:
-        """Empty the file once every record in it has its rows in the database (after a replay)."""
+        """Keep only the records still waiting for their rows (after a replay: none)."""
         with self._lock:
-            if not self._pending:
-                self._empty()
+            self._compact()
 
-    def _empty(self) -> None:
-        os.ftruncate(self._fd, 0)
-        self._size = 0
+    def _compact(self) -> None:
+        """Replace the file by one holding only the pending records: written and locked under another name, then
+        renamed over it, so a crash at any point leaves a whole log (the old one or the new) that holds them."""
+        if not self._pending:
+            os.ftruncate(self._fd, 0)
+            self._size = 0
+            return
+        fresh_path = self.path.with_name(self.path.name + ".new")
+        fd = _locked(fresh_path, os.O_CREAT | os.O_TRUNC)
+        if fd is None:  # cannot happen while we hold the log; keep the long file rather than lose a record
+            return
+        try:
+            kept = b"".join(record for _, record in self._pending.values())
+            if os.write(fd, kept) != len(kept):
+                raise OSError("short write")
+            os.replace(fresh_path, self.path)
+        except OSError as exc:
+            os.close(fd)
+            log.warning("intent log %s: compaction failed (%s); the log keeps growing until the next try",
+                        self.path, exc)
+            return
+        os.close(self._fd)
+        self._fd, self._size = fd, len(kept)
 
     def close(self) -> None:
         with self._lock:
@@ -116,3 +130,17 @@ class IntentLog:
                 with contextlib.suppress(OSError):
                     os.close(self._fd)  # the flock goes with it
                 self._fd = -1
+
+
+def _locked(path: Path, flags: int) -> int | None:
+    """`path` opened for appending and locked for this process; None when another holds its lock."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

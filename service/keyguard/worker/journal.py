@@ -615,8 +615,8 @@ class OrderJournal:
     def intend(self, order: JournalOrder, *companions: tuple[Any, dict[str, object]]) -> PendingInsert:
         """`insert` for a row whose request leaves next: the row (and its companions) is durable when this returns;
         the returned PendingInsert writes it to the database, to run while the request is out. Without an intent log
-        the row is inserted here and the PendingInsert is already done."""
-        order.updated_at = utcnow()
+        the row is inserted here and the PendingInsert is already done. The row is written as built (its
+        `updated_at` is when it was made, an instant before)."""
         write = self._row_writes.get("insert") or self._row_write("insert")
         writes = [(write.sql, write.row_parameters(order))]
         for table, values in companions:
