@@ -599,7 +599,11 @@ class OrderJournal:
         try:
             for cid, _intent_id, writes in claimed.records():
                 if self.get(cid) is None:
-                    self._commit(writes)
+                    try:
+                        self._commit(writes)
+                    except Exception as exc:  # an order that may be at the exchange is never dropped quietly
+                        raise StoreError(f"intent log {claimed.path}: order {cid} could not be written to the "
+                                         f"journal ({type(exc).__name__}: {exc}); the log is kept as it is") from exc
                     replayed += 1
             claimed.clear()
         except BaseException:
