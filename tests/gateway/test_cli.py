@@ -40,6 +40,22 @@ def write_config(tmp: Path, sandbox: SandboxHandle, **extra: Any) -> Path:
     return config
 
 
+def start_serving(config: Path, exchange: dict[str, Any]) -> tuple[subprocess.Popen[str], str]:
+    """`keyguard gateway serve --config` in its own process with the exchange key in its environment, and the URL it
+    says it serves on (its output keeps flowing to the pipe)."""
+    env = {**os.environ, "EXCHANGE_KEY": exchange["api_key"], "EXCHANGE_SECRET": exchange["secret"]}
+    proc = subprocess.Popen([sys.executable, "-m", "keyguard.cli", "gateway", "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        match = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return proc, match.group(1)
+    proc.kill()
+    proc.wait(timeout=30)
+    raise AssertionError("serve did not say where it listens")
+
+
 def test_serve_from_a_config_file_and_an_unmodified_bot_trades_through_it(tmp_path: Path,
                                                                            sandbox: SandboxHandle) -> None:
     exchange = sandbox.create_key(label="gw", flags=TRADER_FLAGS, ip_restrict=True, ips=["127.0.0.1"])
@@ -49,18 +65,8 @@ def test_serve_from_a_config_file_and_an_unmodified_bot_trades_through_it(tmp_pa
     bot = json.loads(created.stdout)
     assert (tmp_path / "state" / "gateway-keys.json").stat().st_mode & 0o077 == 0
 
-    env = {**os.environ, "EXCHANGE_KEY": exchange["api_key"], "EXCHANGE_SECRET": exchange["secret"]}
-    proc = subprocess.Popen([sys.executable, "-m", "keyguard.cli", "gateway", "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT, env=env)
+    proc, url = start_serving(config, exchange)
     try:
-        assert proc.stdout is not None
-        url = None
-        for line in proc.stdout:
-            match = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)
-            if match:
-                url = match.group(1)
-                break
-        assert url, "serve did not say where it listens"
         from keyguard.sandbox.server import sandbox_urls
 
         client = ccxt.binance({"apiKey": bot["api_key"], "secret": bot["secret"], "urls": sandbox_urls(url)})

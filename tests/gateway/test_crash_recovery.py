@@ -6,11 +6,8 @@ with SIGKILL, started again from the same config."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,23 +20,13 @@ import ccxt
 from keyguard.sandbox import SandboxHandle
 from keyguard.sandbox.server import sandbox_urls
 from tests.gateway.conftest import TRADER_FLAGS
-from tests.gateway.test_cli import PROJECT_ROOT, keyguard, write_config
+from tests.gateway.test_cli import keyguard, start_serving, write_config
 
 
 @contextmanager
 def served(config: Path, exchange: dict[str, Any]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    env = {**os.environ, "EXCHANGE_KEY": exchange["api_key"], "EXCHANGE_SECRET": exchange["secret"]}
-    proc = subprocess.Popen([sys.executable, "-m", "keyguard.cli", "gateway", "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT, env=env)
+    proc, url = start_serving(config, exchange)
     try:
-        assert proc.stdout is not None
-        url = None
-        for line in proc.stdout:
-            match = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)
-            if match:
-                url = match.group(1)
-                break
-        assert url, "serve did not say where it listens"
         yield proc, url
     finally:
         if proc.poll() is None:
