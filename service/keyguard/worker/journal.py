@@ -496,7 +496,9 @@ class PendingInsert:
 
 
 class OrderJournal:
-    """Small repository over the journal tables; every write commits before the caller proceeds."""
+    """Small repository over the journal tables; every write commits before the caller proceeds, but a new order's
+    first row where this process keeps the intent log (`intend`: durable in the log at once, committed while the
+    order is out)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
