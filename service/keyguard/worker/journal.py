@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from json.encoder import encode_basestring_ascii
 from math import isfinite
 from operator import itemgetter
@@ -151,11 +152,31 @@ class _RowBuilder:
         for name in passed:
             fields[name] = values[name]
         for name, factory, constant in defaults:
-            fields[name] = constant if factory is None else factory()
+            # `values` holds the defaults too when it is what `fields` returned
+            fields[name] = values[name] if name in values else constant if factory is None else factory()
         state.committed_state.update(committed)
         state.modified = True
         object.__setattr__(row, "__pydantic_fields_set__", set(passed))
         return row
+
+    def fields(self, **values: Any) -> dict[str, Any] | None:
+        """What the row built from `values` would hold (the values passed, then the defaults), without building it
+        (`from_fields` builds it later); None while rows of this shape are not built this way (the first of each
+        shape, or one the constructor builds)."""
+        plan = self._plans.get(tuple(values))
+        if plan is None:
+            return None
+        passed, defaults, _ = plan
+        out = {name: values[name] for name in passed}
+        for name, factory, constant in defaults:
+            out[name] = constant if factory is None else factory()
+        return out
+
+    def from_fields(self, names: tuple[str, ...], fields: dict[str, Any]) -> Any:
+        """The row whose values `fields` returned for a call that passed `names`."""
+        plan = self._plans[names]
+        assert plan is not None  # `fields` returned them only for such a shape
+        return self._build(plan, fields)
 
     def _first(self, names: tuple[str, ...], values: dict[str, Any]) -> Any:
         row = self.model(**values)  # also configures the mappers the plan reads
@@ -229,7 +250,8 @@ def _same_row(quick: Any, built: Any, made: set[str]) -> bool:
             and ours.class_ is theirs.class_ and ours.manager is theirs.manager and ours.key == theirs.key)
 
 
-new_journal_order: Callable[..., JournalOrder] = _RowBuilder(JournalOrder)
+_journal_rows = _RowBuilder(JournalOrder)
+new_journal_order: Callable[..., JournalOrder] = _journal_rows
 
 
 def quote_asset(symbol: str, base: str) -> str | None:
@@ -470,29 +492,40 @@ def _close_all(connections: list[Any], pid: int) -> None:
 
 
 class PendingInsert:
-    """A new row durable in the intent log, its database insert still to run (OrderJournal.intend). Calling it runs
-    the insert once; a failure is logged, never raised (the order may be out by then), and leaves it not `done`: the
-    caller writes the row another way later (OrderJournal.record), and a restart replays it from the log."""
+    """A new row durable in the intent log, its database insert still to run (OrderJournal.intend). Calling it builds
+    the row object if it was given as values (`row` from then on) and runs the insert once; a failure is logged, never
+    raised (the order may be out by then), and leaves it not `done`: the caller writes the row another way later
+    (OrderJournal.record), and a restart replays it from the log."""
 
-    __slots__ = ("_journal", "_cid", "_writes", "done")
+    __slots__ = ("_journal", "client_order_id", "_writes", "_build", "row", "done")
 
-    def __init__(self, journal: OrderJournal, cid: str, writes: list[tuple[str, Any]]) -> None:
-        self._journal, self._cid, self._writes = journal, cid, writes
+    def __init__(self, journal: OrderJournal, cid: str, writes: list[tuple[str, Any]],
+                 row: JournalOrder | None = None, build: Callable[[], JournalOrder] | None = None) -> None:
+        self._journal, self.client_order_id, self._writes, self._build = journal, cid, writes, build
+        self.row: JournalOrder | None = row
         self.done = False
 
+    def finish(self) -> JournalOrder:
+        """Run it (a no-op once done) and return the row."""
+        self()
+        assert self.row is not None  # given, or built by the call
+        return self.row
+
     def __call__(self) -> None:
+        if self.row is None and self._build is not None:
+            self.row = self._build()
         if self.done:
             return
         journal = self._journal
         try:
             journal._commit(self._writes)
         except Exception as exc:
-            log.error("journal: order %s is in the intent log but its row could not be written yet: %s", self._cid,
-                      exc)
+            log.error("journal: order %s is in the intent log but its row could not be written yet: %s",
+                      self.client_order_id, exc)
             return
         self.done = True
         if journal._intents is not None:
-            journal._intents.settled(self._cid)
+            journal._intents.settled(self.client_order_id)
 
 
 class OrderJournal:
@@ -624,18 +657,34 @@ class OrderJournal:
         the row is inserted here and the PendingInsert is already done. The row is written as built (its
         `updated_at` is when it was made, an instant before)."""
         write = self._row_writes.get("insert") or self._row_write("insert")
-        writes = [(write.sql, write.row_parameters(order))]
+        return self._intend(PendingInsert(self, order.client_order_id, [(write.sql, write.row_parameters(order))],
+                                          row=order), order.intent_id, companions)
+
+    def intend_values(self, values: dict[str, Any], *companions: tuple[Any, dict[str, object]]) -> PendingInsert:
+        """`intend` for the row `new_journal_order(**values)` builds, built only when the PendingInsert runs (while
+        the request is out): its record needs the row's values, not the object."""
+        fields = _journal_rows.fields(**values)
+        if fields is None:  # the first row of its shape is built (and checked) now
+            return self.intend(new_journal_order(**values), *companions)
+        write = self._row_writes.get("insert") or self._row_write("insert")
+        build = partial(_journal_rows.from_fields, tuple(values), fields)
+        return self._intend(PendingInsert(self, fields["client_order_id"], [(write.sql, write.parameters(fields))],
+                                          build=build), fields["intent_id"], companions)
+
+    def _intend(self, pending: PendingInsert, intent_id: str,
+                companions: tuple[tuple[Any, dict[str, object]], ...]) -> PendingInsert:
+        writes = pending._writes
         for table, values in companions:
             writes.append(self._write(table, values))
-        pending = PendingInsert(self, order.client_order_id, writes)
         if self._intents is not None:
             try:
-                self._intents.append(order.client_order_id, order.intent_id, writes)
+                self._intents.append(pending.client_order_id, intent_id, writes)
                 return pending
             except (OSError, TypeError, ValueError) as exc:
                 log.warning("journal: intent log append failed (%s); the row is inserted before sending", exc)
-        self._commit(writes)
+        self._commit(writes)  # no log: committed before the request leaves, a failure raised as it is
         pending.done = True
+        pending()  # builds the row
         return pending
 
     def release_intents(self) -> None:

@@ -212,9 +212,13 @@ class OrderExecutor:
 
     def _row(self, intent: OrderIntent, attempt: int, replaces: str | None, worker: str | None = None) -> JournalOrder:
         """The journal row of one attempt, as it is written before the request leaves (SENT, sent now)."""
-        now = utcnow()  # given, not defaulted: the model's default factories cost more than the row's insert
         # Built as JournalOrder(...) builds it, without the constructor's per-field events (journal._RowBuilder).
-        return new_journal_order(
+        return new_journal_order(**self._row_values(intent, attempt, replaces, worker))
+
+    def _row_values(self, intent: OrderIntent, attempt: int, replaces: str | None,
+                    worker: str | None = None) -> dict[str, Any]:
+        now = utcnow()  # given, not defaulted: the model's default factories cost more than the row's insert
+        return dict(
             client_order_id=mint_client_order_id(intent.intent_id, attempt), intent_id=intent.intent_id,
             attempt=attempt, replaces=replaces, worker=worker or self.worker, symbol=intent.symbol, side=intent.side,
             order_type=intent.order_type, quantity=intent.quantity, price=intent.price, status=OrderStatus.SENT,
@@ -244,19 +248,21 @@ class OrderExecutor:
         report and is written) to run once the caller has answered (the gateway's bot) from the result's `report`;
         until then the result's status is SENT and its row as sent. The row written before sending already makes a
         crash in between an order that reconciliation settles by look-up, as one during the request does."""
-        row = self._row(intent, 1, None, worker)
+        successor: JournalOrder | None = None
         companions = [companion] if companion is not None else []
         while True:
             # Journaled (SENT) before the request leaves: a crash from here on is resolved by reconciliation. With an
-            # intent log the row is durable there now and its database insert runs while the request is out.
-            pending = self.journal.intend(row, *companions)
+            # intent log the row is durable there now and its database insert (and the first row's object) is made
+            # while the request is out.
+            pending = (self.journal.intend_values(self._row_values(intent, 1, None, worker), *companions)
+                       if successor is None else self.journal.intend(successor, *companions))
             companions = []
             try:
                 try:
-                    report = self.venue.new_order(intent.params(row.client_order_id), deadline_s=deadline_s,
+                    report = self.venue.new_order(intent.params(pending.client_order_id), deadline_s=deadline_s,
                                                   while_waiting=pending)
                 finally:
-                    pending()  # the row is in the database however the call ended (a no-op once written)
+                    row = pending.finish()  # the row, in the database however the call ended (once written: as is)
             except RateLimitRefused as exc:
                 row.status, row.last_error = OrderStatus.REJECTED, exc.code
                 refused = self._result(self.journal.record(row), str(exc), exc.code)
@@ -285,7 +291,6 @@ class OrderExecutor:
                 log.warning("order %s definitively absent; resending as %s", row.client_order_id,
                             successor.client_order_id)
                 successor.sent_at = datetime.fromtimestamp(self.clock(), UTC)
-                row = successor
                 continue
             if defer is None:
                 self._record_answer(row, report, pending)
