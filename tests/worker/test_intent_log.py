@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from keyguard.gateway.desk import BotOrderRef, GatewayOrder, create_desk_tables
 from keyguard.worker import intent_log
-from keyguard.worker.journal import OrderJournal, OrderStatus, journal_engine
+from keyguard.worker.journal import JournalOrder, OrderJournal, OrderStatus, journal_engine
 from keyguard.worker.orders import OrderExecutor, OrderIntent
 
 
@@ -137,3 +137,25 @@ def test_the_log_stays_small_under_load_and_keeps_what_is_still_pending(tmp_path
     back = restarted.get(stuck.client_order_id)
     assert back is not None and back.status == OrderStatus.SENT
     assert len(restarted.orders()) == 61
+
+
+def test_a_record_made_from_a_rows_values_replays_as_that_row(tmp_path: Path) -> None:
+    database = tmp_path / "journal.db"
+    journal = open_journal(database)
+    journal.keep_intents()
+    executor = OrderExecutor(None, journal, worker="bot-a")  # type: ignore[arg-type]
+    executor._row(intent(1), 1, None, "bot-a")  # the first row of its shape is built (and checked) the slow way
+    values = executor._row_values(intent(2), 1, None, "bot-a")
+    pending = journal.intend_values(values, mapping(intent(2), "by-values"))
+    assert pending.row is None  # not built yet: the object and the insert wait for the request to be out
+    journal.release_intents()  # the process dies before the wait's work ran
+
+    restarted = open_journal(database)
+    assert restarted.keep_intents() == 1
+    back = restarted.get(values["client_order_id"])
+    expected = JournalOrder(**values)
+    assert back is not None
+    assert back.model_dump() == {**expected.model_dump(), "sent_at": back.sent_at, "created_at": back.created_at,
+                                 "updated_at": back.updated_at}
+    assert [getattr(back, t).replace(tzinfo=None) for t in ("sent_at", "created_at", "updated_at")] == \
+        [values[t].replace(tzinfo=None) for t in ("sent_at", "created_at", "updated_at")]
