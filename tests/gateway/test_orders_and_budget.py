@@ -56,6 +56,41 @@ def test_a_bot_retrying_after_its_own_timeout_gets_the_same_order(gateway: Gatew
     assert len(exchange_orders(sandbox)) == 1, "three sends of one client order id made one order"
 
 
+def test_the_same_id_sent_at_once_on_many_connections_makes_one_order(gateway: GatewayHandle,
+                                                                      sandbox: SandboxHandle) -> None:
+    key = bot_key(gateway, "alpha")
+    senders = 6
+    bots = [ccxt_bot(gateway, key) for _ in range(senders)]  # one kept-alive connection each
+    for bot in bots:
+        bot.load_markets()
+    placed: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+    for round_ in range(8):  # ids come and go: each round's id is new, its lock made and dropped again
+        cid = f"burst-{round_}"
+        start = threading.Barrier(senders)
+        answers: list[str] = []
+
+        def send(bot: ccxt.binance, cid: str = cid, start: threading.Barrier = start,
+                 answers: list[str] = answers) -> None:
+            try:
+                start.wait(timeout=10)
+                answers.append(bot.create_order("BTC/USDT", "market", "buy", 0.001, None,
+                                                {"clientOrderId": cid})["id"])
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=send, args=(bot,)) for bot in bots]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        placed[cid] = answers
+
+    assert not errors
+    assert all(len(ids) == senders and len(set(ids)) == 1 for ids in placed.values()), placed
+    assert len(exchange_orders(sandbox)) == len(placed), "each id made exactly one order however many sent it"
+
+
 def test_two_bots_using_the_same_client_order_id_get_two_orders_and_see_only_their_own(
         gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
     alpha_key, beta_key = bot_key(gateway, "alpha"), bot_key(gateway, "beta")

@@ -173,7 +173,9 @@ class OrderDesk:
         self.defer = defer
         create_desk_tables(journal.engine)
         self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        # (bot, bot client id) -> [its lock, how many requests hold or wait for it]: dropped when none do, so the
+        # map holds only the orders in progress, not every order ever placed.
+        self._locks: dict[tuple[str, str], list[Any]] = {}
         # exchange client id -> (bot, bot client id); exchange order id -> exchange client id
         self._owner: dict[str, tuple[str, str]] = {}
         self._order_ids: dict[int, str] = {}
@@ -234,8 +236,21 @@ class OrderDesk:
         return out
 
     def _lock_for(self, key: tuple[str, str]) -> threading.Lock:
+        """The order's lock, counted as wanted until `_unlock` (acquire it after this)."""
         with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
+            entry = self._locks.get(key)
+            if entry is None:
+                entry = self._locks[key] = [threading.Lock(), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def _unlock(self, key: tuple[str, str], lock: threading.Lock) -> None:
+        lock.release()
+        with self._guard:
+            entry = self._locks[key]
+            entry[1] -= 1
+            if not entry[1]:
+                del self._locks[key]
 
     def _mapping(self, bot: str, bot_cid: str) -> BotOrderRef | None:
         return self._mappings.get((bot, bot_cid))
@@ -280,7 +295,8 @@ class OrderDesk:
             return {}
         # The order's lock is held until the journal has its final state (written once the bot has its answer): a
         # retry of the same id waits for it rather than reading the row half way.
-        lock = self._lock_for((bot, bot_cid))
+        key = (bot, bot_cid)
+        lock = self._lock_for(key)
         lock.acquire()
         admitted: OrderCheck | None = None
         try:
@@ -308,7 +324,7 @@ class OrderDesk:
             if admitted is not None:
                 # Off the wire once its answer is in the books (deferred after `_settle`'s, so it runs after them).
                 self.defer(partial(self.envelope.landed, bot, admitted))
-            self.defer(lock.release)
+            self.defer(partial(self._unlock, key, lock))
 
     def _wire(self, params: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         return tuple((k, v) for k, v in params if k not in SIGNING_PARAMS and k != "newClientOrderId")
