@@ -84,7 +84,7 @@ def test_order_path_rows_read_back_as_rows_written_the_orm_way(journal: OrderJou
         for row in (ours, theirs):
             row.status, row.sent_at = OrderStatus.SENT, sent
         # The order path: one transaction with the gateway's mapping row; the ORM's way: a merge.
-        journal.insert(ours, BotOrderRef("bot-a", f"o-{n}", ours.intent_id, "BTCUSDT").journal_row())
+        journal.intend(ours, BotOrderRef("bot-a", f"o-{n}", ours.intent_id, "BTCUSDT").journal_row())
         journal.record(theirs)
         back = journal.get(ours.client_order_id)
         assert _content(back) == _content(journal.get(theirs.client_order_id)) == _content(ours)
@@ -126,18 +126,18 @@ def test_an_order_path_write_is_committed_when_it_returns_and_a_failed_one_leave
     executor = OrderExecutor(None, journal, worker="gateway")  # type: ignore[arg-type]
     reader = _fresh_reader(journal)
     first = executor._row(_intent("d" * 24), 1, None, "bot-a")
-    journal.insert(first, BotOrderRef("bot-a", "same-id", first.intent_id, "BTCUSDT").journal_row())
+    journal.intend(first, BotOrderRef("bot-a", "same-id", first.intent_id, "BTCUSDT").journal_row())
     back = reader.get(first.client_order_id)
     assert back is not None and back.status == OrderStatus.SENT
 
     # The mapping row breaks the (bot, bot client id) constraint: the journal row must not exist either.
     second = executor._row(_intent("e" * 24), 1, None, "bot-a")
     with pytest.raises(Exception, match="(?i)unique"):
-        journal.insert(second, BotOrderRef("bot-a", "same-id", second.intent_id, "BTCUSDT").journal_row())
+        journal.intend(second, BotOrderRef("bot-a", "same-id", second.intent_id, "BTCUSDT").journal_row())
     assert reader.get(second.client_order_id) is None and journal.get(second.client_order_id) is None
 
     # The journal goes on writing after the failure, and an update is committed when it returns too.
-    journal.insert(second, BotOrderRef("bot-a", "other-id", second.intent_id, "BTCUSDT").journal_row())
+    journal.intend(second, BotOrderRef("bot-a", "other-id", second.intent_id, "BTCUSDT").journal_row())
     apply_report(second, FILLED)
     journal.update(second)
     back = reader.get(second.client_order_id)
@@ -150,7 +150,7 @@ def test_orders_written_from_many_threads_are_all_in_the_journal(journal: OrderJ
 
     def place(n: int) -> str:
         row = executor._row(_intent(f"t{n:023d}"), 1, None, f"bot-{n % 3}")
-        journal.insert(row, BotOrderRef(row.worker, f"cid-{n}", row.intent_id, "BTCUSDT").journal_row())
+        journal.intend(row, BotOrderRef(row.worker, f"cid-{n}", row.intent_id, "BTCUSDT").journal_row())
         apply_report(row, FILLED)
         journal.update(row)
         return row.client_order_id
@@ -228,7 +228,7 @@ def test_an_order_path_row_is_stored_as_the_processors_and_the_driver_store_it(t
         if n == 1:
             row.created_at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=-5)))
         companion = BotOrderRef("bot-a", f"g-{n}", row.intent_id, "BTCUSDT").journal_row()
-        journal.insert(row, companion)
+        journal.intend(row, companion)
         by_processors(_JOURNAL, {name: getattr(row, name) for name in _JOURNAL.c.keys()})
         by_processors(companion[0], {"id": n + 1, **companion[1]})
         apply_report(row, FILLED)

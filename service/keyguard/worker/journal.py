@@ -652,10 +652,10 @@ class OrderJournal:
         return replayed
 
     def intend(self, order: JournalOrder, *companions: tuple[Any, dict[str, object]]) -> PendingInsert:
-        """`insert` for a row whose request leaves next: the row (and its companions) is durable when this returns;
-        the returned PendingInsert writes it to the database, to run while the request is out. Without an intent log
-        the row is inserted here and the PendingInsert is already done. The row is written as built (its
-        `updated_at` is when it was made, an instant before)."""
+        """Write a new row, and (table, values) rows that must exist exactly when it does, for a request that leaves
+        next: they are durable, all or none, when this returns. With an intent log the returned PendingInsert commits
+        them to the database, to run while the request is out; without one they are committed here (a failure raised)
+        and it is already done. The row is written as built (its `updated_at` is when it was made)."""
         write = self._row_writes.get("insert") or self._row_write("insert")
         return self._intend(PendingInsert(self, order.client_order_id, [(write.sql, write.row_parameters(order))],
                                           row=order), order.intent_id, companions)
@@ -684,7 +684,7 @@ class OrderJournal:
                 log.warning("journal: intent log append failed (%s); the row is inserted before sending", exc)
         self._commit(writes)  # no log: committed before the request leaves, a failure raised as it is
         pending.done = True
-        pending()  # builds the row
+        pending.finish()  # the row object, if it was given as values
         return pending
 
     def release_intents(self) -> None:
@@ -696,16 +696,6 @@ class OrderJournal:
     def awaiting(self, intent_id: str) -> bool:
         """Whether an order of this intent is durable in the intent log but not yet in the database."""
         return self._intents is not None and self._intents.holds(intent_id)
-
-    def insert(self, order: JournalOrder, *companions: tuple[Any, dict[str, object]]) -> JournalOrder:
-        """Write a new row, and (table, values) rows that must exist exactly when it does, in one transaction."""
-        order.updated_at = utcnow()
-        write = self._row_writes.get("insert") or self._row_write("insert")
-        writes = [(write.sql, write.row_parameters(order))]
-        for table, values in companions:
-            writes.append(self._write(table, values))
-        self._commit(writes)
-        return order
 
     def update(self, order: JournalOrder) -> JournalOrder:
         """Write an existing row's fields back with one UPDATE (no read first): the hot path after an answer."""
