@@ -284,7 +284,8 @@ def test_an_order_still_at_the_exchange_counts_against_the_next_orders_position_
         time.sleep(0.01)  # alpha's order has passed the envelope and is at the (slow) exchange
 
     with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.06 "
-                                                 r"counting 0\.03 in orders not answered yet > max_position 0\.05"):
+                                                 r"counting 0\.03 in orders not yet answered or filled > "
+                                                 r"max_position 0\.05"):
         beta.create_order("BTC/USDT", "market", "buy", 0.03)
     sending.join(10)
     assert first["status"] == "closed"
@@ -307,7 +308,7 @@ def test_an_order_whose_outcome_is_unknown_counts_as_filled_until_a_look_up_sett
 
     # Unknown is never safe: until it is settled, alpha's 0.03 counts as bought.
     with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.06 "
-                                                 r"counting 0\.03 in orders not answered yet"):
+                                                 r"counting 0\.03 in orders not yet answered or filled"):
         beta.create_order("BTC/USDT", "market", "buy", 0.03)
     assert handle.gateway.envelope.in_flight("alpha") == {"BTC": (0.03, 0.0)}
 
@@ -344,6 +345,56 @@ def test_a_restarted_gateway_still_counts_an_order_it_never_settled(
             time.sleep(0.1)
         assert second.gateway.envelope.in_flight() == {}
         assert second.gateway.envelope.account.positions["BTC"] == pytest.approx(0.03, abs=1e-4)
+
+
+def test_resting_limit_orders_count_against_the_position_cap_until_they_fill_or_are_cancelled(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    # A runaway bot's classic way past a position cap: many limit orders far from the market, each inside every cap,
+    # all filling together when the market comes to them.
+    handle, alpha, beta = two_bots_under_a_cap(start_gateway)
+    first = alpha.create_order("BTC/USDT", "limit", "buy", 0.03, 50000)
+    assert first["status"] == "open"
+    with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.06 "
+                                                 r"counting 0\.03 in orders not yet answered or filled > "
+                                                 r"max_position 0\.05"):
+        alpha.create_order("BTC/USDT", "limit", "buy", 0.03, 50000)
+    with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.06"):
+        beta.create_order("BTC/USDT", "market", "buy", 0.03)  # the account's cap counts every bot's resting orders
+    assert handle.gateway.envelope.in_flight() == {"BTC": (0.03, 0.0)}
+    assert [o["id"] for o in alpha.fetch_open_orders("BTC/USDT")] == [first["id"]], "the refused ones never left"
+
+    alpha.cancel_order(first["id"], "BTC/USDT")  # cancelled: nothing of it can fill any more
+    assert handle.gateway.envelope.in_flight() == {}
+    second = alpha.create_order("BTC/USDT", "limit", "buy", 0.03, 59000)
+    assert second["status"] == "open"
+
+    sandbox.exchange.set_price("BTCUSDT", 58500.0)  # the market comes to it: filled, now a position in the books
+    deadline = time.monotonic() + 15
+    while handle.gateway.envelope.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.1)  # housekeeping looks open orders up
+    assert handle.gateway.envelope.in_flight() == {}
+    held = handle.gateway.envelope.account.positions["BTC"]
+    assert held == pytest.approx(0.03, abs=1e-4), "counted once: as a position, no longer as a resting order"
+    with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.0[56]"):
+        beta.create_order("BTC/USDT", "market", "buy", 0.025)
+    assert beta.create_order("BTC/USDT", "market", "buy", 0.015)["status"] == "closed"
+
+
+def test_a_restarted_gateway_counts_the_orders_still_resting_at_the_exchange(
+        sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path) -> None:
+    config = gateway_config(sandbox, exchange_key, tmp_path, account=CAPPED_ACCOUNT)
+    with run_gateway(config) as first:
+        alpha = ccxt_bot(first, bot_key(first, "alpha"))
+        alpha.load_markets()
+        assert alpha.create_order("BTC/USDT", "limit", "buy", 0.03, 50000)["status"] == "open"
+
+    with run_gateway(config) as second:  # the same journal: the order still rests at the exchange
+        assert second.gateway.envelope.in_flight("alpha") == {"BTC": (0.03, 0.0)}
+        beta = ccxt_bot(second, bot_key(second, "beta"))
+        beta.load_markets()
+        with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.06"):
+            beta.create_order("BTC/USDT", "limit", "buy", 0.03, 50000)
+        assert beta.create_order("BTC/USDT", "limit", "buy", 0.02, 50000)["status"] == "open"
 
 
 def test_after_a_restart_every_bot_s_book_counts_before_the_bot_is_seen_again(

@@ -28,7 +28,7 @@ from keyguard.exchanges.binance_client import BinanceSpotClient, ExchangeRejecte
 from keyguard.exchanges.budget import RateLimitRefused
 from keyguard.gateway.envelope import Envelope
 from keyguard.gateway.market import MarketData
-from keyguard.worker.journal import OPEN_STATUSES, JournalOrder, OrderJournal, OrderStatus
+from keyguard.worker.journal import FINAL_STATUSES, OPEN_STATUSES, JournalOrder, OrderJournal, OrderStatus
 from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult, apply_report
 from keyguard.worker.portfolio import Book, fold, row_effect
 from keyguard.worker.risk import OrderCheck, Refusal
@@ -188,10 +188,12 @@ class OrderDesk:
         self._seen: dict[str, tuple[float, float]] = {}
         self._day = 0
         self.counters = {"orders_sent": 0, "orders_replayed": 0, "orders_unknown": 0, "orders_resent": 0}
-        # intent id -> (bot, order) of orders whose outcome is unknown: counted in flight by the envelope (as if
-        # filled) until a look-up settles them. Unknown is never safe.
-        self._in_doubt: dict[str, tuple[str, OrderCheck]] = {}
-        self._in_doubt_lock = threading.Lock()
+        # intent id -> [bot, order, quantity the envelope counts for it]: every order let through that could still
+        # add to a position beyond what the books hold. Its whole quantity while it is on the wire or its outcome
+        # is unknown (as if filled: unknown is never safe), what it has not filled while it rests at the exchange,
+        # nothing once it is closed (see _recount).
+        self._counted: dict[str, list[Any]] = {}
+        self._counted_lock = threading.Lock()
         self._load()
 
     # -- ownership -------------------------------------------------------------------------------------------
@@ -206,13 +208,14 @@ class OrderDesk:
             if entry.intent_id in mapped:
                 self._remember(entry.client_order_id, entry.exchange_order_id, mapped[entry.intent_id])
         self.refold()
-        for entry in journaled:
+        for entry in journaled:  # in order: a resend's row comes after the row it replaced
             owner = self._owner.get(entry.client_order_id)
             base = self.market.base_of.get(entry.symbol)
-            if entry.status in UNSETTLED and owner is not None and base is not None:
+            if owner is not None and base is not None:
                 check = OrderCheck(entry.symbol, base, entry.side, entry.quantity, entry.price or 0.0)
-                self._in_doubt[entry.intent_id] = (owner[0], check)
-                self.envelope.in_doubt(owner[0], check)
+                with self._counted_lock:
+                    self._counted.setdefault(entry.intent_id, [owner[0], check, 0.0])
+                self._recount(entry.intent_id, entry)
 
     def _remember(self, exchange_cid: str, order_id: Any, owner: tuple[str, str]) -> None:
         self._owner[exchange_cid] = owner
@@ -299,31 +302,38 @@ class OrderDesk:
         lock = self._lock_for(key)
         lock.acquire()
         admitted: OrderCheck | None = None
+        counted: str | None = None  # the intent id under which `_counted` holds the order
+        result: OrderResult | None = None
         try:
             mapping = self._mapping(bot, bot_cid)
             if mapping is not None:
                 replayed = self._replay(bot, mapping)
                 if replayed is not None:
                     return replayed
-            check = admitted = self._admit(bot, p, test=False)
+            check = admitted = self._admit(bot, p, test=False)  # its whole quantity counted from here (_recount)
             intent = OrderIntent(check.symbol, check.base_asset, check.side, check.quantity,
                                  order_type=p["type"].upper(), price=number(p, "price"),
                                  reference_price=check.price, wire=self._wire(params))
+            with self._counted_lock:
+                self._counted[intent.intent_id] = [bot, check, check.quantity]
+            counted = intent.intent_id
             mapping = BotOrderRef(bot, bot_cid, intent.intent_id, check.symbol)
             self._mappings[(bot, bot_cid)] = mapping
             # The mapping is written in the same transaction as the journal row, before the request leaves.
             result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot,
                                          companion=mapping.journal_row(), defer=self.defer)
-            if result.report is None and result.status in UNSETTLED:
-                # The exchange may hold it: it stays counted as in flight until a look-up settles it.
-                with self._in_doubt_lock:
-                    self._in_doubt[intent.intent_id] = (bot, check)
-                admitted = None
             return self._settle(bot, mapping, check, result)
         finally:
-            if admitted is not None:
-                # Off the wire once its answer is in the books (deferred after `_settle`'s, so it runs after them).
-                self.defer(partial(self.envelope.landed, bot, admitted))
+            if counted is not None:
+                # Counted for what it may still fill once its answer is in the books (deferred after `_settle`'s, so
+                # it runs after them): nothing when it filled or was refused, the rest while it rests, all of it while
+                # its outcome is unknown.
+                if result is not None:
+                    self.defer(partial(self._recount, counted, result.journal_row))
+                else:  # the executor failed: counted on unless nothing of it was written, so it cannot have left
+                    self.defer(partial(self._recount_failed, counted))
+            elif admitted is not None:
+                self.envelope.count(bot, admitted, -admitted.quantity)  # let through, never made into an order
             self.defer(partial(self._unlock, key, lock))
 
     def _wire(self, params: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -421,7 +431,7 @@ class OrderDesk:
             row.status = OrderStatus.NOT_FOUND
             self.journal.record(row)
             self._forget(mapping)
-            self._settled(row.intent_id)
+            self._recount(row.intent_id, row)
             return None
         raise BinanceError(503, -1007, OUTCOME_UNKNOWN_MSG)
 
@@ -540,15 +550,38 @@ class OrderDesk:
         if row is not None and owner is not None and row.exchange_order_id is not None:
             self._remember(row.client_order_id, row.exchange_order_id, owner)
         self._book(row)
-        if row is not None and row.status not in UNSETTLED:
-            self._settled(row.intent_id)
+        if row is not None:
+            self._recount(row.intent_id, row)
 
-    def _settled(self, intent_id: str) -> None:
-        """An order whose outcome was unknown is now in the books, or proven never placed."""
-        with self._in_doubt_lock:
-            doubt = self._in_doubt.pop(intent_id, None)
-        if doubt is not None:
-            self.envelope.landed(*doubt)
+    def _recount_failed(self, intent_id: str) -> None:
+        row = self._latest_row(intent_id)
+        if row is None and not self.journal.awaiting(intent_id):
+            self._recount(intent_id, None, gone=True)
+        elif row is not None:
+            self._recount(intent_id, row)  # unsettled rows stay whole until a look-up (settle_open) settles them
+
+    def _recount(self, intent_id: str, row: JournalOrder | None, *, gone: bool = False) -> None:
+        """What the envelope counts for an order let through, from its journal row as it now stands (its executions
+        already in the books): all of it while its outcome is unknown, what it has not filled while it is open at the
+        exchange, nothing once it is closed, refused, proven never placed, or `gone` (it never left)."""
+        with self._counted_lock:
+            entry = self._counted.get(intent_id)
+            if entry is None:
+                return
+            bot, check, counted = entry
+            if gone or row is None or row.status in FINAL_STATUSES:
+                left = 0.0
+            elif row.status in UNSETTLED:
+                left = check.quantity
+            else:  # NEW or PARTIALLY_FILLED: resting, each fill already booked
+                left = max(0.0, check.quantity - row.executed_qty)
+            if left <= 1e-12:
+                del self._counted[intent_id]
+                left = 0.0
+            else:
+                entry[2] = left
+            if left != counted:
+                self.envelope.count(bot, check, left - counted)
 
     def _book(self, row: JournalOrder | None) -> None:
         if row is None or row.client_order_id not in self._owner:
@@ -588,7 +621,7 @@ class OrderDesk:
             before = (row.status, row.executed_qty)
             if row.status in UNSETTLED:
                 if self.executor.resolve(row).definitely_absent:
-                    self._settled(row.intent_id)  # proven never placed: nothing of it can fill
+                    self._recount(row.intent_id, row, gone=True)  # proven never placed: nothing of it can fill
             else:
                 try:
                     report = self.client.get_order(row.symbol, row.client_order_id)

@@ -111,8 +111,9 @@ class Envelope:
         self.refusals: dict[str, int] = {}
         self.largest_notional_today = 0.0
         self._lock = threading.Lock()
-        # Quantity let through and not yet in the books, by (bot, base asset) and by (None, base asset) for the
-        # account: [buys, sells]. Added when an order passes, taken off by `landed` once its answer is booked.
+        # Quantity let through and not in the books, by (bot, base asset) and by (None, base asset) for the account:
+        # [buys, sells]. Added when an order passes; taken off (`count`) as what it executed reaches the books and
+        # once nothing more of it can fill. An order resting at the exchange counts for what it has not filled yet.
         self._in_flight: dict[tuple[str | None, str], list[float]] = {}
         # The books and prices last set: a bot watched later starts from its own.
         self._books: Mapping[str, Book] = {}
@@ -172,26 +173,24 @@ class Envelope:
             if pending == [0.0, 0.0]:
                 del self._in_flight[(owner, order.base_asset)]
 
-    def in_doubt(self, bot: str, order: OrderCheck) -> None:
-        """Count an order whose outcome the journal does not know (found so at start) as in flight until `landed`."""
+    def count(self, bot: str, order: OrderCheck, quantity: float) -> None:
+        """Add `quantity` (taken off when negative) to what counts as in flight in `order`'s direction: an order let
+        through by `check` (which counts its whole quantity), whose outcome is unknown, or that rests at the exchange
+        unfilled counts until the books hold what it executed and nothing more of it can fill (OrderDesk keeps each
+        order's count)."""
         with self._lock:
-            self._move_in_flight(bot, order, order.quantity)
+            self._move_in_flight(bot, order, quantity)
 
     def _pending(self, owner: str | None, order: OrderCheck) -> float:
-        """The signed quantity in flight in `order`'s direction (see check_order's `in_flight`)."""
+        """The signed quantity counted in `order`'s direction (see check_order's `in_flight`)."""
         pending = self._in_flight.get((owner, order.base_asset))
         if pending is None:
             return 0.0
         return pending[0] if order.side == "BUY" else -pending[1]
 
-    def landed(self, bot: str, order: OrderCheck) -> None:
-        """An order `check` let through (or `in_doubt` counted) is off the wire: its outcome is in the books
-        (`set_books`), or it was not placed; its quantity no longer counts as in flight."""
-        with self._lock:
-            self._move_in_flight(bot, order, -order.quantity)
-
     def in_flight(self, bot: str | None = None) -> dict[str, tuple[float, float]]:
-        """(buys, sells) in flight by base asset, for `bot` (None: the account)."""
+        """(buys, sells) let through and not in the books by base asset (on the wire, unknown, or resting unfilled),
+        for `bot` (None: the account)."""
         with self._lock:
             return {base: (p[0], p[1]) for (owner, base), p in self._in_flight.items() if owner == bot}
 

@@ -127,9 +127,10 @@ def check_order(order: OrderCheck, limits: RiskLimits, snap: RiskSnapshot, now: 
                 in_flight: float = 0.0) -> Refusal | None:
     """Every pre-trade check, cheapest and most absolute first. Returns the first refusal, or None to send.
 
-    `in_flight` is the signed quantity of the asset in orders already let through in this order's direction whose
-    answer is not in the snapshot's positions yet (a BUY's in-flight buys, a SELL's in-flight sells, negative): each
-    is judged as if they had all filled, so two orders sent at once cannot together pass a cap neither passes alone."""
+    `in_flight` is the signed quantity of the asset in orders already let through in this order's direction that is
+    not in the snapshot's positions (a BUY's buys, a SELL's sells, negative): orders not answered yet, whose outcome
+    is unknown, or resting at the exchange unfilled. Each is judged as if they had all filled, so neither two orders
+    sent at once nor a pile of resting limit orders can together pass a cap none passes alone."""
     if snap.kill_switch_engaged:
         return Refusal(KILL_SWITCH, "kill switch engaged: no orders until it is released")
     if order.quantity <= 0 or order.price <= 0:
@@ -158,7 +159,7 @@ def check_order(order: OrderCheck, limits: RiskLimits, snap: RiskSnapshot, now: 
     if not reducing:
         cap = limits.max_position.get(order.base_asset)
         if cap is not None and abs(after) > cap:
-            pending = f" counting {abs(in_flight):g} in orders not answered yet" if in_flight else ""
+            pending = f" counting {abs(in_flight):g} in orders not yet answered or filled" if in_flight else ""
             return Refusal(MAX_POSITION, f"{order.base_asset} position would be {after:g}{pending} > max_position "
                                          f"{cap:g}")
         stage_cap = limits.stage_cap()
