@@ -380,6 +380,24 @@ def test_resting_limit_orders_count_against_the_position_cap_until_they_fill_or_
     assert beta.create_order("BTC/USDT", "market", "buy", 0.015)["status"] == "closed"
 
 
+def test_a_sell_limit_below_the_market_is_judged_at_the_market_price_it_fills_at(
+        gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
+    # The bot's max_order_notional is 2000: holding 0.06 BTC (about 3600 at the market) it may not sell it in one
+    # order, however low it sets its limit. Priced at its limit, 0.06 at 33000 would look like 1980 and dump the lot.
+    bot = ccxt_bot(gateway, bot_key(gateway, "alpha"))
+    bot.load_markets()
+    for _ in range(2):
+        assert bot.create_order("BTC/USDT", "market", "buy", 0.03)["status"] == "closed"
+    market = sandbox.exchange.prices["BTCUSDT"]
+    with pytest.raises(ccxt.ExchangeError, match=rf"KEYGUARD_MAX_ORDER_NOTIONAL: bot alpha: order notional "
+                                                 rf"{0.06 * market:.2f} > max_order_notional 2000\.00"):
+        bot.create_order("BTC/USDT", "limit", "sell", 0.06, 33000)
+    sold = bot.create_order("BTC/USDT", "limit", "sell", 0.03, 33000)  # inside the cap at the market: it passes
+    assert sold["status"] == "closed" and sold["average"] > 33000, "it filled at the market, above its limit"
+    # A sell limit above the market rests and fills at its limit: that is its notional.
+    assert bot.create_order("BTC/USDT", "limit", "sell", 0.02, 100000)["status"] == "open"
+
+
 def test_a_restarted_gateway_counts_the_orders_still_resting_at_the_exchange(
         sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path) -> None:
     config = gateway_config(sandbox, exchange_key, tmp_path, account=CAPPED_ACCOUNT)

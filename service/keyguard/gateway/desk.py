@@ -345,10 +345,18 @@ class OrderDesk:
         with answered_as_binance():
             base = self.market.base_asset(symbol)
             limit_price = number(p, "price")
-            price = limit_price if limit_price is not None else self.market.price(symbol)
+            # A sell fills at its limit or better: a limit below the market (a fat finger, or a bot dumping past its
+            # order cap) fills at the market. Its notional is at the higher of the two. A buy fills at its limit or
+            # lower: the limit bounds it.
+            market_price = self.market.price(symbol) if limit_price is None or side == "SELL" else None
         if base is None:
             raise BinanceError(400, -1121, "Invalid symbol.")
-        self.prices[base] = price if limit_price is None else self.prices.get(base, price)
+        if market_price is None:
+            price = limit_price if limit_price is not None else 0.0
+            self.prices.setdefault(base, price)
+        else:
+            price = market_price if limit_price is None else max(limit_price, market_price)
+            self.prices[base] = market_price
         quantity, quote = number(p, "quantity"), number(p, "quoteOrderQty")
         if quantity is None and quote is not None and price > 0:
             quantity = quote / price
