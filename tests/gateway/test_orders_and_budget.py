@@ -398,6 +398,28 @@ def test_a_sell_limit_below_the_market_is_judged_at_the_market_price_it_fills_at
     assert bot.create_order("BTC/USDT", "limit", "sell", 0.02, 100000)["status"] == "open"
 
 
+def test_past_twenty_resting_orders_the_newest_one_s_fill_is_still_found(
+        gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
+    # Housekeeping looks up at most 20 open orders a round: in turn, so a fill of any of them reaches the books (the
+    # bot need not ask), not only fills of the oldest 20.
+    bot = ccxt_bot(gateway, bot_key(gateway, "alpha"))
+    bot.load_markets()
+    for _ in range(24):
+        assert bot.create_order("BTC/USDT", "limit", "buy", 0.001, 50000)["status"] == "open"
+    newest = bot.create_order("BTC/USDT", "limit", "buy", 0.001, 59000)
+    sandbox.exchange.set_price("BTCUSDT", 58500.0)  # crosses the newest order only
+    received = 0.001 * (1 - sandbox.exchange.config.maker_commission)
+    deadline = time.monotonic() + 15
+    watch = gateway.gateway.envelope.watch("alpha")
+    while watch.snapshot.positions.get("BTC", 0.0) != pytest.approx(received, abs=1e-12) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert watch.snapshot.positions.get("BTC", 0.0) == pytest.approx(received, abs=1e-12)
+    assert gateway.gateway.envelope.in_flight("alpha") == {"BTC": (pytest.approx(0.024), 0.0)}, \
+        "the 24 still resting count; the filled one counts as a position, not twice"
+    assert sandbox.exchange.orders[int(newest["id"])].status == "FILLED"
+
+
 def test_a_restarted_gateway_counts_the_orders_still_resting_at_the_exchange(
         sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path) -> None:
     config = gateway_config(sandbox, exchange_key, tmp_path, account=CAPPED_ACCOUNT)

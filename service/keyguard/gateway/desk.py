@@ -187,6 +187,9 @@ class OrderDesk:
         # exchange client id -> (base moved, quote moved) of the order already in the books, net of commission
         self._seen: dict[str, tuple[float, float]] = {}
         self._day = 0
+        # exchange client id -> the settle_open round that last looked the open order up
+        self._looked: dict[str, int] = {}
+        self._look_round = 0
         self.counters = {"orders_sent": 0, "orders_replayed": 0, "orders_unknown": 0, "orders_resent": 0}
         # intent id -> [bot, order, quantity the envelope counts for it]: every order let through that could still
         # add to a position beyond what the books hold. Its whole quantity while it is on the wire or its outcome
@@ -623,9 +626,17 @@ class OrderDesk:
         """Bring up to `most` open or unknown journal rows up to date by look-up (fills of resting orders, outcomes
         a crash left unknown); returns how many changed."""
         changed = 0
-        for row in self.journal.orders(OPEN_STATUSES)[:most]:
-            if row.client_order_id not in self._owner:
-                continue
+        rows = [row for row in self.journal.orders(OPEN_STATUSES) if row.client_order_id in self._owner]
+        # In turn: the least recently looked up first (never looked up: first of all, oldest first), so past `most`
+        # open orders every one is still looked at every few rounds, not only the oldest `most` every round.
+        looked = self._looked
+        still_open = {row.client_order_id for row in rows}
+        for cid in [cid for cid in looked if cid not in still_open]:
+            looked.pop(cid, None)
+        rows.sort(key=lambda row: looked.get(row.client_order_id, 0))
+        self._look_round += 1
+        for row in rows[:most]:
+            looked[row.client_order_id] = self._look_round
             before = (row.status, row.executed_qty)
             if row.status in UNSETTLED:
                 if self.executor.resolve(row).definitely_absent:
