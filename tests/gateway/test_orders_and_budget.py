@@ -398,10 +398,11 @@ def test_a_sell_limit_below_the_market_is_judged_at_the_market_price_it_fills_at
     assert bot.create_order("BTC/USDT", "limit", "sell", 0.02, 100000)["status"] == "open"
 
 
-def test_past_twenty_resting_orders_the_newest_one_s_fill_is_still_found(
-        gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
-    # Housekeeping looks up at most 20 open orders a round: in turn, so a fill of any of them reaches the books (the
-    # bot need not ask), not only fills of the oldest 20.
+def test_past_twenty_resting_orders_the_newest_one_s_fill_is_still_found_within_the_budget(
+        gateway: GatewayHandle, sandbox: SandboxHandle, caplog: pytest.LogCaptureFixture) -> None:
+    # A fill of any resting order reaches the books without the bot asking, however many rest: housekeeping reads the
+    # symbol's open orders in one call a round and looks up only the ones that closed. (Looking each one up, 20 a
+    # round, never reached past the oldest 20 and spent the IP's whole weight budget: lookups were refused.)
     bot = ccxt_bot(gateway, bot_key(gateway, "alpha"))
     bot.load_markets()
     for _ in range(24):
@@ -418,6 +419,9 @@ def test_past_twenty_resting_orders_the_newest_one_s_fill_is_still_found(
     assert gateway.gateway.envelope.in_flight("alpha") == {"BTC": (pytest.approx(0.024), 0.0)}, \
         "the 24 still resting count; the filled one counts as a position, not twice"
     assert sandbox.exchange.orders[int(newest["id"])].status == "FILLED"
+    time.sleep(3)  # six more housekeeping rounds with 24 orders resting
+    refused = [r.getMessage() for r in caplog.records if "RATE_" in r.getMessage()]
+    assert refused == [], f"housekeeping ran out of the shared budget: {refused[:2]}"
 
 
 def test_a_restarted_gateway_counts_the_orders_still_resting_at_the_exchange(

@@ -623,19 +623,49 @@ class OrderDesk:
             self.envelope.set_books(self.books, self.prices)
 
     def settle_open(self, most: int = 20) -> int:
-        """Bring up to `most` open or unknown journal rows up to date by look-up (fills of resting orders, outcomes
-        a crash left unknown); returns how many changed."""
+        """Bring the journal's open and unknown rows up to date (fills of resting orders, outcomes a crash left
+        unknown); returns how many changed. Resting orders cost one openOrders call per symbol, however many there
+        are: one that list no longer holds has closed (filled, cancelled, expired) and is looked up for its final
+        state. Those and the unknown ones are looked up one by one, at most `most` a round, in turn."""
         changed = 0
+        # Read before the exchange is asked: a row open here and missing from its list has closed since.
         rows = [row for row in self.journal.orders(OPEN_STATUSES) if row.client_order_id in self._owner]
-        # In turn: the least recently looked up first (never looked up: first of all, oldest first), so past `most`
-        # open orders every one is still looked at every few rounds, not only the oldest `most` every round.
+        to_look: list[JournalOrder] = []
+        resting: dict[str, list[JournalOrder]] = {}
+        for row in rows:
+            if row.status in UNSETTLED:
+                to_look.append(row)
+            else:
+                resting.setdefault(row.symbol, []).append(row)
+        for symbol, group in resting.items():
+            try:
+                listed = self.client.open_orders(symbol)
+            except Exception as exc:  # noqa: BLE001 - one failed read waits for the next round
+                log.warning("gateway: the open orders on %s could not be read: %s", symbol, exc)
+                continue
+            still = {str(report.get("clientOrderId")): report for report in listed
+                     if isinstance(report, dict)} if isinstance(listed, list) else {}
+            for row in group:
+                report = still.get(row.client_order_id)
+                if report is None:
+                    to_look.append(row)
+                    continue
+                before = (row.status, row.executed_qty)
+                apply_report(row, report)
+                if (row.status, row.executed_qty) != before:
+                    changed += 1
+                    self._note(self.journal.record(row))
+        # In turn, the least recently looked up first: past `most` of them every one is still looked at every few
+        # rounds. One first seen here queues behind those looked at before this round (oldest first among equals).
         looked = self._looked
-        still_open = {row.client_order_id for row in rows}
-        for cid in [cid for cid in looked if cid not in still_open]:
+        waiting = {row.client_order_id for row in to_look}
+        for cid in [cid for cid in looked if cid not in waiting]:
             looked.pop(cid, None)
-        rows.sort(key=lambda row: looked.get(row.client_order_id, 0))
+        for row in to_look:
+            looked.setdefault(row.client_order_id, self._look_round)
+        to_look.sort(key=lambda row: looked[row.client_order_id])
         self._look_round += 1
-        for row in rows[:most]:
+        for row in to_look[:most]:
             looked[row.client_order_id] = self._look_round
             before = (row.status, row.executed_qty)
             if row.status in UNSETTLED:
