@@ -424,6 +424,52 @@ def test_past_twenty_resting_orders_the_newest_one_s_fill_is_still_found_within_
     assert refused == [], f"housekeeping ran out of the shared budget: {refused[:2]}"
 
 
+def wait_until(check: Any, timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return bool(check())
+
+
+def test_resting_orders_obey_the_trading_state_as_new_ones_do(gateway: GatewayHandle,
+                                                               sandbox: SandboxHandle) -> None:
+    alpha, beta = ccxt_bot(gateway, bot_key(gateway, "alpha")), ccxt_bot(gateway, bot_key(gateway, "beta"))
+    alpha.load_markets()
+    beta.load_markets()
+    assert alpha.create_order("BTC/USDT", "market", "buy", 0.02)["status"] == "closed"  # alpha is long
+    alpha_sell = alpha.create_order("BTC/USDT", "limit", "sell", 0.01, 100000)  # would shrink its position
+    alpha_buy = alpha.create_order("BTC/USDT", "limit", "buy", 0.01, 50000)  # would add to it
+    beta_buy = beta.create_order("BTC/USDT", "limit", "buy", 0.01, 50000)
+
+    def status(order: dict[str, Any]) -> str:
+        return str(sandbox.exchange.orders[int(order["id"])].status)
+
+    # REDUCING for alpha: what would add to its position goes, what would shrink it stays; beta is not touched.
+    gateway.gateway.trading.set(TradingState.REDUCING, "alpha")
+    assert wait_until(lambda: status(alpha_buy) == "CANCELED")
+    time.sleep(1.0)  # two more housekeeping rounds
+    assert status(alpha_sell) == "NEW" and status(beta_buy) == "NEW"
+    assert gateway.gateway.envelope.in_flight("alpha") == {"BTC": (0.0, 0.01)}
+
+    # HALTED for the account: every open order goes, every bot's.
+    gateway.gateway.trading.set(TradingState.HALTED)
+    assert wait_until(lambda: status(alpha_sell) == "CANCELED" and status(beta_buy) == "CANCELED")
+    assert gateway.gateway.envelope.in_flight() == {}
+    assert alpha.fetch_open_orders("BTC/USDT") == [] and beta.fetch_open_orders("BTC/USDT") == []
+
+
+def test_an_unreadable_trading_state_refuses_new_orders_but_cancels_none(gateway: GatewayHandle,
+                                                                       sandbox: SandboxHandle) -> None:
+    bot = ccxt_bot(gateway, bot_key(gateway, "alpha"))
+    bot.load_markets()
+    resting = bot.create_order("BTC/USDT", "limit", "buy", 0.01, 50000)
+    gateway.gateway.trading.path.write_text("{not json")  # a tired person's edit
+    with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_STATE_HALTED"):
+        bot.create_order("BTC/USDT", "limit", "buy", 0.01, 50000)
+    time.sleep(1.5)  # three housekeeping rounds
+    assert sandbox.exchange.orders[int(resting["id"])].status == "NEW"
+
+
 def test_a_restarted_gateway_counts_the_orders_still_resting_at_the_exchange(
         sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path) -> None:
     config = gateway_config(sandbox, exchange_key, tmp_path, account=CAPPED_ACCOUNT)

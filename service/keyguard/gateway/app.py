@@ -35,10 +35,11 @@ from keyguard.gateway.rotation import (
 )
 from keyguard.gateway.signing import authenticate, read_params
 from keyguard.redact import redact_text
-from keyguard.worker.journal import OrderJournal, journal_engine
+from keyguard.worker.journal import JournalOrder, OrderJournal, journal_engine
 from keyguard.worker.killswitch import KillSwitch
 from keyguard.worker.orders import OrderExecutor
 from keyguard.worker.retry import retry_data_request
+from keyguard.worker.risk import TradingState
 from keyguard.worker.stages import StageHistory
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,10 @@ class Gateway:
         for bot, watch in self.envelope.bots.items():
             if watch.switch.refresh() and watch.switch.state.changed_by != "gateway":
                 self.desk.cancel_everything(bot)
+        cancelled, failures = self.desk.cancel_everything(which=self._against_trading_state)
+        if cancelled or failures:
+            log.warning("gateway: cancelled %d open orders the trading state no longer allows%s", cancelled,
+                        f"; {len(failures)} cancels failed" if failures else "")
         retry_data_request(self.client.sync_time, self.data_retry)
         self.desk.settle_open()
         for symbol, base in list(self.market.base_of.items()):
@@ -278,6 +283,27 @@ class Gateway:
         self.desk.mark()
         self.heartbeat_at = self.clock()
         self.publish()
+
+    def _against_trading_state(self, bot: str, row: JournalOrder) -> bool:
+        """Whether a resting order of `bot` goes against the trading state, as a new one would be refused: every order
+        under HALTED (the account's or the bot's); under REDUCING, one that would add to the position being reduced
+        (a buy unless it is short, a sell unless it is long): the bot's own, or the account's."""
+        account, own = self.trading.states(bot)
+        if self.trading.problem is not None:
+            return False  # an unreadable file halts new orders; it is not someone's word to cancel working ones
+        if TradingState.HALTED in (account, own):
+            return True
+        base = self.market.base_of.get(row.symbol)
+        if base is None or TradingState.REDUCING not in (account, own):
+            return False
+
+        def adds(position: float) -> bool:
+            return position >= 0 if row.side == "BUY" else position <= 0
+
+        book = self.desk.books.get(bot)
+        if own is TradingState.REDUCING and adds(book.positions.get(base, 0.0) if book is not None else 0.0):
+            return True
+        return account is TradingState.REDUCING and adds(self.envelope.account.positions.get(base, 0.0))
 
     def _housekeeping(self) -> None:
         wait = self.config.housekeeping_interval_s

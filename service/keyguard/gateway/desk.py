@@ -512,12 +512,15 @@ class OrderDesk:
         return [self.cancel(bot, [("symbol", p["symbol"]), ("origClientOrderId", o["clientOrderId"])])
                 for o in mine]
 
-    def cancel_everything(self, bot: str | None = None) -> tuple[int, list[str]]:
-        """Cancel every open order the journal holds for `bot` (None: every bot); (cancelled, failures)."""
+    def cancel_everything(self, bot: str | None = None,
+                          which: Callable[[str, JournalOrder], bool] | None = None) -> tuple[int, list[str]]:
+        """Cancel every open order the journal holds for `bot` (None: every bot), or only those `which(bot, row)`
+        names; (cancelled, failures)."""
         cancelled, failures = 0, []
         for row in self.journal.orders([OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED]):
             owner = self._owner.get(row.client_order_id)
-            if owner is None or (bot is not None and owner[0] != bot):
+            if owner is None or (bot is not None and owner[0] != bot) or (which is not None and not which(owner[0],
+                                                                                                            row)):
                 continue
             try:
                 report = self.client.request("DELETE", "/api/v3/order", {"symbol": row.symbol,
