@@ -519,8 +519,9 @@ class OrderDesk:
         cancelled, failures = 0, []
         for row in self.journal.orders([OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED]):
             owner = self._owner.get(row.client_order_id)
-            if owner is None or (bot is not None and owner[0] != bot) or (which is not None and not which(owner[0],
-                                                                                                            row)):
+            if owner is None or (bot is not None and owner[0] != bot):
+                continue
+            if which is not None and not which(owner[0], row):
                 continue
             try:
                 report = self.client.request("DELETE", "/api/v3/order", {"symbol": row.symbol,
