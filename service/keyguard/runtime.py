@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from sqlalchemy.engine import Engine
@@ -32,9 +32,41 @@ from keyguard.store.db import create_store_engine, init_store
 log = logging.getLogger(__name__)
 
 
+SETTLE_READS = 3
+SETTLE_PAUSE_S = 0.2
+T = TypeVar("T")
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def read_settled(path: Path, read: Callable[[Path], T]) -> T:
+    """`read(path)`, tried again when it fails on a file that is being written. An editor saving a file truncates it
+    and then writes it: a check that reads in between sees an empty or torn file, and would page for a failed check
+    that is only a save in progress. A failed read of a file that changed while it was read, or within the last
+    second, is tried again up to three times 0.2 s apart; a failure that stands is the file's own, reported as it
+    is (the check keeps its last good findings and says why)."""
+    for attempt in range(SETTLE_READS + 1):
+        before = _stamp(path)
+        try:
+            return read(path)
+        except KeyguardError:
+            after = _stamp(path)
+            settled = after is not None and after == before and time.time() - after[0] / 1e9 > 1.0
+            if attempt == SETTLE_READS or after is None or settled:
+                raise
+            time.sleep(SETTLE_PAUSE_S)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def document_collector(path: Path) -> Collector:
     """A declared document (vendors list, worker config as a policy input) re-read every cycle."""
-    return Collector(scope=f"file:{path.name}", collect=lambda: load_document(path))
+    return Collector(scope=f"file:{path.name}", collect=lambda: read_settled(path, load_document))
 
 
 @dataclass
@@ -154,7 +186,7 @@ def keys_collector(inventory_path: Path, checks: ChecksSettings | None = None,
         return ledgers[0]
 
     def collect(deadline: float) -> Observation:
-        inventory = load_inventory(inventory_path)
+        inventory = read_settled(inventory_path, load_inventory)
         states = inspector.inspect(inventory, deadline)
         now = datetime.now(UTC)
         for key, state in zip(inventory.keys, states, strict=True):
@@ -172,7 +204,7 @@ def worker_state_collector(path: Path) -> Collector:
     def collect() -> Observation:
         if not path.is_file():
             raise ConfigError(f"worker live state {path} does not exist: is the execution worker running?")
-        doc = load_document(path)
+        doc = read_settled(path, load_document)
         # Judge the heartbeat by the service's clock: a dead worker's last file must read as stale.
         doc["now"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         state: dict[str, Any] = doc["state"] if isinstance(doc.get("state"), dict) else {}
