@@ -32,7 +32,7 @@ from keyguard.store.db import create_store_engine, init_store
 log = logging.getLogger(__name__)
 
 
-SETTLE_READS = 3
+SETTLE_WINDOW_S = 2.0  # a file changed this recently may be half saved
 SETTLE_PAUSE_S = 0.2
 T = TypeVar("T")
 
@@ -48,20 +48,20 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 def read_settled(path: Path, read: Callable[[Path], T]) -> T:
     """`read(path)`, tried again when it fails on a file that is being written. An editor saving a file truncates it
     and then writes it: a check that reads in between sees an empty or torn file, and would page for a failed check
-    that is only a save in progress. A failed read of a file that changed while it was read, or within the last
-    second, is tried again up to three times 0.2 s apart; a failure that stands is the file's own, reported as it
-    is (the check keeps its last good findings and says why)."""
-    for attempt in range(SETTLE_READS + 1):
+    that is only a save in progress. A failed read is tried again 0.2 s later for as long as the file keeps changing
+    or changed within the last 2 s (at most 3 s in all); a failure that stands is the file's own, reported as it is
+    (the check keeps its last good findings and says why)."""
+    give_up = time.monotonic() + SETTLE_WINDOW_S + 1.0
+    while True:
         before = _stamp(path)
         try:
             return read(path)
         except KeyguardError:
             after = _stamp(path)
-            settled = after is not None and after == before and time.time() - after[0] / 1e9 > 1.0
-            if attempt == SETTLE_READS or after is None or settled:
+            changing = after != before or (after is not None and time.time() - after[0] / 1e9 < SETTLE_WINDOW_S)
+            if after is None or not changing or time.monotonic() >= give_up:
                 raise
             time.sleep(SETTLE_PAUSE_S)
-    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def document_collector(path: Path) -> Collector:

@@ -38,7 +38,10 @@ VENDOR = {"name": "tradebot-cloud", "requires_withdraw": False, "supports_ip_res
 
 
 def write_vendor(path: Path, **facts: Any) -> None:
-    path.write_text(yaml.safe_dump({"kind": "vendors", "vendors": [{**VENDOR, **facts}]}))
+    """Replaced whole (as `mv` does): what replicas do with a file caught mid-save is test_files_being_saved's."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump({"kind": "vendors", "vendors": [{**VENDOR, **facts}]}))
+    os.replace(tmp, path)
 
 
 def runs(store_url: str, scope: str) -> list[tuple[datetime, datetime, str]]:
