@@ -227,7 +227,7 @@ def infra_collector(infra: InfraSettings, inventory_path: Path | None) -> Collec
             from keyguard.exchanges.inventory import load_inventory
 
             bindings = [{"key": k.id, "ips": [ip.value for ip in k.allowed_ips]}
-                        for k in load_inventory(inventory_path).keys if k.allowed_ips]
+                        for k in read_settled(inventory_path, load_inventory).keys if k.allowed_ips]
         return collect_live_infra(StackOutputs.from_file(infra.outputs), aws, bindings)
 
     return Collector(scope="infra", collect=collect)

@@ -214,7 +214,7 @@ class OrderDesk:
         for entry in journaled:  # in order: a resend's row comes after the row it replaced
             owner = self._owner.get(entry.client_order_id)
             base = self.market.base_of.get(entry.symbol)
-            if owner is not None and base is not None:
+            if owner is not None and base is not None and entry.status not in FINAL_STATUSES:
                 check = OrderCheck(entry.symbol, base, entry.side, entry.quantity, entry.price or 0.0)
                 with self._counted_lock:
                     self._counted.setdefault(entry.intent_id, [owner[0], check, 0.0])
@@ -328,13 +328,12 @@ class OrderDesk:
             return self._settle(bot, mapping, check, result)
         finally:
             if counted is not None:
-                # Counted for what it may still fill once its answer is in the books (deferred after `_settle`'s, so
-                # it runs after them): nothing when it filled or was refused, the rest while it rests, all of it while
-                # its outcome is unknown.
-                if result is not None:
-                    self.defer(partial(self._recount, counted, result.journal_row))
-                else:  # the executor failed: counted on unless nothing of it was written, so it cannot have left
+                # An answered order is recounted by `_settle`'s `_note` once its answer is in the books. Otherwise
+                # (refused, outcome unknown) from its row: nothing when refused, all of it while unknown.
+                if result is None:  # the executor failed: counted on unless nothing of it was written
                     self.defer(partial(self._recount_failed, counted))
+                elif result.report is None:
+                    self.defer(partial(self._recount, counted, result.journal_row))
             elif admitted is not None:
                 self.envelope.count(bot, admitted, -admitted.quantity)  # let through, never made into an order
             self.defer(partial(self._unlock, key, lock))
