@@ -133,3 +133,56 @@ def test_serve_without_exchange_credentials_names_what_is_missing(tmp_path: Path
     result = keyguard("gateway", "serve", "--config", str(config), env=env)
     assert result.returncode == 2
     assert "EXCHANGE_KEY" in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_on_call_commands_cancel_the_resting_orders_they_cover_within_a_second_not_a_round(
+        tmp_path: Path, sandbox: SandboxHandle) -> None:
+    """Revoke first: whoever engages a kill switch or halts trading sees the resting orders it covers gone at the
+    exchange at once, even with a long housekeeping interval (30 s here)."""
+    import time
+
+    from keyguard.sandbox.server import sandbox_urls
+
+    exchange = sandbox.create_key(label="gw", flags=TRADER_FLAGS, ip_restrict=True, ips=["127.0.0.1"])
+    config = write_config(tmp_path, sandbox, housekeeping_interval_s=30, bots={"alpha": {}, "beta": {}})
+    keys = {}
+    for bot in ("alpha", "beta"):
+        created = keyguard("gateway", "keys", "create", "--config", str(config), "--bot", bot, "--json")
+        assert created.returncode == 0, created.stderr
+        keys[bot] = json.loads(created.stdout)
+    proc, url = start_serving(config, exchange)
+    try:
+        alpha, beta = (ccxt.binance({"apiKey": keys[b]["api_key"], "secret": keys[b]["secret"],
+                                     "urls": sandbox_urls(url)}) for b in ("alpha", "beta"))
+
+        def rest(client: ccxt.binance) -> int:
+            order = client.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+            assert order["status"] == "open"
+            return int(order["id"])
+
+        def gone_within(order_id: int, seconds: float) -> bool:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if sandbox.exchange.orders[order_id].status == "CANCELED":
+                    return True
+                time.sleep(0.05)
+            return False
+
+        alpha_order, beta_order = rest(alpha), rest(beta)
+        assert keyguard("gateway", "kill-switch", "engage", "--config", str(config), "--bot", "alpha",
+                        "--reason", "drill").returncode == 0
+        assert gone_within(alpha_order, 2.0)
+        assert sandbox.exchange.orders[beta_order].status == "NEW"  # beta trades on
+
+        assert keyguard("gateway", "trading-state", "HALTED", "--config", str(config)).returncode == 0
+        assert gone_within(beta_order, 2.0)
+
+        assert keyguard("gateway", "trading-state", "ACTIVE", "--config", str(config)).returncode == 0
+        beta_again = rest(beta)
+        assert keyguard("gateway", "kill-switch", "engage", "--config", str(config),
+                        "--reason", "drill").returncode == 0
+        assert gone_within(beta_again, 2.0)
+        assert beta.fetch_open_orders("BTC/USDT") == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

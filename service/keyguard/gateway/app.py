@@ -8,10 +8,12 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from keyguard.errors import ConfigError, KeyguardError
@@ -55,6 +57,10 @@ ORDER_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v3/myTrades"): "my_trades",
 }
 TEST_ORDER = ("POST", "/api/v3/order/test")
+# Between housekeeping rounds the kill switches and the trading state are looked at this often: a change (someone
+# engaging a switch, halting or reducing) starts a round at once, so the resting orders it covers are cancelled
+# within about this long rather than at the next round.
+CONTAINMENT_WATCH_S = 0.2
 PING_PATHS = frozenset({"/api/v3/ping", "/api/v1/ping"})
 TIME_PATHS = frozenset({"/api/v3/time", "/api/v1/time"})
 # Signed reads forwarded as they are: the account's balances, and the read-only metadata a stock ccxt client's
@@ -305,9 +311,37 @@ class Gateway:
             return True
         return account is TradingState.REDUCING and adds(self.envelope.account.positions.get(base, 0.0))
 
+    def _containment_files(self) -> list[Path]:
+        """The files whose change contains trading: the account's kill switch, each bot's, the trading state."""
+        files = [self.trading.path, *(watch.switch.path for watch in list(self.envelope.bots.values()))]
+        return files + ([self.kill_switch.path] if self.kill_switch is not None else [])
+
+    def _stamps(self) -> dict[Path, tuple[int, int, int] | None]:
+        stamps: dict[Path, tuple[int, int, int] | None] = {}
+        for path in self._containment_files():
+            try:
+                st = os.stat(path)
+                stamps[path] = (st.st_mtime_ns, st.st_ino, st.st_size)
+            except OSError:
+                stamps[path] = None
+        return stamps
+
+    def _until_next_round(self, wait: float) -> bool:
+        """Wait for the next housekeeping round: `wait` seconds, or less when a kill switch or the trading state
+        changes meanwhile (a bot first seen meanwhile is watched from then on). True when the gateway is stopping."""
+        deadline = time.monotonic() + wait
+        seen = self._stamps()
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(CONTAINMENT_WATCH_S, left)):
+                return True
+            now = self._stamps()
+            if any(stamp != seen.get(path) for path, stamp in now.items()):
+                return False
+        return self._stop.is_set()
+
     def _housekeeping(self) -> None:
         wait = self.config.housekeeping_interval_s
-        while not self._stop.wait(wait):
+        while not self._until_next_round(wait):
             try:
                 self.tick()
                 self.failures, self.last_error = 0, None
