@@ -19,6 +19,7 @@ of its own (`--gateway-in thread` puts it in a thread of this process instead), 
 
     uv run python -m bench.gateway [--parts latency,saturation,duplicates] [--orders 2000] [--windows 6]
                                    [--dup-orders 10000] [--drop 0.2] [--gateway-in process|thread]
+                                   [--pace-ms 0]
 """
 
 from __future__ import annotations
@@ -329,7 +330,7 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-def latency_part(n: int, warmup: int, where: str) -> dict[str, Any]:
+def latency_part(n: int, warmup: int, where: str, pace_ms: float = 0.0) -> dict[str, Any]:
     config = SandboxConfig(orders_short_limit=UNLIMITED, orders_long_limit=UNLIMITED, weight_limit=UNLIMITED,
                            raw_request_limit=UNLIMITED, starting_balances=BALANCES)
     tmp = Path(tempfile.mkdtemp(prefix="kg-bench-gw-latency-"))
@@ -362,16 +363,20 @@ def latency_part(n: int, warmup: int, where: str) -> dict[str, Any]:
                 # Interleaved: every client sees the same exchange state (its order table grows with every order).
                 for name, client in clients.items():
                     times[name].append(client.market_order(side))
+                    if pace_ms:
+                        time.sleep(pace_ms / 1000)  # untimed: each order then meets a process idle that long
             for client in clients.values():
                 client.close()
-    return {"times": times, "stats": stats, "where": where}
+    return {"times": times, "stats": stats, "where": where, "pace_ms": pace_ms}
 
 
 def print_latency(result: dict[str, Any], n: int) -> None:
     times = result["times"]
     done = len(times["direct"])
     print(f"latency: {done} market orders each way{'' if done == n else f' (cut at {PART_CAP_S:.0f} s of {n})'}, "
-          f"gateway in a {result['where']}; ms per order at the client")
+          f"gateway in a {result['where']}"
+          f"{f', a {pace_ms:g} ms pause after each order' if (pace_ms := result['pace_ms']) else ''}; "
+          "ms per order at the client")
     tenth = max(1, done // 10)
     header = f"{'variant':<30}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}{'p50 first 10%':>15}{'p50 last 10%':>14}"
     print(header)
@@ -628,6 +633,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ", ".join(PARTS))
     parser.add_argument("--orders", type=int, default=2000, help="latency: orders each way")
     parser.add_argument("--warmup", type=int, default=200, help="latency: orders each way before measuring")
+    parser.add_argument("--pace-ms", type=float, default=0.0,
+                        help="latency: pause after each order (a bot's pace rather than back to back)")
     parser.add_argument("--windows", type=int, default=6, help="saturation: weight windows")
     parser.add_argument("--window-s", type=int, default=5, help="saturation: weight window length")
     parser.add_argument("--dup-orders", type=int, default=10000, help="duplicates: orders per variant")
@@ -647,7 +654,7 @@ def main(argv: list[str] | None = None) -> None:
     for part in parts:
         started = time.perf_counter()
         if part == "latency":
-            print_latency(latency_part(args.orders, args.warmup, args.gateway_in), args.orders)
+            print_latency(latency_part(args.orders, args.warmup, args.gateway_in, args.pace_ms), args.orders)
         elif part == "saturation":
             rows = [saturation_variant(name, args.window_s, args.windows, args.gateway_in)
                     for name in ("gateway", "direct")]
