@@ -148,6 +148,7 @@ class Gateway:
         self._thread: threading.Thread | None = None
         self.admin_token: str | None = None  # set once serving (AdminChannel)
         self.on_close: list[Callable[[], object]] = []
+        self._watched: dict[Path, tuple[int, int, int] | None] = {}
 
     def _credentials(self) -> tuple[str, str]:
         """The exchange key: the one a rotation switched to (its source is remembered), else the configured one."""
@@ -253,6 +254,7 @@ class Gateway:
         self._sync()
         self.stages.enter(self.config.stage.value, self.clock())
         self.key_permissions = read_key_permissions(self.client, self.data_retry)
+        self._watched = self._stamps()  # the containment files as this first round reads them
         self.tick()
         self._thread = threading.Thread(target=self._housekeeping, name="keyguard-gateway-housekeeping",
                                         daemon=True)
@@ -326,11 +328,11 @@ class Gateway:
                 stamps[path] = None
         return stamps
 
-    def _until_next_round(self, wait: float) -> bool:
-        """Wait for the next housekeeping round: `wait` seconds, or less when a kill switch or the trading state
-        changes meanwhile (a bot first seen meanwhile is watched from then on). True when the gateway is stopping."""
+    def _until_next_round(self, wait: float, seen: dict[Path, tuple[int, int, int] | None]) -> bool:
+        """Wait for the next housekeeping round: `wait` seconds, or less when a kill switch or the trading state is
+        not as `seen` (taken before the last round read them: a change during that round starts the next one at
+        once; a bot first seen meanwhile is watched from then on). True when the gateway is stopping."""
         deadline = time.monotonic() + wait
-        seen = self._stamps()
         while (left := deadline - time.monotonic()) > 0:
             if self._stop.wait(min(CONTAINMENT_WATCH_S, left)):
                 return True
@@ -341,8 +343,9 @@ class Gateway:
 
     def _housekeeping(self) -> None:
         wait = self.config.housekeeping_interval_s
-        while not self._until_next_round(wait):
+        while not self._until_next_round(wait, self._watched):
             try:
+                self._watched = self._stamps()
                 self.tick()
                 self.failures, self.last_error = 0, None
                 wait = self.config.housekeeping_interval_s
