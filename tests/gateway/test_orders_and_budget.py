@@ -149,6 +149,27 @@ def test_bots_sharing_one_ip_get_429_from_the_gateway_never_from_the_exchange(
     assert statuses.count(200) * 25 <= 300 * 2, "at most the budget of the windows the run spans went out"
 
 
+def test_market_data_answers_are_shared_while_fresh_and_not_kept_once_they_cannot_be_served(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    """Many bots polling one book cost the budget once; a client that sends new parameters on every call (a
+    cache-buster, or paging through history) must not grow the gateway for as long as it runs."""
+    handle = start_gateway(market_data_ttl_s=0.5)
+    market = handle.gateway.market
+    with httpx.Client(base_url=handle.url, timeout=10) as http:
+        before = market.misses
+        same = [http.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": 5}) for _ in range(5)]
+        assert all(a.status_code == 200 for a in same) and len({a.text for a in same}) == 1
+        assert market.misses == before + 1, "five polls of one book within its freshness cost one request"
+        for i in range(30):  # the IP's budget here is 270 weight per 10 s: depth weighs 5
+            answer = http.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": 5, "_": str(i)})
+            assert answer.status_code == 200, answer.text
+        time.sleep(1.2)  # every depth answer is now too old to be served
+        assert http.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": 10}).status_code == 200
+    held = [key[0] for key in market._cache]
+    assert len(held) <= 2 and set(held) <= {"/api/v3/depth", "/api/v3/exchangeInfo"}, held
+    assert market._inflight == {}
+
+
 def test_runaway_bot_is_held_by_its_caps_then_its_kill_switch_while_the_other_trades(
         start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
     handle = start_gateway(bots={"runner": {"max_order_notional": 500, "max_refusals_per_minute": 5},

@@ -19,17 +19,38 @@ MARKET_PATHS = frozenset({
 })
 
 
+# exchangeInfo is read for the envelope's symbol look-ups at most this stale (it changes rarely).
+EXCHANGE_INFO_TTL_S = 60.0
+# Expired answers are dropped at most this often (each pass walks the cache once).
+PRUNE_EVERY_S = 1.0
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
 class MarketData:
     def __init__(self, client: BinanceSpotClient, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.ttl_s = ttl_s
         self.clock = clock
-        self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = {}
+        # key -> (fetched at, dropped after, body): only answers that may still be served are kept. A bot paging
+        # through klines or trades asks with new parameters every call; kept for ever, each answer (up to 1000
+        # candles) would grow the gateway without bound.
+        self._cache: dict[Key, tuple[float, float, Any]] = {}
         self._lock = threading.Lock()
-        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], threading.Lock] = {}
+        # key -> [its lock, how many requests hold or wait for it]: dropped when none do.
+        self._inflight: dict[Key, list[Any]] = {}
+        self._pruned_at = clock()
         self.hits = 0
         self.misses = 0
         self.base_of: dict[str, str] = {}
+
+    def _fresh(self, key: Key, ttl: float) -> Any | None:
+        """The cached answer for `key` if it is at most `ttl` old (call under the lock)."""
+        cached = self._cache.get(key)
+        if cached is not None and self.clock() - cached[0] <= ttl:
+            self.hits += 1
+            return cached
+        return None
 
     def get(self, path: str, params: list[tuple[str, str]], ttl_s: float | None = None) -> Any:
         """The exchange's answer for `path` with `params`, at most `ttl_s` old. Concurrent misses of one key wait
@@ -37,24 +58,37 @@ class MarketData:
         key = (path, tuple(sorted(params)))
         ttl = self.ttl_s if ttl_s is None else ttl_s
         with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None and self.clock() - cached[0] <= ttl:
-                self.hits += 1
-                return cached[1]
-            gate = self._inflight.setdefault(key, threading.Lock())
-        with gate:
+            cached = self._fresh(key, ttl)
+            if cached is not None:
+                return cached[2]
+            gate = self._inflight.get(key)
+            if gate is None:
+                gate = self._inflight[key] = [threading.Lock(), 0]
+            gate[1] += 1
+        try:
+            with gate[0]:
+                with self._lock:
+                    cached = self._fresh(key, ttl)
+                if cached is not None:
+                    return cached[2]
+                body = self.client.request("GET", path, dict(params))
+                with self._lock:
+                    self.misses += 1
+                    now = self.clock()
+                    keep = max(self.ttl_s, ttl, EXCHANGE_INFO_TTL_S if path == "/api/v3/exchangeInfo" else 0.0)
+                    self._cache[key] = (now, now + keep, body)
+                    if now - self._pruned_at >= PRUNE_EVERY_S:
+                        self._pruned_at = now
+                        for stale in [k for k, (_, until, _) in self._cache.items() if until < now]:
+                            del self._cache[stale]
+        finally:
             with self._lock:
-                cached = self._cache.get(key)
-                if cached is not None and self.clock() - cached[0] <= ttl:
-                    self.hits += 1
-                    return cached[1]
-            body = self.client.request("GET", path, dict(params))
-            with self._lock:
-                self.misses += 1
-                self._cache[key] = (self.clock(), body)
-            if path == "/api/v3/exchangeInfo" and isinstance(body, dict):
-                self._learn_symbols(body)
-            return body
+                gate[1] -= 1
+                if not gate[1]:
+                    del self._inflight[key]
+        if path == "/api/v3/exchangeInfo" and isinstance(body, dict):
+            self._learn_symbols(body)
+        return body
 
     def _learn_symbols(self, info: dict[str, Any]) -> None:
         for entry in info.get("symbols") or []:
@@ -62,8 +96,7 @@ class MarketData:
                 self.base_of[str(entry["symbol"])] = str(entry["baseAsset"])
 
     def exchange_info(self) -> dict[str, Any]:
-        # Symbols and limits change rarely: a minute-old copy is fresh enough for the envelope's look-ups.
-        body = self.get("/api/v3/exchangeInfo", [], ttl_s=max(self.ttl_s, 60.0))
+        body = self.get("/api/v3/exchangeInfo", [], ttl_s=max(self.ttl_s, EXCHANGE_INFO_TTL_S))
         return body if isinstance(body, dict) else {}
 
     def base_asset(self, symbol: str) -> str | None:
