@@ -1,5 +1,5 @@
 """Gateway: what the Binance-compatible gateway (`keyguard.gateway`) costs and what it buys, beside the same bots
-calling the sandbox exchange directly. Three parts, each selectable with `--parts`:
+calling the sandbox exchange directly. Four parts, each selectable with `--parts`:
 
 latency      the same small signing HTTP client places market orders (alternating buy/sell) straight at the
              sandbox, through a bare forwarder, through the gateway and through a flat floor (only the steps no
@@ -13,13 +13,15 @@ duplicates   an unmodified ccxt bot places N market orders; for a fixed random 2
              and then cuts the connection. On a network error the bot retries (3 attempts), either with the same
              clientOrderId or the way a stock ccxt call does (a new id each call). Through the gateway and
              straight at the sandbox; counted at the exchange.
+memory       market orders through two gateway processes (closed orders kept in memory for the default hour, and
+             for 5 s) and a bare forwarder, interleaved; each process's resident memory as orders accumulate.
 
 The sandbox runs in this process (uvicorn, one thread) as in the other benchmarks; the gateway runs in a process
 of its own (`--gateway-in thread` puts it in a thread of this process instead), as it is deployed.
 
     uv run python -m bench.gateway [--parts latency,saturation,duplicates] [--orders 2000] [--windows 6]
                                    [--dup-orders 10000] [--drop 0.2] [--gateway-in process|thread]
-                                   [--pace-ms 0]
+                                   [--pace-ms 0] [--mem-orders 20000]
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from bench.limiter import call_of_the_mix, ccxt_bot_settings, count_charges
 from keyguard.gateway.bot_keys import BotKeyStore
 from keyguard.sandbox import BINANCE_SPOT_ONLY_OPTIONS, Fault, SandboxConfig, SandboxHandle, run_sandbox, sandbox_urls
 
-PARTS = ("latency", "saturation", "duplicates")
+PARTS = ("latency", "saturation", "duplicates", "memory")
 TRADER_FLAGS = {"enableReading": True, "enableSpotAndMarginTrading": True}
 UNLIMITED = 10**9
 BALANCES = {"USDT": 10_000_000.0, "BTC": 100.0, "ETH": 1000.0}
@@ -97,7 +99,8 @@ def gateway_process(settings: dict[str, Any], out: Any, stop: Any) -> None:
 
 
 @contextmanager
-def serve_gateway(settings: dict[str, Any], where: str, stats: dict[str, Any]) -> Iterator[str]:
+def serve_gateway(settings: dict[str, Any], where: str, stats: dict[str, Any],
+                  name: str = "keyguard-gateway-bench") -> Iterator[str]:
     """The gateway's URL while the block runs; its counters land in `stats` when it stops."""
     if where == "thread":
         from keyguard.gateway.config import GatewayConfig
@@ -109,7 +112,7 @@ def serve_gateway(settings: dict[str, Any], where: str, stats: dict[str, Any]) -
             finally:
                 stats.update(gateway_stats(handle.gateway))
         return
-    with spawned(gateway_process, settings, "keyguard-gateway-bench") as (url, out, stop):
+    with spawned(gateway_process, settings, name) as (url, out, stop):
         try:
             yield url
         finally:
@@ -627,6 +630,70 @@ def print_duplicates(rows: list[dict[str, Any]], n: int, dropped: int, hold_s: f
             print(f"  {r['name']}: gateway counters {r['stats']}")
 
 
+# -- memory -----------------------------------------------------------------------------------------------------------
+def resident_kib(name: str) -> int:
+    """VmRSS of this run's child process called `name`."""
+    (proc,) = [p for p in multiprocessing.active_children() if p.name == name]
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+KEEP_SHORT_S = 5.0
+
+
+def memory_part(n: int, warmup: int) -> dict[str, Any]:
+    """What a long-running gateway keeps per order: the resident memory of two gateway processes as orders
+    accumulate, one keeping closed orders in memory for its default hour (every order of this run stays), one for
+    5 s (what a run of months looks like past its window), beside the bare forwarder's (same orders, same run)."""
+    config = SandboxConfig(orders_short_limit=UNLIMITED, orders_long_limit=UNLIMITED, weight_limit=UNLIMITED,
+                           raw_request_limit=UNLIMITED, starting_balances=BALANCES)
+    tmp = Path(tempfile.mkdtemp(prefix="kg-bench-gw-memory-"))
+    stats: dict[str, Any] = {}
+    samples: list[tuple[int, int, int, int]] = []
+    names = ("keyguard-gateway-bench", "keyguard-gateway-bench-short", "keyguard-bench-forwarder")
+    with run_sandbox(config) as sandbox:
+        settings = gateway_settings(sandbox, tmp)
+        (key,) = bot_keys(settings, ["memory"])
+        (tmp / "short").mkdir()
+        short_settings = gateway_settings(sandbox, tmp / "short", keep_closed_orders_s=KEEP_SHORT_S,
+                                          housekeeping_interval_s=1.0)
+        (short_key,) = bot_keys(short_settings, ["memory"])
+        direct_key = sandbox.create_key(label="direct", account="direct", flags=TRADER_FLAGS)
+        with serve_gateway(settings, "process", stats) as url, \
+                serve_gateway(short_settings, "process", {}, names[1]) as short_url, \
+                serve_forwarder(sandbox.url) as forwarder_url:
+            clients = [SigningClient(url, key.api_key, key.secret),
+                       SigningClient(short_url, short_key.api_key, short_key.secret),
+                       SigningClient(forwarder_url, direct_key["api_key"], direct_key["secret"])]
+            step = max(1, n // 10)
+            deadline = time.monotonic() + PART_CAP_S
+            for i in range(warmup + n):
+                if time.monotonic() > deadline:
+                    break
+                for client in clients:
+                    client.market_order("BUY" if i % 2 == 0 else "SELL")
+                done = i + 1 - warmup
+                if done >= 0 and done % step == 0:
+                    samples.append((done, *(resident_kib(name) for name in names)))
+            for client in clients:
+                client.close()
+    return {"samples": samples, "stats": stats}
+
+
+def print_memory(result: dict[str, Any]) -> None:
+    samples = result["samples"]
+    print("memory: resident KiB of each process after N orders each (after the warm-up)")
+    print(f"{'orders':>8}{'gateway, 1 h':>14}{f'gateway, {KEEP_SHORT_S:g} s':>14}{'forwarder':>11}")
+    for done, *kib in samples:
+        print(f"{done:>8}{kib[0]:>14}{kib[1]:>14}{kib[2]:>11}")
+    if len(samples) >= 3:
+        # Over the second half of the run: past the short window's first fill.
+        (n0, *a), (n1, *b) = samples[len(samples) // 2], samples[-1]
+        per = [(y - x) * 1024 / max(1, n1 - n0) for x, y in zip(a, b, strict=True)]
+        print(f"growth per order over the second half, bytes: gateway keeping closed orders 1 h {per[0]:.0f}, "
+              f"{KEEP_SHORT_S:g} s {per[1]:.0f}, forwarder {per[2]:.0f}")
+
+
 # -- main -------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -635,6 +702,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=200, help="latency: orders each way before measuring")
     parser.add_argument("--pace-ms", type=float, default=0.0,
                         help="latency: pause after each order (a bot's pace rather than back to back)")
+    parser.add_argument("--mem-orders", type=int, default=20000, help="memory: orders through each process")
     parser.add_argument("--windows", type=int, default=6, help="saturation: weight windows")
     parser.add_argument("--window-s", type=int, default=5, help="saturation: weight window length")
     parser.add_argument("--dup-orders", type=int, default=10000, help="duplicates: orders per variant")
@@ -655,6 +723,8 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         if part == "latency":
             print_latency(latency_part(args.orders, args.warmup, args.gateway_in, args.pace_ms), args.orders)
+        elif part == "memory":
+            print_memory(memory_part(args.mem_orders, args.warmup))
         elif part == "saturation":
             rows = [saturation_variant(name, args.window_s, args.windows, args.gateway_in)
                     for name in ("gateway", "direct")]

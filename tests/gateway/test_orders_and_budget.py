@@ -555,3 +555,70 @@ def test_a_housekeeping_round_that_fails_unexpectedly_does_not_end_housekeeping(
         time.sleep(0.05)
     assert gw.heartbeat_at is not None and gw.heartbeat_at > failed_at, "a later round ran whole"
     assert len(calls) >= 2 and gw.failures == 0 and gw.last_error is None
+
+
+def _let_go(handle: GatewayHandle, *keys: tuple[str, str]) -> bool:
+    """Whether the gateway no longer holds these (bot, client id) orders in memory (only in its journal)."""
+    return wait_until(lambda: not any(key in handle.gateway.desk._mappings for key in keys), 10.0)
+
+
+def test_orders_closed_long_ago_leave_memory_and_still_answer_as_the_bot_named_them(
+        sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path) -> None:
+    """A gateway that runs for months holds its open and recent orders, not all it ever placed; a closed order it let
+    go is still its bot's: replayed, queried, listed, its trades shown, in the books, and nobody else's."""
+    config = gateway_config(sandbox, exchange_key, tmp_path, account=CAPPED_ACCOUNT, keep_closed_orders_s=0)
+    with run_gateway(config) as handle:
+        alpha, beta = ccxt_bot(handle, bot_key(handle, "alpha")), ccxt_bot(handle, bot_key(handle, "beta"))
+        alpha.load_markets()
+        beta.load_markets()
+        filled = alpha.create_order("BTC/USDT", "market", "buy", 0.02, None, {"clientOrderId": "old-fill"})
+        resting = alpha.create_order("BTC/USDT", "limit", "buy", 0.001, 20000, {"clientOrderId": "old-rest"})
+        alpha.cancel_order(resting["id"], "BTC/USDT")
+        assert _let_go(handle, ("alpha", "old-fill"), ("alpha", "old-rest"))
+        orders_before = len(exchange_orders(sandbox))
+
+        again = alpha.create_order("BTC/USDT", "market", "buy", 0.02, None, {"clientOrderId": "old-fill"})
+        assert again["id"] == filled["id"] and again["clientOrderId"] == "old-fill"
+        assert len(exchange_orders(sandbox)) == orders_before, "a reused id of an order let go made no second one"
+        by_id = alpha.fetch_order(filled["id"], "BTC/USDT")
+        assert by_id["clientOrderId"] == "old-fill" and by_id["status"] == "closed"
+        by_cid = signed_call(handle, bot_key(handle, "alpha"), "GET", "/api/v3/order",
+                             {"symbol": "BTCUSDT", "origClientOrderId": "old-rest"})
+        assert by_cid.status_code == 200 and by_cid.json()["status"] == "CANCELED"
+        assert by_cid.json()["clientOrderId"] == "old-rest"
+        assert {o["clientOrderId"] for o in alpha.fetch_orders("BTC/USDT")} == {"old-fill", "old-rest"}
+        assert {t["order"] for t in alpha.fetch_my_trades("BTC/USDT")} == {filled["id"]}
+        # Nobody else's: beta sees none of them, by list, by id or by trade.
+        assert beta.fetch_orders("BTC/USDT") == [] and beta.fetch_my_trades("BTC/USDT") == []
+        with pytest.raises(ccxt.OrderNotFound):
+            beta.fetch_order(filled["id"], "BTC/USDT")
+        # Still in the books: alpha's 0.02 (less commission) counts against the account's 0.05.
+        with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.0509"):
+            beta.create_order("BTC/USDT", "market", "buy", 0.031)
+
+    with run_gateway(config) as second:  # after a restart too: let go at once, answered from the journal
+        alpha = ccxt_bot(second, bot_key(second, "alpha"))
+        alpha.load_markets()
+        assert not second.gateway.desk._mappings
+        assert alpha.create_order("BTC/USDT", "market", "buy", 0.02, None,
+                                  {"clientOrderId": "old-fill"})["id"] == filled["id"]
+        assert len(exchange_orders(sandbox)) == orders_before
+        with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.0509"):
+            alpha.create_order("BTC/USDT", "market", "buy", 0.031)
+
+
+def test_a_long_running_gateway_holds_its_open_and_recent_orders_not_every_order_it_placed(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    handle = start_gateway(keep_closed_orders_s=0)
+    bot = ccxt_bot(handle, bot_key(handle, "alpha"))
+    bot.load_markets()
+    resting = bot.create_order("BTC/USDT", "limit", "buy", 0.001, 20000, {"clientOrderId": "still-open"})
+    for i in range(40):
+        side = "buy" if i % 2 == 0 else "sell"
+        bot.create_order("BTC/USDT", "market", side, 0.001, None, {"clientOrderId": f"o-{i}"})
+    assert _let_go(handle, *(("alpha", f"o-{i}") for i in range(40)))
+    desk = handle.gateway.desk
+    assert set(desk._mappings) == {("alpha", "still-open")}
+    assert len(desk._owner) == len(desk._order_ids) == 1 and len(desk._seen) == 0
+    assert bot.fetch_open_orders("BTC/USDT")[0]["id"] == resting["id"]  # the open one stays, and is still cancellable
+    assert bot.cancel_order(resting["id"], "BTC/USDT")["status"] == "canceled"

@@ -136,7 +136,7 @@ class Gateway:
         self.market = MarketData(self.client, config.market_data_ttl_s)
         self.desk = OrderDesk(self.client, self.journal, self.executor, self.envelope, self.market,
                               deadline_s=config.limiter.deadline_s, clock=clock, on_runaway=self.hold_bot,
-                              defer=self.after_answer.defer)
+                              defer=self.after_answer.defer, keep_closed_s=config.keep_closed_orders_s)
         self._bots_lock = threading.Lock()
         for bot in config.bots:
             self._ensure_bot(bot)
@@ -285,6 +285,7 @@ class Gateway:
                         f"; {len(failures)} cancels failed" if failures else "")
         retry_data_request(self.client.sync_time, self.data_retry)
         self.desk.settle_open()
+        self.desk.retire()
         for symbol, base in list(self.market.base_of.items()):
             if base in self.desk.prices:
                 self.desk.prices[base] = retry_data_request(partial(self.market.price, symbol), self.data_retry)

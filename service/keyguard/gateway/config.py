@@ -77,6 +77,9 @@ class GatewayConfig(_Strict):
     # polling the same ticker cost the IP's budget once.
     market_data_ttl_s: float = Field(default=1.0, ge=0, le=60)
     housekeeping_interval_s: float = Field(default=5.0, gt=0)
+    # A closed order stays in memory this long, then only in the journal (read back when a bot names it): memory
+    # holds the open and recent orders, not every order the gateway ever placed.
+    keep_closed_orders_s: float = Field(default=3600.0, ge=0)
     order_retry: OrderRetrySettings = Field(default_factory=OrderRetrySettings)
     data_retry: DataRetrySettings = Field(default_factory=DataRetrySettings)
     reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)

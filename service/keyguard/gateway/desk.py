@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -152,15 +153,29 @@ class BotOrderRef:
                                 "intent_id": self.intent_id, "symbol": self.symbol, "created_at": datetime.now(UTC)}
 
 
+def _closed_at(row: JournalOrder) -> float | None:
+    """When the order closed for good (final, every trade's commission known), from its row; None while open."""
+    if row.status not in FINAL_STATUSES or row.commission_pending:
+        return None
+    stamp = row.updated_at if row.updated_at.tzinfo is not None else row.updated_at.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+# Orders the desk let go of are found by the exchange's order id (a bot's query by orderId, its trades).
+_BY_EXCHANGE_ORDER_ID = Index("ix_worker_order_exchange_order_id",
+                              JournalOrder.__table__.c.exchange_order_id)  # type: ignore[attr-defined]
+
+
 def create_desk_tables(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine, tables=[GatewayOrder.__table__])  # type: ignore[attr-defined]
+    _BY_EXCHANGE_ORDER_ID.create(engine, checkfirst=True)
 
 
 class OrderDesk:
     def __init__(self, client: BinanceSpotClient, journal: OrderJournal, executor: OrderExecutor, envelope: Envelope,
                  market: MarketData, *, deadline_s: float, clock: Callable[[], float] = time.time,
                  defer: Callable[[Callable[[], object]], None],
-                 on_runaway: Callable[[str, str], None] | None = None) -> None:
+                 on_runaway: Callable[[str, str], None] | None = None, keep_closed_s: float = 3600.0) -> None:
         self.client = client
         self.journal = journal
         self.executor = executor
@@ -197,18 +212,44 @@ class OrderDesk:
         # nothing once it is closed (see _recount).
         self._counted: dict[str, list[Any]] = {}
         self._counted_lock = threading.Lock()
+        # A closed order (final, its commission known) stays in the maps above for `keep_closed_s` after it closed,
+        # then only in the journal: a gateway that runs for months holds its open and recent orders, not every order
+        # it ever placed (about 1.2 kB each). `_closing` queues (closed at, intent id) in that order; `_retired`
+        # holds hash((bot, bot client id)) of each order let go, so a bot reusing an old id still gets that order
+        # (read back from the journal) and never a second one.
+        self.keep_closed_s = keep_closed_s
+        self._closing: deque[tuple[float, str]] = deque()
+        self._retired: set[int] = set()
         self._load()
 
     # -- ownership -------------------------------------------------------------------------------------------
     def _load(self) -> None:
         with Session(self.journal.engine, expire_on_commit=False) as session:
             rows = list(session.exec(select(GatewayOrder)))
-        self._mappings = {(row.bot, row.bot_client_order_id): BotOrderRef(row.bot, row.bot_client_order_id,
-                                                                          row.intent_id, row.symbol) for row in rows}
         mapped = {row.intent_id: (row.bot, row.bot_client_order_id) for row in rows}
         journaled = self.journal.orders()
+        latest: dict[str, JournalOrder] = {}
+        for entry in journaled:  # oldest first: a resend's row comes after the row it replaced
+            latest[entry.intent_id] = entry
+        cutoff = self.clock() - self.keep_closed_s
+        kept: set[str] = set()
+        closing: list[tuple[float, str]] = []
+        for intent_id, last in latest.items():
+            closed_at = _closed_at(last)
+            if closed_at is None:
+                kept.add(intent_id)
+            elif closed_at > cutoff:
+                kept.add(intent_id)
+                closing.append((closed_at, intent_id))
+        for row in rows:
+            key = (row.bot, row.bot_client_order_id)
+            if row.intent_id in kept or row.intent_id not in latest:  # not in latest: in the intent log only
+                self._mappings[key] = BotOrderRef(row.bot, row.bot_client_order_id, row.intent_id, row.symbol)
+            else:
+                self._retired.add(hash(key))
+        self._closing.extend(sorted(closing))
         for entry in journaled:
-            if entry.intent_id in mapped:
+            if entry.intent_id in mapped and entry.intent_id in kept:
                 self._remember(entry.client_order_id, entry.exchange_order_id, mapped[entry.intent_id])
         self.refold()
         for entry in journaled:  # in order: a resend's row comes after the row it replaced
@@ -234,10 +275,11 @@ class OrderDesk:
             return self._owner.get(self._order_ids[order_id])
         return None
 
-    def _as_bot_sees_it(self, report: dict[str, Any], bot_cid: str) -> dict[str, Any]:
+    def _as_bot_sees_it(self, report: dict[str, Any], bot_cid: str, exchange_cid: str | None = None) -> dict[str, Any]:
         out = dict(report)
         for name in ("clientOrderId", "origClientOrderId"):
-            if out.get(name) in self._owner:
+            value = out.get(name)
+            if value is not None and (value == exchange_cid or value in self._owner):
                 out[name] = bot_cid
         return out
 
@@ -252,6 +294,10 @@ class OrderDesk:
 
     def _unlock(self, key: tuple[str, str], lock: threading.Lock) -> None:
         lock.release()
+        self._unlock_unheld(key)
+
+    def _unlock_unheld(self, key: tuple[str, str]) -> None:
+        """No longer wanted by this caller, who does not hold it (see `_lock_for`)."""
         with self._guard:
             entry = self._locks[key]
             entry[1] -= 1
@@ -259,7 +305,32 @@ class OrderDesk:
                 del self._locks[key]
 
     def _mapping(self, bot: str, bot_cid: str) -> BotOrderRef | None:
-        return self._mappings.get((bot, bot_cid))
+        key = (bot, bot_cid)
+        found = self._mappings.get(key)
+        if found is None and self._retired and hash(key) in self._retired:
+            found = self._stored_mapping(GatewayOrder.bot == bot, GatewayOrder.bot_client_order_id == bot_cid)
+        return found
+
+    def _stored_mapping(self, *where: Any) -> BotOrderRef | None:
+        """A mapping the journal holds and memory no longer does (its order closed `keep_closed_s` ago)."""
+        with Session(self.journal.engine) as session:
+            row = session.exec(select(GatewayOrder).where(*where)).first()
+        return BotOrderRef(row.bot, row.bot_client_order_id, row.intent_id, row.symbol) if row is not None else None
+
+    def _stored_owner(self, exchange_cid: str | None = None,
+                      order_id: int | None = None) -> tuple[str, str, str] | None:
+        """(bot, bot client id, exchange client id) of a let-go order, by its exchange client id or order id."""
+        if not self._retired:
+            return None
+        with Session(self.journal.engine) as session:
+            if exchange_cid is not None:
+                row = session.get(JournalOrder, exchange_cid) if exchange_cid.startswith("kg-") else None
+            else:
+                row = session.exec(select(JournalOrder).where(JournalOrder.exchange_order_id == str(order_id))).first()
+        mapping = self._stored_mapping(GatewayOrder.intent_id == row.intent_id) if row is not None else None
+        if row is None or mapping is None:
+            return None
+        return mapping.bot, mapping.bot_client_order_id, row.client_order_id
 
     def _latest_row(self, intent_id: str) -> JournalOrder | None:
         chain = self.journal.chain(intent_id)
@@ -280,6 +351,9 @@ class OrderDesk:
             owner = self._owner.get(exchange_cid) if exchange_cid else None
             if exchange_cid and owner and owner[0] == bot:
                 return exchange_cid, owner[1]
+            stored = self._stored_owner(order_id=int(order_id)) if exchange_cid is None else None
+            if stored is not None and stored[0] == bot:
+                return stored[2], stored[1]
         else:
             raise BinanceError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were "
                                            "empty/null!")
@@ -406,7 +480,9 @@ class OrderDesk:
         raise BinanceError(503, -1007, OUTCOME_UNKNOWN_MSG)
 
     def _forget(self, mapping: BotOrderRef) -> None:
+        """A bot id whose order definitely was never placed: free for the bot to use again."""
         self._mappings.pop((mapping.bot, mapping.bot_client_order_id), None)
+        self._closing.append((self.clock(), mapping.intent_id))  # its rows' ids leave memory in time
         with Session(self.journal.engine) as session:
             row = session.exec(select(GatewayOrder).where(GatewayOrder.intent_id == mapping.intent_id)).first()
             if row is not None:
@@ -431,12 +507,12 @@ class OrderDesk:
                 self._track(row.client_order_id, report)
             except ExchangeError:
                 report = journal_report(row)
-            return self._as_bot_sees_it(report, mapping.bot_client_order_id)
+            return self._as_bot_sees_it(report, mapping.bot_client_order_id, row.client_order_id)
         outcome = self.executor.resolve(row)
         if outcome.found and outcome.report is not None:
             self._remember(row.client_order_id, row.exchange_order_id, (bot, mapping.bot_client_order_id))
             self._note(row)
-            return self._as_bot_sees_it(outcome.report, mapping.bot_client_order_id)
+            return self._as_bot_sees_it(outcome.report, mapping.bot_client_order_id, row.client_order_id)
         if outcome.definitely_absent:
             row.status = OrderStatus.NOT_FOUND
             self.journal.record(row)
@@ -461,7 +537,7 @@ class OrderDesk:
         exchange_cid, bot_cid = self._exchange_ref(bot, p)
         report = self._call("GET", "/api/v3/order", [("symbol", p["symbol"]), ("origClientOrderId", exchange_cid)])
         self._track(exchange_cid, report)
-        return self._as_bot_sees_it(report, bot_cid)
+        return self._as_bot_sees_it(report, bot_cid, exchange_cid)
 
     def cancel(self, bot: str, params: list[tuple[str, str]]) -> dict[str, Any]:
         p = dict(params)
@@ -472,7 +548,7 @@ class OrderDesk:
         report = self._call("DELETE", "/api/v3/order",
                             [("symbol", p["symbol"]), ("origClientOrderId", exchange_cid), *extra])
         self._track(exchange_cid, report)
-        return self._as_bot_sees_it(report, bot_cid)
+        return self._as_bot_sees_it(report, bot_cid, exchange_cid)
 
     def _track(self, exchange_cid: str, report: Any) -> None:
         row = self.journal.get(exchange_cid)
@@ -483,9 +559,17 @@ class OrderDesk:
     def _mine(self, bot: str, reports: Any) -> list[dict[str, Any]]:
         mine = []
         for report in reports if isinstance(reports, list) else []:
-            owner = self.owner(report) if isinstance(report, dict) else None
-            if owner is not None and owner[0] == bot:
-                mine.append(self._as_bot_sees_it(report, owner[1]))
+            if not isinstance(report, dict):
+                continue
+            owner = self.owner(report)
+            if owner is not None:
+                if owner[0] == bot:
+                    mine.append(self._as_bot_sees_it(report, owner[1]))
+                continue
+            cid = report.get("clientOrderId")
+            stored = self._stored_owner(cid) if isinstance(cid, str) else None  # closed long ago: the journal's
+            if stored is not None and stored[0] == bot:
+                mine.append(self._as_bot_sees_it(report, stored[1], stored[2]))
         return mine
 
     def open_orders(self, bot: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -496,9 +580,19 @@ class OrderDesk:
 
     def my_trades(self, bot: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
         trades = self._call("GET", "/api/v3/myTrades", self._passthrough(params))
-        mine = {oid for oid, cid in self._order_ids.items() if self._owner.get(cid, ("",))[0] == bot}
-        return [t for t in trades if isinstance(t, dict) and t.get("orderId") in mine] if isinstance(
-            trades, list) else []
+        if not isinstance(trades, list):
+            return []
+        whose: dict[Any, bool] = {}
+        for trade in trades:
+            order_id = trade.get("orderId") if isinstance(trade, dict) else None
+            if isinstance(order_id, int) and order_id not in whose:
+                cid = self._order_ids.get(order_id)
+                if cid is not None:
+                    whose[order_id] = self._owner.get(cid, ("",))[0] == bot
+                else:  # an order closed long ago: the journal says whose
+                    stored = self._stored_owner(order_id=order_id)
+                    whose[order_id] = stored is not None and stored[0] == bot
+        return [t for t in trades if isinstance(t, dict) and whose.get(t.get("orderId"), False)]
 
     def cancel_open_orders(self, bot: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
         """This bot's open orders on the symbol, one by one: the exchange's own call would cancel every bot's."""
@@ -536,23 +630,79 @@ class OrderDesk:
                 failures.append(f"{row.client_order_id}: {exc}")
         return cancelled, failures
 
+    def retire(self) -> int:
+        """Let go of the orders closed more than `keep_closed_s` ago (their ids, mapping and books entry stay in the
+        journal, read back when a bot names one); how many. An order that changed since it was queued waits for its
+        new turn; one a request holds right now, for the next round."""
+        cutoff = self.clock() - self.keep_closed_s
+        retired = 0
+        later: list[tuple[float, str]] = []
+        while self._closing and self._closing[0][0] <= cutoff:
+            queued_at, intent_id = self._closing.popleft()
+            chain = self.journal.chain(intent_id)
+            closed_at = _closed_at(chain[-1]) if chain else queued_at
+            if closed_at is None or intent_id in self._counted:
+                continue  # open again (a look-up found it live): queued anew when it closes
+            if closed_at > cutoff:
+                later.append((closed_at, intent_id))
+                continue
+            owners = {self._owner[row.client_order_id] for row in chain if row.client_order_id in self._owner}
+            locks = [(key, self._lock_for(key)) for key in owners]
+            held: list[threading.Lock] = []
+            try:
+                for _, lock in locks:
+                    if lock.acquire(blocking=False):
+                        held.append(lock)
+                if len(held) < len(locks):
+                    later.append((self.clock(), intent_id))
+                    continue
+                with self._book_lock:
+                    for row in chain:
+                        self._owner.pop(row.client_order_id, None)
+                        self._seen.pop(row.client_order_id, None)
+                        if row.exchange_order_id is not None and row.exchange_order_id.isdigit():
+                            self._order_ids.pop(int(row.exchange_order_id), None)
+                    for key in owners:
+                        mapping = self._mappings.get(key)
+                        if mapping is not None and mapping.intent_id == intent_id:
+                            del self._mappings[key]
+                            self._retired.add(hash(key))
+                retired += 1
+            finally:
+                for key, lock in locks:
+                    if lock in held:
+                        self._unlock(key, lock)
+                    else:
+                        self._unlock_unheld(key)
+        for entry in sorted(later):
+            self._closing.append(entry)
+        return retired
+
     # -- the book --------------------------------------------------------------------------------------------
     def refold(self) -> None:
         """Positions and today's PnL of every bot from the whole journal (at start and at each UTC day's turn),
         pushed into the envelope; between folds each execution is added as it is seen (`_note`)."""
         with self._book_lock:
             rows = self.journal.orders()
+            # Orders let go from memory count in the books all the same: whose they are is in the mapping table.
+            bot_of: dict[str, str] = {}
+            if self._retired:
+                with Session(self.journal.engine) as session:
+                    bot_of = {intent: bot for intent, bot in session.exec(
+                        select(GatewayOrder.intent_id, GatewayOrder.bot))}
             by_bot: dict[str, list[JournalOrder]] = {}
             for row in rows:
                 owner = self._owner.get(row.client_order_id)
-                if owner is not None:
-                    by_bot.setdefault(owner[0], []).append(row)
+                bot = owner[0] if owner is not None else bot_of.get(row.intent_id)
+                if bot is not None:
+                    by_bot.setdefault(bot, []).append(row)
             if any(row.symbol not in self.market.base_of for row in rows):
                 self.market.exchange_info()
             now = self.clock()
             self.books = {bot: fold(bot_rows, self.market.base_of, now) for bot, bot_rows in by_bot.items()}
             self._seen = {row.client_order_id: row_effect(row, self.market.base_of[row.symbol])[:2] for row in rows
-                          if row.executed_qty > 0 and row.symbol in self.market.base_of}
+                          if row.executed_qty > 0 and row.symbol in self.market.base_of
+                          and row.client_order_id in self._owner}
             self._day = int(now // 86400)
             self.envelope.set_books(self.books, self.prices)
 
@@ -560,12 +710,16 @@ class OrderDesk:
         """Add what `row` executed (or paid in commission) since it was last seen to its bot's book; an order whose
         outcome was unknown and now is known no longer counts as in flight. The exchange's order id it now has names
         it in the bot's queries (an order a look-up found after a restart was known by client id alone)."""
-        owner = self._owner.get(row.client_order_id) if row is not None else None
-        if row is not None and owner is not None and row.exchange_order_id is not None:
-            self._remember(row.client_order_id, row.exchange_order_id, owner)
-        self._book(row)
+        with self._book_lock:  # one step as against retire(): an order let go meanwhile is neither known again nor
+            # booked a second time
+            owner = self._owner.get(row.client_order_id) if row is not None else None
+            if row is not None and owner is not None and row.exchange_order_id is not None:
+                self._remember(row.client_order_id, row.exchange_order_id, owner)
+            self._book(row)
         if row is not None:
             self._recount(row.intent_id, row)
+            if owner is not None and _closed_at(row) is not None:
+                self._closing.append((self.clock(), row.intent_id))
 
     def _recount_failed(self, intent_id: str) -> None:
         row = self._latest_row(intent_id)
