@@ -622,3 +622,46 @@ def test_a_long_running_gateway_holds_its_open_and_recent_orders_not_every_order
     assert len(desk._owner) == len(desk._order_ids) == 1 and len(desk._seen) == 0
     assert bot.fetch_open_orders("BTC/USDT")[0]["id"] == resting["id"]  # the open one stays, and is still cancellable
     assert bot.cancel_order(resting["id"], "BTC/USDT")["status"] == "canceled"
+
+
+def test_bots_reusing_ids_while_orders_are_let_go_make_one_order_each_and_book_each_once(tmp_path: Path) -> None:
+    """Four bot connections replay ids from small pools while housekeeping lets closed orders go every 0.1 s: each
+    id makes one order at the exchange, and the gateway's books hold exactly what the exchange account received."""
+    from keyguard.sandbox import run_sandbox
+    from tests.gateway.conftest import TRADER_FLAGS
+
+    with run_sandbox(SandboxConfig(align_windows_to_start=True)) as exchange:  # Binance's own weight limit
+        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+        config = gateway_config(exchange, exchange_key, tmp_path, keep_closed_orders_s=0, housekeeping_interval_s=0.1,
+                                account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
+                                         "max_orders_per_minute": 10_000, "max_position": {"BTC": 10.0},
+                                         "daily_loss_limit": None})
+        with run_gateway(config) as handle:
+            key = bot_key(handle, "alpha")
+            first = ccxt_bot(handle, key)
+            first.load_markets()
+            start_btc = first.fetch_balance()["BTC"]["total"]
+            errors: list[BaseException] = []
+
+            def trade(k: int) -> None:
+                bot = ccxt_bot(handle, key)
+                bot.set_markets(first.markets)
+                try:
+                    for i in range(30):
+                        bot.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": f"t{k}-{i % 8}"})
+                        if i % 5 == 4:
+                            time.sleep(0.15)  # a housekeeping round: the orders so far are let go
+                except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=trade, args=(k,)) for k in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            assert not errors, errors
+            assert handle.gateway.desk._retired, "orders were let go while their ids were being reused"
+            assert len(exchange.exchange.orders) == 4 * 8, "one order per client id, however often it was sent"
+            received = first.fetch_balance()["BTC"]["total"] - start_btc
+            assert received > 0.03
+            assert handle.gateway.desk.books["alpha"].positions["BTC"] == pytest.approx(received, abs=1e-9)
