@@ -31,7 +31,7 @@ from keyguard.gateway.envelope import Envelope
 from keyguard.gateway.market import MarketData
 from keyguard.worker.journal import FINAL_STATUSES, OPEN_STATUSES, JournalOrder, OrderJournal, OrderStatus
 from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult, apply_report
-from keyguard.worker.portfolio import Book, fold, row_effect
+from keyguard.worker.portfolio import Book, is_today, row_effect, utc_day_start
 from keyguard.worker.risk import OrderCheck, Refusal
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 SIGNING_PARAMS = frozenset({"timestamp", "recvWindow", "signature"})
 NUMBER = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 
+# Journal rows read at a time when the whole journal is read (start, each UTC day's fold).
+BATCH = 1000
 REJECTED = -2010
 UNKNOWN_ORDER = -2011
 NO_SUCH_ORDER = -2013
@@ -224,42 +226,45 @@ class OrderDesk:
 
     # -- ownership -------------------------------------------------------------------------------------------
     def _load(self) -> None:
-        with Session(self.journal.engine, expire_on_commit=False) as session:
-            rows = list(session.exec(select(GatewayOrder)))
-        mapped = {row.intent_id: (row.bot, row.bot_client_order_id) for row in rows}
-        journaled = self.journal.orders()
-        latest: dict[str, JournalOrder] = {}
-        for entry in journaled:  # oldest first: a resend's row comes after the row it replaced
-            latest[entry.intent_id] = entry
+        """The maps from the journal at start: the open orders and those closed within `keep_closed_s`; the others
+        as hashes of their bot ids only. The journal is read in batches, never whole (a long run's does not fit)."""
         cutoff = self.clock() - self.keep_closed_s
-        kept: set[str] = set()
-        closing: list[tuple[float, str]] = []
-        for intent_id, last in latest.items():
-            closed_at = _closed_at(last)
-            if closed_at is None:
-                kept.add(intent_id)
-            elif closed_at > cutoff:
-                kept.add(intent_id)
-                closing.append((closed_at, intent_id))
-        for row in rows:
-            key = (row.bot, row.bot_client_order_id)
-            if row.intent_id in kept or row.intent_id not in latest:  # not in latest: in the intent log only
-                self._mappings[key] = BotOrderRef(row.bot, row.bot_client_order_id, row.intent_id, row.symbol)
-            else:
-                self._retired.add(hash(key))
-        self._closing.extend(sorted(closing))
-        for entry in journaled:
-            if entry.intent_id in mapped and entry.intent_id in kept:
+        closed: dict[str, float | None] = {}  # intent id -> when its latest row closed (None: open)
+        for entry in self._journal_rows():  # oldest first: a resend's row comes after the row it replaced
+            closed[entry.intent_id] = _closed_at(entry)
+        kept = {intent for intent, at in closed.items() if at is None or at > cutoff}
+        self._closing.extend(sorted((at, intent) for intent, at in closed.items() if at is not None and at > cutoff))
+        mapped: dict[str, tuple[str, str]] = {}
+        with Session(self.journal.engine, expire_on_commit=False) as session:
+            for row in session.exec(select(GatewayOrder).execution_options(yield_per=BATCH)):
+                key = (row.bot, row.bot_client_order_id)
+                if row.intent_id in kept or row.intent_id not in closed:  # not in closed: in the intent log only
+                    self._mappings[key] = BotOrderRef(row.bot, row.bot_client_order_id, row.intent_id, row.symbol)
+                    mapped[row.intent_id] = key
+                else:
+                    self._retired.add(hash(key))
+        del closed
+        unsettled: list[JournalOrder] = []
+        for entry in self._journal_rows():
+            if entry.intent_id in mapped:
                 self._remember(entry.client_order_id, entry.exchange_order_id, mapped[entry.intent_id])
+                if entry.status not in FINAL_STATUSES:
+                    unsettled.append(entry)
         self.refold()
-        for entry in journaled:  # in order: a resend's row comes after the row it replaced
+        for entry in unsettled:  # in order: a resend's row comes after the row it replaced
             owner = self._owner.get(entry.client_order_id)
             base = self.market.base_of.get(entry.symbol)
-            if owner is not None and base is not None and entry.status not in FINAL_STATUSES:
+            if owner is not None and base is not None:
                 check = OrderCheck(entry.symbol, base, entry.side, entry.quantity, entry.price or 0.0)
                 with self._counted_lock:
                     self._counted.setdefault(entry.intent_id, [owner[0], check, 0.0])
                 self._recount(entry.intent_id, entry)
+
+    def _journal_rows(self) -> Iterator[JournalOrder]:
+        """Every journal row, oldest first, read `BATCH` at a time."""
+        with Session(self.journal.engine, expire_on_commit=False) as session:
+            query = select(JournalOrder).order_by(JournalOrder.created_at)  # type: ignore[arg-type]
+            yield from session.exec(query.execution_options(yield_per=BATCH))
 
     def _remember(self, exchange_cid: str, order_id: Any, owner: tuple[str, str]) -> None:
         self._owner[exchange_cid] = owner
@@ -681,28 +686,36 @@ class OrderDesk:
     # -- the book --------------------------------------------------------------------------------------------
     def refold(self) -> None:
         """Positions and today's PnL of every bot from the whole journal (at start and at each UTC day's turn),
-        pushed into the envelope; between folds each execution is added as it is seen (`_note`)."""
+        pushed into the envelope; between folds each execution is added as it is seen (`_note`). The journal is read
+        in batches with each row's bot from the mapping table, so orders let go from memory count all the same."""
         with self._book_lock:
-            rows = self.journal.orders()
-            # Orders let go from memory count in the books all the same: whose they are is in the mapping table.
-            bot_of: dict[str, str] = {}
-            if self._retired:
-                with Session(self.journal.engine) as session:
-                    bot_of = {intent: bot for intent, bot in session.exec(
-                        select(GatewayOrder.intent_id, GatewayOrder.bot))}
-            by_bot: dict[str, list[JournalOrder]] = {}
-            for row in rows:
-                owner = self._owner.get(row.client_order_id)
-                bot = owner[0] if owner is not None else bot_of.get(row.intent_id)
-                if bot is not None:
-                    by_bot.setdefault(bot, []).append(row)
-            if any(row.symbol not in self.market.base_of for row in rows):
-                self.market.exchange_info()
             now = self.clock()
-            self.books = {bot: fold(bot_rows, self.market.base_of, now) for bot, bot_rows in by_bot.items()}
-            self._seen = {row.client_order_id: row_effect(row, self.market.base_of[row.symbol])[:2] for row in rows
-                          if row.executed_qty > 0 and row.symbol in self.market.base_of
-                          and row.client_order_id in self._owner}
+            day = utc_day_start(now)
+            books: dict[str, Book] = {}
+            seen: dict[str, tuple[float, float]] = {}
+            asked = False
+            with Session(self.journal.engine, expire_on_commit=False) as session:
+                query = (select(JournalOrder, GatewayOrder.bot)
+                         .join(GatewayOrder, GatewayOrder.intent_id == JournalOrder.intent_id,  # type: ignore[arg-type]
+                               isouter=True)
+                         .order_by(JournalOrder.created_at))  # type: ignore[arg-type]
+                for row, stored_bot in session.exec(query.execution_options(yield_per=BATCH)):
+                    owner = self._owner.get(row.client_order_id)
+                    bot = stored_bot or (owner[0] if owner is not None else None)
+                    if bot is None:
+                        continue
+                    book = books.setdefault(bot, Book())
+                    if row.symbol not in self.market.base_of and not asked:
+                        asked = True
+                        self.market.exchange_info()
+                    base = self.market.base_of.get(row.symbol)
+                    if row.executed_qty <= 0 or base is None:
+                        continue
+                    moved, cash, notional = row_effect(row, base)
+                    book.add(base, moved, cash, notional, is_today(row, day))
+                    if owner is not None:
+                        seen[row.client_order_id] = (moved, cash)
+            self.books, self._seen = books, seen
             self._day = int(now // 86400)
             self.envelope.set_books(self.books, self.prices)
 

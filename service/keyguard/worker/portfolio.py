@@ -57,6 +57,11 @@ def row_effect(row: JournalOrder, base: str) -> tuple[float, float, float]:
     return row.base_change(base), row.quote_change(quote_asset(row.symbol, base)), notional
 
 
+def is_today(row: JournalOrder, day_start: float) -> bool:
+    """Whether the row counts in today's PnL: updated since `day_start` (00:00 UTC)."""
+    return _ts(row.updated_at) >= day_start
+
+
 def fold(rows: Iterable[JournalOrder], base_of: Mapping[str, str], now: float) -> Book:
     """The book of `rows`: every execution, signed by side, net of commission; today = updated since 00:00 UTC."""
     book = Book()
@@ -65,5 +70,5 @@ def fold(rows: Iterable[JournalOrder], base_of: Mapping[str, str], now: float) -
         if row.executed_qty <= 0 or row.symbol not in base_of:
             continue
         moved, cash, notional = row_effect(row, base_of[row.symbol])
-        book.add(base_of[row.symbol], moved, cash, notional, _ts(row.updated_at) >= day)
+        book.add(base_of[row.symbol], moved, cash, notional, is_today(row, day))
     return book
