@@ -1,5 +1,5 @@
 """Gateway: what the Binance-compatible gateway (`keyguard.gateway`) costs and what it buys, beside the same bots
-calling the sandbox exchange directly. Four parts, each selectable with `--parts`:
+calling the sandbox exchange directly. Five parts, each selectable with `--parts`:
 
 latency      the same small signing HTTP client places market orders (alternating buy/sell) straight at the
              sandbox, through a bare forwarder, through the gateway and through a flat floor (only the steps no
@@ -13,6 +13,8 @@ duplicates   an unmodified ccxt bot places N market orders; for a fixed random 2
              and then cuts the connection. On a network error the bot retries (3 attempts), either with the same
              clientOrderId or the way a stock ccxt call does (a new id each call). Through the gateway and
              straight at the sandbox; counted at the exchange.
+startup      a gateway process starting on a journal of 100,000 closed orders, beside one starting on an empty
+             journal: seconds to serve, peak resident memory, the position it folded.
 memory       market orders through two gateway processes (closed orders kept in memory for the default hour, and
              for 5 s) and a bare forwarder, interleaved; each process's resident memory as orders accumulate.
 
@@ -21,7 +23,7 @@ of its own (`--gateway-in thread` puts it in a thread of this process instead), 
 
     uv run python -m bench.gateway [--parts latency,saturation,duplicates] [--orders 2000] [--windows 6]
                                    [--dup-orders 10000] [--drop 0.2] [--gateway-in process|thread]
-                                   [--pace-ms 0] [--mem-orders 20000]
+                                   [--pace-ms 0] [--mem-orders 20000] [--journal-orders 100000]
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ import argparse
 import contextlib
 import hashlib
 import hmac
+import json
 import multiprocessing
 import os
 import queue
 import random
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -51,7 +56,7 @@ from bench.limiter import call_of_the_mix, ccxt_bot_settings, count_charges
 from keyguard.gateway.bot_keys import BotKeyStore
 from keyguard.sandbox import BINANCE_SPOT_ONLY_OPTIONS, Fault, SandboxConfig, SandboxHandle, run_sandbox, sandbox_urls
 
-PARTS = ("latency", "saturation", "duplicates", "memory")
+PARTS = ("latency", "saturation", "duplicates", "memory", "startup")
 TRADER_FLAGS = {"enableReading": True, "enableSpotAndMarginTrading": True}
 UNLIMITED = 10**9
 BALANCES = {"USDT": 10_000_000.0, "BTC": 100.0, "ETH": 1000.0}
@@ -694,6 +699,69 @@ def print_memory(result: dict[str, Any]) -> None:
               f"{KEEP_SHORT_S:g} s {per[1]:.0f}, forwarder {per[2]:.0f}")
 
 
+# -- start-up on a long run's journal ---------------------------------------------------------------------------------
+STARTUP_CHILD = r"""
+import json, resource, sys, time
+from keyguard.gateway.config import GatewayConfig
+from keyguard.gateway.server import run_gateway
+started = time.perf_counter()
+with run_gateway(GatewayConfig.model_validate(json.loads(sys.argv[1]))) as handle:
+    took = time.perf_counter() - started
+    book = handle.gateway.desk.books.get("alpha")
+    position = book.positions.get("BTC", 0.0) if book is not None else 0.0
+print(json.dumps({"start_s": took, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "position": position}))
+"""
+
+
+def start_gateway_process(settings: dict[str, Any]) -> dict[str, Any]:
+    """`run_gateway` in a fresh interpreter: how long it took to serve, its peak resident memory, alpha's BTC."""
+    done = subprocess.run([sys.executable, "-c", STARTUP_CHILD, json.dumps(settings)], capture_output=True, text=True,
+                          timeout=PART_CAP_S)
+    if done.returncode != 0:
+        raise SystemExit(f"startup: the gateway did not start: {done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def startup_part(n: int) -> dict[str, Any]:
+    """A gateway starting on a journal of `n` closed orders (filled two days ago, written straight into its SQLite
+    journal as a long run leaves them), beside the same gateway starting on an empty journal, in the same run."""
+    config = SandboxConfig(starting_balances=BALANCES)
+    tmp = Path(tempfile.mkdtemp(prefix="kg-bench-gw-startup-"))
+    with run_sandbox(config) as sandbox:
+        settings = gateway_settings(sandbox, tmp)
+        empty = start_gateway_process(settings)  # also makes the journal's tables
+        old = "2026-01-01 10:00:00.000000"
+        with sqlite3.connect(tmp / "gateway" / "journal.db") as db:
+            for first in range(0, n, 10_000):
+                rows, maps = [], []
+                for i in range(first, min(n, first + 10_000)):
+                    intent = f"{i:024x}00000000"
+                    rows.append((f"kg-{intent[:24]}-1", intent, "BUY", str(10_000_000 + i), '{"BTC": 1e-06}', old, old,
+                                 old))
+                    maps.append(("alpha", f"bot-{i}", intent, old))
+                db.executemany(
+                    "INSERT INTO worker_order (client_order_id, intent_id, attempt, origin, worker, symbol, side, "
+                    "order_type, quantity, status, exchange_order_id, executed_qty, quote_qty, commissions, "
+                    "commission_qty, reduce_only, sent_at, created_at, updated_at) VALUES (?, ?, 1, 'gateway', "
+                    "'gw-bench', 'BTCUSDT', ?, 'MARKET', 0.001, 'FILLED', ?, 0.001, 60.0, ?, 0.001, 0, ?, ?, ?)",
+                    rows)
+                db.executemany("INSERT INTO gateway_order (bot, bot_client_order_id, intent_id, symbol, created_at) "
+                               "VALUES (?, ?, ?, 'BTCUSDT', ?)", maps)
+        full = start_gateway_process(settings)
+    return {"n": n, "empty": empty, "full": full}
+
+
+def print_startup(result: dict[str, Any]) -> None:
+    n = result["n"]
+    print("startup: the gateway starting on its journal, a fresh process each; alpha's BTC position as folded")
+    print(f"{'journal':<28}{'seconds':>9}{'peak MiB':>10}{'position':>12}")
+    for label, r in (("empty", result["empty"]), (f"{n} closed orders", result["full"])):
+        print(f"{label:<28}{r['start_s']:>9.2f}{r['peak_kib'] / 1024:>10.1f}{r['position']:>12.6f}")
+    expected = n * (0.001 - 1e-06)
+    print(f"  expected position from the journal: {expected:.6f}")
+
+
 # -- main -------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -703,6 +771,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pace-ms", type=float, default=0.0,
                         help="latency: pause after each order (a bot's pace rather than back to back)")
     parser.add_argument("--mem-orders", type=int, default=20000, help="memory: orders through each process")
+    parser.add_argument("--journal-orders", type=int, default=100_000, help="startup: closed orders in the journal")
     parser.add_argument("--windows", type=int, default=6, help="saturation: weight windows")
     parser.add_argument("--window-s", type=int, default=5, help="saturation: weight window length")
     parser.add_argument("--dup-orders", type=int, default=10000, help="duplicates: orders per variant")
@@ -723,6 +792,8 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         if part == "latency":
             print_latency(latency_part(args.orders, args.warmup, args.gateway_in, args.pace_ms), args.orders)
+        elif part == "startup":
+            print_startup(startup_part(args.journal_orders))
         elif part == "memory":
             print_memory(memory_part(args.mem_orders, args.warmup))
         elif part == "saturation":

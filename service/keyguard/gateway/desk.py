@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import select as columns
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -29,9 +30,16 @@ from keyguard.exchanges.binance_client import BinanceSpotClient, ExchangeRejecte
 from keyguard.exchanges.budget import RateLimitRefused
 from keyguard.gateway.envelope import Envelope
 from keyguard.gateway.market import MarketData
-from keyguard.worker.journal import FINAL_STATUSES, OPEN_STATUSES, JournalOrder, OrderJournal, OrderStatus
+from keyguard.worker.journal import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    JournalOrder,
+    OrderJournal,
+    OrderStatus,
+    commission_pending_of,
+)
 from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult, apply_report
-from keyguard.worker.portfolio import Book, is_today, row_effect, utc_day_start
+from keyguard.worker.portfolio import Book, effect, is_today, row_effect, utc_day_start
 from keyguard.worker.risk import OrderCheck, Refusal
 
 log = logging.getLogger(__name__)
@@ -137,6 +145,7 @@ class GatewayOrder(SQLModel, table=True):
 
 
 _GATEWAY_ORDER = GatewayOrder.__table__  # type: ignore[attr-defined]
+_JOURNAL_ORDER = JournalOrder.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -155,12 +164,17 @@ class BotOrderRef:
                                 "intent_id": self.intent_id, "symbol": self.symbol, "created_at": datetime.now(UTC)}
 
 
-def _closed_at(row: JournalOrder) -> float | None:
-    """When the order closed for good (final, every trade's commission known), from its row; None while open."""
-    if row.status not in FINAL_STATUSES or row.commission_pending:
+def _closed_at(status: str, executed_qty: float, commission_qty: float, updated_at: datetime) -> float | None:
+    """When an order closed for good (final, every trade's commission known), from its row's columns; None while
+    it is open."""
+    if status not in FINAL_STATUSES or commission_pending_of(status, executed_qty, commission_qty):
         return None
-    stamp = row.updated_at if row.updated_at.tzinfo is not None else row.updated_at.replace(tzinfo=UTC)
+    stamp = updated_at if updated_at.tzinfo is not None else updated_at.replace(tzinfo=UTC)
     return stamp.timestamp()
+
+
+def _row_closed_at(row: JournalOrder) -> float | None:
+    return _closed_at(row.status, row.executed_qty, row.commission_qty, row.updated_at)
 
 
 # Orders the desk let go of are found by the exchange's order id (a bot's query by orderId, its trades).
@@ -227,31 +241,35 @@ class OrderDesk:
     # -- ownership -------------------------------------------------------------------------------------------
     def _load(self) -> None:
         """The maps from the journal at start: the open orders and those closed within `keep_closed_s`; the others
-        as hashes of their bot ids only. The journal is read in batches, never whole (a long run's does not fit)."""
+        as hashes of their bot ids only. The journal is read in batches of the columns needed, never whole (a long
+        run's does not fit) and without building a row object for each."""
         cutoff = self.clock() - self.keep_closed_s
         closed: dict[str, float | None] = {}  # intent id -> when its latest row closed (None: open)
-        for entry in self._journal_rows():  # oldest first: a resend's row comes after the row it replaced
-            closed[entry.intent_id] = _closed_at(entry)
-        kept = {intent for intent, at in closed.items() if at is None or at > cutoff}
-        self._closing.extend(sorted((at, intent) for intent, at in closed.items() if at is not None and at > cutoff))
-        mapped: dict[str, tuple[str, str]] = {}
-        with Session(self.journal.engine, expire_on_commit=False) as session:
-            for row in session.exec(select(GatewayOrder).execution_options(yield_per=BATCH)):
-                key = (row.bot, row.bot_client_order_id)
-                if row.intent_id in kept or row.intent_id not in closed:  # not in closed: in the intent log only
-                    self._mappings[key] = BotOrderRef(row.bot, row.bot_client_order_id, row.intent_id, row.symbol)
-                    mapped[row.intent_id] = key
+        j, g = _JOURNAL_ORDER.c, _GATEWAY_ORDER.c
+        with self.journal.engine.connect() as db:
+            # Oldest first: a resend's row comes after the row it replaced.
+            for intent_id, status, executed, commission_qty, updated_at in db.execute(
+                    columns(j.intent_id, j.status, j.executed_qty, j.commission_qty, j.updated_at)
+                    .order_by(j.created_at).execution_options(yield_per=BATCH)):
+                closed[intent_id] = _closed_at(status, executed, commission_qty, updated_at)
+            kept = {intent for intent, at in closed.items() if at is None or at > cutoff}
+            self._closing.extend(sorted((at, intent) for intent, at in closed.items()
+                                        if at is not None and at > cutoff))
+            mapped: dict[str, tuple[str, str]] = {}
+            for bot, bot_cid, intent_id, symbol in db.execute(
+                    columns(g.bot, g.bot_client_order_id, g.intent_id, g.symbol).execution_options(yield_per=BATCH)):
+                if intent_id in kept or intent_id not in closed:  # not in closed: in the intent log only
+                    self._mappings[(bot, bot_cid)] = BotOrderRef(bot, bot_cid, intent_id, symbol)
+                    mapped[intent_id] = (bot, bot_cid)
                 else:
-                    self._retired.add(hash(key))
-        del closed
-        unsettled: list[JournalOrder] = []
-        for entry in self._journal_rows():
-            if entry.intent_id in mapped:
-                self._remember(entry.client_order_id, entry.exchange_order_id, mapped[entry.intent_id])
-                if entry.status not in FINAL_STATUSES:
-                    unsettled.append(entry)
+                    self._retired.add(hash((bot, bot_cid)))
+            del closed
+            for cid, intent_id, order_id in db.execute(
+                    columns(j.client_order_id, j.intent_id, j.exchange_order_id).execution_options(yield_per=BATCH)):
+                if intent_id in mapped:
+                    self._remember(cid, order_id, mapped[intent_id])
         self.refold()
-        for entry in unsettled:  # in order: a resend's row comes after the row it replaced
+        for entry in self.journal.orders(OPEN_STATUSES):  # in order: a resend's row comes after the row it replaced
             owner = self._owner.get(entry.client_order_id)
             base = self.market.base_of.get(entry.symbol)
             if owner is not None and base is not None:
@@ -259,12 +277,6 @@ class OrderDesk:
                 with self._counted_lock:
                     self._counted.setdefault(entry.intent_id, [owner[0], check, 0.0])
                 self._recount(entry.intent_id, entry)
-
-    def _journal_rows(self) -> Iterator[JournalOrder]:
-        """Every journal row, oldest first, read `BATCH` at a time."""
-        with Session(self.journal.engine, expire_on_commit=False) as session:
-            query = select(JournalOrder).order_by(JournalOrder.created_at)  # type: ignore[arg-type]
-            yield from session.exec(query.execution_options(yield_per=BATCH))
 
     def _remember(self, exchange_cid: str, order_id: Any, owner: tuple[str, str]) -> None:
         self._owner[exchange_cid] = owner
@@ -645,7 +657,7 @@ class OrderDesk:
         while self._closing and self._closing[0][0] <= cutoff:
             queued_at, intent_id = self._closing.popleft()
             chain = self.journal.chain(intent_id)
-            closed_at = _closed_at(chain[-1]) if chain else queued_at
+            closed_at = _row_closed_at(chain[-1]) if chain else queued_at
             if closed_at is None or intent_id in self._counted:
                 continue  # open again (a look-up found it live): queued anew when it closes
             if closed_at > cutoff:
@@ -687,34 +699,37 @@ class OrderDesk:
     def refold(self) -> None:
         """Positions and today's PnL of every bot from the whole journal (at start and at each UTC day's turn),
         pushed into the envelope; between folds each execution is added as it is seen (`_note`). The journal is read
-        in batches with each row's bot from the mapping table, so orders let go from memory count all the same."""
+        in batches of the columns needed, each row's bot from the mapping table, so orders let go from memory count
+        all the same."""
         with self._book_lock:
             now = self.clock()
             day = utc_day_start(now)
             books: dict[str, Book] = {}
             seen: dict[str, tuple[float, float]] = {}
             asked = False
-            with Session(self.journal.engine, expire_on_commit=False) as session:
-                query = (select(JournalOrder, GatewayOrder.bot)
-                         .join(GatewayOrder, GatewayOrder.intent_id == JournalOrder.intent_id,  # type: ignore[arg-type]
-                               isouter=True)
-                         .order_by(JournalOrder.created_at))  # type: ignore[arg-type]
-                for row, stored_bot in session.exec(query.execution_options(yield_per=BATCH)):
-                    owner = self._owner.get(row.client_order_id)
+            j, g = _JOURNAL_ORDER.c, _GATEWAY_ORDER.c
+            query = (columns(j.client_order_id, j.symbol, j.side, j.executed_qty, j.quote_qty, j.price, j.commissions,
+                             j.updated_at, g.bot)
+                     .select_from(_JOURNAL_ORDER.outerjoin(_GATEWAY_ORDER, g.intent_id == j.intent_id))
+                     .order_by(j.created_at).execution_options(yield_per=BATCH))
+            with self.journal.engine.connect() as db:
+                for cid, symbol, side, executed, quote_qty, price, commissions, updated_at, stored_bot in db.execute(
+                        query):
+                    owner = self._owner.get(cid)
                     bot = stored_bot or (owner[0] if owner is not None else None)
                     if bot is None:
                         continue
                     book = books.setdefault(bot, Book())
-                    if row.symbol not in self.market.base_of and not asked:
+                    if symbol not in self.market.base_of and not asked:
                         asked = True
                         self.market.exchange_info()
-                    base = self.market.base_of.get(row.symbol)
-                    if row.executed_qty <= 0 or base is None:
+                    base = self.market.base_of.get(symbol)
+                    if executed <= 0 or base is None:
                         continue
-                    moved, cash, notional = row_effect(row, base)
-                    book.add(base, moved, cash, notional, is_today(row, day))
+                    moved, cash, notional = effect(symbol, side, executed, quote_qty, price, commissions, base)
+                    book.add(base, moved, cash, notional, is_today(updated_at, day))
                     if owner is not None:
-                        seen[row.client_order_id] = (moved, cash)
+                        seen[cid] = (moved, cash)
             self.books, self._seen = books, seen
             self._day = int(now // 86400)
             self.envelope.set_books(self.books, self.prices)
@@ -731,7 +746,7 @@ class OrderDesk:
             self._book(row)
         if row is not None:
             self._recount(row.intent_id, row)
-            if owner is not None and _closed_at(row) is not None:
+            if owner is not None and _row_closed_at(row) is not None:
                 self._closing.append((self.clock(), row.intent_id))
 
     def _recount_failed(self, intent_id: str) -> None:

@@ -93,20 +93,34 @@ class JournalOrder(SQLModel, table=True):
     @property
     def commission_pending(self) -> bool:
         """Executed, and some of its trades' commission not yet known."""
-        return self.status != OrderStatus.PAPER_FILLED and self.executed_qty > self.commission_qty + 1e-12
+        return commission_pending_of(self.status, self.executed_qty, self.commission_qty)
 
     def base_change(self, base: str) -> float:
-        """How much the order moved the base asset: what a buy received, less what a sell gave, net of any
-        commission charged in the base asset (a buy's, on Binance)."""
-        sign = 1.0 if self.side == "BUY" else -1.0
-        return sign * self.executed_qty - (self.commissions or {}).get(base, 0.0)
+        return base_change_of(self.side, self.executed_qty, self.commissions, base)
 
     def quote_change(self, quote: str | None) -> float:
-        """How much the order moved the quote asset: what a sell received, less what a buy paid, net of any
-        commission charged in the quote asset (a sell's, on Binance)."""
-        sign = 1.0 if self.side == "BUY" else -1.0
-        spent = self.quote_qty or self.executed_qty * (self.price or 0.0)
-        return -sign * spent - ((self.commissions or {}).get(quote, 0.0) if quote else 0.0)
+        return quote_change_of(self.side, self.executed_qty, self.quote_qty, self.price, self.commissions, quote)
+
+
+# The arithmetic of a row's fields, also for readers that select the columns without building rows.
+def commission_pending_of(status: str, executed_qty: float, commission_qty: float) -> bool:
+    return status != OrderStatus.PAPER_FILLED and executed_qty > commission_qty + 1e-12
+
+
+def base_change_of(side: str, executed_qty: float, commissions: dict[str, float] | None, base: str) -> float:
+    """How much the order moved the base asset: what a buy received, less what a sell gave, net of any commission
+    charged in the base asset (a buy's, on Binance)."""
+    sign = 1.0 if side == "BUY" else -1.0
+    return sign * executed_qty - (commissions or {}).get(base, 0.0)
+
+
+def quote_change_of(side: str, executed_qty: float, quote_qty: float, price: float | None,
+                    commissions: dict[str, float] | None, quote: str | None) -> float:
+    """How much the order moved the quote asset: what a sell received, less what a buy paid, net of any commission
+    charged in the quote asset (a sell's, on Binance)."""
+    sign = 1.0 if side == "BUY" else -1.0
+    spent = quote_qty or executed_qty * (price or 0.0)
+    return -sign * spent - ((commissions or {}).get(quote, 0.0) if quote else 0.0)
 
 
 class _RowBuilder:

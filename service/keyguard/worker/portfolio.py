@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from keyguard.worker.journal import JournalOrder, quote_asset
+from keyguard.worker.journal import JournalOrder, base_change_of, quote_asset, quote_change_of
 
 
 @dataclass
@@ -53,13 +53,20 @@ def _ts(value: datetime | None) -> float:
 
 def row_effect(row: JournalOrder, base: str) -> tuple[float, float, float]:
     """(base moved, quote moved, notional) of a journal row, net of the commission it paid."""
-    notional = row.quote_qty or row.executed_qty * (row.price or 0.0)
-    return row.base_change(base), row.quote_change(quote_asset(row.symbol, base)), notional
+    return effect(row.symbol, row.side, row.executed_qty, row.quote_qty, row.price, row.commissions, base)
 
 
-def is_today(row: JournalOrder, day_start: float) -> bool:
-    """Whether the row counts in today's PnL: updated since `day_start` (00:00 UTC)."""
-    return _ts(row.updated_at) >= day_start
+def effect(symbol: str, side: str, executed_qty: float, quote_qty: float, price: float | None,
+           commissions: dict[str, float] | None, base: str) -> tuple[float, float, float]:
+    """`row_effect` from a row's columns."""
+    notional = quote_qty or executed_qty * (price or 0.0)
+    return (base_change_of(side, executed_qty, commissions, base),
+            quote_change_of(side, executed_qty, quote_qty, price, commissions, quote_asset(symbol, base)), notional)
+
+
+def is_today(updated_at: datetime | None, day_start: float) -> bool:
+    """Whether a row updated at `updated_at` counts in today's PnL: updated since `day_start` (00:00 UTC)."""
+    return _ts(updated_at) >= day_start
 
 
 def fold(rows: Iterable[JournalOrder], base_of: Mapping[str, str], now: float) -> Book:
@@ -70,5 +77,5 @@ def fold(rows: Iterable[JournalOrder], base_of: Mapping[str, str], now: float) -
         if row.executed_qty <= 0 or row.symbol not in base_of:
             continue
         moved, cash, notional = row_effect(row, base_of[row.symbol])
-        book.add(base_of[row.symbol], moved, cash, notional, is_today(row, day))
+        book.add(base_of[row.symbol], moved, cash, notional, is_today(row.updated_at, day))
     return book
