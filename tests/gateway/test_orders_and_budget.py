@@ -249,6 +249,26 @@ def test_daily_loss_from_the_journal_holds_new_exposure_but_lets_the_bot_reduce(
     assert bot.create_order("BTC/USDT", "market", "sell", 0.01)["status"] == "closed", "reducing stays allowed"
 
 
+def test_a_new_utc_day_starts_the_daily_loss_again_and_carries_the_positions_over(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    handle = start_gateway(bots={"alpha": {"daily_loss_limit": 50}}, account=CAPPED_ACCOUNT)
+    bot = ccxt_bot(handle, bot_key(handle, "alpha"))
+    bot.load_markets()
+    assert bot.create_order("BTC/USDT", "market", "buy", 0.03)["status"] == "closed"
+    sandbox.exchange.set_price("BTCUSDT", 55000.0)
+    assert wait_until(lambda: handle.gateway.envelope.watch("alpha").snapshot.daily_pnl <= -50)
+    with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_DAILY_LOSS"):
+        bot.create_order("BTC/USDT", "market", "buy", 0.001)
+
+    desk = handle.gateway.desk
+    desk.clock = lambda: time.time() + 86400  # the next UTC day, as the gateway's housekeeping sees it
+    assert wait_until(lambda: handle.gateway.envelope.watch("alpha").snapshot.daily_pnl == 0.0)
+    assert bot.create_order("BTC/USDT", "market", "buy", 0.001)["status"] == "closed", "a new day, a new budget"
+    # Yesterday's 0.03 (less commission) is still held: the account's 0.05 cap counts it.
+    with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be 0\.050"):
+        bot.create_order("BTC/USDT", "market", "buy", 0.02)
+
+
 def test_go_live_stage_caps_bound_each_order(start_gateway: GatewayFactory) -> None:
     # micro-live may put 0.1% of the target allocation at risk per asset: 100 USDT of 100,000.
     handle = start_gateway(stage="micro-live", account={"target_allocation": 100000, "max_order_notional": 5000,

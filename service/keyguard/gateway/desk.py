@@ -697,10 +697,9 @@ class OrderDesk:
 
     # -- the book --------------------------------------------------------------------------------------------
     def refold(self) -> None:
-        """Positions and today's PnL of every bot from the whole journal (at start and at each UTC day's turn),
-        pushed into the envelope; between folds each execution is added as it is seen (`_note`). The journal is read
-        in batches of the columns needed, each row's bot from the mapping table, so orders let go from memory count
-        all the same."""
+        """Positions and today's PnL of every bot from the whole journal, at start, pushed into the envelope; from
+        then on each execution is added as it is seen (`_note`). The journal is read in batches of the columns
+        needed, each row's bot from the mapping table, so orders let go from memory count all the same."""
         with self._book_lock:
             now = self.clock()
             day = utc_day_start(now)
@@ -782,9 +781,7 @@ class OrderDesk:
     def _book(self, row: JournalOrder | None) -> None:
         if row is None or row.client_order_id not in self._owner:
             return
-        if int(self.clock() // 86400) != self._day:
-            self.refold()
-            return
+        self._turn_day()
         bot = self._owner[row.client_order_id][0]
         base = self.market.base_of.get(row.symbol)
         if base is None or row.executed_qty <= 0:
@@ -800,12 +797,24 @@ class OrderDesk:
             self.envelope.set_books(self.books, self.prices)
 
     def mark(self) -> None:
-        """Today's PnL at the latest prices (and a full fold when the UTC day has turned)."""
-        if int(self.clock() // 86400) != self._day:
-            self.refold()
-            return
+        """Today's PnL at the latest prices (from nothing again when the UTC day has turned)."""
+        self._turn_day()
         with self._book_lock:
             self.envelope.set_books(self.books, self.prices)
+
+    def _turn_day(self) -> None:
+        """At the UTC day's turn, today's PnL of every book starts again from nothing; positions carry over. No
+        journal read: the fold at start is the only one, so the turn costs the same however long the journal is.
+        (Today counts what executed since the turn; a start-up fold counts an order updated today whole.)"""
+        day = int(self.clock() // 86400)
+        if day == self._day:
+            return
+        with self._book_lock:
+            if day != self._day:
+                for book in self.books.values():
+                    book.new_day()
+                self._day = day
+                self.envelope.set_books(self.books, self.prices)
 
     def settle_open(self, most: int = 20) -> int:
         """Bring the journal's open and unknown rows up to date (fills of resting orders, outcomes a crash left

@@ -28,6 +28,10 @@ class Book:
             self.moved_today[base] = self.moved_today.get(base, 0.0) + moved
             self.largest_notional_today = max(self.largest_notional_today, notional)
 
+    def new_day(self) -> None:
+        """The UTC day has turned: today's cash flow, moves and largest order start again; positions carry over."""
+        self.cash_today, self.moved_today, self.largest_notional_today = 0.0, {}, 0.0
+
     def daily_pnl(self, prices: Mapping[str, float]) -> float | None:
         """Today's PnL: cash flow of today's executions plus what they moved, at `prices` (per base asset); None
         while a moved asset has no price (unknown is not zero)."""
