@@ -157,8 +157,6 @@ def forwarder_process(upstream: str, out: Any, stop: Any) -> None:
     """A bare forwarder on the gateway's own stack: its HTTP server (a thread per connection, httptools), the same
     kept-alive exchange connections, the answer parsed and re-encoded as the gateway does. No keys, journal, budget
     or envelope: what any gateway written this way costs before it does its job."""
-    import json
-
     from keyguard.exchanges.connections import KeptAliveConnections
     from keyguard.gateway.http_server import GatewayHTTPServer, Reply, Request
 
@@ -203,7 +201,6 @@ def flat_process(arg: tuple[str, str, str, str], out: Any, stop: Any) -> None:
     budget's correction after the answer.
     No layers, no objects of the gateway's: what a CPython gateway costs at best. Not a gateway (one bot, one
     symbol, no replays, no error paths)."""
-    import json
     import sqlite3
     import uuid
     from datetime import UTC, datetime

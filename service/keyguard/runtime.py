@@ -25,6 +25,7 @@ from keyguard.config import ChecksSettings, InfraSettings, KeyguardSettings
 from keyguard.errors import ConfigError, KeyguardError, ToolError
 from keyguard.incidents.containment import ContainmentService
 from keyguard.incidents.lifecycle import EscalationPolicy
+from keyguard.loading import file_stamp
 from keyguard.policy.documents import load_document
 from keyguard.policy.engine import PolicyEngine
 from keyguard.store.db import create_store_engine, init_store
@@ -37,14 +38,6 @@ SETTLE_PAUSE_S = 0.2
 T = TypeVar("T")
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size, st.st_ino
-
-
 def read_settled(path: Path, read: Callable[[Path], T]) -> T:
     """`read(path)`, tried again when it fails on a file that is being written. An editor saving a file truncates it
     and then writes it: a check that reads in between sees an empty or torn file, and would page for a failed check
@@ -53,11 +46,11 @@ def read_settled(path: Path, read: Callable[[Path], T]) -> T:
     (the check keeps its last good findings and says why)."""
     give_up = time.monotonic() + SETTLE_WINDOW_S + 1.0
     while True:
-        before = _stamp(path)
+        before = file_stamp(path)
         try:
             return read(path)
         except KeyguardError:
-            after = _stamp(path)
+            after = file_stamp(path)
             changing = after != before or (after is not None and time.time() - after[0] / 1e9 < SETTLE_WINDOW_S)
             if after is None or not changing or time.monotonic() >= give_up:
                 raise

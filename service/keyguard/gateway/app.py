@@ -8,7 +8,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from keyguard.gateway.rotation import (
     source_credentials,
 )
 from keyguard.gateway.signing import authenticate, read_params
+from keyguard.loading import file_stamp
 from keyguard.redact import redact_text
 from keyguard.worker.journal import JournalOrder, OrderJournal, journal_engine
 from keyguard.worker.killswitch import KillSwitch
@@ -320,14 +320,7 @@ class Gateway:
         return files + ([self.kill_switch.path] if self.kill_switch is not None else [])
 
     def _stamps(self) -> dict[Path, tuple[int, int, int] | None]:
-        stamps: dict[Path, tuple[int, int, int] | None] = {}
-        for path in self._containment_files():
-            try:
-                st = os.stat(path)
-                stamps[path] = (st.st_mtime_ns, st.st_ino, st.st_size)
-            except OSError:
-                stamps[path] = None
-        return stamps
+        return {path: file_stamp(path) for path in self._containment_files()}
 
     def _until_next_round(self, wait: float, seen: dict[Path, tuple[int, int, int] | None]) -> bool:
         """Wait for the next housekeeping round: `wait` seconds, or less when a kill switch or the trading state is

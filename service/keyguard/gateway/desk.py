@@ -283,14 +283,17 @@ class OrderDesk:
         if order_id is not None and str(order_id).isdigit():
             self._order_ids[int(order_id)] = exchange_cid
 
-    def owner(self, report: dict[str, Any]) -> tuple[str, str] | None:
+    def _owner_of(self, report: dict[str, Any]) -> tuple[str, str, str | None] | None:
+        """(bot, bot client id, exchange client id) of the order a report names: from memory, else (an order closed
+        long ago) from the journal; None when no bot's. The exchange client id is given only from the journal."""
         cid = report.get("clientOrderId") or report.get("origClientOrderId")
         if cid in self._owner:
-            return self._owner[str(cid)]
+            return (*self._owner[str(cid)], None)
         order_id = report.get("orderId")
         if isinstance(order_id, int) and order_id in self._order_ids:
-            return self._owner.get(self._order_ids[order_id])
-        return None
+            owner = self._owner.get(self._order_ids[order_id])
+            return (*owner, None) if owner is not None else None
+        return self._stored_owner(exchange_cid=cid) if isinstance(cid, str) else None
 
     def _as_bot_sees_it(self, report: dict[str, Any], bot_cid: str, exchange_cid: str | None = None) -> dict[str, Any]:
         out = dict(report)
@@ -325,29 +328,26 @@ class OrderDesk:
         key = (bot, bot_cid)
         found = self._mappings.get(key)
         if found is None and self._retired and hash(key) in self._retired:
-            found = self._stored_mapping(GatewayOrder.bot == bot, GatewayOrder.bot_client_order_id == bot_cid)
+            # Its order closed `keep_closed_s` ago: the mapping is in the journal only.
+            with Session(self.journal.engine) as session:
+                row = session.exec(select(GatewayOrder).where(GatewayOrder.bot == bot,
+                                                              GatewayOrder.bot_client_order_id == bot_cid)).first()
+            found = BotOrderRef(row.bot, row.bot_client_order_id, row.intent_id, row.symbol) if row else None
         return found
-
-    def _stored_mapping(self, *where: Any) -> BotOrderRef | None:
-        """A mapping the journal holds and memory no longer does (its order closed `keep_closed_s` ago)."""
-        with Session(self.journal.engine) as session:
-            row = session.exec(select(GatewayOrder).where(*where)).first()
-        return BotOrderRef(row.bot, row.bot_client_order_id, row.intent_id, row.symbol) if row is not None else None
 
     def _stored_owner(self, exchange_cid: str | None = None,
                       order_id: int | None = None) -> tuple[str, str, str] | None:
-        """(bot, bot client id, exchange client id) of a let-go order, by its exchange client id or order id."""
-        if not self._retired:
+        """(bot, bot client id, exchange client id) of a let-go order, by its exchange client id or order id: one
+        look-up of its row joined to its mapping."""
+        if not self._retired or (exchange_cid is not None and not exchange_cid.startswith("kg-")):
             return None
-        with Session(self.journal.engine) as session:
-            if exchange_cid is not None:
-                row = session.get(JournalOrder, exchange_cid) if exchange_cid.startswith("kg-") else None
-            else:
-                row = session.exec(select(JournalOrder).where(JournalOrder.exchange_order_id == str(order_id))).first()
-        mapping = self._stored_mapping(GatewayOrder.intent_id == row.intent_id) if row is not None else None
-        if row is None or mapping is None:
-            return None
-        return mapping.bot, mapping.bot_client_order_id, row.client_order_id
+        j, g = _JOURNAL_ORDER.c, _GATEWAY_ORDER.c
+        where = j.client_order_id == exchange_cid if exchange_cid is not None else j.exchange_order_id == str(order_id)
+        with self.journal.engine.connect() as db:
+            found = db.execute(columns(g.bot, g.bot_client_order_id, j.client_order_id)
+                               .select_from(_JOURNAL_ORDER.join(_GATEWAY_ORDER, g.intent_id == j.intent_id))
+                               .where(where).limit(1)).first()
+        return (found[0], found[1], found[2]) if found is not None else None
 
     def _latest_row(self, intent_id: str) -> JournalOrder | None:
         chain = self.journal.chain(intent_id)
@@ -576,17 +576,9 @@ class OrderDesk:
     def _mine(self, bot: str, reports: Any) -> list[dict[str, Any]]:
         mine = []
         for report in reports if isinstance(reports, list) else []:
-            if not isinstance(report, dict):
-                continue
-            owner = self.owner(report)
-            if owner is not None:
-                if owner[0] == bot:
-                    mine.append(self._as_bot_sees_it(report, owner[1]))
-                continue
-            cid = report.get("clientOrderId")
-            stored = self._stored_owner(cid) if isinstance(cid, str) else None  # closed long ago: the journal's
-            if stored is not None and stored[0] == bot:
-                mine.append(self._as_bot_sees_it(report, stored[1], stored[2]))
+            owner = self._owner_of(report) if isinstance(report, dict) else None
+            if owner is not None and owner[0] == bot:
+                mine.append(self._as_bot_sees_it(report, owner[1], owner[2]))
         return mine
 
     def open_orders(self, bot: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:

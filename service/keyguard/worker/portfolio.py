@@ -1,8 +1,8 @@
-"""Positions and today's PnL as one fold over journal rows (executions only), computed in one place."""
+"""Positions and today's PnL: the arithmetic of journal rows' executions, in one place."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -71,15 +71,3 @@ def effect(symbol: str, side: str, executed_qty: float, quote_qty: float, price:
 def is_today(updated_at: datetime | None, day_start: float) -> bool:
     """Whether a row updated at `updated_at` counts in today's PnL: updated since `day_start` (00:00 UTC)."""
     return _ts(updated_at) >= day_start
-
-
-def fold(rows: Iterable[JournalOrder], base_of: Mapping[str, str], now: float) -> Book:
-    """The book of `rows`: every execution, signed by side, net of commission; today = updated since 00:00 UTC."""
-    book = Book()
-    day = utc_day_start(now)
-    for row in rows:
-        if row.executed_qty <= 0 or row.symbol not in base_of:
-            continue
-        moved, cash, notional = row_effect(row, base_of[row.symbol])
-        book.add(base_of[row.symbol], moved, cash, notional, is_today(row.updated_at, day))
-    return book
