@@ -3,6 +3,8 @@ then by its kill switch: what bots and the person on call see through the gatewa
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ import ccxt
 import httpx
 import pytest
 
+from keyguard.gateway.bot_keys import BotKey
 from keyguard.gateway.server import GatewayHandle, run_gateway
 from keyguard.policy.engine import evaluate_documents
 from keyguard.sandbox import Fault, SandboxConfig, SandboxHandle
@@ -685,3 +688,59 @@ def test_bots_reusing_ids_while_orders_are_let_go_make_one_order_each_and_book_e
             received = first.fetch_balance()["BTC"]["total"] - start_btc
             assert received > 0.03
             assert handle.gateway.desk.books["alpha"].positions["BTC"] == pytest.approx(received, abs=1e-9)
+
+
+def signed_raw(handle: GatewayHandle, key: BotKey, method: str, path: str, query: str) -> httpx.Response:
+    """A request signed the Binance way over a query written by hand: names may repeat, as a buggy bot sends them."""
+    query = f"{query}&timestamp={int(time.time() * 1000)}"
+    signature = hmac.new(key.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+    return httpx.request(method, f"{handle.url}{path}?{query}&signature={signature}",
+                         headers={"X-MBX-APIKEY": key.api_key}, timeout=15)
+
+
+@pytest.mark.parametrize("sizes", ["quantity=0.5&quantity=0.001", "quantity=0.001&quantity=0.5"])
+def test_an_order_naming_a_parameter_twice_is_refused_whichever_comes_first(
+        gateway: GatewayHandle, sandbox: SandboxHandle, sizes: str) -> None:
+    # 0.5 BTC is far past alpha's 2000 notional cap, 0.001 well inside: the envelope must not judge one while an
+    # exchange that reads the other executes it. Binance itself refuses repeats with -1101, and so does the gateway.
+    key = bot_key(gateway, "alpha")
+    for query in (f"symbol=BTCUSDT&side=BUY&type=MARKET&{sizes}",
+                  "symbol=ETHUSDT&symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001",
+                  "symbol=BTCUSDT&side=SELL&side=BUY&type=MARKET&quantity=0.001"):
+        for path in ("/api/v3/order", "/api/v3/order/test"):
+            answer = signed_raw(gateway, key, "POST", path, query)
+            assert (answer.status_code, answer.json()) == (
+                400, {"code": -1101, "msg": "Duplicate values for a parameter detected."}), (path, query)
+    assert exchange_orders(sandbox) == []
+    # The same bot's well-formed order still goes through.
+    answer = signed_raw(gateway, key, "POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001")
+    assert answer.status_code == 200 and answer.json()["status"] == "FILLED"
+
+
+def test_an_order_sized_both_in_base_and_in_quote_is_refused_before_it_reaches_the_exchange(
+        gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
+    # Judged by its 0.001 BTC, executed by an exchange that reads quoteOrderQty it would spend 100,000 USDT.
+    key = bot_key(gateway, "alpha")
+    answer = signed_raw(gateway, key, "POST", "/api/v3/order",
+                        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&quoteOrderQty=100000")
+    assert (answer.status_code, answer.json()["code"]) == (400, -1106)
+    assert "quoteOrderQty" in answer.json()["msg"]
+    assert exchange_orders(sandbox) == []
+    # Sized in quote alone, it is judged at its quote: past the cap, refused by Keyguard.
+    answer = signed_raw(gateway, key, "POST", "/api/v3/order",
+                        "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=100000")
+    assert (answer.status_code, answer.json()["code"]) == (400, -2010)
+    assert answer.json()["msg"].startswith("KEYGUARD_MAX_ORDER_NOTIONAL: bot alpha: order notional 100000.00")
+
+
+def test_a_stop_buy_without_a_limit_is_judged_at_its_stop_price_not_the_lower_market(
+        gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
+    # 0.03 BTC is inside alpha's 2000 cap at the market; triggered at a stop of twice the market it pays about twice.
+    key = bot_key(gateway, "alpha")
+    market = sandbox.exchange.prices["BTCUSDT"]
+    stop = round(market * 2, 2)
+    answer = signed_raw(gateway, key, "POST", "/api/v3/order",
+                        f"symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=0.03&stopPrice={stop}")
+    assert (answer.status_code, answer.json()["code"]) == (400, -2010)
+    assert answer.json()["msg"].startswith(f"KEYGUARD_MAX_ORDER_NOTIONAL: bot alpha: order notional {0.03 * stop:.2f}")
+    assert exchange_orders(sandbox) == []

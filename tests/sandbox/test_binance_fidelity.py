@@ -182,6 +182,7 @@ REFUSED_ORDERS = [
     ({"type": "MARKET", "timeInForce": "GTC", "quantity": "0.001"}, -1106),
     ({"type": "LIMIT", "timeInForce": "GTC", "quantity": "0.000015", "price": "59000"}, -1013),  # LOT_SIZE
     ({"type": "MARKET", "quoteOrderQty": "2.5"}, -1013),  # NOTIONAL
+    ({"type": "MARKET", "quantity": "0.001", "quoteOrderQty": "100"}, -1106),  # one size, not both
 ]
 
 
@@ -198,6 +199,22 @@ def test_a_test_order_is_refused_exactly_as_the_real_order_is(sandbox: SandboxHa
                 answers.append("accepted")
         assert answers[0] == answers[1], params
         assert answers[0][:2] == (400, code), params
+    assert sandbox.exchange.orders == {}
+
+
+def test_a_parameter_sent_twice_is_refused_as_binance_refuses_it_and_nothing_is_placed(
+        sandbox: SandboxHandle) -> None:
+    key = sandbox.create_key(flags=TRADER_FLAGS)
+    for path, query in (("/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&quantity=0.002"),
+                        ("/api/v3/order/test", "symbol=BTCUSDT&symbol=ETHUSDT&side=BUY&type=MARKET&quantity=0.001"),
+                        ("/api/v3/openOrders", "symbol=BTCUSDT&symbol=BTCUSDT")):
+        query = f"{query}&timestamp={int(time.time() * 1000)}"
+        signature = hmac.new(key["secret"].encode(), query.encode(), hashlib.sha256).hexdigest()
+        answer = httpx.request("GET" if path.endswith("openOrders") else "POST",
+                               f"{sandbox.url}{path}?{query}&signature={signature}",
+                               headers={"X-MBX-APIKEY": key["api_key"]})
+        assert (answer.status_code, answer.json()) == (
+            400, {"code": -1101, "msg": "Duplicate values for a parameter detected."}), path
     assert sandbox.exchange.orders == {}
 
 

@@ -34,7 +34,7 @@ from keyguard.gateway.rotation import (
     rotate,
     source_credentials,
 )
-from keyguard.gateway.signing import authenticate, read_params
+from keyguard.gateway.signing import authenticate, distinct, read_params
 from keyguard.loading import file_stamp
 from keyguard.redact import redact_text
 from keyguard.worker.journal import JournalOrder, OrderJournal, journal_engine
@@ -231,7 +231,7 @@ class Gateway:
                 return {"serverTime": self.server_ms()}
             if path in MARKET_PATHS:
                 with answered_as_binance():
-                    return self.market.get(path, read_params(query, body)[0])
+                    return self.market.get(path, distinct(read_params(query, body)[0]))
         route = (method, path)
         desk_method = ORDER_ROUTES.get(route)
         test = route == TEST_ORDER
@@ -239,7 +239,7 @@ class Gateway:
             raise refused_endpoint(method, path)
         # Read once: the parameters the desk gets and the payload and signature the bot signed.
         params, payload, signature = read_params(query, body)
-        key = authenticate(self.keys, headers, params, payload, signature, self.server_ms())
+        key = authenticate(self.keys, headers, distinct(params), payload, signature, self.server_ms())
         self._ensure_bot(key.bot)
         if test:
             return self.desk.place(key.bot, params, test=True)

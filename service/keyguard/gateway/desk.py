@@ -450,7 +450,16 @@ class OrderDesk:
         else:
             price = market_price if limit_price is None else max(limit_price, market_price)
             self.prices[base] = market_price
+        stop = number(p, "stopPrice")
+        if stop is not None and limit_price is None:
+            # A stop or take-profit without a limit fills at the market once triggered, near its stop price: a buy
+            # stopping in above the market pays about the stop.
+            price = max(price, stop)
         quantity, quote = number(p, "quantity"), number(p, "quoteOrderQty")
+        if quantity is not None and quote is not None:
+            # Binance's answer to both sizes; one judged here and the other executed by an exchange that reads it
+            # would let an order past its caps.
+            raise BinanceError(400, -1106, "Parameter 'quoteOrderQty' sent when not required.")
         if quantity is None and quote is not None and price > 0:
             quantity = quote / price
         if quantity is None:

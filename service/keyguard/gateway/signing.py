@@ -48,6 +48,15 @@ def read_params(query: str, body: str) -> tuple[Params, str, str | None]:
     return params, q_payload + b_payload, q_signature or b_signature
 
 
+def distinct(params: Params) -> Params:
+    """`params` when no name repeats; a repeated name is Binance's -1101. Repeats are never judged by one reading and
+    executed by another: the envelope would check one `quantity` (or `symbol`, or `side`) while an exchange that
+    reads the other executes it."""
+    if len({name for name, _ in params}) != len(params):
+        raise BinanceError(400, -1101, "Duplicate values for a parameter detected.")
+    return params
+
+
 def _read(raw: str, params: Params) -> tuple[str, str | None]:
     """Append `raw`'s parameters to `params`; its payload without `signature=` parts, and its last signature."""
     parts = raw.split("&")
@@ -94,7 +103,7 @@ def authenticate(keys: BotKeyStore, headers: Mapping[str, str], params: Params, 
     key = keys.lookup(api_key)
     if key is None:
         raise BinanceError(401, -2015, REFUSED)
-    named = dict(params)  # the last of a repeated name counts
+    named = dict(params)
     timestamp = _integer(named, "timestamp")
     if timestamp is None:
         raise mandatory("timestamp")

@@ -431,6 +431,8 @@ def _order_request(c: Call) -> OrderRequest:
     for unwanted, type_without in (("price", "MARKET"), ("quoteOrderQty", "LIMIT"), ("timeInForce", "MARKET")):
         if type_ == type_without and p.get(unwanted):
             raise SandboxRejection(400, -1106, f"Parameter '{unwanted}' sent when not required.")
+    if p.get("quantity") and p.get("quoteOrderQty"):  # one size or the other, never both
+        raise SandboxRejection(400, -1106, "Parameter 'quoteOrderQty' sent when not required.")
     ex = c.exchange
     if symbol not in ex.symbols:
         raise SandboxRejection(400, -1121, "Invalid symbol.")
@@ -1007,6 +1009,8 @@ async def handle(request: Request) -> Response:
         if endpoint.uid and key is not None:
             # Only an authenticated call has an account to charge.
             headers.update(exchange.charge_uid(key.account, f"{method} {path}", endpoint.weight(params)))
+        if len({name for name, _ in pairs}) != len(pairs):
+            raise SandboxRejection(400, -1101, "Duplicate values for a parameter detected.")
         unread = unread_parameters(endpoint, pairs)
         if unread is not None:
             raise unread
