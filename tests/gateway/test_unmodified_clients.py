@@ -16,6 +16,16 @@ import pytest
 import requests
 from binance.client import Client as BinanceClient
 from binance.exceptions import BinanceAPIException
+from binance_common.configuration import ConfigurationRestAPI
+from binance_common.errors import BadRequestError
+from binance_sdk_spot.rest_api.models import (
+    NewOrderSideEnum,
+    NewOrderTimeInForceEnum,
+    NewOrderTypeEnum,
+    OrderTestSideEnum,
+    OrderTestTypeEnum,
+)
+from binance_sdk_spot.spot import Spot
 
 from keyguard.gateway.server import GatewayHandle
 from keyguard.sandbox import SandboxHandle
@@ -84,6 +94,37 @@ def test_python_binance_bot_trades_through_the_gateway(gateway: GatewayHandle, s
     with pytest.raises(BinanceAPIException) as refused_test:
         client.create_test_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.2")
     assert refused_test.value.message.startswith("KEYGUARD_MAX_ORDER_NOTIONAL: ")
+
+
+def test_binances_own_sdk_trades_through_the_gateway(gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
+    # binance-sdk-spot, Binance's official connector, stock: only its base path is the gateway's.
+    key = bot_key(gateway, "alpha")
+    api = Spot(config_rest_api=ConfigurationRestAPI(api_key=key.api_key, api_secret=key.secret,
+                                                    base_path=gateway.url)).rest_api
+    assert api.time().data().server_time > 0
+    filled = api.new_order(symbol="BTCUSDT", side=NewOrderSideEnum.BUY, type=NewOrderTypeEnum.MARKET,
+                           quantity=0.002, new_client_order_id="sdk-buy-1").data()
+    assert filled.status == "FILLED" and filled.client_order_id == "sdk-buy-1"
+    assert api.get_order(symbol="BTCUSDT", orig_client_order_id="sdk-buy-1").data().order_id == filled.order_id
+    # Sent again with the same id (a retry): the same order, not a second one.
+    again = api.new_order(symbol="BTCUSDT", side=NewOrderSideEnum.BUY, type=NewOrderTypeEnum.MARKET,
+                          quantity=0.002, new_client_order_id="sdk-buy-1").data()
+    assert again.order_id == filled.order_id
+    resting = api.new_order(symbol="ETHUSDT", side=NewOrderSideEnum.SELL, type=NewOrderTypeEnum.LIMIT,
+                            time_in_force=NewOrderTimeInForceEnum.GTC, quantity=0.1, price=9999.0,
+                            new_client_order_id="sdk-rest-1").data()
+    assert [o.client_order_id for o in api.get_open_orders(symbol="ETHUSDT").data()] == ["sdk-rest-1"]
+    cancelled = api.delete_order(symbol="ETHUSDT", orig_client_order_id="sdk-rest-1").data()
+    assert cancelled.status == "CANCELED" and cancelled.orig_client_order_id == "sdk-rest-1"
+    assert {o.order_id for o in api.all_orders(symbol="BTCUSDT").data()} == {filled.order_id}
+    assert {t.order_id for t in api.my_trades(symbol="BTCUSDT").data()} == {filled.order_id}
+    assert resting.order_id != filled.order_id
+    api.order_test(symbol="BTCUSDT", side=OrderTestSideEnum.BUY, type=OrderTestTypeEnum.MARKET, quantity=0.001)
+    assert len(exchange_orders(sandbox)) == 2, "a retry and a test order reach no book"
+    # alpha's cap is 2000: a refusal is the SDK's own error with Binance's code and Keyguard's reason.
+    with pytest.raises(BadRequestError, match="-2010.*KEYGUARD_MAX_ORDER_NOTIONAL: bot alpha"):
+        api.new_order(symbol="BTCUSDT", side=NewOrderSideEnum.BUY, type=NewOrderTypeEnum.MARKET, quantity=0.2)
+    assert len(exchange_orders(sandbox)) == 2
 
 
 def test_refusals_arrive_as_rejected_orders_with_the_keyguard_code(gateway: GatewayHandle,
