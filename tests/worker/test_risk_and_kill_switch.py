@@ -250,3 +250,25 @@ def test_stage_ladder_caps_exposure_per_asset() -> None:
         limits = RiskLimits(stage=stage, target_allocation=100000.0)
         assert check("BUY", allowed_qty, flat, limits) is None
         assert check("BUY", refused_qty, flat, limits) == STAGE_CAP
+
+
+def test_resting_orders_count_against_the_position_cap_until_they_are_cancelled(
+        sandbox: SandboxHandle, make_worker: WorkerFactory) -> None:
+    # Each buy of 0.02 BTC rests below the market and is inside the 0.05 cap alone; filled together, three would hold
+    # 0.06. The third is refused while two rest, after a restart too, and passes once they are cancelled.
+    worker = make_worker(risk={"max_position": {"BTC": 0.05}})
+    worker.start()
+    for _ in range(2):
+        assert worker.submit(intent("BUY", 0.02, "LIMIT", 50000.0)).status is OrderStatus.NEW
+    third = worker.submit(intent("BUY", 0.02, "LIMIT", 50000.0))
+    assert third.refusal_code == MAX_POSITION
+    assert "counting 0.04 in orders not yet answered or filled" in (third.detail or "")
+    assert worker.submit(intent("SELL", 0.02, "LIMIT", 70000.0)).status is OrderStatus.NEW, "the other way is free"
+
+    restarted = make_worker(risk={"max_position": {"BTC": 0.05}})
+    restarted.start()
+    assert restarted.submit(intent("BUY", 0.02, "LIMIT", 50000.0)).refusal_code == MAX_POSITION
+    assert len(exchange_orders(sandbox)) == 3, "refused orders never reached the exchange"
+
+    restarted.cancel_open_orders()
+    assert restarted.submit(intent("BUY", 0.02, "LIMIT", 50000.0)).status is OrderStatus.NEW

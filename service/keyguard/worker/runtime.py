@@ -94,6 +94,9 @@ class ExecutionWorker:
         self.live_state_file = config.state_dir / "live_state.json"
         self.key_permissions: dict[str, bool | None] | None = None
         self._lock = threading.Lock()
+        # Orders let through by the risk check whose journal row may not be written yet: intent id -> (asset, signed
+        # quantity). Counted with the journal's open rows by `_in_flight`.
+        self._let_through: dict[str, tuple[str, float]] = {}
 
     # -- kill switch ----------------------------------------------------------------------------------
     def refresh_kill_switch(self) -> bool:
@@ -151,21 +154,43 @@ class ExecutionWorker:
                  or self.price(intent.symbol))
         check = OrderCheck(intent.symbol, intent.base_asset, intent.side, intent.quantity, price)
         with self._lock:
-            refusal = check_order(check, self.limits, self.snapshot, now)
+            refusal = check_order(check, self.limits, self.snapshot, now, self._in_flight(check))
             if refusal is not None:
                 self.counters.refused[refusal.code] = self.counters.refused.get(refusal.code, 0) + 1
                 log.info("order refused %s: %s", refusal.code, refusal.message)
                 return OrderResult(intent.intent_id, "", OrderStatus.REJECTED, intent.quantity,
                                    refusal_code=refusal.code, detail=refusal.message, attempts=0)
             self.snapshot.record_order(now)
-        result = self.executor.place(intent, deadline_s=self.config.limiter.deadline_s)
+            self._let_through[intent.intent_id] = (check.base_asset, check.signed_qty)
+        try:
+            result = self.executor.place(intent, deadline_s=self.config.limiter.deadline_s)
+        except BaseException:
+            with self._lock:
+                del self._let_through[intent.intent_id]  # its row, if one was written, is open: it counts it
+            raise
         with self._lock:
+            # In one step with the fill below: the order counts either here or in the positions, never in neither.
+            del self._let_through[intent.intent_id]
             self.counters.sent += 1
             self.counters.resent += max(0, result.attempts - 1)
             if result.status is OrderStatus.UNKNOWN:
                 self.counters.unknown += 1
             self._apply_fill(intent, result, price)
         return result
+
+    def _in_flight(self, check: OrderCheck) -> float:
+        """The signed quantity of `check`'s asset, in its direction, that orders already let through may still add to
+        the positions (which hold only what executed): what a resting order has not filled yet, the whole of one not
+        answered or whose outcome is unknown. Read from the journal (every open row of the worker's symbols, as the
+        positions are) and the orders let through that it may not hold yet. Under `_lock`."""
+        sign = 1.0 if check.side == "BUY" else -1.0
+        pending = sum(qty for asset, qty in self._let_through.values()
+                      if asset == check.base_asset and qty * sign > 0)
+        for row in self.journal.open_orders():
+            if (self.symbols.get(row.symbol) == check.base_asset and row.side == check.side
+                    and row.intent_id not in self._let_through):
+                pending += sign * max(row.quantity - row.executed_qty, 0.0)
+        return pending
 
     def _apply_fill(self, intent: OrderIntent, result: OrderResult, price: float) -> None:
         """Positions and cash follow the execution, net of its commission (a buy holds what it received)."""
