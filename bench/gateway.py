@@ -679,10 +679,45 @@ def memory_part(n: int, warmup: int) -> dict[str, Any]:
                     samples.append((done, *(resident_kib(name) for name in names)))
             for client in clients:
                 client.close()
-    return {"samples": samples, "stats": stats}
+    return {"samples": samples, "stats": stats, "let_go": let_go_ids_part()}
+
+
+LET_GO_IDS = 1_000_000
+
+
+def let_go_ids_part(n: int = LET_GO_IDS, probes: int = 200_000) -> list[tuple[str, float, float, float]]:
+    """What remembering `n` let-go order ids costs: the desk's filter (let_go.py) beside a set of the same hashes
+    (what the desk held before), in one process: traced bytes per id, microseconds per look-up of a fresh id (what
+    each new order pays) and the share of fresh ids that read as let go (each costs that order a journal read)."""
+    import tracemalloc
+
+    from keyguard.gateway.let_go import LetGoIds
+
+    rng = random.Random(11)
+    ids = [f"x-{rng.getrandbits(64):x}" for _ in range(n)]
+    fresh = [hash(("bot", f"y-{rng.getrandbits(64):x}")) for _ in range(probes)]
+    rows = []
+    for name, make in (("set of hashes (before)", set), ("filter (let_go.py)", LetGoIds)):
+        tracemalloc.start()
+        held = make()
+        for cid in ids:  # each hash made here, as the desk makes it when it lets an order go
+            held.add(hash(("bot", cid)))
+        size = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        started = time.perf_counter()
+        maybes = sum(1 for key in fresh if key in held)
+        per_lookup_us = (time.perf_counter() - started) / probes * 1e6
+        assert all(hash(("bot", cid)) in held for cid in ids[:: max(1, n // 10_000)])
+        rows.append((name, size / n, per_lookup_us, maybes / probes))
+        del held
+    return rows
 
 
 def print_memory(result: dict[str, Any]) -> None:
+    print(f"let-go ids: {LET_GO_IDS:,} remembered, then fresh ids looked up")
+    print(f"{'':<26}{'bytes per id':>14}{'us per look-up':>16}{'fresh read as let go':>22}")
+    for name, per_id, per_lookup_us, share in result["let_go"]:
+        print(f"{name:<26}{per_id:>14.1f}{per_lookup_us:>16.2f}{share:>22.4%}")
     samples = result["samples"]
     print("memory: resident KiB of each process after N orders each (after the warm-up)")
     print(f"{'orders':>8}{'gateway, 1 h':>14}{f'gateway, {KEEP_SHORT_S:g} s':>14}{'forwarder':>11}")

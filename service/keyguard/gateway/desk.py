@@ -29,6 +29,7 @@ from keyguard.errors import ExchangeError
 from keyguard.exchanges.binance_client import BinanceSpotClient, ExchangeRejected, OutcomeUnknown
 from keyguard.exchanges.budget import RateLimitRefused
 from keyguard.gateway.envelope import Envelope
+from keyguard.gateway.let_go import LetGoIds
 from keyguard.gateway.market import MarketData
 from keyguard.worker.journal import (
     FINAL_STATUSES,
@@ -231,11 +232,11 @@ class OrderDesk:
         # A closed order (final, its commission known) stays in the maps above for `keep_closed_s` after it closed,
         # then only in the journal: a gateway that runs for months holds its open and recent orders, not every order
         # it ever placed (about 1.2 kB each). `_closing` queues (closed at, intent id) in that order; `_retired`
-        # holds hash((bot, bot client id)) of each order let go, so a bot reusing an old id still gets that order
-        # (read back from the journal) and never a second one.
+        # knows hash((bot, bot client id)) of each order let go (about 2 bytes each, let_go.py), so a bot reusing an
+        # old id still gets that order (read back from the journal) and never a second one.
         self.keep_closed_s = keep_closed_s
         self._closing: deque[tuple[float, str]] = deque()
-        self._retired: set[int] = set()
+        self._retired = LetGoIds()
         self._load()
 
     # -- ownership -------------------------------------------------------------------------------------------
