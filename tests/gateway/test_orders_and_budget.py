@@ -690,6 +690,34 @@ def test_bots_reusing_ids_while_orders_are_let_go_make_one_order_each_and_book_e
             assert handle.gateway.desk.books["alpha"].positions["BTC"] == pytest.approx(received, abs=1e-9)
 
 
+def test_a_bot_listing_hundreds_of_orders_let_go_gets_each_as_it_named_it(tmp_path: Path) -> None:
+    """More orders let go than one look-up names (desk.LOOKUP_BATCH): a bot listing its orders and its trades gets
+    every one under its own id; another bot gets none of them."""
+    from keyguard.gateway.desk import LOOKUP_BATCH
+    from keyguard.sandbox import run_sandbox
+    from tests.gateway.conftest import TRADER_FLAGS
+
+    count = LOOKUP_BATCH + 100
+    with run_sandbox(SandboxConfig(align_windows_to_start=True, orders_short_limit=10_000)) as exchange:
+        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+        config = gateway_config(exchange, exchange_key, tmp_path, keep_closed_orders_s=0,
+                                account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
+                                         "max_orders_per_minute": 10_000, "max_position": {"BTC": 10.0},
+                                         "daily_loss_limit": None})
+        with run_gateway(config) as handle:
+            alpha, beta = ccxt_bot(handle, bot_key(handle, "alpha")), ccxt_bot(handle, bot_key(handle, "beta"))
+            alpha.load_markets()
+            beta.load_markets()
+            placed = {alpha.create_order("BTC/USDT", "market", "buy" if i % 2 == 0 else "sell", 0.001, None,
+                                         {"clientOrderId": f"many-{i}"})["id"]: f"many-{i}" for i in range(count)}
+            assert _let_go(handle, *(("alpha", name) for name in placed.values()))
+            listed = alpha.fetch_orders("BTC/USDT", limit=1000)
+            assert {o["id"]: o["clientOrderId"] for o in listed} == placed
+            assert {t["order"] for t in alpha.fetch_my_trades("BTC/USDT", limit=1000)} == set(placed)
+            assert beta.fetch_orders("BTC/USDT", limit=1000) == []
+            assert beta.fetch_my_trades("BTC/USDT", limit=1000) == []
+
+
 def signed_raw(handle: GatewayHandle, key: BotKey, method: str, path: str, query: str) -> httpx.Response:
     """A request signed the Binance way over a query written by hand: names may repeat, as a buggy bot sends them."""
     query = f"{query}&timestamp={int(time.time() * 1000)}"

@@ -52,6 +52,8 @@ NUMBER = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 
 # Journal rows read at a time when the whole journal is read (start, each UTC day's fold).
 BATCH = 1000
+# Ids a look-up of let-go orders names at once (SQLite allows 32,766 bound values; PostgreSQL far more).
+LOOKUP_BATCH = 500
 REJECTED = -2010
 UNKNOWN_ORDER = -2011
 NO_SUCH_ORDER = -2013
@@ -284,9 +286,8 @@ class OrderDesk:
         if order_id is not None and str(order_id).isdigit():
             self._order_ids[int(order_id)] = exchange_cid
 
-    def _owner_of(self, report: dict[str, Any]) -> tuple[str, str, str | None] | None:
-        """(bot, bot client id, exchange client id) of the order a report names: from memory, else (an order closed
-        long ago) from the journal; None when no bot's. The exchange client id is given only from the journal."""
+    def _known_owner(self, report: dict[str, Any]) -> tuple[str, str, None] | None:
+        """(bot, bot client id, None) of the order a report names, if memory holds it."""
         cid = report.get("clientOrderId") or report.get("origClientOrderId")
         if cid in self._owner:
             return (*self._owner[str(cid)], None)
@@ -294,7 +295,7 @@ class OrderDesk:
         if isinstance(order_id, int) and order_id in self._order_ids:
             owner = self._owner.get(self._order_ids[order_id])
             return (*owner, None) if owner is not None else None
-        return self._stored_owner(exchange_cid=cid) if isinstance(cid, str) else None
+        return None
 
     def _as_bot_sees_it(self, report: dict[str, Any], bot_cid: str, exchange_cid: str | None = None) -> dict[str, Any]:
         out = dict(report)
@@ -338,17 +339,34 @@ class OrderDesk:
 
     def _stored_owner(self, exchange_cid: str | None = None,
                       order_id: int | None = None) -> tuple[str, str, str] | None:
-        """(bot, bot client id, exchange client id) of a let-go order, by its exchange client id or order id: one
-        look-up of its row joined to its mapping."""
-        if not self._retired or (exchange_cid is not None and not exchange_cid.startswith("kg-")):
-            return None
+        """(bot, bot client id, exchange client id) of one let-go order, by its exchange client id or order id."""
+        if exchange_cid is not None:
+            return self._stored_owners(exchange_cids=[exchange_cid]).get(exchange_cid)
+        return self._stored_owners(order_ids=[order_id]).get(order_id) if order_id is not None else None
+
+    def _stored_owners(self, exchange_cids: Iterable[str] = (),
+                       order_ids: Iterable[int] = ()) -> dict[str | int, tuple[str, str, str]]:
+        """(bot, bot client id, exchange client id) of let-go orders, keyed by the exchange client ids and order ids
+        asked for: their rows joined to their mappings, a few hundred ids a query (a bot listing its orders or trades
+        names many let-go ones at once)."""
+        found: dict[str | int, tuple[str, str, str]] = {}
+        if not self._retired:
+            return found
         j, g = _JOURNAL_ORDER.c, _GATEWAY_ORDER.c
-        where = j.client_order_id == exchange_cid if exchange_cid is not None else j.exchange_order_id == str(order_id)
+        wanted = ((j.client_order_id, sorted({c for c in exchange_cids if c.startswith("kg-")})),
+                  (j.exchange_order_id, sorted({str(i) for i in order_ids})))
         with self.journal.engine.connect() as db:
-            found = db.execute(columns(g.bot, g.bot_client_order_id, j.client_order_id)
-                               .select_from(_JOURNAL_ORDER.join(_GATEWAY_ORDER, g.intent_id == j.intent_id))
-                               .where(where).limit(1)).first()
-        return (found[0], found[1], found[2]) if found is not None else None
+            for column, values in wanted:
+                for at in range(0, len(values), LOOKUP_BATCH):
+                    for bot, bot_cid, cid, order_id in db.execute(
+                            columns(g.bot, g.bot_client_order_id, j.client_order_id, j.exchange_order_id)
+                            .select_from(_JOURNAL_ORDER.join(_GATEWAY_ORDER, g.intent_id == j.intent_id))
+                            .where(column.in_(values[at:at + LOOKUP_BATCH]))):
+                        if column is j.client_order_id:
+                            found[cid] = (bot, bot_cid, cid)
+                        elif order_id is not None and order_id.isdigit():
+                            found[int(order_id)] = (bot, bot_cid, cid)
+        return found
 
     def _latest_row(self, intent_id: str) -> JournalOrder | None:
         chain = self.journal.chain(intent_id)
@@ -584,9 +602,17 @@ class OrderDesk:
             self._note(self.journal.record(row))
 
     def _mine(self, bot: str, reports: Any) -> list[dict[str, Any]]:
+        """The reports of `bot`'s orders, as it named them: owners from memory, the let-go rest in one look-up."""
+        listed = [r for r in reports if isinstance(r, dict)] if isinstance(reports, list) else []
+        owners: list[tuple[str, str, str | None] | None] = [self._known_owner(r) for r in listed]
+        unknown = [r.get("clientOrderId") or r.get("origClientOrderId") for r, o in zip(listed, owners, strict=True)
+                   if o is None]
+        stored = self._stored_owners(exchange_cids=[c for c in unknown if isinstance(c, str)])
         mine = []
-        for report in reports if isinstance(reports, list) else []:
-            owner = self._owner_of(report) if isinstance(report, dict) else None
+        for report, owner in zip(listed, owners, strict=True):
+            if owner is None:
+                cid = report.get("clientOrderId") or report.get("origClientOrderId")
+                owner = stored.get(cid) if isinstance(cid, str) else None
             if owner is not None and owner[0] == bot:
                 mine.append(self._as_bot_sees_it(report, owner[1], owner[2]))
         return mine
@@ -602,15 +628,17 @@ class OrderDesk:
         if not isinstance(trades, list):
             return []
         whose: dict[Any, bool] = {}
+        let_go: set[int] = set()
         for trade in trades:
             order_id = trade.get("orderId") if isinstance(trade, dict) else None
             if isinstance(order_id, int) and order_id not in whose:
                 cid = self._order_ids.get(order_id)
                 if cid is not None:
                     whose[order_id] = self._owner.get(cid, ("",))[0] == bot
-                else:  # an order closed long ago: the journal says whose
-                    stored = self._stored_owner(order_id=order_id)
-                    whose[order_id] = stored is not None and stored[0] == bot
+                else:  # an order closed long ago: the journal says whose (all of them in one look-up, below)
+                    let_go.add(order_id)
+        for order_id, owner in self._stored_owners(order_ids=let_go).items():
+            whose[order_id] = owner[0] == bot
         return [t for t in trades if isinstance(t, dict) and whose.get(t.get("orderId"), False)]
 
     def cancel_open_orders(self, bot: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
