@@ -751,7 +751,21 @@ with run_gateway(GatewayConfig.model_validate(json.loads(sys.argv[1]))) as handl
     started = time.perf_counter()
     desk.refold()
     fold = time.perf_counter() - started
-print(json.dumps({"start_s": took, "peak_kib": peak, "position": position, "turn_s": turn, "fold_s": fold}))
+    # A bot listing 1,000 of its let-go orders (allOrders' most): their owners in batched look-ups, as the desk
+    # finds them, beside one look-up per order (how it found them before).
+    with desk.journal.engine.connect() as db:
+        cids = [row[0] for row in db.exec_driver_sql(
+            "SELECT client_order_id FROM worker_order ORDER BY created_at DESC LIMIT 1000")]
+    reports = [{"clientOrderId": cid} for cid in cids]
+    started = time.perf_counter()
+    batched = len(desk._mine("alpha", reports))
+    list_batched = time.perf_counter() - started
+    started = time.perf_counter()
+    one_by_one = sum(1 for cid in cids if (desk._stored_owner(exchange_cid=cid) or ("",))[0] == "alpha")
+    list_each = time.perf_counter() - started
+    assert batched == one_by_one == len(cids), (batched, one_by_one)
+print(json.dumps({"start_s": took, "peak_kib": peak, "position": position, "turn_s": turn, "fold_s": fold,
+                  "list_n": len(cids), "list_batched_s": list_batched, "list_each_s": list_each}))
 """
 
 
@@ -802,6 +816,10 @@ def print_startup(result: dict[str, Any]) -> None:
               f"{r['turn_s'] * 1000:>13.3f}{r['fold_s'] * 1000:>14.1f}")
     expected = n * (0.001 - 1e-06)
     print(f"  expected position from the journal: {expected:.6f}")
+    for label, r in (("empty", result["empty"]), (f"{n} closed orders", result["full"])):
+        if r["list_n"]:
+            print(f"  {label}: owners of {r['list_n']} let-go orders listed at once: batched "
+                  f"{r['list_batched_s'] * 1000:.1f} ms, one look-up each {r['list_each_s'] * 1000:.1f} ms")
 
 
 # -- main -------------------------------------------------------------------------------------------------------------
