@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, and_, exists, or_
 from sqlalchemy import select as columns
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
@@ -40,7 +40,7 @@ from keyguard.worker.journal import (
     commission_pending_of,
 )
 from keyguard.worker.orders import OrderExecutor, OrderIntent, OrderResult, apply_report
-from keyguard.worker.portfolio import Book, effect, is_today, row_effect, utc_day_start
+from keyguard.worker.portfolio import Book, effect, row_effect, utc_day_start
 from keyguard.worker.risk import OrderCheck, Refusal
 
 log = logging.getLogger(__name__)
@@ -244,32 +244,40 @@ class OrderDesk:
     # -- ownership -------------------------------------------------------------------------------------------
     def _load(self) -> None:
         """The maps from the journal at start: the open orders and those closed within `keep_closed_s`; the others
-        as hashes of their bot ids only. The journal is read in batches of the columns needed, never whole (a long
-        run's does not fit) and without building a row object for each."""
+        as hashes of their bot ids only. The database picks out the rows of open and recent orders (a long run's
+        journal is mostly neither), and the rest is read in batches of the columns needed, without a row object
+        for each."""
         cutoff = self.clock() - self.keep_closed_s
-        closed: dict[str, float | None] = {}  # intent id -> when its latest row closed (None: open)
         j, g = _JOURNAL_ORDER.c, _GATEWAY_ORDER.c
+        recent = datetime.fromtimestamp(cutoff, UTC)
+        live = or_(j.status.not_in([str(s) for s in FINAL_STATUSES]),
+                   and_(j.status != str(OrderStatus.PAPER_FILLED), j.executed_qty > j.commission_qty + 1e-12),
+                   j.updated_at > recent)
+        # intent id -> when it closed (None: open) for each order open or closed since `cutoff`: an order with any
+        # such row stays in memory (closed when the last of them did); every other order closed before `cutoff`.
+        kept: dict[str, float | None] = {}
         with self.journal.engine.connect() as db:
-            # Oldest first: a resend's row comes after the row it replaced.
             for intent_id, status, executed, commission_qty, updated_at in db.execute(
-                    columns(j.intent_id, j.status, j.executed_qty, j.commission_qty, j.updated_at)
-                    .order_by(j.created_at).execution_options(yield_per=BATCH)):
-                closed[intent_id] = _closed_at(status, executed, commission_qty, updated_at)
-            kept = {intent for intent, at in closed.items() if at is None or at > cutoff}
-            self._closing.extend(sorted((at, intent) for intent, at in closed.items()
-                                        if at is not None and at > cutoff))
+                    columns(j.intent_id, j.status, j.executed_qty, j.commission_qty, j.updated_at).where(live)):
+                at = _closed_at(status, executed, commission_qty, updated_at)
+                before = kept.get(intent_id, at)
+                kept[intent_id] = None if at is None or before is None else max(at, before)
+            self._closing.extend(sorted((at, intent) for intent, at in kept.items() if at is not None))
             mapped: dict[str, tuple[str, str]] = {}
-            for bot, bot_cid, intent_id, symbol in db.execute(
-                    columns(g.bot, g.bot_client_order_id, g.intent_id, g.symbol).execution_options(yield_per=BATCH)):
-                if intent_id in kept or intent_id not in closed:  # not in closed: in the intent log only
+            journaled = exists().where(j.intent_id == g.intent_id)
+            for bot, bot_cid, intent_id, symbol, in_journal in db.execute(
+                    columns(g.bot, g.bot_client_order_id, g.intent_id, g.symbol, journaled.label("journaled"))
+                    .execution_options(yield_per=BATCH)):
+                if intent_id in kept or not in_journal:  # not in the journal: in the intent log only
                     self._mappings[(bot, bot_cid)] = BotOrderRef(bot, bot_cid, intent_id, symbol)
                     mapped[intent_id] = (bot, bot_cid)
                 else:
                     self._retired.add(hash((bot, bot_cid)))
-            del closed
-            for cid, intent_id, order_id in db.execute(
-                    columns(j.client_order_id, j.intent_id, j.exchange_order_id).execution_options(yield_per=BATCH)):
-                if intent_id in mapped:
+            intents = list(mapped)
+            for at in range(0, len(intents), LOOKUP_BATCH):
+                for cid, intent_id, order_id in db.execute(
+                        columns(j.client_order_id, j.intent_id, j.exchange_order_id)
+                        .where(j.intent_id.in_(intents[at:at + LOOKUP_BATCH]))):
                     self._remember(cid, order_id, mapped[intent_id])
         self.refold()
         for entry in self.journal.orders(OPEN_STATUSES):  # in order: a resend's row comes after the row it replaced
@@ -737,12 +745,13 @@ class OrderDesk:
             seen: dict[str, tuple[float, float]] = {}
             asked = False
             j, g = _JOURNAL_ORDER.c, _GATEWAY_ORDER.c
+            today_started = datetime.fromtimestamp(day, UTC)
             query = (columns(j.client_order_id, j.symbol, j.side, j.executed_qty, j.quote_qty, j.price, j.commissions,
-                             j.updated_at, g.bot)
+                             (j.updated_at >= today_started).label("today"), g.bot)
                      .select_from(_JOURNAL_ORDER.outerjoin(_GATEWAY_ORDER, g.intent_id == j.intent_id))
                      .order_by(j.created_at).execution_options(yield_per=BATCH))
             with self.journal.engine.connect() as db:
-                for cid, symbol, side, executed, quote_qty, price, commissions, updated_at, stored_bot in db.execute(
+                for cid, symbol, side, executed, quote_qty, price, commissions, today, stored_bot in db.execute(
                         query):
                     owner = self._owner.get(cid)
                     bot = stored_bot or (owner[0] if owner is not None else None)
@@ -756,7 +765,7 @@ class OrderDesk:
                     if executed <= 0 or base is None:
                         continue
                     moved, cash, notional = effect(symbol, side, executed, quote_qty, price, commissions, base)
-                    book.add(base, moved, cash, notional, is_today(updated_at, day))
+                    book.add(base, moved, cash, notional, bool(today))
                     if owner is not None:
                         seen[cid] = (moved, cash)
             self.books, self._seen = books, seen

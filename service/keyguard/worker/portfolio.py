@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from keyguard.worker.journal import JournalOrder, base_change_of, quote_asset, quote_change_of
 
@@ -49,12 +48,6 @@ def utc_day_start(now: float) -> float:
     return float(int(now // 86400) * 86400)
 
 
-def _ts(value: datetime | None) -> float:
-    if value is None:
-        return 0.0
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-
-
 def row_effect(row: JournalOrder, base: str) -> tuple[float, float, float]:
     """(base moved, quote moved, notional) of a journal row, net of the commission it paid."""
     return effect(row.symbol, row.side, row.executed_qty, row.quote_qty, row.price, row.commissions, base)
@@ -67,7 +60,3 @@ def effect(symbol: str, side: str, executed_qty: float, quote_qty: float, price:
     return (base_change_of(side, executed_qty, commissions, base),
             quote_change_of(side, executed_qty, quote_qty, price, commissions, quote_asset(symbol, base)), notional)
 
-
-def is_today(updated_at: datetime | None, day_start: float) -> bool:
-    """Whether a row updated at `updated_at` counts in today's PnL: updated since `day_start` (00:00 UTC)."""
-    return _ts(updated_at) >= day_start
