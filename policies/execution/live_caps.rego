@@ -77,18 +77,18 @@ deny contains finding if {
 #     Stop new entries (trading state REDUCING or HALTED) until the next trading day and review what
 #     caused the loss.
 deny contains finding if {
+	is_object(state)
 	limit := input.config.daily_loss_limit
 	is_number(limit)
-	loss := 0 - state.daily_pnl
-	loss > limit
+	not loss_within(limit)
 	finding := lib.finding(
 		rego.metadata.rule(),
 		worker,
-		sprintf("worker %s lost %v today (limit %v), trading state %v", [
-			worker, loss, limit,
-			object.get(state, "trading_state", null),
-		]),
-		{"daily_pnl": state.daily_pnl, "daily_loss_limit": limit, "trading_state": object.get(state, "trading_state", null)},
+		daily_loss_message(limit),
+		{
+			"daily_pnl": object.get(state, "daily_pnl", null), "daily_loss_limit": limit,
+			"trading_state": object.get(state, "trading_state", null),
+		},
 	)
 }
 
@@ -154,3 +154,22 @@ within_position(size, cap) if {
 	is_number(cap)
 	abs(size) <= cap
 }
+
+loss_within(limit) if {
+	is_number(state.daily_pnl)
+	0 - state.daily_pnl <= limit
+}
+
+# Unknown is not zero: a PnL the worker could not work out (an asset it moved today has no price) is a finding.
+daily_loss_message(limit) := sprintf("worker %s lost %v today (limit %v), trading state %v", [
+	worker, 0 - state.daily_pnl, limit,
+	object.get(state, "trading_state", null),
+]) if {
+	is_number(state.daily_pnl)
+} else := sprintf(
+	concat("", [
+		"worker %s: today's PnL is unknown (no price for an asset it moved today), ",
+		"so the daily loss limit %v is unchecked; trading state %v",
+	]),
+	[worker, limit, object.get(state, "trading_state", null)],
+)

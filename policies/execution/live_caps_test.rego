@@ -56,6 +56,14 @@ test_daily_loss_beyond_limit_is_high if {
 	finding.message == "worker worker-1 lost 2500 today (limit 2000), trading state HALTED"
 }
 
+test_unknown_daily_pnl_is_a_finding_not_a_pass if {
+	some finding in results(fixture.with_state({"daily_pnl": null, "trading_state": "ACTIVE"}))
+	finding.id == "KG-EXE-204"
+	startswith(finding.message, "worker worker-1: today's PnL is unknown (no price for an asset it moved today), ")
+	endswith(finding.message, "so the daily loss limit 2000 is unchecked; trading state ACTIVE")
+	not "KG-EXE-204" in ids(fixture.with_state({"daily_pnl": -1999}))
+}
+
 test_weight_usage_over_headroom_is_high if {
 	some finding in results(fixture.with_state({"used_weight_1m": 5500}))
 	finding.id == "KG-EXE-205"

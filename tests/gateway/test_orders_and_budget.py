@@ -252,6 +252,50 @@ def test_daily_loss_from_the_journal_holds_new_exposure_but_lets_the_bot_reduce(
     assert bot.create_order("BTC/USDT", "market", "sell", 0.01)["status"] == "closed", "reducing stays allowed"
 
 
+def test_today_s_pnl_prices_an_asset_in_the_pair_it_was_traded_in_not_another_quote(tmp_path: Path) -> None:
+    # A real exchange lists BTC against many quotes. The book's cash is in USDT (the bot traded BTCUSDT), so BTC must
+    # be priced in USDT: priced at BTCTRY's 2,000,000 the bot's loss would read as a large gain, and the limit
+    # would hold nothing.
+    from keyguard.sandbox import run_sandbox
+    from keyguard.sandbox.config import SymbolSpec
+    from tests.gateway.conftest import TRADER_FLAGS
+
+    symbols = [SymbolSpec(symbol="BTCUSDT", base="BTC", quote="USDT", price=60000.0, level_qty=0.5),
+               SymbolSpec(symbol="BTCTRY", base="BTC", quote="TRY", price=2_000_000.0, level_qty=0.5,
+                          max_price="100000000.00000000")]
+    with run_sandbox(SandboxConfig(align_windows_to_start=True, symbols=symbols)) as exchange:
+        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+        config = gateway_config(exchange, exchange_key, tmp_path, bots={"alpha": {"daily_loss_limit": 50}},
+                                housekeeping_interval_s=0.2)
+        with run_gateway(config) as handle:
+            bot = ccxt_bot(handle, bot_key(handle, "alpha"))
+            bot.load_markets()
+            assert bot.create_order("BTC/USDT", "market", "buy", 0.03)["status"] == "closed"
+            exchange.exchange.set_price("BTCUSDT", 55000.0)  # 0.03 BTC lose about 150 USDT
+            assert wait_until(lambda: handle.gateway.envelope.watch("alpha").snapshot.daily_pnl < -50, 10.0)
+            time.sleep(0.5)  # more rounds: the price stays the pair's it was traded in
+            with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_DAILY_LOSS: bot alpha: daily loss 1[0-9]{2}"):
+                bot.create_order("BTC/USDT", "market", "buy", 0.001)
+
+
+def test_a_restart_does_not_forgive_today_s_loss(sandbox: SandboxHandle, exchange_key: dict[str, Any],
+                                                 tmp_path: Path) -> None:
+    # Today's trades are folded back from the journal at start as today's, and every asset the books hold is priced
+    # before the gateway serves: restarting it is no way past a bot's daily loss limit.
+    config = gateway_config(sandbox, exchange_key, tmp_path, bots={"alpha": {"daily_loss_limit": 50}})
+    with run_gateway(config) as handle:
+        bot = ccxt_bot(handle, bot_key(handle, "alpha"))
+        bot.load_markets()
+        assert bot.create_order("BTC/USDT", "market", "buy", 0.03)["status"] == "closed"
+    sandbox.exchange.set_price("BTCUSDT", 55000.0)  # 0.03 BTC lose about 150 USDT at the new price
+    with run_gateway(config) as handle:
+        bot = ccxt_bot(handle, bot_key(handle, "alpha"))
+        bot.load_markets()
+        with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_DAILY_LOSS: bot alpha: daily loss 1[0-9]{2}"):
+            bot.create_order("BTC/USDT", "market", "buy", 0.001)
+        assert bot.create_order("BTC/USDT", "market", "sell", 0.01)["status"] == "closed", "reducing stays allowed"
+
+
 def test_a_new_utc_day_starts_the_daily_loss_again_and_carries_the_positions_over(
         start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
     handle = start_gateway(bots={"alpha": {"daily_loss_limit": 50}}, account=CAPPED_ACCOUNT)

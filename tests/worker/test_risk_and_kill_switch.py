@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -237,6 +238,15 @@ def test_orders_in_flight_count_as_filled_in_their_own_direction() -> None:
     # Reducing: 0.01 held, a 0.008 sell already on the way; another 0.005 would cross zero if both fill.
     assert judged("SELL", 0.005, 0.0, TradingState.REDUCING) is None
     assert judged("SELL", 0.005, -0.008, TradingState.REDUCING) == STATE_REDUCING
+
+
+def test_an_unknown_daily_pnl_holds_entries_like_a_loss_past_the_limit() -> None:
+    # The PnL could not be worked out (an asset moved today has no price): unknown is not zero.
+    unknown = RiskSnapshot(portfolio_value=100000.0, positions={"BTC": 0.01}, daily_pnl_known=False)
+    assert check("BUY", 0.001, unknown) == DAILY_LOSS
+    assert check("SELL", 0.005, unknown) is None, "reducing stays allowed"
+    no_limit = dataclasses.replace(LIMITS, daily_loss_limit=None)
+    assert check_order(OrderCheck("BTCUSDT", "BTC", "BUY", 0.001, PRICE), no_limit, unknown, 1000.0) is None
 
 
 def test_kill_switch_outranks_every_other_check() -> None:

@@ -217,6 +217,9 @@ class OrderDesk:
         self._mappings: dict[tuple[str, str], BotOrderRef] = {}
         self.books: dict[str, Book] = {}
         self.prices: dict[str, float] = {}  # by base asset, for today's PnL
+        # The symbol each base asset's price is read from: the one its orders were last placed or booked in (its
+        # quote is the books' cash), never whichever of the exchange's pairs for that asset comes last.
+        self.price_symbols: dict[str, str] = {}
         self._book_lock = threading.RLock()
         # exchange client id -> (base moved, quote moved) of the order already in the books, net of commission
         self._seen: dict[str, tuple[float, float]] = {}
@@ -471,6 +474,7 @@ class OrderDesk:
             market_price = self.market.price(symbol) if limit_price is None or side == "SELL" else None
         if base is None:
             raise BinanceError(400, -1121, "Invalid symbol.")
+        self.price_symbols[base] = symbol
         if market_price is None:
             price = limit_price if limit_price is not None else 0.0
             self.prices.setdefault(base, price)
@@ -764,6 +768,7 @@ class OrderDesk:
                     base = self.market.base_of.get(symbol)
                     if executed <= 0 or base is None:
                         continue
+                    self.price_symbols[base] = symbol  # oldest first: the latest symbol stays
                     moved, cash, notional = effect(symbol, side, executed, quote_qty, price, commissions, base)
                     book.add(base, moved, cash, notional, bool(today))
                     if owner is not None:

@@ -217,6 +217,7 @@ class Envelope:
     def _fill(snapshot: RiskSnapshot, book: Book, prices: Mapping[str, float]) -> None:
         snapshot.positions = dict(book.positions)
         pnl = book.daily_pnl(prices)
+        snapshot.daily_pnl_known = pnl is not None
         if pnl is not None:
             snapshot.daily_pnl = pnl
 
@@ -237,6 +238,7 @@ class Envelope:
                 self._fill(watch.snapshot, books.get(bot, Book()), prices)
             self.account.positions = account.positions
             pnl = account.daily_pnl(prices)
+            self.account.daily_pnl_known = pnl is not None
             if pnl is not None:
                 self.account.daily_pnl = pnl
             self.largest_notional_today = account.largest_notional_today

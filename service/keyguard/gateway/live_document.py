@@ -66,7 +66,7 @@ def execution_document(gw: Gateway) -> dict[str, Any]:
                                                _since(watch.switch.state.changed_at) if held else engaged_at),
             "refusals": dict(watch.refusals),
             "positions": dict(watch.snapshot.positions),
-            "daily_pnl": watch.snapshot.daily_pnl,
+            "daily_pnl": watch.snapshot.daily_pnl if watch.snapshot.daily_pnl_known else None,
         }
     return {
         "kind": "execution",
@@ -100,7 +100,7 @@ def execution_document(gw: Gateway) -> dict[str, Any]:
             "orders_last_minute": orders_since(env.account.order_times, now, engaged_at),
             "largest_order_notional_today": env.largest_notional_today,
             "positions": dict(env.account.positions),
-            "daily_pnl": env.account.daily_pnl,
+            "daily_pnl": env.account.daily_pnl if env.account.daily_pnl_known else None,
             "used_weight_1m": used,
             "weight_limit_1m": int(weight.limit) if weight else None,
             "bots": bots,

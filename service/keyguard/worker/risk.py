@@ -95,6 +95,9 @@ class RiskSnapshot:
     trading_state: TradingState = TradingState.ACTIVE
     positions: dict[str, float] = field(default_factory=dict)
     daily_pnl: float = 0.0
+    # False while today's PnL cannot be worked out (an asset moved today has no price): `daily_pnl` is then only
+    # the last value known, and a daily loss limit admits reducing orders alone.
+    daily_pnl_known: bool = True
     portfolio_value: float = 0.0
     order_times: deque[float] = field(default_factory=deque)
 
@@ -141,6 +144,9 @@ def check_order(order: OrderCheck, limits: RiskLimits, snap: RiskSnapshot, now: 
     reducing = is_reducing(order, position)
     if snap.trading_state is TradingState.REDUCING and not reducing:
         return Refusal(STATE_REDUCING, f"trading state REDUCING: {order.side} {order.base_asset} would add exposure")
+    if limits.daily_loss_limit is not None and not snap.daily_pnl_known and not reducing:
+        return Refusal(DAILY_LOSS, f"today's PnL is unknown (no price for an asset moved today), so the daily loss "
+                                   f"limit {limits.daily_loss_limit:.2f} cannot be checked: only reducing orders")
     if limits.daily_loss_limit is not None and snap.daily_pnl <= -limits.daily_loss_limit and not reducing:
         return Refusal(DAILY_LOSS, f"daily loss {-snap.daily_pnl:.2f} reached the limit {limits.daily_loss_limit:.2f}:"
                                    " only reducing orders")
