@@ -674,6 +674,39 @@ def test_orders_closed_long_ago_leave_memory_and_still_answer_as_the_bot_named_t
             alpha.create_order("BTC/USDT", "market", "buy", 0.031)
 
 
+def test_a_gateway_journaling_to_postgresql_restarts_with_its_books_and_the_ids_it_let_go(
+        sandbox: SandboxHandle, exchange_key: dict[str, Any], tmp_path: Path, postgres_url: str) -> None:
+    """The journal in PostgreSQL (journal_url) rather than SQLite: orders let go are replayed and listed from it,
+    and a restarted gateway reads its books and its open orders back from it."""
+    from tests.servers import fresh_postgres_database
+
+    with fresh_postgres_database(postgres_url) as url:
+        config = gateway_config(sandbox, exchange_key, tmp_path, account=CAPPED_ACCOUNT, keep_closed_orders_s=0,
+                                journal_url=url)
+        with run_gateway(config) as handle:
+            alpha = ccxt_bot(handle, bot_key(handle, "alpha"))
+            alpha.load_markets()
+            filled = alpha.create_order("BTC/USDT", "market", "buy", 0.02, None, {"clientOrderId": "pg-fill"})
+            resting = alpha.create_order("BTC/USDT", "limit", "buy", 0.01, 20000, {"clientOrderId": "pg-rest"})
+            assert _let_go(handle, ("alpha", "pg-fill"))
+            again = alpha.create_order("BTC/USDT", "market", "buy", 0.02, None, {"clientOrderId": "pg-fill"})
+            assert again["id"] == filled["id"]
+        orders_before = len(exchange_orders(sandbox))
+        with run_gateway(config) as second:
+            alpha = ccxt_bot(second, bot_key(second, "alpha"))
+            alpha.load_markets()
+            assert alpha.create_order("BTC/USDT", "market", "buy", 0.02, None,
+                                      {"clientOrderId": "pg-fill"})["id"] == filled["id"]
+            assert len(exchange_orders(sandbox)) == orders_before, "no second order from the replay"
+            assert {o["clientOrderId"] for o in alpha.fetch_orders("BTC/USDT")} == {"pg-fill", "pg-rest"}
+            # 0.02 held (less commission) and 0.01 resting count against the account's 0.05.
+            with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_MAX_POSITION: account: BTC position would be "
+                                                         r"0\.0599"):
+                alpha.create_order("BTC/USDT", "market", "buy", 0.03)
+            assert alpha.cancel_order(resting["id"], "BTC/USDT")["status"] == "canceled"
+        assert not (tmp_path / "gateway" / "journal.db").exists(), "the journal was PostgreSQL's, not a SQLite file"
+
+
 def test_a_long_running_gateway_holds_its_open_and_recent_orders_not_every_order_it_placed(
         start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
     handle = start_gateway(keep_closed_orders_s=0)
