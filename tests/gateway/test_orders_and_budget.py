@@ -278,6 +278,35 @@ def test_today_s_pnl_prices_an_asset_in_the_pair_it_was_traded_in_not_another_qu
                 bot.create_order("BTC/USDT", "market", "buy", 0.001)
 
 
+def test_a_pair_quoted_in_an_asset_the_books_do_not_count_as_cash_is_refused(tmp_path: Path) -> None:
+    # ETHBTC's cash is BTC: selling ETH for it would grow a BTC position no cap sees, and its flows would be summed
+    # with USDT as if they were dollars. Refused unless the operator names BTC as cash (quote_assets).
+    from keyguard.sandbox import run_sandbox
+    from keyguard.sandbox.config import SymbolSpec
+    from tests.gateway.conftest import TRADER_FLAGS
+
+    symbols = [SymbolSpec(symbol="BTCUSDT", base="BTC", quote="USDT", price=60000.0, level_qty=0.5),
+               SymbolSpec(symbol="ETHBTC", base="ETH", quote="BTC", price=0.05, level_qty=5.0, tick_size="0.00001",
+                          min_notional="0.0001")]
+    with run_sandbox(SandboxConfig(align_windows_to_start=True, symbols=symbols)) as exchange:
+        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+        config = gateway_config(exchange, exchange_key, tmp_path)
+        with run_gateway(config) as handle:
+            bot = ccxt_bot(handle, bot_key(handle, "alpha"))
+            bot.load_markets()
+            with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_UNVALUED_QUOTE: ETHBTC is quoted in BTC; the "
+                                                         r"gateway counts cash in USDT \(quote_assets\)"):
+                bot.create_order("ETH/BTC", "market", "sell", 0.1)
+            assert exchange.exchange.orders == {}
+            assert bot.create_order("BTC/USDT", "market", "buy", 0.001)["status"] == "closed"
+        (tmp_path / "opted-in").mkdir()
+        opted_in = gateway_config(exchange, exchange_key, tmp_path / "opted-in", quote_assets=["USDT", "BTC"])
+        with run_gateway(opted_in) as handle:
+            bot = ccxt_bot(handle, bot_key(handle, "alpha"))
+            bot.load_markets()
+            assert bot.create_order("ETH/BTC", "market", "sell", 0.1)["status"] == "closed"
+
+
 def test_a_restart_does_not_forgive_today_s_loss(sandbox: SandboxHandle, exchange_key: dict[str, Any],
                                                  tmp_path: Path) -> None:
     # Today's trades are folded back from the journal at start as today's, and every asset the books hold is priced

@@ -136,7 +136,8 @@ class Gateway:
         self.market = MarketData(self.client, config.market_data_ttl_s)
         self.desk = OrderDesk(self.client, self.journal, self.executor, self.envelope, self.market,
                               deadline_s=config.limiter.deadline_s, clock=clock, on_runaway=self.hold_bot,
-                              defer=self.after_answer.defer, keep_closed_s=config.keep_closed_orders_s)
+                              defer=self.after_answer.defer, keep_closed_s=config.keep_closed_orders_s,
+                              quote_assets=config.quote_assets)
         self._bots_lock = threading.Lock()
         for bot in config.bots:
             self._ensure_bot(bot)

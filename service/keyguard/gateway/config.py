@@ -80,6 +80,10 @@ class GatewayConfig(_Strict):
     # A closed order stays in memory this long, then only in the journal (read back when a bot names it): memory
     # holds the open and recent orders, not every order the gateway ever placed.
     keep_closed_orders_s: float = Field(default=3600.0, ge=0)
+    # What the books count as cash: notionals, positions' value and today's PnL are in these (taken at par). A pair
+    # quoted in anything else (ETHBTC's cash is BTC) is refused: what it moves could not be valued, and the BTC it
+    # brings in would grow a position no cap sees.
+    quote_assets: list[str] = Field(default_factory=lambda: ["USDT"], min_length=1)
     order_retry: OrderRetrySettings = Field(default_factory=OrderRetrySettings)
     data_retry: DataRetrySettings = Field(default_factory=DataRetrySettings)
     reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)

@@ -54,6 +54,7 @@ NUMBER = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 BATCH = 1000
 # Ids a look-up of let-go orders names at once (SQLite allows 32,766 bound values; PostgreSQL far more).
 LOOKUP_BATCH = 500
+UNVALUED_QUOTE = "UNVALUED_QUOTE"
 REJECTED = -2010
 UNKNOWN_ORDER = -2011
 NO_SUCH_ORDER = -2013
@@ -194,8 +195,10 @@ class OrderDesk:
     def __init__(self, client: BinanceSpotClient, journal: OrderJournal, executor: OrderExecutor, envelope: Envelope,
                  market: MarketData, *, deadline_s: float, clock: Callable[[], float] = time.time,
                  defer: Callable[[Callable[[], object]], None],
-                 on_runaway: Callable[[str, str], None] | None = None, keep_closed_s: float = 3600.0) -> None:
+                 on_runaway: Callable[[str, str], None] | None = None, keep_closed_s: float = 3600.0,
+                 quote_assets: Iterable[str] = ("USDT",)) -> None:
         self.client = client
+        self.quote_assets = frozenset(quote_assets)
         self.journal = journal
         self.executor = executor
         self.envelope = envelope
@@ -474,6 +477,14 @@ class OrderDesk:
             market_price = self.market.price(symbol) if limit_price is None or side == "SELL" else None
         if base is None:
             raise BinanceError(400, -1121, "Invalid symbol.")
+        cash_asset = self.market.quote_of.get(symbol)
+        if cash_asset not in self.quote_assets:
+            unvalued = Refusal(UNVALUED_QUOTE, f"{symbol} is quoted in {cash_asset}; the gateway counts cash in "
+                                               f"{', '.join(sorted(self.quote_assets))} (quote_assets), so what this "
+                                               "pair moves could not be valued against the caps")
+            if not test:
+                self._refused(bot, unvalued, self.clock())
+            raise refusal_error(unvalued)
         self.price_symbols[base] = symbol
         if market_price is None:
             price = limit_price if limit_price is not None else 0.0

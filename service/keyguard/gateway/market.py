@@ -43,6 +43,7 @@ class MarketData:
         self.hits = 0
         self.misses = 0
         self.base_of: dict[str, str] = {}
+        self.quote_of: dict[str, str] = {}
 
     def _fresh(self, key: Key, ttl: float) -> Any | None:
         """The cached answer for `key` if it is at most `ttl` old (call under the lock)."""
@@ -94,6 +95,8 @@ class MarketData:
         for entry in info.get("symbols") or []:
             if isinstance(entry, dict) and entry.get("symbol") and entry.get("baseAsset"):
                 self.base_of[str(entry["symbol"])] = str(entry["baseAsset"])
+                if entry.get("quoteAsset"):
+                    self.quote_of[str(entry["symbol"])] = str(entry["quoteAsset"])
 
     def exchange_info(self) -> dict[str, Any]:
         body = self.get("/api/v3/exchangeInfo", [], ttl_s=max(self.ttl_s, EXCHANGE_INFO_TTL_S))
