@@ -878,3 +878,63 @@ def test_a_stop_buy_without_a_limit_is_judged_at_its_stop_price_not_the_lower_ma
     assert (answer.status_code, answer.json()["code"]) == (400, -2010)
     assert answer.json()["msg"].startswith(f"KEYGUARD_MAX_ORDER_NOTIONAL: bot alpha: order notional {0.03 * stop:.2f}")
     assert exchange_orders(sandbox) == []
+
+
+# A tired or buggy bot's orders: valid and invalid values, missing and extra parameters, every type.
+ORDER_VALUES = {
+    "symbol": ["BTCUSDT", "ETHUSDT"] * 6 + ["btcusdt", "XXX", ""],
+    "side": ["BUY", "SELL"] * 6 + ["buy", "x", ""],
+    "type": ["MARKET", "LIMIT"] * 5 + ["LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT", "market", "x"],
+    "quantity": ["0.001", "0.01", "0.02", "0.03", "0.1", "0.2", "1", "0", "-1", "1e3", "0.0000001"],
+    "quoteOrderQty": ["10", "100", "100000", "0", ""],
+    "price": ["2900", "3100", "50000", "60000", "70000", "1e9", "x"],
+    "stopPrice": ["1", "120000", "x"],
+    "timeInForce": ["GTC", "IOC", "FOK", "x"],
+    "newClientOrderId": ["a", "b", "x" * 40, "ok-1", "c", "d"],
+    "icebergQty": ["0.0005", "5"],
+    "newOrderRespType": ["ACK", "RESULT", "FULL", "x"],
+    "recvWindow": ["5000", "70000", "x"],
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_stream_of_odd_orders_never_breaks_a_cap_and_the_books_equal_the_exchange(tmp_path: Path,
+                                                                                      seed: int) -> None:
+    """Hundreds of orders as a careless bot writes them: each gets a Binance answer (never a 5xx), the account's
+    position caps hold at the exchange, and the gateway's books equal what the exchange account received."""
+    import random
+
+    from keyguard.sandbox import run_sandbox
+    from tests.gateway.conftest import TRADER_FLAGS
+
+    rng = random.Random(seed)
+    caps = {"BTC": 0.05, "ETH": 0.5}
+    with run_sandbox(SandboxConfig(align_windows_to_start=True, orders_short_limit=100_000)) as exchange:
+        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+        config = gateway_config(exchange, exchange_key, tmp_path,
+                                bots={"alpha": {"max_order_notional": 2000, "max_refusals_per_minute": 100_000}},
+                                account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
+                                         "max_orders_per_minute": 100_000, "max_position": caps,
+                                         "daily_loss_limit": None})
+        start = dict(exchange.exchange.balances["main"])
+        answers: dict[int, int] = {}
+        with run_gateway(config) as handle:
+            key = bot_key(handle, "alpha")
+            for _ in range(300):
+                names = rng.sample(sorted(ORDER_VALUES), rng.randrange(0, 4))
+                names += [n for n in ("symbol", "side", "type", "quantity") if n not in names and rng.random() < 0.9]
+                query = "&".join(f"{name}={rng.choice(ORDER_VALUES[name])}" for name in names)
+                answer = signed_raw(handle, key, "POST", rng.choice(["/api/v3/order", "/api/v3/order/test"]), query)
+                assert answer.status_code < 500, (query, answer.text)
+                assert answer.status_code == 200 or isinstance(answer.json().get("code"), int), (query, answer.text)
+                answers[answer.status_code] = answers.get(answer.status_code, 0) + 1
+            assert answers.get(200, 0) >= 10, answers  # enough got through to test the caps
+            for symbol in ("BTCUSDT", "ETHUSDT"):  # what still rests, cancelled as the bot would
+                signed_raw(handle, key, "DELETE", "/api/v3/openOrders", f"symbol={symbol}")
+            assert not [o for o in exchange.exchange.orders.values() if o.status in ("NEW", "PARTIALLY_FILLED")]
+            held = {asset: exchange.exchange.balances["main"][asset] - start[asset] for asset in caps}
+            for asset, cap in caps.items():
+                assert abs(held[asset]) <= cap + 1e-9, (asset, held[asset])
+            desk = handle.gateway.desk  # each answer's books update runs just after the bot has it
+            assert wait_until(lambda: all(abs(desk.books["alpha"].positions.get(asset, 0.0) - held[asset]) < 1e-9
+                                          for asset in caps), 5.0), (desk.books["alpha"].positions, held)
