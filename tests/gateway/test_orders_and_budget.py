@@ -938,3 +938,40 @@ def test_a_stream_of_odd_orders_never_breaks_a_cap_and_the_books_equal_the_excha
             desk = handle.gateway.desk  # each answer's books update runs just after the bot has it
             assert wait_until(lambda: all(abs(desk.books["alpha"].positions.get(asset, 0.0) - held[asset]) < 1e-9
                                           for asset in caps), 5.0), (desk.books["alpha"].positions, held)
+
+
+READ_VALUES = {
+    "symbol": ["BTCUSDT", "ETHUSDT", "XXX", ""],
+    "orderId": ["1001", "1002", "0", "-1", "x", "99999999999999999999", "1.5", ""],
+    "origClientOrderId": ["a", "b", "kg-x", "", "x" * 50],
+    "limit": ["1", "500", "1000", "5000", "0", "-1", "x"],
+    "startTime": ["0", "1", "x", "99999999999999"], "endTime": ["0", "x"], "fromId": ["0", "1", "x"],
+    "newClientOrderId": ["c1", ""], "cancelRestrictions": ["ONLY_NEW", "x"], "omitZeroBalances": ["true", "x"],
+}
+READ_CALLS = [("GET", "/api/v3/order"), ("DELETE", "/api/v3/order"), ("GET", "/api/v3/openOrders"),
+              ("DELETE", "/api/v3/openOrders"), ("GET", "/api/v3/allOrders"), ("GET", "/api/v3/myTrades"),
+              ("GET", "/api/v3/account"), ("GET", "/api/v3/rateLimit/order"), ("GET", "/api/v3/depth"),
+              ("GET", "/api/v3/ticker/price"), ("GET", "/api/v3/exchangeInfo")]
+
+
+def test_queries_cancels_and_market_data_with_odd_parameters_get_binance_answers_never_a_5xx(
+        gateway: GatewayHandle, sandbox: SandboxHandle) -> None:
+    """Two bots' queries, cancels, listings and market data with odd, missing and extra parameters (a depth limit
+    of 'x' once answered 500 KEYGUARD_INTERNAL): each gets a 200 or Binance's own refusal, and neither bot's
+    order is touched by the other."""
+    import random
+
+    rng = random.Random(3)
+    alpha, beta = bot_key(gateway, "alpha"), bot_key(gateway, "beta")
+    resting = signed_raw(gateway, alpha, "POST", "/api/v3/order", "symbol=ETHUSDT&side=SELL&type=LIMIT&"
+                         "timeInForce=GTC&quantity=0.1&price=9999&newClientOrderId=b")
+    assert resting.status_code == 200
+    for _ in range(300):
+        method, path = rng.choice(READ_CALLS)
+        names = rng.sample(sorted(READ_VALUES), rng.randrange(0, 5))
+        query = "&".join(f"{name}={rng.choice(READ_VALUES[name])}" for name in names)
+        answer = signed_raw(gateway, beta, method, path, query)
+        assert answer.status_code < 500, (method, path, query, answer.text)
+        assert answer.status_code == 200 or isinstance(answer.json().get("code"), int), (path, query, answer.text)
+    (order,) = [o for o in exchange_orders(sandbox) if o.symbol == "ETHUSDT"]
+    assert order.status == "NEW", "beta cancelled nothing of alpha's"

@@ -37,7 +37,13 @@ class EndpointCost:
 
 
 def _depth_weight(params: Params) -> int:
-    limit = int(params.get("limit", 100))
+    """By limit: 1-100: 5, 101-500: 25, 501-1000: 50, more: 250. A limit that is not a whole number (a bot's typo)
+    weighs what the default does: the exchange refuses it, and the caller hears its refusal."""
+    raw = params.get("limit", 100)
+    try:
+        limit = int(raw)
+    except (TypeError, ValueError):
+        limit = 100
     if limit <= 100:
         return 5
     if limit <= 500:
