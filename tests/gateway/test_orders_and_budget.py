@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +19,28 @@ import pytest
 from keyguard.gateway.bot_keys import BotKey
 from keyguard.gateway.server import GatewayHandle, run_gateway
 from keyguard.policy.engine import evaluate_documents
-from keyguard.sandbox import Fault, SandboxConfig, SandboxHandle
+from keyguard.sandbox import Fault, SandboxConfig, SandboxHandle, run_sandbox
+from keyguard.sandbox.config import SymbolSpec
 from keyguard.worker.risk import TradingState
-from tests.gateway.conftest import GatewayFactory, bot_key, ccxt_bot, gateway_config, signed_call
+from tests.gateway.conftest import TRADER_FLAGS, GatewayFactory, bot_key, ccxt_bot, gateway_config, signed_call
 
 
 def exchange_orders(sandbox: SandboxHandle) -> list[Any]:
     return list(sandbox.exchange.orders.values())
+
+
+def ready_bot(handle: GatewayHandle, bot: str) -> ccxt.binance:
+    """A stock ccxt bot on the gateway with its gateway key, its markets loaded."""
+    client = ccxt_bot(handle, bot_key(handle, bot))
+    client.load_markets()
+    return client
+
+
+@contextmanager
+def exchange_of_its_own(**settings: Any) -> Iterator[tuple[SandboxHandle, dict[str, Any]]]:
+    """A sandbox with these settings instead of this module's (windows from its start), and a trading key on it."""
+    with run_sandbox(SandboxConfig(align_windows_to_start=True, **settings)) as exchange:
+        yield exchange, exchange.create_key(label="gateway", flags=TRADER_FLAGS)
 
 
 def test_exchange_response_dropped_after_execution_is_resolved_before_the_bot_hears(
@@ -256,20 +273,15 @@ def test_today_s_pnl_prices_an_asset_in_the_pair_it_was_traded_in_not_another_qu
     # A real exchange lists BTC against many quotes. The book's cash is in USDT (the bot traded BTCUSDT), so BTC must
     # be priced in USDT: priced at BTCTRY's 2,000,000 the bot's loss would read as a large gain, and the limit
     # would hold nothing.
-    from keyguard.sandbox import run_sandbox
-    from keyguard.sandbox.config import SymbolSpec
-    from tests.gateway.conftest import TRADER_FLAGS
 
     symbols = [SymbolSpec(symbol="BTCUSDT", base="BTC", quote="USDT", price=60000.0, level_qty=0.5),
                SymbolSpec(symbol="BTCTRY", base="BTC", quote="TRY", price=2_000_000.0, level_qty=0.5,
                           max_price="100000000.00000000")]
-    with run_sandbox(SandboxConfig(align_windows_to_start=True, symbols=symbols)) as exchange:
-        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+    with exchange_of_its_own(symbols=symbols) as (exchange, exchange_key):
         config = gateway_config(exchange, exchange_key, tmp_path, bots={"alpha": {"daily_loss_limit": 50}},
                                 housekeeping_interval_s=0.2)
         with run_gateway(config) as handle:
-            bot = ccxt_bot(handle, bot_key(handle, "alpha"))
-            bot.load_markets()
+            bot = ready_bot(handle, "alpha")
             assert bot.create_order("BTC/USDT", "market", "buy", 0.03)["status"] == "closed"
             exchange.exchange.set_price("BTCUSDT", 55000.0)  # 0.03 BTC lose about 150 USDT
             assert wait_until(lambda: handle.gateway.envelope.watch("alpha").snapshot.daily_pnl < -50, 10.0)
@@ -281,19 +293,14 @@ def test_today_s_pnl_prices_an_asset_in_the_pair_it_was_traded_in_not_another_qu
 def test_a_pair_quoted_in_an_asset_the_books_do_not_count_as_cash_is_refused(tmp_path: Path) -> None:
     # ETHBTC's cash is BTC: selling ETH for it would grow a BTC position no cap sees, and its flows would be summed
     # with USDT as if they were dollars. Refused unless the operator names BTC as cash (quote_assets).
-    from keyguard.sandbox import run_sandbox
-    from keyguard.sandbox.config import SymbolSpec
-    from tests.gateway.conftest import TRADER_FLAGS
 
     symbols = [SymbolSpec(symbol="BTCUSDT", base="BTC", quote="USDT", price=60000.0, level_qty=0.5),
                SymbolSpec(symbol="ETHBTC", base="ETH", quote="BTC", price=0.05, level_qty=5.0, tick_size="0.00001",
                           min_notional="0.0001")]
-    with run_sandbox(SandboxConfig(align_windows_to_start=True, symbols=symbols)) as exchange:
-        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+    with exchange_of_its_own(symbols=symbols) as (exchange, exchange_key):
         config = gateway_config(exchange, exchange_key, tmp_path)
         with run_gateway(config) as handle:
-            bot = ccxt_bot(handle, bot_key(handle, "alpha"))
-            bot.load_markets()
+            bot = ready_bot(handle, "alpha")
             with pytest.raises(ccxt.ExchangeError, match=r"KEYGUARD_UNVALUED_QUOTE: ETHBTC is quoted in BTC; the "
                                                          r"gateway counts cash in USDT \(quote_assets\)"):
                 bot.create_order("ETH/BTC", "market", "sell", 0.1)
@@ -302,8 +309,7 @@ def test_a_pair_quoted_in_an_asset_the_books_do_not_count_as_cash_is_refused(tmp
         (tmp_path / "opted-in").mkdir()
         opted_in = gateway_config(exchange, exchange_key, tmp_path / "opted-in", quote_assets=["USDT", "BTC"])
         with run_gateway(opted_in) as handle:
-            bot = ccxt_bot(handle, bot_key(handle, "alpha"))
-            bot.load_markets()
+            bot = ready_bot(handle, "alpha")
             assert bot.create_order("ETH/BTC", "market", "sell", 0.1)["status"] == "closed"
 
 
@@ -313,13 +319,11 @@ def test_a_restart_does_not_forgive_today_s_loss(sandbox: SandboxHandle, exchang
     # before the gateway serves: restarting it is no way past a bot's daily loss limit.
     config = gateway_config(sandbox, exchange_key, tmp_path, bots={"alpha": {"daily_loss_limit": 50}})
     with run_gateway(config) as handle:
-        bot = ccxt_bot(handle, bot_key(handle, "alpha"))
-        bot.load_markets()
+        bot = ready_bot(handle, "alpha")
         assert bot.create_order("BTC/USDT", "market", "buy", 0.03)["status"] == "closed"
     sandbox.exchange.set_price("BTCUSDT", 55000.0)  # 0.03 BTC lose about 150 USDT at the new price
     with run_gateway(config) as handle:
-        bot = ccxt_bot(handle, bot_key(handle, "alpha"))
-        bot.load_markets()
+        bot = ready_bot(handle, "alpha")
         with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_DAILY_LOSS: bot alpha: daily loss 1[0-9]{2}"):
             bot.create_order("BTC/USDT", "market", "buy", 0.001)
         assert bot.create_order("BTC/USDT", "market", "sell", 0.01)["status"] == "closed", "reducing stays allowed"
@@ -713,8 +717,7 @@ def test_a_gateway_journaling_to_postgresql_restarts_with_its_books_and_the_ids_
         config = gateway_config(sandbox, exchange_key, tmp_path, account=CAPPED_ACCOUNT, keep_closed_orders_s=0,
                                 journal_url=url)
         with run_gateway(config) as handle:
-            alpha = ccxt_bot(handle, bot_key(handle, "alpha"))
-            alpha.load_markets()
+            alpha = ready_bot(handle, "alpha")
             filled = alpha.create_order("BTC/USDT", "market", "buy", 0.02, None, {"clientOrderId": "pg-fill"})
             resting = alpha.create_order("BTC/USDT", "limit", "buy", 0.01, 20000, {"clientOrderId": "pg-rest"})
             assert _let_go(handle, ("alpha", "pg-fill"))
@@ -722,8 +725,7 @@ def test_a_gateway_journaling_to_postgresql_restarts_with_its_books_and_the_ids_
             assert again["id"] == filled["id"]
         orders_before = len(exchange_orders(sandbox))
         with run_gateway(config) as second:
-            alpha = ccxt_bot(second, bot_key(second, "alpha"))
-            alpha.load_markets()
+            alpha = ready_bot(second, "alpha")
             assert alpha.create_order("BTC/USDT", "market", "buy", 0.02, None,
                                       {"clientOrderId": "pg-fill"})["id"] == filled["id"]
             assert len(exchange_orders(sandbox)) == orders_before, "no second order from the replay"
@@ -756,11 +758,8 @@ def test_a_long_running_gateway_holds_its_open_and_recent_orders_not_every_order
 def test_bots_reusing_ids_while_orders_are_let_go_make_one_order_each_and_book_each_once(tmp_path: Path) -> None:
     """Four bot connections replay ids from small pools while housekeeping lets closed orders go every 0.1 s: each
     id makes one order at the exchange, and the gateway's books hold exactly what the exchange account received."""
-    from keyguard.sandbox import run_sandbox
-    from tests.gateway.conftest import TRADER_FLAGS
 
-    with run_sandbox(SandboxConfig(align_windows_to_start=True)) as exchange:  # Binance's own weight limit
-        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+    with exchange_of_its_own() as (exchange, exchange_key):  # Binance's own weight limit
         config = gateway_config(exchange, exchange_key, tmp_path, keep_closed_orders_s=0, housekeeping_interval_s=0.1,
                                 account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
                                          "max_orders_per_minute": 10_000, "max_position": {"BTC": 10.0},
@@ -800,20 +799,15 @@ def test_a_bot_listing_hundreds_of_orders_let_go_gets_each_as_it_named_it(tmp_pa
     """More orders let go than one look-up names (desk.LOOKUP_BATCH): a bot listing its orders and its trades gets
     every one under its own id; another bot gets none of them."""
     from keyguard.gateway.desk import LOOKUP_BATCH
-    from keyguard.sandbox import run_sandbox
-    from tests.gateway.conftest import TRADER_FLAGS
 
     count = LOOKUP_BATCH + 100
-    with run_sandbox(SandboxConfig(align_windows_to_start=True, orders_short_limit=10_000)) as exchange:
-        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+    with exchange_of_its_own(orders_short_limit=10_000) as (exchange, exchange_key):
         config = gateway_config(exchange, exchange_key, tmp_path, keep_closed_orders_s=0,
                                 account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
                                          "max_orders_per_minute": 10_000, "max_position": {"BTC": 10.0},
                                          "daily_loss_limit": None})
         with run_gateway(config) as handle:
-            alpha, beta = ccxt_bot(handle, bot_key(handle, "alpha")), ccxt_bot(handle, bot_key(handle, "beta"))
-            alpha.load_markets()
-            beta.load_markets()
+            alpha, beta = ready_bot(handle, "alpha"), ready_bot(handle, "beta")
             placed = {alpha.create_order("BTC/USDT", "market", "buy" if i % 2 == 0 else "sell", 0.001, None,
                                          {"clientOrderId": f"many-{i}"})["id"]: f"many-{i}" for i in range(count)}
             assert _let_go(handle, *(("alpha", name) for name in placed.values()))
@@ -904,13 +898,10 @@ def test_a_stream_of_odd_orders_never_breaks_a_cap_and_the_books_equal_the_excha
     position caps hold at the exchange, and the gateway's books equal what the exchange account received."""
     import random
 
-    from keyguard.sandbox import run_sandbox
-    from tests.gateway.conftest import TRADER_FLAGS
 
     rng = random.Random(seed)
     caps = {"BTC": 0.05, "ETH": 0.5}
-    with run_sandbox(SandboxConfig(align_windows_to_start=True, orders_short_limit=100_000)) as exchange:
-        exchange_key = exchange.create_key(label="gateway", flags=TRADER_FLAGS)
+    with exchange_of_its_own(orders_short_limit=100_000) as (exchange, exchange_key):
         config = gateway_config(exchange, exchange_key, tmp_path,
                                 bots={"alpha": {"max_order_notional": 2000, "max_refusals_per_minute": 100_000}},
                                 account={"max_order_notional": 5000, "max_order_share_of_portfolio": None,
