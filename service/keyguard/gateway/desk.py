@@ -479,7 +479,8 @@ class OrderDesk:
             raise BinanceError(400, -1121, "Invalid symbol.")
         cash_asset = self.market.quote_of.get(symbol)
         if cash_asset not in self.quote_assets:
-            unvalued = Refusal(UNVALUED_QUOTE, f"{symbol} is quoted in {cash_asset}; the gateway counts cash in "
+            named = cash_asset or "an asset the exchange did not name"
+            unvalued = Refusal(UNVALUED_QUOTE, f"{symbol} is quoted in {named}; the gateway counts cash in "
                                                f"{', '.join(sorted(self.quote_assets))} (quote_assets), so what this "
                                                "pair moves could not be valued against the caps")
             if not test:
@@ -779,7 +780,8 @@ class OrderDesk:
                     base = self.market.base_of.get(symbol)
                     if executed <= 0 or base is None:
                         continue
-                    self.price_symbols[base] = symbol  # oldest first: the latest symbol stays
+                    if self.market.quote_of.get(symbol) in self.quote_assets:  # oldest first: the latest stays
+                        self.price_symbols[base] = symbol
                     moved, cash, notional = effect(symbol, side, executed, quote_qty, price, commissions, base)
                     book.add(base, moved, cash, notional, bool(today))
                     if owner is not None:
