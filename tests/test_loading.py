@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from keyguard.config import load_settings
 from keyguard.errors import ConfigError
 from keyguard.exchanges.inventory import load_inventory
+from keyguard.gateway.config import load_gateway_config
 from keyguard.infra.cli import load_key_bindings
 from keyguard.infra.drift import StackOutputs
 from keyguard.loading import bad_input, load_mapping
@@ -143,6 +144,15 @@ def test_a_misspelt_nested_setting_is_refused_with_its_dotted_path(
 def test_negative_or_zero_caps_are_refused(tmp_path: Path, text: str) -> None:
     message = refusal(load_worker_config, write(tmp_path, "worker.yaml", text))
     assert ":2: field risk." in message and "greater than" in message
+
+
+def test_a_gateway_s_cash_assets_are_read_as_the_exchange_names_them_and_an_empty_name_is_refused(
+        tmp_path: Path) -> None:
+    loaded = load_gateway_config(write(tmp_path, "gateway.yaml", "quote_assets: [usdt, ' Fdusd ']\n"))
+    assert loaded.quote_assets == ["USDT", "FDUSD"]
+    for text in ("quote_assets: []\n", "quote_assets: [USDT, '']\n", "quote_assets: USDT\n"):
+        assert "gateway.yaml:1: field quote_assets: " in refusal(load_gateway_config,
+                                                                 write(tmp_path, "gateway.yaml", text))
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,15 @@ class GatewayConfig(_Strict):
                 raise ValueError(f"bot name {name!r} must match {BOT_NAME}")
         return bots
 
+    @field_validator("quote_assets")
+    @classmethod
+    def _asset_names(cls, assets: list[str]) -> list[str]:
+        """Exchanges name assets in capitals: `usdt` in a settings file means USDT, not a refusal of every pair."""
+        names = [asset.strip().upper() for asset in assets]
+        if not all(names):
+            raise ValueError("an empty asset name")
+        return names
+
     def account_limits(self) -> RiskLimits:
         return self.account.limits(self.stage)
 
