@@ -468,13 +468,17 @@ class OrderDesk:
     def _admit(self, bot: str, p: dict[str, str], *, test: bool) -> OrderCheck:
         """The envelope's verdict on an order (refusals counted, a runaway bot held)."""
         symbol, side = p["symbol"], p["side"].upper()
+        # What the order itself says first: a malformed one costs no request to the exchange.
+        limit_price, stop = number(p, "price"), number(p, "stopPrice")
+        quantity, quote = number(p, "quantity"), number(p, "quoteOrderQty")
+        if quantity is not None and quote is not None:
+            # Binance's answer to both sizes; one judged here and the other executed by an exchange that reads it
+            # would let an order past its caps.
+            raise BinanceError(400, -1106, "Parameter 'quoteOrderQty' sent when not required.")
+        if quantity is None and quote is None:
+            raise mandatory("quantity")
         with answered_as_binance():
             base = self.market.base_asset(symbol)
-            limit_price = number(p, "price")
-            # A sell fills at its limit or better: a limit below the market (a fat finger, or a bot dumping past its
-            # order cap) fills at the market. Its notional is at the higher of the two. A buy fills at its limit or
-            # lower: the limit bounds it.
-            market_price = self.market.price(symbol) if limit_price is None or side == "SELL" else None
         if base is None:
             raise BinanceError(400, -1121, "Invalid symbol.")
         cash_asset = self.market.quote_of.get(symbol)
@@ -486,6 +490,11 @@ class OrderDesk:
             if not test:
                 self._refused(bot, unvalued, self.clock())
             raise refusal_error(unvalued)
+        with answered_as_binance():
+            # A sell fills at its limit or better: a limit below the market (a fat finger, or a bot dumping past its
+            # order cap) fills at the market. Its notional is at the higher of the two. A buy fills at its limit or
+            # lower: the limit bounds it.
+            market_price = self.market.price(symbol) if limit_price is None or side == "SELL" else None
         self.price_symbols[base] = symbol
         if market_price is None:
             price = limit_price if limit_price is not None else 0.0
@@ -493,16 +502,10 @@ class OrderDesk:
         else:
             price = market_price if limit_price is None else max(limit_price, market_price)
             self.prices[base] = market_price
-        stop = number(p, "stopPrice")
         if stop is not None and limit_price is None:
             # A stop or take-profit without a limit fills at the market once triggered, near its stop price: a buy
             # stopping in above the market pays about the stop.
             price = max(price, stop)
-        quantity, quote = number(p, "quantity"), number(p, "quoteOrderQty")
-        if quantity is not None and quote is not None:
-            # Binance's answer to both sizes; one judged here and the other executed by an exchange that reads it
-            # would let an order past its caps.
-            raise BinanceError(400, -1106, "Parameter 'quoteOrderQty' sent when not required.")
         if quantity is None and quote is not None and price > 0:
             quantity = quote / price
         if quantity is None:
