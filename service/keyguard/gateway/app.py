@@ -287,14 +287,7 @@ class Gateway:
         retry_data_request(self.client.sync_time, self.data_retry)
         self.desk.settle_open()
         self.desk.retire()
-        # Every asset the books hold or moved today is priced, not only those an order has priced since start: a
-        # restarted gateway knows today's PnL (and a bot past its daily loss is held) before any bot's next order.
-        held = {base for book in list(self.desk.books.values())
-                for base, qty in (*book.positions.items(), *book.moved_today.items()) if abs(qty) > 1e-12}
-        for base in sorted(held | set(self.desk.prices)):
-            symbol = self.desk.price_symbols.get(base)
-            if symbol is not None:
-                self.desk.prices[base] = retry_data_request(partial(self.market.price, symbol), self.data_retry)
+        self.desk.reprice(lambda symbol: retry_data_request(partial(self.market.price, symbol), self.data_retry))
         self.desk.mark()
         self.heartbeat_at = self.clock()
         self.publish()

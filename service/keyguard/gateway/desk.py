@@ -50,7 +50,7 @@ CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 SIGNING_PARAMS = frozenset({"timestamp", "recvWindow", "signature"})
 NUMBER = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 
-# Journal rows read at a time when the whole journal is read (start, each UTC day's fold).
+# Journal rows read at a time when the whole journal is read (the start-up fold and mappings).
 BATCH = 1000
 # Ids a look-up of let-go orders names at once (SQLite allows 32,766 bound values; PostgreSQL far more).
 LOOKUP_BATCH = 500
@@ -195,8 +195,8 @@ class OrderDesk:
     def __init__(self, client: BinanceSpotClient, journal: OrderJournal, executor: OrderExecutor, envelope: Envelope,
                  market: MarketData, *, deadline_s: float, clock: Callable[[], float] = time.time,
                  defer: Callable[[Callable[[], object]], None],
-                 on_runaway: Callable[[str, str], None] | None = None, keep_closed_s: float = 3600.0,
-                 quote_assets: Iterable[str] = ("USDT",)) -> None:
+                 quote_assets: Iterable[str], on_runaway: Callable[[str, str], None] | None = None,
+                 keep_closed_s: float = 3600.0) -> None:
         self.client = client
         self.quote_assets = frozenset(quote_assets)
         self.journal = journal
@@ -855,6 +855,17 @@ class OrderDesk:
             book.add(base, moved - seen_moved, cash - seen_cash, notional, today=True)
             self._seen[row.client_order_id] = (moved, cash)
             self.envelope.set_books(self.books, self.prices)
+
+    def reprice(self, price_of: Callable[[str], float]) -> None:
+        """Every asset the books hold or moved today, and every one an order has priced, at its pair's price now
+        (`price_of(symbol)`): a restarted gateway knows today's PnL, and holds a bot past its daily loss, before any
+        bot's next order."""
+        held = {base for book in list(self.books.values())
+                for base, qty in (*book.positions.items(), *book.moved_today.items()) if abs(qty) > 1e-12}
+        for base in sorted(held | set(self.prices)):
+            symbol = self.price_symbols.get(base)
+            if symbol is not None:
+                self.prices[base] = price_of(symbol)
 
     def mark(self) -> None:
         """Today's PnL at the latest prices (from nothing again when the UTC day has turned)."""

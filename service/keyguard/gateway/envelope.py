@@ -236,9 +236,5 @@ class Envelope:
             self._books, self._prices = books, prices
             for bot, watch in self.bots.items():
                 self._fill(watch.snapshot, books.get(bot, Book()), prices)
-            self.account.positions = account.positions
-            pnl = account.daily_pnl(prices)
-            self.account.daily_pnl_known = pnl is not None
-            if pnl is not None:
-                self.account.daily_pnl = pnl
+            self._fill(self.account, account, prices)
             self.largest_notional_today = account.largest_notional_today
