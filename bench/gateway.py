@@ -297,6 +297,78 @@ def flat_process(arg: tuple[str, str, str, str], out: Any, stop: Any) -> None:
     server.stop()
 
 
+# -- a third floor: the same steps compiled (bench/lane_floor), its rows taken by a Python process ------------------
+def adopter_process(arg: tuple[str, str], out: Any, stop: Any) -> None:
+    """The Python side of the compiled floor: what a Python gateway behind a compiled front would do with each order
+    it placed, on a CPU the front competes for: the row and the mapping inserted while the order is out, the row's
+    final state after the answer (raw sqlite3, the journal's own schema and settings, as the flat floor)."""
+    import socket
+    import sqlite3
+
+    from keyguard.gateway.desk import create_desk_tables
+    from keyguard.worker.journal import journal_engine
+
+    state_dir, path = arg
+    engine = journal_engine(f"sqlite:///{state_dir}/lane-journal.db", autocheckpoint=False)
+    create_desk_tables(engine)
+    engine.dispose()
+    db = sqlite3.connect(f"{state_dir}/lane-journal.db", isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0"):
+        db.execute(f"PRAGMA {pragma}")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    listener.settimeout(PART_CAP_S + 600)
+    out.put(path)
+    connection, _ = listener.accept()
+    with connection, connection.makefile("rb") as lines:
+        for line in lines:
+            message = json.loads(line)
+            db.execute("BEGIN")
+            if "placed" in message:
+                _cid, _intent, row, mapping = message["placed"]
+                db.execute(JOURNAL_INSERT, row)
+                db.execute(MAPPING_INSERT, mapping)
+            else:
+                db.execute(JOURNAL_UPDATE, message["answered"])
+            db.execute("COMMIT")
+            if stop.is_set():
+                break
+
+
+def build_lane_floor(tmp: Path) -> Path | None:
+    """The compiled floor built with the machine's Go (standard library only), or None when there is no Go."""
+    binary = tmp / "lane-floor"
+    source = Path(__file__).with_name("lane_floor") / "main.go"
+    try:
+        subprocess.run(["go", "build", "-o", str(binary), str(source)], check=True, capture_output=True,
+                       timeout=300, cwd=tmp)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"latency: the compiled floor was not built ({exc}); its row is left out")
+        return None
+    return binary
+
+
+@contextmanager
+def serve_lane_floor(binary: Path | None, upstream: str, api_key: str, secret: str,
+                     state_dir: Path) -> Iterator[str | None]:
+    if binary is None:
+        yield None
+        return
+    socket_path = str(state_dir / "adopter.sock")
+    with spawned(adopter_process, (str(state_dir), socket_path), "keyguard-bench-adopter") as _:
+        lane = subprocess.Popen([str(binary), "-upstream", upstream, "-api-key", api_key, "-state", str(state_dir),
+                                 "-adopter", socket_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert lane.stdin is not None and lane.stdout is not None
+            lane.stdin.write(secret + "\n")
+            lane.stdin.close()
+            yield lane.stdout.readline().strip()
+        finally:
+            lane.terminate()
+            lane.wait(30)
+
+
 # -- latency ----------------------------------------------------------------------------------------------------------
 class SigningClient:
     """The bot side of the latency part: Binance's signing over one kept-alive HTTP connection, nothing else."""
@@ -335,7 +407,27 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-def latency_part(n: int, warmup: int, where: str, pace_ms: float = 0.0) -> dict[str, Any]:
+@contextmanager
+def variant_environment(variant: str | None) -> Iterator[None]:
+    """`NAME=VALUE` set in this process's environment while the block runs (a gateway process spawned inside it
+    inherits it), restored after."""
+    if not variant:
+        yield
+        return
+    name, _, value = variant.partition("=")
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def latency_part(n: int, warmup: int, where: str, pace_ms: float = 0.0,
+                 variant: str | None = None) -> dict[str, Any]:
     config = SandboxConfig(orders_short_limit=UNLIMITED, orders_long_limit=UNLIMITED, weight_limit=UNLIMITED,
                            raw_request_limit=UNLIMITED, starting_balances=BALANCES)
     tmp = Path(tempfile.mkdtemp(prefix="kg-bench-gw-latency-"))
@@ -346,13 +438,32 @@ def latency_part(n: int, warmup: int, where: str, pace_ms: float = 0.0) -> dict[
         direct_key = sandbox.create_key(label="direct", account="direct", flags=TRADER_FLAGS)
         flat_key = sandbox.create_key(label="flat", account="flat", flags=TRADER_FLAGS)
         flat_arg = (sandbox.url, flat_key["api_key"], flat_key["secret"], str(tmp))
-        with serve_gateway(settings, where, stats) as url, serve_forwarder(sandbox.url) as forwarder_url, \
-                spawned(flat_process, flat_arg, "keyguard-bench-flat") as (flat_url, _, _):
+        lane_key = sandbox.create_key(label="compiled", account="compiled", flags=TRADER_FLAGS)
+        lane_dir = tmp / "compiled"
+        lane_dir.mkdir()
+        with contextlib.ExitStack() as stack, serve_gateway(settings, where, stats) as url, \
+                serve_forwarder(sandbox.url) as forwarder_url, \
+                spawned(flat_process, flat_arg, "keyguard-bench-flat") as (flat_url, _, _), \
+                serve_lane_floor(build_lane_floor(tmp), sandbox.url, lane_key["api_key"], lane_key["secret"],
+                                 lane_dir) as lane_url:
             direct = SigningClient(sandbox.url, direct_key["api_key"], direct_key["secret"])
             bare = SigningClient(forwarder_url, direct_key["api_key"], direct_key["secret"])
             through = SigningClient(url, key.api_key, key.secret)
             flat = SigningClient(flat_url, *FLAT_BOT)
             clients = {"direct": direct, "forwarder": bare, "gateway": through, "flat": flat}
+            if lane_url:
+                clients["compiled"] = SigningClient(lane_url, *FLAT_BOT)
+            variant_stats: dict[str, Any] = {}
+            if variant:
+                # A second gateway process, the same sources, one environment variable set: a change compared with
+                # the gateway inside one run (runs minutes apart differ by more than most changes).
+                (tmp / "variant").mkdir()
+                variant_settings = gateway_settings(sandbox, tmp / "variant")
+                (variant_key,) = bot_keys(variant_settings, ["latency"])
+                with variant_environment(variant):
+                    variant_url = stack.enter_context(serve_gateway(variant_settings, "process", variant_stats,
+                                                                    "keyguard-gateway-bench-variant"))
+                clients["variant"] = SigningClient(variant_url, variant_key.api_key, variant_key.secret)
             for i in range(warmup):
                 for client in clients.values():
                     client.market_order("BUY" if i % 2 == 0 else "SELL")
@@ -372,7 +483,7 @@ def latency_part(n: int, warmup: int, where: str, pace_ms: float = 0.0) -> dict[
                         time.sleep(pace_ms / 1000)  # untimed: each order then meets a process idle that long
             for client in clients.values():
                 client.close()
-    return {"times": times, "stats": stats, "where": where, "pace_ms": pace_ms}
+    return {"times": times, "stats": stats, "where": where, "pace_ms": pace_ms, "variant": variant}
 
 
 def print_latency(result: dict[str, Any], n: int) -> None:
@@ -387,15 +498,22 @@ def print_latency(result: dict[str, Any], n: int) -> None:
     print(header)
     rows = {}
     for name, label in (("direct", "direct to the sandbox"), ("forwarder", "through a bare forwarder"),
-                        ("flat", "through the flat floor"), ("gateway", "through the gateway")):
-        t = times[name]
+                        ("flat", "through the flat floor"), ("compiled", "through the compiled floor"),
+                        ("gateway", "through the gateway"), ("variant", f"gateway, {result['variant']}")):
+        t = times.get(name)
+        if not t:
+            continue
         rows[name] = [percentile(t, q) * 1000 for q in (0.5, 0.9, 0.99)]
         print(f"{label:<30}{rows[name][0]:>8.2f}{rows[name][1]:>8.2f}{rows[name][2]:>8.2f}{max(t) * 1000:>8.2f}"
               f"{percentile(t[:tenth], 0.5) * 1000:>15.2f}{percentile(t[-tenth:], 0.5) * 1000:>14.2f}")
     for label, over, under in (("added by the bare forwarder", "forwarder", "direct"),
                                ("added by the flat floor", "flat", "direct"),
+                               ("added by the compiled floor", "compiled", "direct"),
                                ("added by the gateway", "gateway", "direct"),
+                               ("added by the variant", "variant", "direct"),
                                ("gateway over the forwarder", "gateway", "forwarder")):
+        if over not in rows:
+            continue
         added = [a - b for a, b in zip(rows[over], rows[under], strict=True)]
         print(f"{label:<30}{added[0]:>8.2f}{added[1]:>8.2f}{added[2]:>8.2f}")
     for name, label in (("direct ping", "ping, sandbox"), ("gateway ping", "ping, answered by the gateway")):
@@ -839,6 +957,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hold-s", type=float, default=0.0, help="duplicates: how long a dropped response is held")
     parser.add_argument("--dup-variants", default=",".join(DUP_LABELS), help="duplicates: which variants")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--variant", default=None, metavar="NAME=VALUE",
+                        help="latency: a second gateway process with this environment variable set, interleaved")
     parser.add_argument("--gateway-in", choices=("process", "thread"), default="process")
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -851,7 +971,8 @@ def main(argv: list[str] | None = None) -> None:
     for part in parts:
         started = time.perf_counter()
         if part == "latency":
-            print_latency(latency_part(args.orders, args.warmup, args.gateway_in, args.pace_ms), args.orders)
+            print_latency(latency_part(args.orders, args.warmup, args.gateway_in, args.pace_ms, args.variant),
+                          args.orders)
         elif part == "startup":
             print_startup(startup_part(args.journal_orders))
         elif part == "memory":
