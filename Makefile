@@ -16,6 +16,7 @@ lint: setup
 	uv run mypy
 	uv run python scripts/gen_rule_catalogue.py --check
 	uv run keyguard policy test
+	cd lane && test -z "$$(gofmt -l .)" && go vet ./... && go test ./...
 
 bench: setup
 	uv run python -m bench

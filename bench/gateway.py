@@ -90,7 +90,11 @@ def gateway_settings(sandbox: SandboxHandle, tmp: Path, **overrides: Any) -> dic
 
 
 def gateway_stats(gateway: Any) -> dict[str, Any]:
-    return {**gateway.desk.counters, "market_hits": gateway.market.hits, "market_misses": gateway.market.misses}
+    lane = gateway.lane_stats
+    return {**gateway.desk.counters, "market_hits": gateway.market.hits, "market_misses": gateway.market.misses,
+            "lane": None if lane is None else {"running": lane.running, "orders_placed": lane.orders_placed,
+                                               "orders_handed_back": lane.orders_resolved,
+                                               "verdicts_issued": lane.verdicts_issued}}
 
 
 def gateway_process(settings: dict[str, Any], out: Any, stop: Any) -> None:

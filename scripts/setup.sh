@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Keyguard needs on a fresh machine, idempotently: uv, the locked Python environment,
-# the pinned opa binary (project-local), and PostgreSQL's server binaries for the production-store tests.
+# the pinned opa binary (project-local), the gateway's fast lane, and PostgreSQL's server binaries for the
+# production-store tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +67,16 @@ if ! actionlint_ok; then
   else
     say "Go not found: actionlint $ACTIONLINT_VERSION not built (the workflow lint test will fail)" >&2
   fi
+fi
+
+# The gateway's fast lane (lane/, standard library only; docs/lane.md), rebuilt from the checkout's sources every run:
+# Go's build cache makes an unchanged one a moment's work. Without Go the gateway serves every order itself.
+if command -v go >/dev/null 2>&1; then
+  say "building the gateway's fast lane"
+  (cd lane && GOFLAGS=-mod=mod go build -trimpath -o "$TOOLS/keyguard-lane" .)
+else
+  rm -f "$TOOLS/keyguard-lane"
+  say "Go not found: the gateway's fast lane is not built (the gateway serves every order itself)" >&2
 fi
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }

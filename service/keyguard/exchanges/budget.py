@@ -408,6 +408,31 @@ class SharedRateLimiter:
             # Nothing frees budget inside a fixed window, so sleep to the roll (plus a hair past the boundary).
             self.sleep(decision.wait_s + 0.001)
 
+    def charged_until(self, permit: Permit, params: Mapping[str, Any] | None = None) -> float:
+        """When the first of the windows `permit` was charged in rolls: a request sent after it would be counted by
+        the exchange in a window the permit did not charge."""
+        cost = endpoint_cost(permit.method, permit.path, self.costs)
+        charges, _ = self._charges(cost, cost.weight_for(params or {}))
+        return min((window_start(permit.sent_at, c.spec.interval_s) + c.spec.interval_s for c in charges),
+                   default=math.inf)
+
+    def release(self, permit: Permit, params: Mapping[str, Any] | None = None) -> None:
+        """Give back what `permit` charged, for a request that was never sent (a fast-lane verdict revoked unused):
+        in each pool whose window it was charged in and which has not rolled since. A rolled window needs nothing."""
+        cost = endpoint_cost(permit.method, permit.path, self.costs)
+        charges, _ = self._charges(cost, cost.weight_for(params or {}))
+        now = self.clock()
+
+        def apply(state: BudgetState) -> None:
+            for charge in charges:
+                start = window_start(now, charge.spec.interval_s)
+                entry = state.pools.get(charge.key)
+                if start == window_start(permit.sent_at, charge.spec.interval_s) and entry is not None and \
+                        entry[0] == start:
+                    entry[1] = max(0.0, entry[1] - charge.amount)
+
+        self.store.update(apply)
+
     def observe(self, permit: Permit | None, status: int, headers: Mapping[str, str]) -> None:
         """Correct the shared view from the response's usage headers; on 429/418 stop the whole IP.
 

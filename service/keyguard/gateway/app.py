@@ -5,6 +5,7 @@ everything that would move money out of the account or change a key is refused h
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -26,6 +27,7 @@ from keyguard.gateway.config import BotSettings, GatewayConfig
 from keyguard.gateway.desk import BinanceError, OrderDesk, answered_as_binance, create_desk_tables
 from keyguard.gateway.envelope import Envelope, TradingStates
 from keyguard.gateway.http_server import AfterAnswer, Reply, Request
+from keyguard.gateway.lane import FastLane, LaneStats, lane_log_path, replay_lane_log
 from keyguard.gateway.market import MARKET_PATHS, MarketData
 from keyguard.gateway.rotation import (
     ADMIN_PREFIX,
@@ -117,9 +119,13 @@ class Gateway:
                                         defer=self.after_answer.defer)
         # Checkpoints run in housekeeping, not inside whichever order's commit crosses SQLite's threshold.
         self.journal = OrderJournal(journal_engine(config.journal(), autocheckpoint=False))
-        # Orders in the intent log that a crash kept out of the database are written before anything reads it.
+        # Orders in the intent logs (this process's and the fast lane's) that a crash kept out of the database are
+        # written before anything reads it.
         create_desk_tables(self.journal.engine)
         self.journal.keep_intents()
+        self.lane_replayed = len(replay_lane_log(self.journal, lane_log_path(config.state_dir)))
+        self.lane: FastLane | None = None  # set by run_gateway while the fast lane serves
+        self.lane_stats: LaneStats | None = None  # the lane's, once run_gateway tried to start it
         self.data_retry = config.data_retry.policy()
         self.reconnect = config.reconnect.policy()
         self.executor = OrderExecutor(self.client, self.journal, worker=config.gateway, clock=clock,
@@ -246,7 +252,25 @@ class Gateway:
             return self.desk.place(key.bot, params, test=True)
         if desk_method is None:
             return self.desk._call(method, path, self.desk._passthrough(params))
-        return getattr(self.desk, desk_method)(key.bot, params)
+        answer = getattr(self.desk, desk_method)(key.bot, params)
+        if self.lane is not None and desk_method == "place":
+            # The bot trades this symbol: the fast lane may send its next order (a verdict, after the answer).
+            named = dict(params)
+            with contextlib.suppress(ValueError):
+                quantity = float(named.get("quantity") or 0)
+                self.after_answer.defer(partial(self.lane.offer, key, str(named.get("symbol")), quantity))
+        return answer
+
+    def take_over_from_lane(self) -> None:
+        """The fast lane stopped while serving: its adoptions in progress end and its verdicts are released; what it
+        sent and never reported is booked from its intent log, for housekeeping to settle by look-up."""
+        lane, self.lane = self.lane, None
+        self.desk.reclaim = None
+        if lane is not None:
+            lane.close()
+        for row, bot, bot_cid in replay_lane_log(self.journal, lane_log_path(self.config.state_dir)):
+            self._ensure_bot(bot)
+            self.desk.take_over(row, bot, bot_cid)
 
     # -- housekeeping ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -289,6 +313,8 @@ class Gateway:
         self.desk.retire()
         self.desk.reprice(lambda symbol: retry_data_request(partial(self.market.price, symbol), self.data_retry))
         self.desk.mark()
+        if self.lane is not None:
+            self.lane.tick()
         self.heartbeat_at = self.clock()
         self.publish()
 

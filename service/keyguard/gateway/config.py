@@ -4,6 +4,7 @@ the envelope for the account and for each bot, and the execution behaviour its l
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,6 +41,12 @@ class ListenSettings(_Strict):
     idle_timeout_s: float = Field(default=75.0, gt=0, le=3600)
     # A request must arrive whole this long after its first byte, or it is answered 408 and its connection closed.
     request_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # The fast lane (docs/lane.md): a compiled front that sends new orders on verdicts the gateway prepared.
+    # auto: used when its binary is found (else every request is served here, and the live document says so);
+    # on: required (the gateway does not start without it); off: never.
+    lane: Literal["auto", "on", "off"] = "auto"
+    # Its binary; None: $KEYGUARD_LANE (off: none), the checkout's .tools/bin/keyguard-lane, or one on PATH.
+    lane_binary: Path | None = None
 
     @field_validator("host")
     @classmethod

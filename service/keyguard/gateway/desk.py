@@ -206,6 +206,8 @@ class OrderDesk:
         self.deadline_s = deadline_s
         self.clock = clock
         self.on_runaway = on_runaway
+        # Set while the fast lane serves: releases its unused verdicts, True when there were any (gateway/lane.py).
+        self.reclaim: Callable[[], bool] | None = None
         # Work that may wait until the bot has its answer (the gateway's AfterAnswer.defer: at once outside a request).
         self.defer = defer
         create_desk_tables(journal.engine)
@@ -441,14 +443,8 @@ class OrderDesk:
             intent = OrderIntent(check.symbol, check.base_asset, check.side, check.quantity,
                                  order_type=p["type"].upper(), price=number(p, "price"),
                                  reference_price=check.price, wire=self._wire(params))
-            with self._counted_lock:
-                self._counted[intent.intent_id] = [bot, check, check.quantity]
             counted = intent.intent_id
-            mapping = BotOrderRef(bot, bot_cid, intent.intent_id, check.symbol)
-            self._mappings[(bot, bot_cid)] = mapping
-            # The mapping is written in the same transaction as the journal row, before the request leaves.
-            result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot,
-                                         companion=mapping.journal_row(), defer=self.defer)
+            mapping, result = self._execute(bot, bot_cid, check, intent)
             return self._settle(bot, mapping, check, result)
         finally:
             if counted is not None:
@@ -461,6 +457,61 @@ class OrderDesk:
             elif admitted is not None:
                 self.envelope.count(bot, admitted, -admitted.quantity)  # let through, never made into an order
             self.defer(partial(self._unlock, key, lock))
+
+    def _execute(self, bot: str, bot_cid: str, check: OrderCheck, intent: OrderIntent,
+                 sent: Callable[[], dict[str, Any]] | None = None,
+                 sent_at: float | None = None) -> tuple[BotOrderRef, OrderResult]:
+        """An admitted order (its quantity counted in flight by the envelope) made into the bot's order: counted,
+        mapped, journaled with its mapping, sent (or, with `sent`, already sent by the fast lane)."""
+        with self._counted_lock:
+            self._counted[intent.intent_id] = [bot, check, check.quantity]
+        mapping = BotOrderRef(bot, bot_cid, intent.intent_id, check.symbol)
+        self._mappings[(bot, bot_cid)] = mapping
+        # The mapping is written in the same transaction as the journal row, before the request leaves.
+        result = self.executor.place(intent, deadline_s=self.deadline_s, worker=bot, companion=mapping.journal_row(),
+                                     defer=self.defer, sent=sent, sent_at=sent_at)
+        return mapping, result
+
+    def adopt(self, bot: str, bot_cid: str, check: OrderCheck, reserved: OrderCheck, intent: OrderIntent,
+              sent: Callable[[], dict[str, Any]], sent_at: float) -> dict[str, Any]:
+        """An order the fast lane sent on a verdict (gateway/lane.py), booked as if it had been placed here: the
+        verdict's reservation (`reserved`, counted in flight when it was made) becomes the order's own count, its
+        row and mapping are journaled, and its answer (`sent`) is settled as place() settles one: the bot's view of
+        the report, or the BinanceError it is answered with (a look-up of an unknown outcome included)."""
+        key = (bot, bot_cid)
+        lock = self._lock_for(key)
+        lock.acquire()
+        result: OrderResult | None = None
+        counted = False
+        try:
+            if key in self._mappings or (self._retired and hash(key) in self._retired and self._mapping(*key)):
+                # The lane checks a bot's id is new before it sends; an old one here means a second order is out.
+                log.error("gateway: the fast lane sent an order under bot %s's id %s, which names an earlier order",
+                          bot, bot_cid)
+            self.envelope.unreserve(bot, reserved, check)
+            counted = True
+            self.price_symbols[check.base_asset] = check.symbol
+            mapping, result = self._execute(bot, bot_cid, check, intent, sent=sent, sent_at=sent_at)
+            return self._settle(bot, mapping, check, result)
+        finally:
+            if counted:
+                if result is None:
+                    self.defer(partial(self._recount_failed, intent.intent_id))
+                elif result.report is None:
+                    self.defer(partial(self._recount, intent.intent_id, result.journal_row))
+            self.defer(partial(self._unlock, key, lock))
+
+    def take_over(self, row: JournalOrder, bot: str, bot_cid: str) -> None:
+        """An order the fast lane sent and never reported (it stopped), journaled as sent: mapped, and counted in
+        flight whole until housekeeping's look-up settles it, as a start-up finds an open order."""
+        self._mappings[(bot, bot_cid)] = BotOrderRef(bot, bot_cid, row.intent_id, row.symbol)
+        self._remember(row.client_order_id, None, (bot, bot_cid))
+        base = self.market.base_of.get(row.symbol)
+        if base is not None:
+            check = OrderCheck(row.symbol, base, row.side, row.quantity, row.price or 0.0)
+            with self._counted_lock:
+                self._counted.setdefault(row.intent_id, [bot, check, 0.0])
+            self._recount(row.intent_id, row)
 
     def _wire(self, params: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         return tuple((k, v) for k, v in params if k not in SIGNING_PARAMS and k != "newClientOrderId")
@@ -513,6 +564,9 @@ class OrderDesk:
         check = OrderCheck(symbol, base, side, quantity, price)
         now = self.clock()
         refusal = self.envelope.check(bot, check, now, admit=not test)
+        if refusal is not None and self.reclaim is not None and self.reclaim():
+            # The fast lane's unused verdicts held some of the headroom: with them released, judged again.
+            refusal = self.envelope.check(bot, check, self.clock(), admit=not test)
         if refusal is not None:
             if not test:
                 self._refused(bot, refusal, now)

@@ -5,6 +5,7 @@ the kill switches and trading states they read, and each bot's refusals, so a ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -115,6 +116,9 @@ class Envelope:
         # [buys, sells]. Added when an order passes; taken off (`count`) as what it executed reaches the books and
         # once nothing more of it can fill. An order resting at the exchange counts for what it has not filled yet.
         self._in_flight: dict[tuple[str | None, str], list[float]] = {}
+        # The same for the fast lane's verdicts (gateway/lane.py): quantity an order not made yet may take, counted
+        # against the caps with the orders in flight, kept apart so what is in flight stays what was let through.
+        self._reserved: dict[tuple[str | None, str], list[float]] = {}
         # The books and prices last set: a bot watched later starts from its own.
         self._books: Mapping[str, Book] = {}
         self._prices: Mapping[str, float] = {}
@@ -135,8 +139,10 @@ class Envelope:
         """The account's switch (None = kill_switch.enabled false: nothing is consulted, nothing stops orders)."""
         return bool(self.account_switch is not None and self.account_switch.refresh())
 
-    def check(self, bot: str, order: OrderCheck, now: float, *, admit: bool = True) -> Refusal | None:
-        """The first refusal of the bot's envelope or the account's; with `admit`, a pass counts as an order sent."""
+    def check(self, bot: str, order: OrderCheck, now: float, *, admit: bool = True,
+              reserve: bool = False) -> Refusal | None:
+        """The first refusal of the bot's envelope or the account's; with `admit`, a pass counts as an order sent
+        (with `reserve`, its quantity as reserved for a verdict, not in flight: see `release` and `unreserve`)."""
         watch = self.bots[bot]
         with self._lock:
             self.account.kill_switch_engaged = self.account_engaged()
@@ -159,19 +165,43 @@ class Envelope:
             if refusal is None and admit:
                 watch.snapshot.record_order(now)
                 self.account.record_order(now)
-                self._move_in_flight(bot, order, order.quantity)
+                self._move_in_flight(bot, order, order.quantity, self._reserved if reserve else self._in_flight)
             return refusal
 
-    def _move_in_flight(self, bot: str, order: OrderCheck, quantity: float) -> None:
-        """Add `quantity` (taken off when negative) to what is in flight in `order`'s direction, for the bot and the
-        account (caller holds the lock)."""
+    def _move_in_flight(self, bot: str, order: OrderCheck, quantity: float,
+                        table: dict[tuple[str | None, str], list[float]] | None = None) -> None:
+        """Add `quantity` (taken off when negative) to what is in flight (or reserved: `table`) in `order`'s
+        direction, for the bot and the account (caller holds the lock)."""
+        table = self._in_flight if table is None else table
         side = 0 if order.side == "BUY" else 1
         for owner in (bot, None):
-            pending = self._in_flight.setdefault((owner, order.base_asset), [0.0, 0.0])
+            pending = table.setdefault((owner, order.base_asset), [0.0, 0.0])
             left = pending[side] + quantity
             pending[side] = left if left > 1e-12 else 0.0
             if pending == [0.0, 0.0]:
-                del self._in_flight[(owner, order.base_asset)]
+                del table[(owner, order.base_asset)]
+
+    def release(self, bot: str, order: OrderCheck, at: float) -> None:
+        """Undo `check(bot, order, at, reserve=True)` for an order that was never made (a fast-lane verdict revoked
+        unused): its reservation ends, its place in the bot's and the account's rate windows goes."""
+        with self._lock:
+            self._move_in_flight(bot, order, -order.quantity, self._reserved)
+            for snapshot in (self.bots[bot].snapshot, self.account):
+                with contextlib.suppress(ValueError):
+                    snapshot.order_times.remove(at)
+
+    def unreserve(self, bot: str, reserved: OrderCheck, made: OrderCheck) -> None:
+        """A verdict's order was made (`made`, within `reserved`): its reservation becomes the order's count in
+        flight, its place in the rate windows stays."""
+        with self._lock:
+            self._move_in_flight(bot, reserved, -reserved.quantity, self._reserved)
+            self._move_in_flight(bot, made, made.quantity)
+
+    def order_times(self, bot: str | None = None) -> list[float]:
+        """When the bot's (None: the account's) orders in its rate windows were let through, copied under the lock
+        (orders are let through and verdicts released on other threads meanwhile)."""
+        with self._lock:
+            return list((self.bots[bot].snapshot if bot is not None else self.account).order_times)
 
     def count(self, bot: str, order: OrderCheck, quantity: float) -> None:
         """Add `quantity` (taken off when negative) to what counts as in flight in `order`'s direction: an order let
@@ -183,10 +213,13 @@ class Envelope:
 
     def _pending(self, owner: str | None, order: OrderCheck) -> float:
         """The signed quantity counted in `order`'s direction (see check_order's `in_flight`)."""
-        pending = self._in_flight.get((owner, order.base_asset))
-        if pending is None:
-            return 0.0
-        return pending[0] if order.side == "BUY" else -pending[1]
+        side = 0 if order.side == "BUY" else 1
+        total = 0.0
+        for table in (self._in_flight, self._reserved):
+            pending = table.get((owner, order.base_asset))
+            if pending is not None:
+                total += pending[side]
+        return total if side == 0 else -total
 
     def in_flight(self, bot: str | None = None) -> dict[str, tuple[float, float]]:
         """(buys, sells) let through and not in the books by base asset (on the wire, unknown, or resting unfilled),

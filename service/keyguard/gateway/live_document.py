@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,10 @@ def execution_document(gw: Gateway) -> dict[str, Any]:
     weight = next((p for p in pools if p.kind == REQUEST_WEIGHT), None)
     orders = sorted((p for p in pools if p.kind == ORDERS), key=lambda p: p.interval_s)
     used = next((u["used"] for k, u in gw.limiter.usage().items() if f":{REQUEST_WEIGHT}:" in k), None)
+    # The fast lane's verdicts count as orders in the envelope's windows until used or released (a reservation): the
+    # document counts the orders made.
+    reserved = gw.lane.reserved_times() if gw.lane is not None else {}
+    everyone = [t for times in reserved.values() for t in times]
     bots = {}
     for bot, watch in sorted(env.bots.items()):
         held = watch.switch.refresh()
@@ -62,7 +67,7 @@ def execution_document(gw: Gateway) -> dict[str, Any]:
             "kill_switch_engaged": held,
             "held_reason": (watch.switch.state.reason or None) if held else None,
             "trading_state": "HALTED" if held or engaged else watch.snapshot.trading_state.value,
-            "orders_last_minute": orders_since(watch.snapshot.order_times, now,
+            "orders_last_minute": orders_since(_made(env.order_times(bot), reserved.get(bot, [])), now,
                                                _since(watch.switch.state.changed_at) if held else engaged_at),
             "refusals": dict(watch.refusals),
             "positions": dict(watch.snapshot.positions),
@@ -97,15 +102,34 @@ def execution_document(gw: Gateway) -> dict[str, Any]:
             "heartbeat_at": _rfc3339(gw.heartbeat_at),
             "kill_switch_engaged": engaged,
             "trading_state": "HALTED" if engaged else env.trading.account().value,
-            "orders_last_minute": orders_since(env.account.order_times, now, engaged_at),
+            "orders_last_minute": orders_since(_made(env.order_times(), everyone), now, engaged_at),
             "largest_order_notional_today": env.largest_notional_today,
             "positions": dict(env.account.positions),
             "daily_pnl": env.account.daily_pnl if env.account.daily_pnl_known else None,
             "used_weight_1m": used,
             "weight_limit_1m": int(weight.limit) if weight else None,
             "bots": bots,
+            "fast_lane": None if gw.lane_stats is None else {
+                "running": gw.lane_stats.running,
+                "problem": gw.lane_stats.problem,
+                "orders_sent": gw.lane_stats.orders_placed + gw.lane_stats.orders_resolved,
+                "orders_handed_back": gw.lane_stats.orders_resolved,
+                "verdicts_outstanding": len(everyone),
+            },
         },
     }
+
+
+def _made(times: Iterable[float], reserved: list[float]) -> list[float]:
+    """`times` without one entry per reservation."""
+    left = Counter(reserved)
+    made = []
+    for t in times:
+        if left[t] > 0:
+            left[t] -= 1
+        else:
+            made.append(t)
+    return made
 
 
 def publish(gw: Gateway) -> Path:

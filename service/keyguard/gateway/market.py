@@ -107,6 +107,18 @@ class MarketData:
             self.exchange_info()
         return self.base_of.get(symbol)
 
+    def cached_price(self, symbol: str) -> tuple[float, float] | None:
+        """The price `price` would answer now without asking the exchange, and the time (this cache's clock) until
+        which it would: None when it would ask."""
+        with self._lock:
+            cached = self._cache.get(("/api/v3/ticker/price", (("symbol", symbol),)))
+        if cached is None or self.clock() - cached[0] > self.ttl_s:
+            return None
+        try:
+            return float(cached[2]["price"]), cached[0] + self.ttl_s
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def price(self, symbol: str) -> float:
         body = self.get("/api/v3/ticker/price", [("symbol", symbol)])
         return float(body["price"])

@@ -132,6 +132,12 @@ def rotate(gw: Gateway, source: SecretSource) -> dict[str, Any]:
     if api_key == old_key:
         raise RotationRefused("the new key is the key the gateway already uses")
     facts = check_new_key(gw, api_key, secret)
+    if gw.lane is not None:
+        try:
+            gw.lane.rotate(api_key, secret)  # first: a lane that cannot take the key leaves the old one everywhere
+        except OSError as exc:
+            raise RotationRefused(f"the gateway's fast lane did not take the new key ({exc}); nothing was "
+                                  "switched") from None
     gw.client.replace_credentials(api_key, secret)
     gw.key_permissions = facts["permissions"]
     record = {"source": json.loads(source.model_dump_json(exclude_none=True)), "rotated_at": _now(),

@@ -701,6 +701,13 @@ class OrderJournal:
         pending.finish()  # the row object, if it was given as values
         return pending
 
+    def write(self, order: JournalOrder, *companions: tuple[Any, dict[str, object]]) -> None:
+        """Insert a row and its companions in one transaction, now (a row for an order already sent elsewhere)."""
+        write = self._row_writes.get("insert") or self._row_write("insert")
+        writes = [(write.sql, write.row_parameters(order))]
+        writes.extend(self._write(table, values) for table, values in companions)
+        self._commit(writes)
+
     def release_intents(self) -> None:
         """Give the intent log up (a stopping owner): rows not yet written stay in it for the next owner's replay."""
         intents, self._intents = self._intents, None

@@ -216,13 +216,14 @@ class OrderExecutor:
         return new_journal_order(**self._row_values(intent, attempt, replaces, worker))
 
     def _row_values(self, intent: OrderIntent, attempt: int, replaces: str | None,
-                    worker: str | None = None) -> dict[str, Any]:
+                    worker: str | None = None, sent_at: float | None = None) -> dict[str, Any]:
         now = utcnow()  # given, not defaulted: the model's default factories cost more than the row's insert
         return dict(
             client_order_id=mint_client_order_id(intent.intent_id, attempt), intent_id=intent.intent_id,
             attempt=attempt, replaces=replaces, worker=worker or self.worker, symbol=intent.symbol, side=intent.side,
             order_type=intent.order_type, quantity=intent.quantity, price=intent.price, status=OrderStatus.SENT,
-            sent_at=datetime.fromtimestamp(self.clock(), UTC), created_at=now, updated_at=now,
+            sent_at=datetime.fromtimestamp(self.clock() if sent_at is None else sent_at, UTC), created_at=now,
+            updated_at=now,
         )
 
     # place() mints one client order id per attempt of an intent and journals it before sending (class-wide).
@@ -241,26 +242,37 @@ class OrderExecutor:
 
     def place(self, intent: OrderIntent, deadline_s: float | None = None, *, worker: str | None = None,
               companion: tuple[Any, dict[str, object]] | None = None,
-              defer: Callable[[Callable[[], object]], None] | None = None) -> OrderResult:
+              defer: Callable[[Callable[[], object]], None] | None = None,
+              sent: Callable[[], dict[str, Any]] | None = None, sent_at: float | None = None) -> OrderResult:
         """Journal, send, and settle any unknown outcome by look-up; `worker` names who placed it (a gateway's bot),
         `companion` is a (table, values) row written in the same transaction as the first journal entry (the
         gateway's mapping). `defer` takes the journal's record of an answered order (the row takes the exchange's
         report and is written) to run once the caller has answered (the gateway's bot) from the result's `report`;
         until then the result's status is SENT and its row as sent. The row written before sending already makes a
-        crash in between an order that reconciliation settles by look-up, as one during the request does."""
+        crash in between an order that reconciliation settles by look-up, as one during the request does.
+
+        `sent`: the first attempt was already sent by someone else (the gateway's fast lane, at `sent_at`, durable in
+        its own intent log): called in place of the request, it returns the exchange's answer or raises as the
+        venue's new_order would. The row is journaled as sent then, and every outcome is settled as for an order
+        sent here (a resend, if it comes to one, is sent here)."""
         successor: JournalOrder | None = None
         companions = [companion] if companion is not None else []
         while True:
             # Journaled (SENT) before the request leaves: a crash from here on is resolved by reconciliation. With an
             # intent log the row is durable there now and its database insert (and the first row's object) is made
             # while the request is out.
-            pending = (self.journal.intend_values(self._row_values(intent, 1, None, worker), *companions)
+            pending = (self.journal.intend_values(self._row_values(intent, 1, None, worker, sent_at), *companions)
                        if successor is None else self.journal.intend(successor, *companions))
             companions = []
             try:
                 try:
-                    report = self.venue.new_order(intent.params(pending.client_order_id), deadline_s=deadline_s,
-                                                  while_waiting=pending)
+                    if sent is not None:
+                        answer_of_sent, sent = sent, None
+                        pending()
+                        report = answer_of_sent()
+                    else:
+                        report = self.venue.new_order(intent.params(pending.client_order_id), deadline_s=deadline_s,
+                                                      while_waiting=pending)
                 finally:
                     row = pending.finish()  # the row, in the database however the call ended (once written: as is)
             except RateLimitRefused as exc:

@@ -1,0 +1,3 @@
+module keyguard/lane
+
+go 1.22
