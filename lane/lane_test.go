@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -727,5 +729,26 @@ func TestSameIDWaitsForTheOrderItNames(t *testing.T) {
 	}
 	if n := len(h.ex.requests()); n != 1 {
 		t.Fatalf("the exchange got %d orders", n)
+	}
+}
+
+// A request naming newClientOrderId many times records a bounded number of ids, but always the one the gateway
+// reads (the first parameter named exactly so), wherever it comes.
+func TestClientIDsRecordedPerRequestAreBounded(t *testing.T) {
+	l := newLane(log.New(io.Discard, "", 0))
+	var parts []string
+	for i := 0; i < 50; i++ {
+		parts = append(parts, "NEWCLIENTORDERID=flood"+strconv.Itoa(i))
+	}
+	parts = append(parts, "newClientOrderId=the-real-one")
+	_, named := l.noteClientIDs(strings.Join(parts, "&"), nil)
+	if len(named) != maxIDsPerRequest+1 {
+		t.Fatalf("recorded %d ids, want %d", len(named), maxIDsPerRequest+1)
+	}
+	if !l.seen.testAndAdd("the-real-one") {
+		t.Fatal("the id the gateway reads was not recorded")
+	}
+	if l.seen.testAndAdd("flood49") {
+		t.Fatal("ids past the bound were recorded")
 	}
 }

@@ -18,8 +18,11 @@ import (
 )
 
 const (
-	barrierWait = 30 * time.Second
-	busyBody    = `{"code":-1000,"msg":"KEYGUARD_BUSY: the gateway has no room for another connection; reuse a kept-alive one"}`
+	// Ids recorded per request at most: a request naming newClientOrderId more than once is refused by the gateway
+	// (-1101) and makes no order, so a flood of them could only grow the seen filter.
+	maxIDsPerRequest = 8
+	barrierWait      = 30 * time.Second
+	busyBody         = `{"code":-1000,"msg":"KEYGUARD_BUSY: the gateway has no room for another connection; reuse a kept-alive one"}`
 )
 
 // ServeHTTP: a new order may take the fast path; everything else, and every order that does not fit a verdict
@@ -122,6 +125,7 @@ func writeError(w http.ResponseWriter, status, code int, msg string) {
 func (l *Lane) noteClientIDs(query string, body []byte) (map[string]bool, []string) {
 	var fresh map[string]bool
 	var named []string
+	exact := false // the first parameter named exactly newClientOrderId: the one the gateway reads, never capped
 	note := func(raw string) {
 		for _, part := range strings.Split(raw, "&") {
 			name, value, _ := strings.Cut(part, "=")
@@ -131,11 +135,16 @@ func (l *Lane) noteClientIDs(query string, body []byte) (map[string]bool, []stri
 			if !strings.EqualFold(name, "newClientOrderId") {
 				continue
 			}
+			read := !exact && name == "newClientOrderId"
+			exact = exact || read
 			ids := []string{value}
 			if unescaped, err := queryUnescape(value); err == nil && unescaped != value {
 				ids = append(ids, unescaped)
 			}
 			for _, id := range ids {
+				if !read && len(named) >= maxIDsPerRequest {
+					break
+				}
 				named = append(named, id)
 				if !l.seen.testAndAdd(id) {
 					if fresh == nil {
