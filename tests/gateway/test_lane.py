@@ -234,3 +234,22 @@ def test_verdicts_out_never_make_the_gateway_refuse_what_its_caps_allow(
     with pytest.raises(ccxt.ExchangeError, match="KEYGUARD_MAX_POSITION"):
         beta.create_order("BTC/USDT", "market", "buy", 0.001)
     assert base_moved(sandbox) == pytest.approx(0.5)
+
+
+def test_an_exchange_refusal_of_a_lane_order_reaches_the_bot_and_frees_its_id(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    handle = start_gateway(bots={"alpha": {}})
+    bot = ready(handle, "alpha")
+    bot.create_order("BTC/USDT", "market", "buy", 0.001)
+    verdict_out(handle, "alpha", "SELL")
+    sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="status", status=400, when="before", times=1))
+
+    with pytest.raises(ccxt.BaseError) as refused:  # not a network error: a definite answer
+        bot.create_order("BTC/USDT", "market", "sell", 0.001, None, {"clientOrderId": "refused-1"})
+    assert not isinstance(refused.value, ccxt.NetworkError)
+
+    assert lane_facts(handle)["orders_handed_back"] == 1, "the lane sent it and handed the refusal back"
+    # Definitely not placed: the same id is the bot's to use again, at once (the order's lock was let go).
+    again = bot.create_order("BTC/USDT", "market", "sell", 0.001, None, {"clientOrderId": "refused-1"})
+    assert again["clientOrderId"] == "refused-1" and again["status"] == "closed"
+    assert len(sandbox.exchange.orders) == 2

@@ -531,15 +531,22 @@ class FastLane:
             return answer
 
         sent_at = float(message.get("sent_ms") or time.time() * 1000) / 1000
+        after: list[Callable[[], object]] = []
         try:
             with gateway.after_answer.collecting() as after:
                 report = gateway.desk.adopt(verdict.key.bot, str(message["bot_cid"]), check, verdict.reserved,
                                             intent, sent, sent_at)
-            for task in after:
-                task()
             return 200, report, {}
         except BinanceError as exc:
             return exc.status, {"code": exc.code, "msg": exc.msg}, exc.headers
+        finally:
+            # What place() leaves for after the answer (the row's final state, the books, the order's lock): run
+            # whatever the outcome, as the HTTP server runs it.
+            for task in after:
+                try:
+                    task()
+                except Exception:  # noqa: BLE001 - logged; the next task still runs (the lock's release is one)
+                    log.exception("fast lane: work after booking verdict %s's order failed", verdict.id)
 
 
 class _Child:

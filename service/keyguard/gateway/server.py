@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from keyguard.gateway.rotation import AdminChannel
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.001
+MAX_SOCKET_PATH = 100
 
 
 @dataclass
@@ -97,9 +99,18 @@ def _serve_behind_lane(gateway: Gateway, binary: Path, servers: list[GatewayHTTP
     """This process's server on a Unix socket in the state directory, the lane on the configured address; None when
     the lane does not start and is not required (the gateway then serves the address itself)."""
     config = gateway.config
-    inner = config.state_dir / "gateway.sock"
+    inner = config.state_dir.resolve() / "gateway.sock"
+    if len(str(inner).encode()) > MAX_SOCKET_PATH:
+        # A Unix socket's path has at most 107 bytes: a deep state directory gets a private one of its own.
+        inner = Path(tempfile.mkdtemp(prefix="keyguard-gw-")) / "gateway.sock"
     server = _server(gateway, unix_socket=inner)
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        if config.listen.lane == "on":
+            raise ToolError(f"the gateway could not listen on {inner} behind its fast lane: {exc}") from None
+        gateway.lane_stats = LaneStats(problem=f"the gateway could not listen on {inner} behind its fast lane: {exc}")
+        return None
     os.chmod(inner, 0o600)  # the lane runs as this user; nobody else talks to the gateway behind it
     servers.append(server)
     lane = FastLane(gateway, binary)
