@@ -160,6 +160,17 @@ type ackMsg struct {
 	Req int64  `json:"req"`
 }
 
+// trimMsg asks for the intent log to be emptied; trimmedMsg answers whether it was.
+type trimMsg struct {
+	Req int64 `json:"req"`
+}
+
+type trimmedMsg struct {
+	T    string `json:"t"`
+	Req  int64  `json:"req"`
+	Done bool   `json:"done"`
+}
+
 // orderFields are what `placed` and `resolve` share.
 type orderFields struct {
 	ID      int64             `json:"id"`

@@ -306,6 +306,11 @@ func (l *Lane) dispatch(line []byte) {
 				err = fmt.Errorf("resolved %d: no such resolve", m.Req)
 			}
 		}
+	case "trim":
+		var m trimMsg
+		if err = json.Unmarshal(line, &m); err == nil {
+			err = l.send(trimmedMsg{T: "trimmed", Req: m.Req, Done: l.trim()})
+		}
 	case "stop":
 		// Python is stopping: the requests in hand finish (their orders reported as usual, so the reader keeps
 		// dispatching meanwhile), then the channel closes and run() ends.
@@ -316,6 +321,22 @@ func (l *Lane) dispatch(line []byte) {
 	if err != nil {
 		l.log.Printf("control channel: %s: %v", kind.T, err)
 	}
+}
+
+// trim empties the intent log when no order is pending: every order it holds is then booked by Python (an order is
+// claimed, and pending, before its record is written, and pending until Python has booked it). Appends go on at the
+// new end (O_APPEND).
+func (l *Lane) trim() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pending) > 0 {
+		return false
+	}
+	if err := l.intents.Truncate(0); err != nil {
+		l.log.Printf("intent log: trim: %v", err)
+		return false
+	}
+	return true
 }
 
 // stop drains the server while the control channel stays open, then closes the channel.

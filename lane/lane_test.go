@@ -752,3 +752,38 @@ func TestClientIDsRecordedPerRequestAreBounded(t *testing.T) {
 		t.Fatal("ids past the bound were recorded")
 	}
 }
+
+// The intent log is emptied on request only when no order is pending: each record it held is then booked.
+func TestTrimOnlyWhenNothingIsPending(t *testing.T) {
+	h := start(t, options{})
+	id := h.verdict()
+	if resp, _ := h.order(signed(limitOrder("trim-1"), botSecret)); resp.StatusCode != 200 {
+		t.Fatal("not fast")
+	}
+	h.expect("placed")
+	h.sendMsg(map[string]any{"t": "trim", "req": 7})
+	if got := h.expect("trimmed"); got["done"] != false {
+		t.Fatalf("trimmed with an order pending: %v", got)
+	}
+	if info, err := os.Stat(h.intents); err != nil || info.Size() == 0 {
+		t.Fatalf("the record of the pending order is gone: %v %v", info, err)
+	}
+	h.sendMsg(map[string]any{"t": "adopted", "id": id})
+	h.sendMsg(map[string]any{"t": "trim", "req": 8})
+	if got := h.expect("trimmed"); got["done"] != true {
+		t.Fatalf("not trimmed with nothing pending: %v", got)
+	}
+	if info, err := os.Stat(h.intents); err != nil || info.Size() != 0 {
+		t.Fatalf("the log was not emptied: %v %v", info, err)
+	}
+	// Appends go on at the new end.
+	h.verdict()
+	if resp, _ := h.order(signed(limitOrder("trim-2"), botSecret)); resp.StatusCode != 200 {
+		t.Fatal("not fast after the trim")
+	}
+	h.expect("placed")
+	data, err := os.ReadFile(h.intents)
+	if err != nil || !strings.HasPrefix(string(data), "{") || strings.Count(string(data), "\n") != 1 {
+		t.Fatalf("the log after the trim: %q %v", data, err)
+	}
+}

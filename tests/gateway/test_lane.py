@@ -37,6 +37,15 @@ def lane_facts(handle: GatewayHandle) -> dict[str, Any]:
     return facts
 
 
+def sent_by_lane(handle: GatewayHandle, at_least: int) -> dict[str, Any]:
+    """The lane's facts once it has sent `at_least` orders (or after 5 s): each is counted when it is booked, just
+    after its bot has the answer."""
+    deadline = time.monotonic() + 5
+    while (facts := lane_facts(handle))["orders_sent"] < at_least and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return facts
+
+
 def ready(handle: GatewayHandle, bot: str) -> ccxt.binance:
     client = ccxt_bot(handle, bot_key(handle, bot))
     client.load_markets()
@@ -90,9 +99,7 @@ def test_a_bot_s_orders_after_its_first_go_out_through_the_lane_and_are_booked_a
         if i:
             verdict_out(handle, "alpha", side.upper())
         placed.append(bot.create_order("BTC/USDT", "market", side, 0.001, None, {"clientOrderId": f"alpha-lane-{i}"}))
-    deadline = time.monotonic() + 5  # the last one is booked just after the bot has its answer
-    while (facts := lane_facts(handle))["orders_sent"] < 7 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    facts = sent_by_lane(handle, 7)
     assert facts["orders_sent"] == 7, f"the lane sends every order after the first: {facts}"
     assert facts["orders_handed_back"] == 0
     # Each order answers under the bot's own id, at the exchange once, and the gateway finds it by that id.
@@ -253,3 +260,23 @@ def test_an_exchange_refusal_of_a_lane_order_reaches_the_bot_and_frees_its_id(
     again = bot.create_order("BTC/USDT", "market", "sell", 0.001, None, {"clientOrderId": "refused-1"})
     assert again["clientOrderId"] == "refused-1" and again["status"] == "closed"
     assert len(sandbox.exchange.orders) == 2
+
+
+def test_the_lane_s_intent_log_is_emptied_once_its_orders_are_booked(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyguard.gateway.lane as lane_module
+
+    monkeypatch.setattr(lane_module, "TRIM_BYTES", 1)  # any record at all counts as grown
+    handle = start_gateway(bots={"alpha": {}})
+    bot = ready(handle, "alpha")
+    bot.create_order("BTC/USDT", "market", "buy", 0.001)
+    verdict_out(handle, "alpha", "SELL")
+    bot.create_order("BTC/USDT", "market", "sell", 0.001, None, {"clientOrderId": "logged-1"})
+    log_file = lane_log_path(handle.gateway.config.state_dir)
+    assert sent_by_lane(handle, 1)["orders_sent"] == 1
+    deadline = time.monotonic() + 10  # housekeeping rounds every 0.5 s here
+    while log_file.stat().st_size and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert log_file.stat().st_size == 0, "the log of booked orders was kept"
+    # The order itself is the journal's: its bot still finds it by its id.
+    assert bot.fetch_order(None, "BTC/USDT", {"origClientOrderId": "logged-1"})["status"] == "closed"

@@ -50,6 +50,8 @@ VERDICT_SIZE = 2.0
 # A bot's verdicts for a symbol are renewed this long after its last order there.
 ACTIVE_S = 10.0
 IDS_BATCH = 5000
+# The lane's intent log is emptied (when nothing is pending) once it is this large.
+TRIM_BYTES = 1 << 20
 REQUEST_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
@@ -136,6 +138,9 @@ class FastLane:
         self._active: dict[tuple[str, str], tuple[BotKey, float, float]] = {}
         self._wake = threading.Event()
         self._keeper: threading.Thread | None = None
+        # Set when an order the lane sent could not be booked: its intent log is then kept whole until the next start
+        # (which replays it), never trimmed.
+        self._booking_failed = False
         self.on_exit: Callable[[], object] | None = None  # called once if the lane dies while serving
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -249,7 +254,7 @@ class FastLane:
             for line in self._lines:
                 message = json.loads(line)
                 kind = message.get("t")
-                if kind in ("revoked", "ack"):
+                if kind in ("revoked", "ack", "trimmed"):
                     with self._lock:
                         waiter = self._waiting.get(int(message.get("req", 0)))
                     if waiter is not None:
@@ -454,9 +459,18 @@ class FastLane:
         return True
 
     def tick(self) -> None:
-        """Housekeeping (its round just priced the books again): verdicts that may no longer hold taken back."""
-        if self.stats.running:
-            self._revoke_unsafe()
+        """Housekeeping (its round just priced the books again): verdicts that may no longer hold taken back, and the
+        lane's intent log emptied once it has grown (each record is about 300 bytes; its orders are booked)."""
+        if not self.stats.running:
+            return
+        self._revoke_unsafe()
+        try:
+            grown = lane_log_path(self.gateway.config.state_dir).stat().st_size >= TRIM_BYTES
+        except OSError:
+            grown = False
+        if grown and not self._booking_failed:
+            with contextlib.suppress(OSError):
+                self._request({"t": "trim"})  # refused while an order is pending: the next round tries again
 
     def rotate(self, api_key: str, secret: str) -> None:
         """Sign the lane's later orders with a new exchange key (a rotation); its in-flight ones finish as signed."""
@@ -483,6 +497,7 @@ class FastLane:
                 # The bot's next order finds its verdict: made before the lane hears the order is booked.
                 self.offer(verdict.key, verdict.symbol, float(message.get("qty") or 0))
         except Exception as exc:  # noqa: BLE001 - booking failed: the order is in the lane's intent log
+            self._booking_failed = True
             log.exception("fast lane: booking the order of verdict %s failed", verdict.id)
             status, payload = 500, {"code": -1000, "msg": f"KEYGUARD_INTERNAL: {type(exc).__name__}; see the "
                                                           "gateway's log"}
