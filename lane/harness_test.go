@@ -445,3 +445,15 @@ func checkExchangeOrder(t *testing.T, got exRequest, apiKey, secret, cid string)
 	}
 	return values
 }
+
+// placeFast makes a verdict, sends a fitting order with this bot id, checks the lane sent it and reported it
+// `placed`; the verdict's id.
+func (h *harness) placeFast(botCID string) int {
+	h.t.Helper()
+	id := h.verdict()
+	if resp, body := h.order(signed(limitOrder(botCID), botSecret)); resp.StatusCode != 200 {
+		h.t.Fatalf("%s was not sent fast: %d %s", botCID, resp.StatusCode, body)
+	}
+	h.expect("placed")
+	return id
+}

@@ -244,11 +244,7 @@ func TestForwardedUnchanged(t *testing.T) {
 
 func TestBarrier(t *testing.T) {
 	h := start(t, options{})
-	id := h.verdict()
-	if resp, _ := h.order(signed(limitOrder("b1"), botSecret)); resp.StatusCode != 200 {
-		t.Fatal("not fast")
-	}
-	h.expect("placed")
+	id := h.placeFast("b1")
 	status := make(chan int, 1)
 	go func() {
 		resp, _ := h.do("GET", "/api/v3/openOrders", signed("timestamp="+strconv.FormatInt(serverNow(), 10),
@@ -282,11 +278,7 @@ func TestBarrier(t *testing.T) {
 
 func TestBarrierReleasedWhenControlCloses(t *testing.T) {
 	h := start(t, options{})
-	h.verdict()
-	if resp, _ := h.order(signed(limitOrder("b2"), botSecret)); resp.StatusCode != 200 {
-		t.Fatal("not fast")
-	}
-	h.expect("placed")
+	h.placeFast("b2")
 	done := make(chan string, 1)
 	go func() {
 		resp, body := h.do("GET", "/api/v3/openOrders", "timestamp=1&signature=ab", "", botKey)
@@ -756,11 +748,7 @@ func TestClientIDsRecordedPerRequestAreBounded(t *testing.T) {
 // The intent log is emptied on request only when no order is pending: each record it held is then booked.
 func TestTrimOnlyWhenNothingIsPending(t *testing.T) {
 	h := start(t, options{})
-	id := h.verdict()
-	if resp, _ := h.order(signed(limitOrder("trim-1"), botSecret)); resp.StatusCode != 200 {
-		t.Fatal("not fast")
-	}
-	h.expect("placed")
+	id := h.placeFast("trim-1")
 	h.sendMsg(map[string]any{"t": "trim", "req": 7})
 	if got := h.expect("trimmed"); got["done"] != false {
 		t.Fatalf("trimmed with an order pending: %v", got)
@@ -777,11 +765,7 @@ func TestTrimOnlyWhenNothingIsPending(t *testing.T) {
 		t.Fatalf("the log was not emptied: %v %v", info, err)
 	}
 	// Appends go on at the new end.
-	h.verdict()
-	if resp, _ := h.order(signed(limitOrder("trim-2"), botSecret)); resp.StatusCode != 200 {
-		t.Fatal("not fast after the trim")
-	}
-	h.expect("placed")
+	h.placeFast("trim-2")
 	data, err := os.ReadFile(h.intents)
 	if err != nil || !strings.HasPrefix(string(data), "{") || strings.Count(string(data), "\n") != 1 {
 		t.Fatalf("the log after the trim: %q %v", data, err)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -280,3 +281,29 @@ def test_the_lane_s_intent_log_is_emptied_once_its_orders_are_booked(
     assert log_file.stat().st_size == 0, "the log of booked orders was kept"
     # The order itself is the journal's: its bot still finds it by its id.
     assert bot.fetch_order(None, "BTC/USDT", {"origClientOrderId": "logged-1"})["status"] == "closed"
+
+
+def test_a_kill_switch_engaged_while_a_lane_order_is_out_cancels_it_once_it_rests(
+        start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
+    # Revoke first: the round that obeys the switch waits for the lane's order in flight to be booked, then cancels
+    # it with the rest, rather than cancelling before it exists and leaving it resting.
+    handle = start_gateway(bots={"alpha": {}})
+    bot = ready(handle, "alpha")
+    bot.create_order("BTC/USDT", "market", "buy", 0.001)
+    verdict_out(handle, "alpha", "BUY")
+    sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="latency", latency_ms=1500, times=1))
+    placed: list[dict[str, Any]] = []
+    sending = threading.Thread(target=lambda: placed.append(
+        bot.create_order("BTC/USDT", "limit", "buy", 0.001, 50000, {"clientOrderId": "in-flight-1"})))
+    sending.start()
+    time.sleep(0.4)
+    assert handle.gateway.kill_switch is not None
+    handle.gateway.kill_switch.engage("on-call: revoke first", by="oncall")
+    sending.join(timeout=20)
+    assert placed and placed[0]["clientOrderId"] == "in-flight-1"
+    assert sent_by_lane(handle, 1)["orders_sent"] == 1, "the order went out through the lane"
+    order = sandbox.exchange.orders[int(placed[0]["id"])]
+    deadline = time.monotonic() + 10
+    while order.status != "CANCELED" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert order.status == "CANCELED", f"the order sent as the switch engaged still rests: {order.status}"

@@ -179,6 +179,7 @@ class Gateway:
         reason = (f"runaway: more than {watch.max_refusals_per_minute} refusals in a minute "
                   f"(last KEYGUARD_{code})")
         watch.switch.engage(reason, by="gateway")
+        self._settle_lane(bot)
         cancelled, failures = self.desk.cancel_everything(bot)
         log.warning("gateway held bot %s (%s); cancelled %d open orders%s", bot, reason, cancelled,
                     f"; {len(failures)} cancels failed" if failures else "")
@@ -258,8 +259,13 @@ class Gateway:
             named = dict(params)
             with contextlib.suppress(ValueError):
                 quantity = float(named.get("quantity") or 0)
-                self.after_answer.defer(partial(self.lane.offer, key, str(named.get("symbol")), quantity))
+                self.after_answer.defer(partial(self.lane.offer_soon, key, str(named.get("symbol")), quantity))
         return answer
+
+    def _settle_lane(self, bot: str | None = None) -> None:
+        """Before open orders are cancelled: the orders the fast lane sent and has not had booked are booked first."""
+        if self.lane is not None:
+            self.lane.settle_claimed(bot)
 
     def take_over_from_lane(self) -> None:
         """The fast lane stopped while serving: its adoptions in progress end and its verdicts are released; what it
@@ -297,13 +303,17 @@ class Gateway:
         self.journal.checkpoint()
         engaged = self.envelope.account_engaged()
         if engaged and not self._account_was_engaged:
+            self._settle_lane()
             cancelled, failures = self.desk.cancel_everything()
             log.warning("gateway: the account's kill switch is engaged; cancelled %d open orders%s", cancelled,
                         f"; {len(failures)} cancels failed" if failures else "")
         self._account_was_engaged = engaged
         for bot, watch in self.envelope.bots.items():
             if watch.switch.refresh() and watch.switch.state.changed_by != "gateway":
+                self._settle_lane(bot)
                 self.desk.cancel_everything(bot)
+        if self.trading.restricted():
+            self._settle_lane()
         cancelled, failures = self.desk.cancel_everything(which=self._against_trading_state)
         if cancelled or failures:
             log.warning("gateway: cancelled %d open orders the trading state no longer allows%s", cancelled,

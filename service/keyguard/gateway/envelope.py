@@ -74,6 +74,12 @@ class TradingStates:
         self.refresh()
         return self._account, self._bots.get(bot, TradingState.ACTIVE)
 
+    def restricted(self) -> bool:
+        """Whether the account or any bot is not ACTIVE (or the file is unreadable)."""
+        self.refresh()
+        return self._account is not TradingState.ACTIVE or any(
+            state is not TradingState.ACTIVE for state in self._bots.values())
+
     def set(self, state: TradingState, bot: str | None = None) -> None:
         self.refresh()
         account = state if bot is None else self._account

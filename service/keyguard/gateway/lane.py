@@ -55,6 +55,8 @@ TRIM_BYTES = 1 << 20
 REQUEST_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
+# Containment waits at most this long for orders the lane sent to be booked before it cancels.
+SETTLE_TIMEOUT_S = 10.0
 STATUS_UNKNOWN = (503, {"code": -1007, "msg": "Timeout waiting for response from backend server. Send status "
                                               "unknown; execution status unknown."})
 
@@ -141,6 +143,9 @@ class FastLane:
         # Set when an order the lane sent could not be booked: its intent log is then kept whole until the next start
         # (which replays it), never trimmed.
         self._booking_failed = False
+        # Verdict ids whose orders are being booked now (between the lane's report and the end of their booking).
+        self._booking: set[int] = set()
+        self._booked = threading.Condition(self._lock)
         self.on_exit: Callable[[], object] | None = None  # called once if the lane dies while serving
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -290,6 +295,12 @@ class FastLane:
             log.exception("fast lane: preparing a verdict for bot %s failed", key.bot)
         self._wake.set()
 
+    def offer_soon(self, key: BotKey, symbol: str, quantity: float) -> None:
+        """`offer`, on the lane's own threads: a connection's thread goes back to its bot's next request (an offer
+        may revoke verdicts and read a price from the exchange)."""
+        with contextlib.suppress(RuntimeError):  # the lane is closing: no more verdicts
+            self._work.submit(self.offer, key, symbol, quantity)
+
     def _keep(self) -> None:
         """Verdicts renewed before they expire while their bot trades the symbol (ACTIVE_S since its last order):
         a bot ordering every few seconds finds one each time rather than sending every other order through
@@ -318,6 +329,8 @@ class FastLane:
     def _issue(self, key: BotKey, symbol: str, side: str, sizes: tuple[float, ...]) -> None:
         """A verdict for the first of `sizes` the envelope lets through now, reserved; none when none passes."""
         gateway = self.gateway
+        if gateway.market.ttl_s <= 0:
+            return  # every order is judged at a price read for it: no verdict could hold one
         with self._lock:
             if (key.api_key, symbol, side) in self._by_slot:
                 return
@@ -430,6 +443,20 @@ class FastLane:
                 released.append(verdict)
         return released
 
+    def settle_claimed(self, bot: str | None = None, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
+        """Before containment cancels a bot's open orders (None: every bot's): its verdicts taken back, and the orders
+        the lane already sent on them booked first (waited for, at most `timeout_s`), so the cancel sees them."""
+        if not self.stats.running:
+            return
+        with self._lock:
+            out = [v for v in self._verdicts.values() if bot is None or v.key.bot == bot]
+        self.revoke(out)
+        ids = {v.id for v in out}
+        deadline = time.monotonic() + timeout_s
+        with self._booked:
+            while ids & (set(self._verdicts) | self._booking) and (left := deadline - time.monotonic()) > 0:
+                self._booked.wait(min(left, 0.05))
+
     def revoke_all(self) -> bool:
         """Every verdict out taken back; True when there were any."""
         with self._lock:
@@ -479,9 +506,18 @@ class FastLane:
 
     # -- what the lane sent ----------------------------------------------------------------------------------
     def _adopt(self, message: dict[str, Any]) -> None:
+        try:
+            self._adopt_one(message)
+        finally:
+            with self._booked:
+                self._booking.discard(int(message["id"]))
+                self._booked.notify_all()
+
+    def _adopt_one(self, message: dict[str, Any]) -> None:
         kind = message["t"]
         with self._lock:
             verdict = self._verdicts.get(int(message["id"]))
+            self._booking.add(int(message["id"]))
         if verdict is None:
             log.error("fast lane: an order on verdict %s, which this process does not hold", message.get("id"))
             if kind == "resolve":
