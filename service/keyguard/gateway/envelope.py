@@ -42,28 +42,33 @@ class TradingStates:
         self._account = TradingState.ACTIVE
         self._bots: dict[str, TradingState] = {}
         self.problem: str | None = None
+        # Threads refresh at once (requests, housekeeping, the fast lane's verdicts): one reads the file at a time,
+        # and the stamp is taken as read only with the states it gave, so no thread reads a new stamp with old states.
+        self._lock = threading.Lock()
 
     def refresh(self) -> None:
-        try:
-            st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
-        except FileNotFoundError:
-            stamp = (0, 0, 0)
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        if stamp == (0, 0, 0):
-            self._account, self._bots, self.problem = TradingState.ACTIVE, {}, None
-            return
-        try:
-            raw = json.loads(self.path.read_text())
-            self._account = TradingState(raw.get("account", "ACTIVE"))
-            self._bots = {str(k): TradingState(v) for k, v in (raw.get("bots") or {}).items()}
-            self.problem = None
-        except (OSError, ValueError, TypeError, AttributeError):
-            # A state file we cannot read is not evidence that trading may flow.
-            self._account, self._bots = TradingState.HALTED, {}
-            self.problem = f"unreadable trading state file {self.path}: trading HALTED until it is fixed"
+        with self._lock:
+            try:
+                st = os.stat(self.path)
+                stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+            except FileNotFoundError:
+                stamp = (0, 0, 0)
+            if stamp == self._stamp:
+                return
+            if stamp == (0, 0, 0):
+                self._account, self._bots, self.problem = TradingState.ACTIVE, {}, None
+                self._stamp = stamp
+                return
+            try:
+                raw = json.loads(self.path.read_text())
+                self._account = TradingState(raw.get("account", "ACTIVE"))
+                self._bots = {str(k): TradingState(v) for k, v in (raw.get("bots") or {}).items()}
+                self.problem = None
+            except (OSError, ValueError, TypeError, AttributeError):
+                # A state file we cannot read is not evidence that trading may flow.
+                self._account, self._bots = TradingState.HALTED, {}
+                self.problem = f"unreadable trading state file {self.path}: trading HALTED until it is fixed"
+            self._stamp = stamp
 
     def account(self) -> TradingState:
         self.refresh()
