@@ -66,6 +66,16 @@ def verdict_out(handle: GatewayHandle, bot: str, side: str, symbol: str = "BTCUS
     time.sleep(0.05)  # registered here just before its message leaves for the lane
 
 
+def one_order_in(start_gateway: GatewayFactory, side: str) -> tuple[GatewayHandle, ccxt.binance]:
+    """A gateway with bot alpha, which has placed one order (through the gateway itself) and holds a verdict for
+    its next one on `side`."""
+    handle = start_gateway(bots={"alpha": {}})
+    bot = ready(handle, "alpha")
+    bot.create_order("BTC/USDT", "market", "buy", 0.001)
+    verdict_out(handle, "alpha", side)
+    return handle, bot
+
+
 def base_moved(sandbox: SandboxHandle, asset: str = "BTC") -> float:
     """What the orders at the exchange executed in `asset` (before commission), from the exchange's own table."""
     return sum(o.executed_qty if o.side == "BUY" else -o.executed_qty for o in sandbox.exchange.orders.values()
@@ -246,10 +256,7 @@ def test_verdicts_out_never_make_the_gateway_refuse_what_its_caps_allow(
 
 def test_an_exchange_refusal_of_a_lane_order_reaches_the_bot_and_frees_its_id(
         start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
-    handle = start_gateway(bots={"alpha": {}})
-    bot = ready(handle, "alpha")
-    bot.create_order("BTC/USDT", "market", "buy", 0.001)
-    verdict_out(handle, "alpha", "SELL")
+    handle, bot = one_order_in(start_gateway, "SELL")
     sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="status", status=400, when="before", times=1))
 
     with pytest.raises(ccxt.BaseError) as refused:  # not a network error: a definite answer
@@ -268,10 +275,7 @@ def test_the_lane_s_intent_log_is_emptied_once_its_orders_are_booked(
     import keyguard.gateway.lane as lane_module
 
     monkeypatch.setattr(lane_module, "TRIM_BYTES", 1)  # any record at all counts as grown
-    handle = start_gateway(bots={"alpha": {}})
-    bot = ready(handle, "alpha")
-    bot.create_order("BTC/USDT", "market", "buy", 0.001)
-    verdict_out(handle, "alpha", "SELL")
+    handle, bot = one_order_in(start_gateway, "SELL")
     bot.create_order("BTC/USDT", "market", "sell", 0.001, None, {"clientOrderId": "logged-1"})
     log_file = lane_log_path(handle.gateway.config.state_dir)
     assert sent_by_lane(handle, 1)["orders_sent"] == 1
@@ -287,10 +291,7 @@ def test_a_kill_switch_engaged_while_a_lane_order_is_out_cancels_it_once_it_rest
         start_gateway: GatewayFactory, sandbox: SandboxHandle) -> None:
     # Revoke first: the round that obeys the switch waits for the lane's order in flight to be booked, then cancels
     # it with the rest, rather than cancelling before it exists and leaving it resting.
-    handle = start_gateway(bots={"alpha": {}})
-    bot = ready(handle, "alpha")
-    bot.create_order("BTC/USDT", "market", "buy", 0.001)
-    verdict_out(handle, "alpha", "BUY")
+    handle, bot = one_order_in(start_gateway, "BUY")
     sandbox.set_faults(Fault(endpoint="POST /api/v3/order", kind="latency", latency_ms=1500, times=1))
     placed: list[dict[str, Any]] = []
     sending = threading.Thread(target=lambda: placed.append(
